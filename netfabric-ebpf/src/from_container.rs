@@ -1,0 +1,108 @@
+//! TC ingress on a container's host-side port: traffic a container sends.
+//!
+//! anti-spoofing → destination lookup → policy → TTL → same-host delivery
+//! (`bpf_redirect_peer` into the destination container) or out of the uplink
+//! to the next hop; destinations outside every zone go to the host stack.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::{bpf_redirect, bpf_redirect_peer},
+    macros::classifier,
+    programs::TcContext,
+};
+use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+
+use crate::{
+    metrics::{Seen, record},
+    parse::{Packet, arp, eth, ipv4},
+    policy::{Place, check, host_config, locate},
+    route::{Hop, check_ttl, next_hop, rewrite},
+    spoof,
+};
+
+/// Make the Ethernet header and the longest IPv4 header linear (TC only).
+#[inline(always)]
+pub fn linear_packet(ctx: &TcContext) -> Packet {
+    const WANT: usize = eth::ETH_HLEN + 60;
+    let have = ctx.data_end() - ctx.data();
+    let len = ctx.len() as usize;
+    if have < WANT && len > have {
+        let _ = ctx.pull_data(if len < WANT { len } else { WANT } as u32);
+    }
+    Packet {
+        data: ctx.data(),
+        end: ctx.data_end(),
+    }
+}
+
+#[classifier]
+pub fn from_container(ctx: TcContext) -> i32 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let mut seen = Seen::default();
+    let (verdict, action) = match try_from_container(&ctx, ifindex, &mut seen) {
+        Ok((forward, action)) => (Verdict::Forwarded(forward), action),
+        Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT as i32),
+    };
+    record(Direction::FromContainer, verdict, ctx.len(), ifindex, &seen);
+    action
+}
+
+#[inline(always)]
+fn try_from_container(
+    ctx: &TcContext,
+    ifindex: u32,
+    seen: &mut Seen,
+) -> Result<(Forward, i32), DropReason> {
+    let pkt = linear_packet(ctx);
+    let (eth, ether_type) = eth::parse(&pkt)?;
+    let eth_src = unsafe { (*eth).src };
+    let host = host_config()?;
+    match ether_type {
+        eth::ETH_P_IP => {}
+        eth::ETH_P_ARP => {
+            let (sender_mac, sender_ip) = arp::parse(&pkt)?;
+            seen.src_ip = sender_ip;
+            spoof::check_container_arp(host, ifindex, &eth_src, &sender_mac, sender_ip)?;
+            // Honest ARP goes on to the host bridge (gateway resolution).
+            return Ok((Forward::Stack, TC_ACT_OK as i32));
+        }
+        eth::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
+        _ => return Err(DropReason::Malformed),
+    }
+
+    let ip = ipv4::parse(&pkt)?;
+    seen.src_ip = ip.src;
+    seen.dst_ip = ip.dst;
+    spoof::check_container_ipv4(host, ifindex, &eth_src, ip.src)?;
+    let src_owner = match locate(ip.src) {
+        Place::Container { owner, .. } => owner,
+        // The port exists but its address has no owner: fail closed.
+        Place::Vacant | Place::Outside => return Err(DropReason::UnknownSource),
+    };
+    seen.src_owner = src_owner;
+
+    let (dst_zone, dst_owner) = match locate(ip.dst) {
+        Place::Container { zone_slot, owner } => (zone_slot, owner),
+        Place::Vacant => return Err(DropReason::UnknownDestination),
+        // Outside every zone: the host stack routes (and NATs) it. Make sure
+        // it is addressed to the host, not bridged to another port.
+        Place::Outside => {
+            unsafe { (*eth).dst = host.gateway_mac };
+            return Ok((Forward::Stack, TC_ACT_OK as i32));
+        }
+    };
+    seen.dst_owner = dst_owner;
+
+    check(Party::Owner(src_owner), Party::Owner(dst_owner))?;
+    check_ttl(&ip)?;
+    match next_hop(host, ip.dst, dst_zone)? {
+        Hop::Local(port) => {
+            rewrite(eth, &ip, &host.gateway_mac, &port.mac);
+            Ok((Forward::Local, unsafe { bpf_redirect_peer(port.ifindex, 0) } as i32))
+        }
+        Hop::Remote(nh) => {
+            rewrite(eth, &ip, &host.uplink_mac, &nh.mac);
+            Ok((Forward::Remote, unsafe { bpf_redirect(host.uplink_ifindex, 0) } as i32))
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! XDP on the uplink: traffic from other hosts (and whatever the underlay
+//! routes to this host).
+//!
+//! Only IPv4 for a container of this host is ours: validated (the claimed
+//! source must come from its host's underlay MAC), checked against policy,
+//! rewritten and redirected straight into the container's port. Everything
+//! else (the host's own traffic, ARP, IPv6, other protocols, other hosts'
+//! addresses) passes to the stack untouched.
+
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
+use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+
+use crate::{
+    metrics::{Seen, record},
+    parse::{Packet, eth, ipv4},
+    policy::{Place, check, host_config, locate},
+    route::{check_ttl, is_local, local_port, rewrite},
+    spoof,
+};
+
+#[xdp]
+pub fn from_uplink(ctx: XdpContext) -> u32 {
+    let pkt = Packet {
+        data: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let mut seen = Seen::default();
+    let (verdict, action) = match try_from_uplink(&pkt, &mut seen) {
+        Ok((forward, action)) => (Verdict::Forwarded(forward), action),
+        Err(reason) => (Verdict::Dropped(reason), xdp_action::XDP_DROP),
+    };
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    record(Direction::FromUplink, verdict, pkt.len() as u32, ifindex, &seen);
+    action
+}
+
+const PASS: Result<(Forward, u32), DropReason> = Ok((Forward::Stack, xdp_action::XDP_PASS));
+
+#[inline(always)]
+fn try_from_uplink(pkt: &Packet, seen: &mut Seen) -> Result<(Forward, u32), DropReason> {
+    let (eth, ether_type) = eth::parse(pkt)?;
+    if ether_type != eth::ETH_P_IP {
+        return PASS;
+    }
+    let ip = ipv4::parse(pkt)?;
+    seen.src_ip = ip.src;
+    seen.dst_ip = ip.dst;
+    let Ok(host) = host_config() else {
+        return PASS;
+    };
+    if !is_local(host, ip.dst) {
+        return PASS;
+    }
+
+    // From here on the packet is for this host's /24, which only containers use.
+    let dst_owner = match locate(ip.dst) {
+        Place::Container { owner, .. } => owner,
+        _ => return Err(DropReason::UnknownDestination),
+    };
+    seen.dst_owner = dst_owner;
+    let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
+
+    let eth_src = unsafe { (*eth).src };
+    let src = match locate(ip.src) {
+        Place::Container { zone_slot, owner } => {
+            seen.src_owner = owner;
+            spoof::check_uplink_source(host, &eth_src, ip.src, zone_slot)?;
+            Party::Owner(owner)
+        }
+        Place::Vacant => return Err(DropReason::UnknownSource),
+        Place::Outside => Party::Outside,
+    };
+
+    check(src, Party::Owner(dst_owner))?;
+    check_ttl(&ip)?;
+    rewrite(eth, &ip, &host.gateway_mac, &port.mac);
+    Ok((Forward::Local, unsafe { bpf_redirect(port.ifindex, 0) } as u32))
+}

@@ -1,0 +1,35 @@
+//! netfabric's datapath: one file per attach point, one module per concern.
+//!
+//! * `from_container`: TC ingress on a container's host-side port.
+//! * `from_uplink`: XDP on the host's uplink.
+//! * `to_container`: TC egress on a container's host-side port (traffic the
+//!   host stack sends into a container).
+//! * `baseline`: empty programs, measured next to the real ones by the bench.
+//!
+//! Concerns: `parse` (one parser per header), `spoof` (source checks),
+//! `policy` (owner/group rule over the maps), `route` (next hop, MAC and TTL
+//! rewrite), `metrics` (the one place where verdicts are counted and drops
+//! reported), `maps` (every map, declared once).
+#![no_std]
+#![no_main]
+
+mod baseline;
+mod from_container;
+mod from_uplink;
+mod maps;
+mod metrics;
+mod parse;
+mod policy;
+mod route;
+mod spoof;
+mod to_container;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

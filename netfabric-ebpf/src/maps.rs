@@ -1,0 +1,41 @@
+//! Every map of the datapath, declared once. Names, sizes and value types
+//! come from `netfabric_common::maps`.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+use netfabric_common::{
+    COUNTER_SLOTS, Counter, DROP_EVENTS_BYTES, ENDPOINTS_ENTRIES, Endpoint, GROUP_PAIRS_ENTRIES,
+    HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort, NEXT_HOPS_ENTRIES, NextHop,
+    OwnerPair, ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
+};
+
+#[map]
+pub static ZONE_BY_PREFIX: Array<u32> = Array::with_max_entries(ZONE_BY_PREFIX_ENTRIES, 0);
+
+#[map]
+pub static ENDPOINTS: Array<Endpoint> = Array::with_max_entries(ENDPOINTS_ENTRIES, 0);
+
+#[map]
+pub static NEXT_HOPS: Array<NextHop> = Array::with_max_entries(NEXT_HOPS_ENTRIES, 0);
+
+#[map]
+pub static ZONE_GATEWAYS: Array<NextHop> = Array::with_max_entries(ZONE_GATEWAYS_ENTRIES, 0);
+
+#[map]
+pub static LOCAL_PORTS: Array<LocalPort> = Array::with_max_entries(LOCAL_PORTS_ENTRIES, 0);
+
+#[map]
+pub static HOST_CONFIG: Array<HostConfig> = Array::with_max_entries(HOST_CONFIG_ENTRIES, 0);
+
+#[map]
+pub static GROUP_PAIRS: HashMap<OwnerPair, u32> =
+    HashMap::with_max_entries(GROUP_PAIRS_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+#[map]
+pub static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);

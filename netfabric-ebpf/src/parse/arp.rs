@@ -1,0 +1,34 @@
+//! ARP for IPv4 over Ethernet.
+
+use netfabric_common::DropReason;
+
+use super::{Packet, eth::ETH_HLEN};
+
+#[repr(C)]
+pub struct ArpHdr {
+    pub htype: [u8; 2],
+    pub ptype: [u8; 2],
+    pub hlen: u8,
+    pub plen: u8,
+    pub oper: [u8; 2],
+    pub sender_mac: [u8; 6],
+    pub sender_ip: [u8; 4],
+    pub target_mac: [u8; 6],
+    pub target_ip: [u8; 4],
+}
+
+/// Sender MAC and sender IP (host order) of an Ethernet/IPv4 ARP packet.
+#[inline(always)]
+pub fn parse(pkt: &Packet) -> Result<([u8; 6], u32), DropReason> {
+    let arp: *const ArpHdr = pkt.ptr_at(ETH_HLEN)?;
+    unsafe {
+        if u16::from_be_bytes((*arp).htype) != 1
+            || u16::from_be_bytes((*arp).ptype) != 0x0800
+            || (*arp).hlen != 6
+            || (*arp).plen != 4
+        {
+            return Err(DropReason::Malformed);
+        }
+        Ok(((*arp).sender_mac, u32::from_be_bytes((*arp).sender_ip)))
+    }
+}

@@ -1,0 +1,70 @@
+//! IPv4. Fragments and options are accepted (policy is on addresses only);
+//! the header checksum is not verified here: it is updated incrementally on
+//! forward, so a bad one stays bad and the receiving stack drops it.
+
+use netfabric_common::DropReason;
+
+use super::{Packet, eth::ETH_HLEN};
+
+#[repr(C)]
+pub struct Ipv4Hdr {
+    pub version_ihl: u8,
+    pub tos: u8,
+    pub tot_len: [u8; 2],
+    pub id: [u8; 2],
+    pub frag_off: [u8; 2],
+    pub ttl: u8,
+    pub protocol: u8,
+    pub check: [u8; 2],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+}
+
+pub struct Ipv4 {
+    pub hdr: *mut Ipv4Hdr,
+    /// Host byte order.
+    pub src: u32,
+    /// Host byte order.
+    pub dst: u32,
+}
+
+/// Validate the IPv4 header after the Ethernet header: version 4, IHL of at
+/// least 5 words and within the packet, total length covering the header and
+/// within the frame (frames may carry padding after it).
+#[inline(always)]
+pub fn parse(pkt: &Packet) -> Result<Ipv4, DropReason> {
+    let hdr: *mut Ipv4Hdr = pkt.ptr_at(ETH_HLEN)?;
+    let (version_ihl, tot_len, src, dst) = unsafe {
+        (
+            (*hdr).version_ihl,
+            u16::from_be_bytes((*hdr).tot_len) as usize,
+            u32::from_be_bytes((*hdr).src),
+            u32::from_be_bytes((*hdr).dst),
+        )
+    };
+    let header_len = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || header_len < 20 || tot_len < header_len {
+        return Err(DropReason::Malformed);
+    }
+    if ETH_HLEN + tot_len > pkt.len() {
+        return Err(DropReason::Malformed);
+    }
+    Ok(Ipv4 { hdr, src, dst })
+}
+
+impl Ipv4 {
+    #[inline(always)]
+    pub fn ttl(&self) -> u8 {
+        unsafe { (*self.hdr).ttl }
+    }
+
+    /// Decrement the TTL, updating the checksum incrementally (RFC 1624).
+    #[inline(always)]
+    pub fn decrement_ttl(&self) {
+        unsafe {
+            let check = u16::from_be_bytes((*self.hdr).check);
+            (*self.hdr).check = netfabric_common::checksum::ttl_decrement(check).to_be_bytes();
+            (*self.hdr).ttl -= 1;
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Who owns an address, and may two parties talk (SPEC §2). The rule itself
+//! is `netfabric_common::policy::allows`, shared with the reference model.
+
+use netfabric_common::{
+    DropReason, HostConfig, NO_OWNER,
+    plan::{endpoint_index, zone_prefix_index},
+    policy::{Party, allows},
+};
+
+use crate::maps::{ENDPOINTS, GROUP_PAIRS, ZONE_BY_PREFIX};
+
+/// Where an address sits in the address plan.
+pub enum Place {
+    /// Outside every zone.
+    Outside,
+    /// A container of `owner` in zone slot `zone_slot`.
+    Container { zone_slot: u32, owner: u32 },
+    /// Inside a zone, but no container has this address.
+    Vacant,
+}
+
+/// Two array lookups indexed by address bits; no hashing.
+#[inline(always)]
+pub fn locate(addr: u32) -> Place {
+    let zone = match ZONE_BY_PREFIX.get(zone_prefix_index(addr)) {
+        Some(&z) if z != 0 => z - 1,
+        _ => return Place::Outside,
+    };
+    match ENDPOINTS.get(endpoint_index(zone, addr)) {
+        Some(e) if e.owner != NO_OWNER => Place::Container {
+            zone_slot: zone,
+            owner: e.owner,
+        },
+        _ => Place::Vacant,
+    }
+}
+
+/// At most one hash lookup, and only when two different non-system owners meet.
+#[inline(always)]
+pub fn check(src: Party, dst: Party) -> Result<(), DropReason> {
+    if allows(src, dst, |pair| unsafe { GROUP_PAIRS.get(pair) }.is_some()) {
+        Ok(())
+    } else {
+        Err(DropReason::PolicyDenied)
+    }
+}
+
+/// This host's identity, or `NoRoute` while the agent has not configured it
+/// (fail closed).
+#[inline(always)]
+pub fn host_config() -> Result<&'static HostConfig, DropReason> {
+    match crate::maps::HOST_CONFIG.get(0) {
+        Some(h) if h.flags & netfabric_common::FLAG_PRESENT != 0 => Ok(h),
+        _ => Err(DropReason::NoRoute),
+    }
+}

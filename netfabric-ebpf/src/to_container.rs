@@ -1,0 +1,67 @@
+//! TC egress on a container's host-side port: what the host stack sends into
+//! a container (the host itself, or packets from outside every zone that the
+//! host routed). Traffic our own programs deliver bypasses this hook
+//! (`bpf_redirect_peer`, XDP redirect), so nothing is judged twice, and no
+//! path into a container goes unchecked.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    macros::classifier,
+    programs::TcContext,
+};
+use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+
+use crate::{
+    from_container::linear_packet,
+    metrics::{Seen, record},
+    parse::{eth, ipv4},
+    policy::{Place, check, host_config, locate},
+    route::{is_local, local_port},
+};
+
+#[classifier]
+pub fn to_container(ctx: TcContext) -> i32 {
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let mut seen = Seen::default();
+    let (verdict, action) = match try_to_container(&ctx, ifindex, &mut seen) {
+        Ok(forward) => (Verdict::Forwarded(forward), TC_ACT_OK as i32),
+        Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT as i32),
+    };
+    record(Direction::ToContainer, verdict, ctx.len(), ifindex, &seen);
+    action
+}
+
+#[inline(always)]
+fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Forward, DropReason> {
+    let pkt = linear_packet(ctx);
+    let (_, ether_type) = eth::parse(&pkt)?;
+    match ether_type {
+        eth::ETH_P_IP => {}
+        // The bridge answering the container's gateway ARP.
+        eth::ETH_P_ARP => return Ok(Forward::Local),
+        eth::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
+        _ => return Err(DropReason::Malformed),
+    }
+    let ip = ipv4::parse(&pkt)?;
+    seen.src_ip = ip.src;
+    seen.dst_ip = ip.dst;
+    let host = host_config()?;
+
+    // Only the container behind this port may receive here.
+    let port_matches = is_local(host, ip.dst) && local_port(ip.dst).is_some_and(|p| p.ifindex == ifindex);
+    let dst_owner = match locate(ip.dst) {
+        Place::Container { owner, .. } if port_matches => owner,
+        _ => return Err(DropReason::UnknownDestination),
+    };
+    seen.dst_owner = dst_owner;
+    let src = match locate(ip.src) {
+        Place::Container { owner, .. } => {
+            seen.src_owner = owner;
+            Party::Owner(owner)
+        }
+        Place::Vacant => return Err(DropReason::UnknownSource),
+        Place::Outside => Party::Outside,
+    };
+    check(src, Party::Owner(dst_owner))?;
+    Ok(Forward::Local)
+}

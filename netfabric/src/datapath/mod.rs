@@ -1,0 +1,471 @@
+//! The typed datapath API: load the embedded eBPF object, attach its
+//! programs, fill and read its maps.
+//!
+//! One [`Datapath`] is one host's set of maps and programs. With
+//! [`LoadOptions::pin_dir`] every map is pinned under that directory (and
+//! adopted from there when it already exists), which is how the agent keeps
+//! state across restarts; without it the maps live as long as the value
+//! (tests and benchmarks).
+
+pub mod testrun;
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId,
+        xdp::XdpLinkId,
+    },
+};
+use netfabric_common::{
+    self as common, Counter, Direction, Endpoint, HostConfig, LocalPort, MAX_ZONES,
+    MONITOR_LOST_SLOT, NextHop, OwnerPair, Verdict,
+    plan::{endpoint_index, next_hop_index, zone_prefix_index},
+};
+
+/// The compiled eBPF object (built by `build.rs` with aya-build).
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfabric"));
+
+/// XDP program on the uplink.
+pub const PROG_FROM_UPLINK: &str = "from_uplink";
+/// TC ingress program on a container's host-side port.
+pub const PROG_FROM_CONTAINER: &str = "from_container";
+/// TC egress program on a container's host-side port.
+pub const PROG_TO_CONTAINER: &str = "to_container";
+/// Empty programs, the benchmark baseline.
+pub const PROG_BASELINE_XDP: &str = "baseline_xdp";
+pub const PROG_BASELINE_TC: &str = "baseline_tc";
+
+const XDP_PROGRAMS: [&str; 2] = [PROG_FROM_UPLINK, PROG_BASELINE_XDP];
+const TC_PROGRAMS: [&str; 3] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER, PROG_BASELINE_TC];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("program {0} is missing from the eBPF object")]
+    MissingProgram(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error("map {name} is full ({capacity} entries); the entry was not added (fail closed)")]
+    MapFull { name: &'static str, capacity: u32 },
+    #[error("zone slot {0} is out of range (0..{MAX_ZONES})")]
+    ZoneSlot(u32),
+    #[error("creating pin directory {path}: {source}")]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interface {name}: {source}")]
+    Interface {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = DatapathError> = std::result::Result<T, E>;
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
+    move |source| DatapathError::Program { name, source }
+}
+
+/// How to load a [`Datapath`].
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Pin (or adopt already pinned) maps under this bpffs directory.
+    pub pin_dir: Option<PathBuf>,
+    /// Override `GROUP_PAIRS` capacity (tests use small maps to reach "full").
+    pub group_pairs_capacity: Option<u32>,
+}
+
+/// Per-CPU counters summed over CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Only non-zero entries.
+    pub by_verdict: BTreeMap<(Direction, Verdict), Counter>,
+    /// Drop events the ring buffer could not take.
+    pub monitor_events_lost: u64,
+}
+
+impl CounterSnapshot {
+    /// Packets and bytes for one direction and verdict (zero if never seen).
+    pub fn get(&self, direction: Direction, verdict: Verdict) -> Counter {
+        self.by_verdict
+            .get(&(direction, verdict))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// What happened between `earlier` and `self` (counters only grow).
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        let mut by_verdict = BTreeMap::new();
+        for (k, now) in &self.by_verdict {
+            let before = earlier.by_verdict.get(k).copied().unwrap_or_default();
+            let d = Counter {
+                packets: now.packets - before.packets,
+                bytes: now.bytes - before.bytes,
+            };
+            if d.packets != 0 {
+                by_verdict.insert(*k, d);
+            }
+        }
+        CounterSnapshot {
+            by_verdict,
+            monitor_events_lost: self.monitor_events_lost - earlier.monitor_events_lost,
+        }
+    }
+}
+
+/// One host's datapath: the loaded programs and typed handles on every map.
+pub struct Datapath {
+    ebpf: Ebpf,
+    zone_by_prefix: Array<MapData, u32>,
+    endpoints: Array<MapData, Endpoint>,
+    next_hops: Array<MapData, NextHop>,
+    zone_gateways: Array<MapData, NextHop>,
+    local_ports: Array<MapData, LocalPort>,
+    host_config: Array<MapData, HostConfig>,
+    group_pairs: HashMap<MapData, OwnerPair, u32>,
+    group_pairs_capacity: u32,
+    counters: PerCpuArray<MapData, Counter>,
+    drop_events: Option<RingBuf<MapData>>,
+}
+
+impl Datapath {
+    /// Load the embedded object and its programs (not attached yet).
+    pub fn load(opts: &LoadOptions) -> Result<Self> {
+        let mut loader = EbpfLoader::new();
+        let pin_paths: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| DatapathError::PinDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                common::ALL_MAPS.iter().map(|n| (*n, dir.join(n))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        if let Some(cap) = opts.group_pairs_capacity {
+            loader.map_max_entries(common::GROUP_PAIRS, cap);
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT)?;
+        for name in XDP_PROGRAMS {
+            let prog: &mut Xdp = program(&mut ebpf, name)?;
+            prog.load().map_err(prog_err(name))?;
+        }
+        for name in TC_PROGRAMS {
+            let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
+            prog.load().map_err(prog_err(name))?;
+        }
+        let group_pairs_capacity = opts
+            .group_pairs_capacity
+            .unwrap_or(common::GROUP_PAIRS_ENTRIES);
+        Ok(Datapath {
+            zone_by_prefix: take(&mut ebpf, common::ZONE_BY_PREFIX)?,
+            endpoints: take(&mut ebpf, common::ENDPOINTS)?,
+            next_hops: take(&mut ebpf, common::NEXT_HOPS)?,
+            zone_gateways: take(&mut ebpf, common::ZONE_GATEWAYS)?,
+            local_ports: take(&mut ebpf, common::LOCAL_PORTS)?,
+            host_config: take(&mut ebpf, common::HOST_CONFIG)?,
+            group_pairs: take(&mut ebpf, common::GROUP_PAIRS)?,
+            group_pairs_capacity,
+            counters: take(&mut ebpf, common::COUNTERS)?,
+            drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
+            ebpf,
+        })
+    }
+
+    /// The loaded eBPF object (programs), for attaching and link pinning.
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    pub fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp> {
+        program(&mut self.ebpf, name)
+    }
+
+    pub fn tc(&mut self, name: &'static str) -> Result<&mut SchedClassifier> {
+        program(&mut self.ebpf, name)
+    }
+
+    /// The ring buffer of drop events (once; the monitor owns it after that).
+    pub fn take_drop_events(&mut self) -> Option<RingBuf<MapData>> {
+        self.drop_events.take()
+    }
+
+    // ---- host and zones -------------------------------------------------
+
+    /// Who this host is. Set it before attaching: until then every program
+    /// fails closed (`no_route`) or passes to the stack (uplink).
+    pub fn set_host(&mut self, host: &HostConfig) -> Result<()> {
+        let mut host = *host;
+        host.flags |= common::FLAG_PRESENT;
+        self.host_config
+            .set(0, host, 0)
+            .map_err(map_err(common::HOST_CONFIG))
+    }
+
+    pub fn host(&self) -> Result<Option<HostConfig>> {
+        let h = self
+            .host_config
+            .get(&0, 0)
+            .map_err(map_err(common::HOST_CONFIG))?;
+        Ok((h.flags & common::FLAG_PRESENT != 0).then_some(h))
+    }
+
+    /// Declare the /16 starting at `prefix` as zone slot `slot`.
+    pub fn set_zone(&mut self, prefix: Ipv4Addr, slot: u32) -> Result<()> {
+        check_slot(slot)?;
+        self.zone_by_prefix
+            .set(zone_prefix_index(prefix.into()), slot + 1, 0)
+            .map_err(map_err(common::ZONE_BY_PREFIX))
+    }
+
+    pub fn clear_zone(&mut self, prefix: Ipv4Addr) -> Result<()> {
+        self.zone_by_prefix
+            .set(zone_prefix_index(prefix.into()), 0, 0)
+            .map_err(map_err(common::ZONE_BY_PREFIX))
+    }
+
+    /// Zone slot of the /16 containing `addr`, if it is a zone.
+    pub fn zone_of(&self, addr: Ipv4Addr) -> Result<Option<u32>> {
+        let v = self
+            .zone_by_prefix
+            .get(&zone_prefix_index(addr.into()), 0)
+            .map_err(map_err(common::ZONE_BY_PREFIX))?;
+        Ok(v.checked_sub(1))
+    }
+
+    // ---- endpoints (owner of every container address) --------------------
+
+    pub fn set_endpoint(&mut self, zone_slot: u32, addr: Ipv4Addr, owner: u32) -> Result<()> {
+        check_slot(zone_slot)?;
+        let e = Endpoint { owner, flags: 0 };
+        self.endpoints
+            .set(endpoint_index(zone_slot, addr.into()), e, 0)
+            .map_err(map_err(common::ENDPOINTS))
+    }
+
+    pub fn clear_endpoint(&mut self, zone_slot: u32, addr: Ipv4Addr) -> Result<()> {
+        self.set_endpoint(zone_slot, addr, common::NO_OWNER)
+    }
+
+    pub fn endpoint(&self, zone_slot: u32, addr: Ipv4Addr) -> Result<Endpoint> {
+        check_slot(zone_slot)?;
+        self.endpoints
+            .get(&endpoint_index(zone_slot, addr.into()), 0)
+            .map_err(map_err(common::ENDPOINTS))
+    }
+
+    // ---- next hops ---------------------------------------------------------
+
+    /// Underlay next hop of host `host_octet` of zone `zone_slot`.
+    pub fn set_next_hop(&mut self, zone_slot: u32, host_octet: u8, mac: [u8; 6], underlay: Ipv4Addr) -> Result<()> {
+        check_slot(zone_slot)?;
+        self.next_hops
+            .set(next_hop_index(zone_slot, host_octet.into()), present_hop(mac, underlay), 0)
+            .map_err(map_err(common::NEXT_HOPS))
+    }
+
+    pub fn clear_next_hop(&mut self, zone_slot: u32, host_octet: u8) -> Result<()> {
+        check_slot(zone_slot)?;
+        self.next_hops
+            .set(next_hop_index(zone_slot, host_octet.into()), NextHop::default(), 0)
+            .map_err(map_err(common::NEXT_HOPS))
+    }
+
+    /// Where packets for zone `zone_slot` (another zone) are sent.
+    pub fn set_zone_gateway(&mut self, zone_slot: u32, mac: [u8; 6], underlay: Ipv4Addr) -> Result<()> {
+        check_slot(zone_slot)?;
+        self.zone_gateways
+            .set(zone_slot, present_hop(mac, underlay), 0)
+            .map_err(map_err(common::ZONE_GATEWAYS))
+    }
+
+    pub fn clear_zone_gateway(&mut self, zone_slot: u32) -> Result<()> {
+        check_slot(zone_slot)?;
+        self.zone_gateways
+            .set(zone_slot, NextHop::default(), 0)
+            .map_err(map_err(common::ZONE_GATEWAYS))
+    }
+
+    // ---- local container ports ---------------------------------------------
+
+    /// The port of this host's container `.container_octet`.
+    pub fn set_local_port(&mut self, container_octet: u8, ifindex: u32, mac: [u8; 6]) -> Result<()> {
+        let port = LocalPort {
+            ifindex,
+            mac,
+            flags: common::FLAG_PRESENT,
+        };
+        self.local_ports
+            .set(container_octet.into(), port, 0)
+            .map_err(map_err(common::LOCAL_PORTS))
+    }
+
+    pub fn clear_local_port(&mut self, container_octet: u8) -> Result<()> {
+        self.local_ports
+            .set(container_octet.into(), LocalPort::default(), 0)
+            .map_err(map_err(common::LOCAL_PORTS))
+    }
+
+    pub fn local_port(&self, container_octet: u8) -> Result<Option<LocalPort>> {
+        let p = self
+            .local_ports
+            .get(&container_octet.into(), 0)
+            .map_err(map_err(common::LOCAL_PORTS))?;
+        Ok((p.flags & common::FLAG_PRESENT != 0).then_some(p))
+    }
+
+    // ---- group relations -----------------------------------------------------
+
+    /// Record that owners `a` and `b` share `shared_groups` (> 0) groups.
+    /// A full table is an error, never a silent allow or drop of the entry.
+    pub fn set_group_pair(&mut self, a: u32, b: u32, shared_groups: u32) -> Result<()> {
+        let pair = OwnerPair::new(a, b);
+        match self.group_pairs.insert(pair, shared_groups, 0) {
+            Ok(()) => Ok(()),
+            Err(MapError::SyscallError(e))
+                if matches!(e.io_error.raw_os_error(), Some(libc::E2BIG) | Some(libc::ENOMEM)) =>
+            {
+                Err(DatapathError::MapFull {
+                    name: common::GROUP_PAIRS,
+                    capacity: self.group_pairs_capacity,
+                })
+            }
+            Err(e) => Err(map_err(common::GROUP_PAIRS)(e)),
+        }
+    }
+
+    /// Owners `a` and `b` no longer share any group.
+    pub fn remove_group_pair(&mut self, a: u32, b: u32) -> Result<()> {
+        match self.group_pairs.remove(&OwnerPair::new(a, b)) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(map_err(common::GROUP_PAIRS)(e)),
+        }
+    }
+
+    pub fn group_pairs(&self) -> Result<Vec<(OwnerPair, u32)>> {
+        self.group_pairs
+            .iter()
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(map_err(common::GROUP_PAIRS))
+    }
+
+    pub fn group_pairs_capacity(&self) -> u32 {
+        self.group_pairs_capacity
+    }
+
+    // ---- counters --------------------------------------------------------------
+
+    /// All counters summed over CPUs.
+    pub fn counters(&self) -> Result<CounterSnapshot> {
+        let mut snap = CounterSnapshot::default();
+        for (slot, values) in self.counters.iter().enumerate() {
+            let values = values.map_err(map_err(common::COUNTERS))?;
+            let mut sum = Counter::default();
+            for v in values.iter() {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+            }
+            let slot = slot as u32;
+            if slot == MONITOR_LOST_SLOT {
+                snap.monitor_events_lost = sum.packets;
+                continue;
+            }
+            if sum.packets == 0 {
+                continue;
+            }
+            if let Some(key) = Verdict::from_counter_slot(slot) {
+                snap.by_verdict.insert(key, sum);
+            }
+        }
+        Ok(snap)
+    }
+
+    // ---- attaching -----------------------------------------------------------------
+
+    /// Attach `from_uplink` to the uplink (native XDP by default).
+    pub fn attach_uplink(&mut self, ifname: &str, mode: XdpMode) -> Result<XdpLinkId> {
+        self.xdp(PROG_FROM_UPLINK)?
+            .attach(ifname, mode)
+            .map_err(prog_err(PROG_FROM_UPLINK))
+    }
+
+    /// Attach `from_container` (ingress) and `to_container` (egress) to a
+    /// container's host-side port (TCX).
+    pub fn attach_port(&mut self, ifname: &str) -> Result<(SchedClassifierLinkId, SchedClassifierLinkId)> {
+        let ingress = self
+            .tc(PROG_FROM_CONTAINER)?
+            .attach(ifname, TcAttachType::Ingress)
+            .map_err(prog_err(PROG_FROM_CONTAINER))?;
+        let egress = self
+            .tc(PROG_TO_CONTAINER)?
+            .attach(ifname, TcAttachType::Egress)
+            .map_err(prog_err(PROG_TO_CONTAINER))?;
+        Ok((ingress, egress))
+    }
+}
+
+fn check_slot(slot: u32) -> Result<()> {
+    if slot < MAX_ZONES { Ok(()) } else { Err(DatapathError::ZoneSlot(slot)) }
+}
+
+fn present_hop(mac: [u8; 6], underlay: Ipv4Addr) -> NextHop {
+    NextHop {
+        underlay_ip: underlay.into(),
+        mac,
+        flags: common::FLAG_PRESENT,
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(DatapathError::MissingProgram(name))?;
+    prog.try_into().map_err(prog_err(name))
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+/// Where a host's maps and links are pinned.
+pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
+    bpffs.join("netfabric").join(host)
+}

@@ -1,0 +1,8 @@
+//! netfabric userspace: the typed datapath API (load, attach, fill maps, read
+//! counters), used by the agent, the CLI, the tests and the benchmarks.
+
+pub mod datapath;
+pub mod mac;
+
+pub use datapath::{Datapath, DatapathError};
+pub use mac::MacAddr;
