@@ -1,1 +1,166 @@
-fn main(){}
+//! `cargo xtask`: set-up, tests, the lab and the benchmarks.
+//!
+//! * `setup`: installs what the build and the tests need on a fresh Debian
+//!   machine (idempotent; a few hundred ms when everything is present).
+//! * `test`: setup, then fmt, clippy (userspace and eBPF passes) and every test.
+//! * `run [-- ARGS]`: setup, then the lab (no args) or `netfabric ARGS`.
+//! * `bench [--quick]`: setup, then the datapath benchmarks.
+
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "netfabric's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the Debian packages, the `debian-web` toolchain link, bpf-linker and bpffs.
+    Setup,
+    /// Setup, then `cargo fmt --check`, clippy (userspace + eBPF) and all tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Setup, then start the lab (no arguments) or run `netfabric ARGS...`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Setup, then the datapath benchmarks (report under target/bench/).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::run().map(|_| ()),
+        Task::Test { args } => test(&args),
+        Task::Run { args } => run(&args),
+        Task::Bench { args } => bench(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Run a command in the workspace root, inheriting stdio; fail on non-zero.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: $ {shown}");
+    let status = cmd
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let started = Instant::now();
+    setup::run()?;
+    run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
+    run_cmd(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "netfabric-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    // The eBPF crate in its own pass, with the toolchain that builds it.
+    run_cmd(
+        Command::new("cargo")
+            .args([
+                &format!("+{}", setup::TOOLCHAIN),
+                "clippy",
+                "--package",
+                "netfabric-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--target-dir",
+                "target/ebpf-clippy",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env_remove("RUSTC")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER"),
+    )?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--exclude", "netfabric-ebpf", "--no-fail-fast"]);
+    if !args.is_empty() {
+        cmd.args(args);
+    }
+    run_cmd(&mut cmd)?;
+    eprintln!("xtask: all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn run(args: &[String]) -> Result<()> {
+    setup::run()?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--release", "--package", "netfabric", "--"]);
+    if args.is_empty() {
+        // The lab: SPEC §5. Runs in the foreground and tears down on Ctrl-C.
+        cmd.args(["lab", "run"]);
+    } else {
+        cmd.args(args);
+    }
+    run_cmd(&mut cmd)
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    setup::run()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "netfabric-tests",
+        "--bin",
+        "netfabric-bench",
+        "--",
+    ]);
+    cmd.args(args);
+    run_cmd(&mut cmd)
+}

@@ -1,0 +1,190 @@
+//! `cargo xtask setup`: everything the build and the tests need, installed
+//! on first use and checked in well under a second afterwards.
+//!
+//! See `../shared/TOOLCHAIN.md` for why: the eBPF crate needs a compiler with
+//! its own `rust-src` (Debian's `rustc-web`, linked into rustup as
+//! `debian-web`) and a bpf-linker built against the same LLVM major.
+
+use std::{path::Path, process::Command, time::Instant};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::run_cmd;
+
+pub const TOOLCHAIN: &str = "debian-web";
+const TOOLCHAIN_PREFIX: &str = "/usr";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages the build needs (the LLVM ones are added once the
+/// compiler's LLVM major is known).
+const BUILD_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "rust-web-clippy",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+/// Debian packages the tests, the lab and the benchmarks use.
+const RUNTIME_PACKAGES: &[&str] = &[
+    "iproute2",
+    "iputils-ping",
+    "netcat-openbsd",
+    "ethtool",
+    "bpftool",
+    "tcpdump",
+];
+
+fn say(msg: &str) {
+    eprintln!("xtask setup: {msg}");
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn missing_packages(packages: &[String]) -> Vec<String> {
+    // dpkg-query exits non-zero when a package is unknown: read what it printed anyway.
+    let listed = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${db:Status-Status}\n"])
+        .args(packages)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    packages
+        .iter()
+        .filter(|p| !listed.lines().any(|l| l == format!("{p} installed")))
+        .cloned()
+        .collect()
+}
+
+fn apt_install(packages: &[String]) -> Result<()> {
+    let missing = missing_packages(packages);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    say(&format!("installing Debian packages: {}", missing.join(" ")));
+    run_cmd(Command::new("apt-get").args(["update", "-qq"]))
+        .context("apt-get update (are you root?)")?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("apt-get install")?;
+    let still = missing_packages(&missing);
+    if !still.is_empty() {
+        bail!("packages still missing after apt-get install: {}", still.join(" "));
+    }
+    Ok(())
+}
+
+fn toolchain_linked() -> bool {
+    output(Command::new("rustup").args(["toolchain", "list"]))
+        .is_some_and(|l| l.lines().any(|t| t.split_whitespace().next() == Some(TOOLCHAIN)))
+}
+
+/// LLVM major version of the `debian-web` rustc.
+fn llvm_major() -> Result<u32> {
+    let vv = output(Command::new("rustc").arg(format!("+{TOOLCHAIN}")).arg("-vV"))
+        .with_context(|| format!("running rustc +{TOOLCHAIN} -vV"))?;
+    let line = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("rustc -vV printed no LLVM version")?;
+    line.split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .with_context(|| format!("unparseable LLVM version {line:?}"))
+}
+
+fn which(bin: &str) -> Option<String> {
+    output(Command::new("sh").args(["-c", &format!("command -v {bin}")]))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Is the bpf-linker on PATH linked against `libLLVM.so.<major>`?
+fn bpf_linker_matches(major: u32) -> bool {
+    let Some(path) = which("bpf-linker") else {
+        return false;
+    };
+    output(Command::new("ldd").arg(&path))
+        .is_some_and(|l| l.contains(&format!("libLLVM.so.{major}")))
+}
+
+fn bpffs_mounted() -> bool {
+    std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines().any(|l| {
+            let mut f = l.split_whitespace();
+            let (_, mnt, fs) = (f.next(), f.next(), f.next());
+            mnt == Some("/sys/fs/bpf") && fs == Some("bpf")
+        })
+    })
+}
+
+/// Install and check everything; returns how long it took.
+pub fn run() -> Result<std::time::Duration> {
+    let started = Instant::now();
+    let mut packages: Vec<String> = BUILD_PACKAGES
+        .iter()
+        .chain(RUNTIME_PACKAGES)
+        .map(|s| s.to_string())
+        .collect();
+    apt_install(&packages)?;
+
+    if !toolchain_linked() {
+        say(&format!("linking {TOOLCHAIN_PREFIX} as rustup toolchain `{TOOLCHAIN}`"));
+        run_cmd(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN, TOOLCHAIN_PREFIX]))?;
+    }
+    if !Path::new(TOOLCHAIN_PREFIX)
+        .join("lib/rustlib/src/rust/library/core")
+        .is_dir()
+    {
+        bail!("rust-src of the {TOOLCHAIN} toolchain is missing (package rust-web-src)");
+    }
+
+    let major = llvm_major()?;
+    packages = vec![format!("llvm-{major}-dev"), format!("libpolly-{major}-dev")];
+    apt_install(&packages)?;
+
+    if !bpf_linker_matches(major) {
+        say(&format!(
+            "building bpf-linker {BPF_LINKER_VERSION} against LLVM {major} (a few minutes, once)"
+        ));
+        run_cmd(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    "--locked",
+                    "--force",
+                    "bpf-linker",
+                    "--version",
+                    BPF_LINKER_VERSION,
+                    "--no-default-features",
+                    "--features",
+                    &format!("llvm-{major}"),
+                ])
+                .env("LLVM_PREFIX", format!("/usr/lib/llvm-{major}")),
+        )
+        .context("cargo install bpf-linker")?;
+        if !bpf_linker_matches(major) {
+            bail!("bpf-linker on PATH is not linked against LLVM {major} (is ~/.cargo/bin first on PATH?)");
+        }
+    }
+
+    if !bpffs_mounted() {
+        say("mounting bpffs at /sys/fs/bpf");
+        run_cmd(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+            .context("mounting bpffs (root needed)")?;
+    }
+    let took = started.elapsed();
+    say(&format!(
+        "ok: {TOOLCHAIN} toolchain (LLVM {major}), bpf-linker, bpffs ({took:.1?})"
+    ));
+    Ok(took)
+}
