@@ -36,7 +36,11 @@ fn preflight() {
     {
         missing(&format!("rust-src is missing under {sysroot}"));
     }
-    if Command::new("bpf-linker").arg("--version").output().is_err() {
+    if Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         missing("bpf-linker is not on PATH");
     }
 }

@@ -13,5 +13,5 @@ pub fn baseline_xdp(_ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn baseline_tc(_ctx: TcContext) -> i32 {
-    TC_ACT_OK as i32
+    TC_ACT_OK
 }

@@ -126,7 +126,13 @@ fn test(args: &[String]) -> Result<()> {
             .env_remove("RUSTC_WORKSPACE_WRAPPER"),
     )?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--exclude", "netfabric-ebpf", "--no-fail-fast"]);
+    cmd.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "netfabric-ebpf",
+        "--no-fail-fast",
+    ]);
     if !args.is_empty() {
         cmd.args(args);
     }
@@ -138,7 +144,14 @@ fn test(args: &[String]) -> Result<()> {
 fn run(args: &[String]) -> Result<()> {
     setup::run()?;
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "--release", "--package", "netfabric", "--"]);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "netfabric",
+        "--",
+    ]);
     if args.is_empty() {
         // The lab: SPEC §5. Runs in the foreground and tears down on Ctrl-C.
         cmd.args(["lab", "run"]);

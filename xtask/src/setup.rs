@@ -66,7 +66,10 @@ fn apt_install(packages: &[String]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    say(&format!("installing Debian packages: {}", missing.join(" ")));
+    say(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
     run_cmd(Command::new("apt-get").args(["update", "-qq"]))
         .context("apt-get update (are you root?)")?;
     run_cmd(
@@ -78,20 +81,29 @@ fn apt_install(packages: &[String]) -> Result<()> {
     .context("apt-get install")?;
     let still = missing_packages(&missing);
     if !still.is_empty() {
-        bail!("packages still missing after apt-get install: {}", still.join(" "));
+        bail!(
+            "packages still missing after apt-get install: {}",
+            still.join(" ")
+        );
     }
     Ok(())
 }
 
 fn toolchain_linked() -> bool {
-    output(Command::new("rustup").args(["toolchain", "list"]))
-        .is_some_and(|l| l.lines().any(|t| t.split_whitespace().next() == Some(TOOLCHAIN)))
+    output(Command::new("rustup").args(["toolchain", "list"])).is_some_and(|l| {
+        l.lines()
+            .any(|t| t.split_whitespace().next() == Some(TOOLCHAIN))
+    })
 }
 
 /// LLVM major version of the `debian-web` rustc.
 fn llvm_major() -> Result<u32> {
-    let vv = output(Command::new("rustc").arg(format!("+{TOOLCHAIN}")).arg("-vV"))
-        .with_context(|| format!("running rustc +{TOOLCHAIN} -vV"))?;
+    let vv = output(
+        Command::new("rustc")
+            .arg(format!("+{TOOLCHAIN}"))
+            .arg("-vV"),
+    )
+    .with_context(|| format!("running rustc +{TOOLCHAIN} -vV"))?;
     let line = vv
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
@@ -138,7 +150,9 @@ pub fn run() -> Result<std::time::Duration> {
     apt_install(&packages)?;
 
     if !toolchain_linked() {
-        say(&format!("linking {TOOLCHAIN_PREFIX} as rustup toolchain `{TOOLCHAIN}`"));
+        say(&format!(
+            "linking {TOOLCHAIN_PREFIX} as rustup toolchain `{TOOLCHAIN}`"
+        ));
         run_cmd(Command::new("rustup").args(["toolchain", "link", TOOLCHAIN, TOOLCHAIN_PREFIX]))?;
     }
     if !Path::new(TOOLCHAIN_PREFIX)
@@ -173,7 +187,9 @@ pub fn run() -> Result<std::time::Duration> {
         )
         .context("cargo install bpf-linker")?;
         if !bpf_linker_matches(major) {
-            bail!("bpf-linker on PATH is not linked against LLVM {major} (is ~/.cargo/bin first on PATH?)");
+            bail!(
+                "bpf-linker on PATH is not linked against LLVM {major} (is ~/.cargo/bin first on PATH?)"
+            );
         }
     }
 

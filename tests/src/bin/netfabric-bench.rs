@@ -173,7 +173,14 @@ fn stats(mut xs: Vec<f64>) -> (f64, f64, f64) {
 }
 
 impl Bench {
-    fn run_once(&mut self, kind: Kind, program: &'static str, pkt: &[u8], ifindex: u32, repeat: u32) -> Result<Duration> {
+    fn run_once(
+        &mut self,
+        kind: Kind,
+        program: &'static str,
+        pkt: &[u8],
+        ifindex: u32,
+        repeat: u32,
+    ) -> Result<Duration> {
         let out = match kind {
             Kind::Xdp => self.dp.test_run_xdp(program, pkt, repeat)?,
             Kind::Tc => self.dp.test_run_tc(program, pkt, ifindex, repeat)?,
@@ -182,12 +189,25 @@ impl Bench {
     }
 
     /// ns/packet, hot: the first packet repeated `repeat` times in the kernel.
-    fn hot(&mut self, kind: Kind, program: &'static str, case: &(Vec<u8>, u32), repeat: u32) -> Result<f64> {
-        Ok(self.run_once(kind, program, &case.0, case.1, repeat)?.as_nanos() as f64)
+    fn hot(
+        &mut self,
+        kind: Kind,
+        program: &'static str,
+        case: &(Vec<u8>, u32),
+        repeat: u32,
+    ) -> Result<f64> {
+        Ok(self
+            .run_once(kind, program, &case.0, case.1, repeat)?
+            .as_nanos() as f64)
     }
 
     /// ns/packet, spread: every packet once, averaged.
-    fn spread(&mut self, kind: Kind, program: &'static str, cases: &[(Vec<u8>, u32)]) -> Result<f64> {
+    fn spread(
+        &mut self,
+        kind: Kind,
+        program: &'static str,
+        cases: &[(Vec<u8>, u32)],
+    ) -> Result<f64> {
         let mut total = 0u128;
         for (pkt, ifindex) in cases {
             total += self.run_once(kind, program, pkt, *ifindex, 1)?.as_nanos();
@@ -214,28 +234,37 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
     let owner_of = |h: u8, c: u8| zone.owners.get(&(h, c)).copied();
     let shares = |a: u32, b: u32| zone.pairs.binary_search(&(a.min(b), a.max(b))).is_ok();
     // From a random local container to a destination accepted by `want`.
-    let mut from_container = |want: &dyn Fn(u32, u8, u8) -> bool, n: usize, remote: bool| -> Vec<(Vec<u8>, u32)> {
-        let mut out = Vec::new();
-        for _ in 0..2_000_000 {
-            if out.len() == n {
-                break;
+    let mut from_container =
+        |want: &dyn Fn(u32, u8, u8) -> bool, n: usize, remote: bool| -> Vec<(Vec<u8>, u32)> {
+            let mut out = Vec::new();
+            for _ in 0..2_000_000 {
+                if out.len() == n {
+                    break;
+                }
+                let (c, src_owner) = local[rng.below(local.len() as u64) as usize];
+                let h = if remote {
+                    2 + rng.below(253) as u8
+                } else {
+                    LOCAL_HOST
+                };
+                let dc = 1 + rng.below(254) as u8;
+                let Some(_) = owner_of(h, dc) else { continue };
+                if !want(src_owner, h, dc) {
+                    continue;
+                }
+                let src = addr(LOCAL_HOST, c);
+                out.push((
+                    frame(container_mac(src), GATEWAY_MAC, src, addr(h, dc)),
+                    ports[&c],
+                ));
             }
-            let (c, src_owner) = local[rng.below(local.len() as u64) as usize];
-            let h = if remote { 2 + rng.below(253) as u8 } else { LOCAL_HOST };
-            let dc = 1 + rng.below(254) as u8;
-            let Some(_) = owner_of(h, dc) else { continue };
-            if !want(src_owner, h, dc) {
-                continue;
-            }
-            let src = addr(LOCAL_HOST, c);
-            out.push((frame(container_mac(src), GATEWAY_MAC, src, addr(h, dc)), ports[&c]));
-        }
-        out
-    };
+            out
+        };
     let same_owner = |s: u32, h: u8, c: u8| owner_of(h, c) == Some(s);
     let group = |s: u32, h: u8, c: u8| owner_of(h, c).is_some_and(|d| d != s && shares(s, d));
     let denied = |s: u32, h: u8, c: u8| {
-        owner_of(h, c).is_some_and(|d| d != s && d != SYSTEM_OWNER && s != SYSTEM_OWNER && !shares(s, d))
+        owner_of(h, c)
+            .is_some_and(|d| d != s && d != SYSTEM_OWNER && s != SYSTEM_OWNER && !shares(s, d))
     };
     let same_local = from_container(&same_owner, spread_n, false);
     let same_remote = from_container(&same_owner, spread_n, true);
@@ -246,7 +275,11 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         .iter()
         .map(|(pkt, ifindex)| {
             let mut p = pkt.clone();
-            let other = ports.iter().find(|(_, i)| *i != ifindex).map(|(c, _)| *c).unwrap_or(1);
+            let other = ports
+                .iter()
+                .find(|(_, i)| *i != ifindex)
+                .map(|(c, _)| *c)
+                .unwrap_or(1);
             p[26..30].copy_from_slice(&addr(LOCAL_HOST, other).octets());
             (p, *ifindex)
         })
@@ -269,11 +302,16 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
             let h = 2 + rng.below(253) as u8;
             let sc = 1 + rng.below(254) as u8;
             let (c, dst_owner) = local[rng.below(local.len() as u64) as usize];
-            let Some(src_owner) = owner_of(h, sc) else { continue };
+            let Some(src_owner) = owner_of(h, sc) else {
+                continue;
+            };
             if !want(src_owner, dst_owner) {
                 continue;
             }
-            out.push((frame(host_mac(h), UPLINK_MAC, addr(h, sc), addr(LOCAL_HOST, c)), 0));
+            out.push((
+                frame(host_mac(h), UPLINK_MAC, addr(h, sc), addr(LOCAL_HOST, c)),
+                0,
+            ));
         }
         out
     };
@@ -282,11 +320,29 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
     let up_pass: Vec<(Vec<u8>, u32)> = (0..spread_n)
         .map(|_| {
             let h = 2 + rng.below(253) as u8;
-            (frame(host_mac(h), UPLINK_MAC, Ipv4Addr::new(172, 31, 0, h), Ipv4Addr::new(172, 31, 0, LOCAL_HOST)), 0)
+            (
+                frame(
+                    host_mac(h),
+                    UPLINK_MAC,
+                    Ipv4Addr::new(172, 31, 0, h),
+                    Ipv4Addr::new(172, 31, 0, LOCAL_HOST),
+                ),
+                0,
+            )
         })
         .collect();
-    let xdp = |name, packets| Path { name, kind: Kind::Xdp, program: PROG_FROM_UPLINK, packets };
-    let tc = |name, packets| Path { name, kind: Kind::Tc, program: PROG_FROM_CONTAINER, packets };
+    let xdp = |name, packets| Path {
+        name,
+        kind: Kind::Xdp,
+        program: PROG_FROM_UPLINK,
+        packets,
+    };
+    let tc = |name, packets| Path {
+        name,
+        kind: Kind::Tc,
+        program: PROG_FROM_CONTAINER,
+        packets,
+    };
     let mut v = vec![
         tc("container: same owner, local", same_local),
         tc("container: same owner, remote", same_remote),
@@ -300,7 +356,10 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
     ];
     v.retain(|p| {
         if p.packets.is_empty() {
-            eprintln!("bench: no packets for path {:?} in this zone, skipped", p.name);
+            eprintln!(
+                "bench: no packets for path {:?} in this zone, skipped",
+                p.name
+            );
         }
         !p.packets.is_empty()
     });
@@ -309,14 +368,28 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (repeat, reps, spread_n) = if quick { (200_000, 3, 512) } else { (1_000_000, 5, 4096) };
+    let (repeat, reps, spread_n) = if quick {
+        (200_000, 3, 512)
+    } else {
+        (1_000_000, 5, 4096)
+    };
     ensure_bpffs();
     let ns = Netns::new(&unique("nfbench"));
     let mut ports = BTreeMap::new();
     for c in 1..=8u8 {
         let dev = format!("port{c}");
         // No dummy driver here (no module loading): a veth end is a device too.
-        ns.exec(&["ip", "link", "add", &dev, "type", "veth", "peer", "name", &format!("peer{c}")]);
+        ns.exec(&[
+            "ip",
+            "link",
+            "add",
+            &dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("peer{c}"),
+        ]);
         ports.insert(c, ns.ifindex(&dev));
     }
     let _inside = ns.enter();
@@ -324,11 +397,18 @@ fn main() -> Result<()> {
     let mut rows = Vec::new();
     for zone in [small_zone(), full_zone(&mut rng)] {
         let dp = load(&zone, &ports)?;
-        let mut bench = Bench { dp, ports: ports.clone() };
+        let mut bench = Bench {
+            dp,
+            ports: ports.clone(),
+        };
         let paths = paths(&zone, &mut rng, &bench.ports, spread_n);
         let baseline_pkt = paths[0].packets[0].clone();
         for pattern in ["hot", "spread"] {
-            let measure = |bench: &mut Bench, kind, program, cases: &[(Vec<u8>, u32)]| -> Result<(f64, f64, f64)> {
+            let measure = |bench: &mut Bench,
+                           kind,
+                           program,
+                           cases: &[(Vec<u8>, u32)]|
+             -> Result<(f64, f64, f64)> {
                 let mut xs = Vec::new();
                 for _ in 0..reps {
                     xs.push(if pattern == "hot" {
@@ -340,10 +420,12 @@ fn main() -> Result<()> {
                 Ok(stats(xs))
             };
             let baseline_cases: Vec<(Vec<u8>, u32)> = vec![baseline_pkt.clone(); spread_n];
-            let (base_xdp, ..) = measure(&mut bench, Kind::Xdp, PROG_BASELINE_XDP, &baseline_cases)?;
+            let (base_xdp, ..) =
+                measure(&mut bench, Kind::Xdp, PROG_BASELINE_XDP, &baseline_cases)?;
             let (base_tc, ..) = measure(&mut bench, Kind::Tc, PROG_BASELINE_TC, &baseline_cases)?;
             for p in &paths {
-                let (median_ns, min_ns, max_ns) = measure(&mut bench, p.kind, p.program, &p.packets)?;
+                let (median_ns, min_ns, max_ns) =
+                    measure(&mut bench, p.kind, p.program, &p.packets)?;
                 rows.push(Row {
                     zone: zone.label,
                     pattern,
@@ -351,7 +433,11 @@ fn main() -> Result<()> {
                     median_ns,
                     min_ns,
                     max_ns,
-                    baseline_ns: if p.kind == Kind::Xdp { base_xdp } else { base_tc },
+                    baseline_ns: if p.kind == Kind::Xdp {
+                        base_xdp
+                    } else {
+                        base_tc
+                    },
                 });
             }
         }
@@ -368,7 +454,10 @@ fn report(rows: &[Row], quick: bool) -> Result<()> {
          `flat` = full zone / small zone for the same path and pattern. Goal: ratio <= 2.0, flat <= 1.10.\n",
         if quick { "quick" } else { "full" }
     )?;
-    writeln!(md, "| zone | pattern | path | ns/pkt (median) | min..max | empty | ratio | flat |")?;
+    writeln!(
+        md,
+        "| zone | pattern | path | ns/pkt (median) | min..max | empty | ratio | flat |"
+    )?;
     writeln!(md, "|---|---|---|---:|---:|---:|---:|---:|")?;
     let mut json = Vec::new();
     for r in rows {
@@ -400,7 +489,13 @@ fn report(rows: &[Row], quick: bool) -> Result<()> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("datapath.md"), &md)?;
-    std::fs::write(dir.join("datapath.json"), serde_json::to_string_pretty(&json)?)?;
-    eprintln!("bench: report written to {}", dir.join("datapath.md").display());
+    std::fs::write(
+        dir.join("datapath.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    eprintln!(
+        "bench: report written to {}",
+        dir.join("datapath.md").display()
+    );
     Ok(())
 }
