@@ -1,8 +1,11 @@
 //! netfabric userspace: the typed datapath API (load, attach, fill maps, read
 //! counters), used by the agent, the CLI, the tests and the benchmarks.
 
+pub mod cli;
 pub mod datapath;
 pub mod mac;
+pub mod state;
+pub mod store;
 
 pub use datapath::{Datapath, DatapathError};
 pub use mac::MacAddr;

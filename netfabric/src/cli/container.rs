@@ -1,0 +1,106 @@
+//! `netfabric container create|delete|list`.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::{GlobalArgs, OutputFormat, output::print_list};
+use crate::{state::Container, store::StoreExt as _};
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create a container and print its address. The address is the lowest
+    /// free one of .1-.254 of the host's /24 and stays the container's until
+    /// it is deleted (restarts and re-attaches keep it). Creating the same
+    /// container again prints the same address and changes nothing.
+    #[command(
+        after_help = "Example:\n  netfabric container create web --owner alice --host h1\n  \
+                            10.1.1.1\n\nOutput: the address alone on stdout, e.g. \
+                            ADDR=$(netfabric container create web --owner alice --host h1)"
+    )]
+    Create {
+        /// Container name (lowercase letters, digits, '-'; starts with a
+        /// letter).
+        name: String,
+        /// The owner of the container.
+        #[arg(long)]
+        owner: String,
+        /// The host it runs on.
+        #[arg(long)]
+        host: String,
+        /// Ask for this address instead of the lowest free one (e.g. when
+        /// restoring); it must be a free .1-.254 of the host's /24.
+        #[arg(long, value_name = "IP")]
+        address: Option<Ipv4Addr>,
+    },
+    /// Delete a container; its address becomes free.
+    Delete {
+        /// Container name.
+        name: String,
+    },
+    /// List containers.
+    List {
+        /// Only the containers on this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Only the containers of this owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+pub fn run(cmd: ContainerCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    let store = global.open_store()?;
+    match cmd {
+        ContainerCommand::Create {
+            name,
+            owner,
+            host,
+            address,
+        } => {
+            let (address, revision) = store
+                .apply(|s| s.create_container(&name, &owner, &host, address))
+                .with_context(|| format!("creating container {name}"))?;
+            tracing::info!(container = %name, %address, revision, "container created");
+            println!("{address}");
+        }
+        ContainerCommand::Delete { name } => {
+            store
+                .apply(|s| s.delete_container(&name))
+                .with_context(|| format!("deleting container {name}"))?;
+            println!("container {name} deleted");
+        }
+        ContainerCommand::List {
+            host,
+            owner,
+            output,
+        } => {
+            let snapshot = store.load().context("reading the store")?;
+            let containers: Vec<&Container> = snapshot
+                .state
+                .containers
+                .iter()
+                .filter(|c| host.as_ref().is_none_or(|h| &c.host == h))
+                .filter(|c| owner.as_ref().is_none_or(|o| &c.owner == o))
+                .collect();
+            print_list(
+                output,
+                &containers,
+                &["NAME", "OWNER", "HOST", "ADDRESS"],
+                |c| {
+                    vec![
+                        c.name.clone(),
+                        c.owner.clone(),
+                        c.host.clone(),
+                        c.address.to_string(),
+                    ]
+                },
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! The desired state of a deployment (SPEC §1, §2, §4): the model, its
+//! validation, and the operations that change it (including persistent
+//! container addressing).
+//!
+//! * [`model`]: zones, hosts, owners, groups, containers, as stored.
+//! * [`validate`](State::validate): every rule, errors naming the field.
+//! * operations such as [`State::create_container`], which allocates the
+//!   lowest free address of the host's /24.
+//!
+//! ## Names
+//! Zones, hosts, owners, groups and containers are named by
+//! `^[a-z][a-z0-9-]{0,62}$`: 1 to 63 characters of lowercase letters, digits
+//! and `-`, starting with a letter (like a DNS label, so names can later be
+//! served by a name service). Names are unique within their kind.
+
+mod error;
+pub mod model;
+mod ops;
+mod validate;
+
+pub use error::StateError;
+pub use model::{
+    Container, Gateway, Group, Host, Ipv4Prefix, MAX_CONTAINERS_PER_HOST, NAME_RULE, Owner,
+    ParsePrefixError, SYSTEM_OWNER_ID, SYSTEM_OWNER_NAME, State, Zone, host_subnet, is_valid_name,
+};
+pub use ops::HostSpec;

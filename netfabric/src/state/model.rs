@@ -1,0 +1,392 @@
+//! The desired state as stored: zones, hosts, owners, groups, containers.
+//!
+//! Every collection is a list of named objects kept sorted by name (the
+//! order is only cosmetic; nothing depends on it). References between objects
+//! are by name: a host names its zone, a container its owner and host, a
+//! group its member owners. Numbers the datapath needs (zone slot, owner id,
+//! host number, container address) are stored too, so that they stay the same
+//! for as long as the object exists.
+
+use std::{collections::BTreeSet, fmt, net::Ipv4Addr, str::FromStr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::MacAddr;
+
+/// Name of the reserved owner that may talk to every container (SPEC §2).
+pub const SYSTEM_OWNER_NAME: &str = "system";
+/// Id of the reserved system owner (same number as the datapath's).
+pub const SYSTEM_OWNER_ID: u32 = netfabric_common::SYSTEM_OWNER;
+/// Containers a host can carry: `.1`–`.254` of its /24.
+pub const MAX_CONTAINERS_PER_HOST: usize = 254;
+/// Host numbers a zone can use: 1..=254.
+pub const HOST_NUMBERS: std::ops::RangeInclusive<u32> = 1..=254;
+/// Zones a deployment can have (the datapath's zone slots).
+pub const MAX_ZONES: u32 = netfabric_common::MAX_ZONES;
+/// Longest name (a DNS label).
+pub const MAX_NAME_LEN: usize = 63;
+/// The naming rule, as shown in error messages.
+pub const NAME_RULE: &str = "a name is 1 to 63 characters of lowercase letters a-z, digits and '-', \
+                             starting with a letter (like a DNS label)";
+
+/// Whether `name` follows [`NAME_RULE`] (`^[a-z][a-z0-9-]{0,62}$`).
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_NAME_LEN
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+/// Whether `name` is a valid Linux interface name (what the kernel's
+/// `dev_valid_name` accepts: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or
+/// whitespace).
+pub fn is_valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
+/// The whole desired state of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    #[serde(default)]
+    pub zones: Vec<Zone>,
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+    pub owners: Vec<Owner>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    /// The id the next owner gets. Only ever grows, so that an owner id is
+    /// never reused (a stale map entry can never grant a new owner access).
+    pub next_owner_id: u32,
+}
+
+impl Default for State {
+    /// An empty deployment: only the system owner.
+    fn default() -> Self {
+        State {
+            zones: Vec::new(),
+            hosts: Vec::new(),
+            owners: vec![Owner {
+                name: SYSTEM_OWNER_NAME.to_owned(),
+                id: SYSTEM_OWNER_ID,
+            }],
+            groups: Vec::new(),
+            containers: Vec::new(),
+            next_owner_id: SYSTEM_OWNER_ID + 1,
+        }
+    }
+}
+
+/// A zone: one /16 (SPEC §1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub name: String,
+    /// The zone's /16, e.g. `10.1.0.0/16`.
+    pub prefix: Ipv4Prefix,
+    /// The datapath's zone slot (`0..MAX_ZONES`), assigned at creation and
+    /// kept for the zone's life so that every host indexes it the same way.
+    pub slot: u32,
+    /// Next hop for traffic to this zone from hosts of other zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Gateway>,
+}
+
+/// An underlay next hop: IPv4 address and MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    pub underlay_ip: Ipv4Addr,
+    #[serde(with = "mac_serde")]
+    pub underlay_mac: MacAddr,
+}
+
+/// A host: one /24 of its zone, `10.<z>.<number>.0/24`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: String,
+    /// Name of the zone the host belongs to.
+    pub zone: String,
+    /// Host number 1..=254: the third octet of its /24.
+    pub number: u32,
+    /// The host's /24, derived from the zone prefix and the number (stored so
+    /// that the file is readable on its own; validation checks that it
+    /// matches).
+    pub subnet: Ipv4Prefix,
+    /// Name of the uplink interface (XDP attaches there).
+    pub uplink: String,
+    /// The uplink's underlay IPv4 address.
+    pub underlay_ip: Ipv4Addr,
+    /// The uplink's MAC: packets for this host's containers are sent to it.
+    #[serde(with = "mac_serde")]
+    pub underlay_mac: MacAddr,
+}
+
+/// An owner (a user of the PaaS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    pub name: String,
+    /// Numeric id used by the datapath; never reused.
+    pub id: u32,
+}
+
+/// A group: a named set of owners whose containers may talk to each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    /// Names of the member owners.
+    #[serde(default)]
+    pub members: BTreeSet<String>,
+}
+
+/// A container and its persistent address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Container {
+    pub name: String,
+    /// Name of the owner.
+    pub owner: String,
+    /// Name of the host it runs on.
+    pub host: String,
+    /// Its address, `.1`–`.254` of the host's /24; kept until deletion.
+    pub address: Ipv4Addr,
+}
+
+impl State {
+    pub fn zone(&self, name: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn owner(&self, name: &str) -> Option<&Owner> {
+        self.owners.iter().find(|o| o.name == name)
+    }
+
+    pub fn owner_by_id(&self, id: u32) -> Option<&Owner> {
+        self.owners.iter().find(|o| o.id == id)
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    pub fn container(&self, name: &str) -> Option<&Container> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    /// The containers placed on host `host`.
+    pub fn containers_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Container> + 'a {
+        self.containers.iter().filter(move |c| c.host == host)
+    }
+
+    /// Sorts every list by name (the canonical order of the state file).
+    pub fn normalize(&mut self) {
+        self.zones.sort_by(|a, b| a.name.cmp(&b.name));
+        self.hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        self.owners.sort_by(|a, b| a.name.cmp(&b.name));
+        self.groups.sort_by(|a, b| a.name.cmp(&b.name));
+        self.containers.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}
+
+/// The /24 of host number `number` in a zone whose /16 is `zone_prefix`.
+pub fn host_subnet(zone_prefix: Ipv4Prefix, number: u32) -> Ipv4Prefix {
+    let [a, b, ..] = zone_prefix.addr.octets();
+    Ipv4Prefix {
+        addr: Ipv4Addr::new(a, b, (number & 0xff) as u8, 0),
+        len: 24,
+    }
+}
+
+/// An IPv4 prefix in CIDR notation, e.g. `10.1.0.0/16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Prefix {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl Ipv4Prefix {
+    pub fn new(addr: Ipv4Addr, len: u8) -> Self {
+        Ipv4Prefix { addr, len }
+    }
+
+    /// The mask as a number (`len` leading ones).
+    pub fn mask(self) -> u32 {
+        match self.len {
+            0 => 0,
+            len => u32::MAX << (32 - u32::from(len.min(32))),
+        }
+    }
+
+    /// The first address (host bits cleared).
+    pub fn network(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+
+    /// The last address (host bits set).
+    pub fn broadcast(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+
+    /// Whether the address part has no host bits set.
+    pub fn is_canonical(self) -> bool {
+        self.network() == self.addr
+    }
+
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.network())
+    }
+
+    /// Whether `other` lies entirely inside `self`.
+    pub fn contains_prefix(self, other: Ipv4Prefix) -> bool {
+        other.len >= self.len && self.contains(other.addr)
+    }
+
+    pub fn overlaps(self, other: Ipv4Prefix) -> bool {
+        self.contains_prefix(other) || other.contains_prefix(self)
+    }
+}
+
+impl fmt::Display for Ipv4Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid IPv4 prefix {0:?}: expected CIDR notation such as 10.1.0.0/16")]
+pub struct ParsePrefixError(String);
+
+impl FromStr for Ipv4Prefix {
+    type Err = ParsePrefixError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParsePrefixError(s.to_owned());
+        let (addr, len) = s.split_once('/').ok_or_else(err)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
+        if len.is_empty() || len.len() > 2 || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        let len: u8 = len.parse().map_err(|_| err())?;
+        if len > 32 {
+            return Err(err());
+        }
+        Ok(Ipv4Prefix { addr, len })
+    }
+}
+
+impl Serialize for Ipv4Prefix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Prefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// MACs in the state file as `"02:00:0a:01:01:05"`.
+pub mod mac_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::MacAddr;
+
+    pub fn serialize<S: Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(mac)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["a", "web-1", "a0", &"a".repeat(63)] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1a",
+            "-a",
+            "A",
+            "a_b",
+            "a.b",
+            "é",
+            &"a".repeat(64),
+            "a b",
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn interface_names() {
+        assert!(is_valid_interface_name("eth0"));
+        assert!(is_valid_interface_name("nf-h1-uplink"));
+        for bad in ["", ".", "..", "a/b", "a:b", "a b", "0123456789abcdef"] {
+            assert!(!is_valid_interface_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes() {
+        let p: Ipv4Prefix = "10.1.0.0/16".parse().unwrap();
+        assert_eq!(p.to_string(), "10.1.0.0/16");
+        assert!(p.is_canonical());
+        assert!(p.contains(Ipv4Addr::new(10, 1, 200, 3)));
+        assert!(!p.contains(Ipv4Addr::new(10, 2, 0, 1)));
+        assert_eq!(p.broadcast(), Ipv4Addr::new(10, 1, 255, 255));
+        let h = host_subnet(p, 7);
+        assert_eq!(h.to_string(), "10.1.7.0/24");
+        assert!(p.contains_prefix(h) && !h.contains_prefix(p) && p.overlaps(h));
+        assert!(!"10.1.0.5/16".parse::<Ipv4Prefix>().unwrap().is_canonical());
+        for bad in [
+            "10.1.0.0",
+            "10.1.0.0/33",
+            "10.1.0/16",
+            "10.1.0.0/",
+            "10.1.0.0/+1",
+            "x/16",
+        ] {
+            assert!(bad.parse::<Ipv4Prefix>().is_err(), "{bad}");
+        }
+        let all: Ipv4Prefix = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)));
+    }
+
+    #[test]
+    fn default_state_has_the_system_owner() {
+        let s = State::default();
+        assert_eq!(
+            s.owner(SYSTEM_OWNER_NAME).map(|o| o.id),
+            Some(SYSTEM_OWNER_ID)
+        );
+        assert_eq!(s.next_owner_id, 2);
+    }
+}

@@ -1,0 +1,343 @@
+//! The embedded store: one JSON file.
+//!
+//! ## Layout
+//! `<dir>/state.json` holds
+//! `{"format": 1, "revision": N, "state": {zones, hosts, owners, groups, containers, next_owner_id}}`;
+//! `<dir>/state.json.lock` is the lock file (never removed);
+//! `<dir>/.state.json.tmp` is the next version while it is being written.
+//!
+//! ## Crash safety
+//! A commit writes the whole new file to the temp file, `fsync`s it, renames
+//! it over `state.json` (atomic on POSIX file systems) and `fsync`s the
+//! directory so the rename itself is durable. A writer killed at any point
+//! leaves either the old file or the new one, never a mix; a stale temp file
+//! is simply overwritten by the next commit. Readers need no lock: they open
+//! whichever complete file the name points to.
+//!
+//! ## Concurrency
+//! Writers take an exclusive `flock` on the lock file for the whole
+//! read-modify-write, so two concurrent `container create` never pick the
+//! same address. Under the lock the writer also checks, just before the
+//! rename, that the revision on disk is still the one it read (a writer that
+//! bypassed the lock would be caught and the update retried).
+//!
+//! ## Change feed
+//! [`FileStore::watch`] polls the file's identity (inode, size, mtime) every
+//! [`FileStore::poll_interval`] and reads it when it changed; every commit
+//! renames a new inode into place, so no commit goes unnoticed, and the
+//! revision inside the file orders them.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::{Path, PathBuf},
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Change, Revision, Snapshot, Store, StoreError, Watch};
+use crate::state::State;
+
+/// Default directory of the embedded store.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/netfabric";
+/// Name of the state file in its directory.
+pub const STATE_FILE_NAME: &str = "state.json";
+/// Format of the state file this code reads and writes.
+pub const FORMAT: u32 = 1;
+
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+const CONFLICT_RETRIES: usize = 3;
+
+/// The state file, as stored.
+#[derive(Serialize)]
+struct FileOut<'a> {
+    format: u32,
+    revision: Revision,
+    state: &'a State,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIn {
+    format: u32,
+    revision: Revision,
+    state: State,
+}
+
+/// The embedded store: a JSON file replaced atomically on every commit.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+    poll_interval: Duration,
+}
+
+impl FileStore {
+    /// The store whose state file is `path`. A path ending in `/`, or an
+    /// existing directory, means `<path>/state.json`.
+    pub fn from_path(path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref();
+        let is_dir = path.as_os_str().to_string_lossy().ends_with('/') || path.is_dir();
+        let path = if is_dir {
+            path.join(STATE_FILE_NAME)
+        } else {
+            path.to_owned()
+        };
+        FileStore {
+            path,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// The store in directory `dir` (`<dir>/state.json`).
+    pub fn in_dir(dir: impl AsRef<Path>) -> Self {
+        Self::from_path(dir.as_ref().join(STATE_FILE_NAME))
+    }
+
+    /// How often [`watch`](Store::watch) looks for a new revision.
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn sibling(&self, name: &str) -> PathBuf {
+        let file = self
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| STATE_FILE_NAME.to_owned());
+        self.dir().join(name.replace("{}", &file))
+    }
+
+    /// The lock file writers `flock`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.sibling("{}.lock")
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.sibling(".{}.tmp")
+    }
+
+    fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+        let path = path.to_owned();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+
+    /// Reads the state file; a missing file is the initial state, revision 0.
+    fn read(&self) -> Result<Snapshot, StoreError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Snapshot {
+                    state: State::default(),
+                    revision: 0,
+                });
+            }
+            Err(e) => return Err(self.io("reading", &self.path)(e)),
+        };
+        self.parse(&bytes)
+    }
+
+    fn parse(&self, bytes: &[u8]) -> Result<Snapshot, StoreError> {
+        // Check the format first, so a newer file gets a clear message
+        // rather than "unknown field".
+        #[derive(Deserialize)]
+        struct Header {
+            format: u32,
+        }
+        let corrupt = |source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
+        };
+        let header: Header = serde_json::from_slice(bytes).map_err(corrupt)?;
+        if header.format != FORMAT {
+            return Err(StoreError::Format {
+                path: self.path.clone(),
+                found: header.format,
+                expected: FORMAT,
+            });
+        }
+        let file: FileIn = serde_json::from_slice(bytes).map_err(corrupt)?;
+        debug_assert_eq!(file.format, FORMAT);
+        Ok(Snapshot {
+            state: file.state,
+            revision: file.revision,
+        })
+    }
+
+    /// Takes the writers' lock, waiting at most [`LOCK_TIMEOUT`].
+    fn lock(&self) -> Result<File, StoreError> {
+        let dir = self.dir();
+        fs::create_dir_all(&dir).map_err(self.io("creating the store directory", &dir))?;
+        let path = self.lock_path();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(self.io("opening the lock file", &path))?;
+        let start = Instant::now();
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(file);
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) | Some(libc::EINTR) => {}
+                _ => return Err(self.io("locking", &path)(err)),
+            }
+            if start.elapsed() >= LOCK_TIMEOUT {
+                return Err(StoreError::LockTimeout {
+                    path,
+                    waited: start.elapsed(),
+                });
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_millis(20));
+        }
+        // The lock is released when the returned file is closed (or the
+        // process dies).
+    }
+
+    /// Writes `state` as `revision`: temp file, fsync, rename, fsync dir.
+    fn commit(&self, state: &State, revision: Revision) -> Result<(), StoreError> {
+        let mut bytes = serde_json::to_vec_pretty(&FileOut {
+            format: FORMAT,
+            revision,
+            state,
+        })
+        .map_err(|source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
+        })?;
+        bytes.push(b'\n');
+        let temp = self.temp_path();
+        {
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&temp)
+                .map_err(self.io("creating", &temp))?;
+            file.write_all(&bytes).map_err(self.io("writing", &temp))?;
+            file.sync_all().map_err(self.io("syncing", &temp))?;
+        }
+        fs::rename(&temp, &self.path).map_err(self.io("renaming into place", &self.path))?;
+        let dir = self.dir();
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(self.io("syncing the directory", &dir))?;
+        Ok(())
+    }
+}
+
+impl Store for FileStore {
+    fn url(&self) -> String {
+        let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        format!("file://{}", abs.display())
+    }
+
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        self.read()
+    }
+
+    fn update(&self, change: &mut Change<'_>) -> Result<Revision, StoreError> {
+        let _lock = self.lock()?;
+        let mut conflict = (0, 0);
+        for _ in 0..CONFLICT_RETRIES {
+            let current = self.read()?;
+            current
+                .state
+                .validate()
+                .map_err(|source| StoreError::InvalidStored {
+                    path: self.path.clone(),
+                    source: Box::new(source),
+                })?;
+            let mut next = current.state.clone();
+            change(&mut next)?;
+            next.normalize();
+            if next == current.state {
+                return Ok(current.revision);
+            }
+            next.validate()?;
+            // Compare: nobody may have written since we read (all writers
+            // hold the lock; this catches one that did not).
+            let now = self.read()?.revision;
+            if now != current.revision {
+                tracing::warn!(
+                    expected = current.revision,
+                    found = now,
+                    path = %self.path.display(),
+                    "state file changed under the lock; retrying"
+                );
+                conflict = (current.revision, now);
+                continue;
+            }
+            let revision = current.revision + 1;
+            self.commit(&next, revision)?;
+            tracing::debug!(revision, path = %self.path.display(), "committed");
+            return Ok(revision);
+        }
+        Err(StoreError::Conflict {
+            expected: conflict.0,
+            found: conflict.1,
+        })
+    }
+
+    fn watch(&self, from: Revision) -> Result<Watch, StoreError> {
+        let store = self.clone();
+        Watch::spawn("netfabric-store-watch", move |tx, stop| {
+            let mut last_revision = from;
+            let mut last_identity = None;
+            while !stop.load(Ordering::Relaxed) {
+                let identity = fs::metadata(&store.path)
+                    .ok()
+                    .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+                if identity.is_some() && identity != last_identity {
+                    last_identity = identity;
+                    match store.read() {
+                        Ok(snapshot) if snapshot.revision > last_revision => {
+                            last_revision = snapshot.revision;
+                            if tx.send(Ok(snapshot)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            if tx.send(Err(e)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(store.poll_interval);
+            }
+        })
+        .map_err(self.io("starting the watch thread for", &self.path))
+    }
+}

@@ -1,0 +1,267 @@
+//! Where the desired state lives (SPEC §4), behind the [`Store`] trait so
+//! that the agent and the CLI do not care which store it is.
+//!
+//! * [`FileStore`]: the embedded default, one JSON file on one machine
+//!   (`/var/lib/netfabric/state.json`), crash-safe by atomic replace.
+//! * etcd (`etcd://host:port`): not implemented yet; a later `EtcdStore`
+//!   implements the same trait (`update` as a transaction comparing the
+//!   revision, `watch` from an etcd watch) and is added to [`open`].
+//!
+//! Every committed state has a revision that only grows. A store validates
+//! the whole new state before committing it, so what a store holds is always
+//! valid, and a refused change leaves it exactly as it was.
+
+mod file;
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+pub use file::{DEFAULT_STATE_DIR, FileStore, STATE_FILE_NAME};
+
+use crate::state::{State, StateError};
+
+/// Revision of a committed state: 0 for the initial (never written) state,
+/// then +1 on every commit that changed something.
+pub type Revision = u64;
+
+/// A committed state and its revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: State,
+    pub revision: Revision,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The change was refused (bad input); nothing was applied.
+    #[error(transparent)]
+    Rejected(Box<StateError>),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state file {path} is not valid: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the state file {path} has format {found}; this netfabric reads format {expected}")]
+    Format {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("the stored state is invalid (fix or restore {path}): {source}")]
+    InvalidStored {
+        path: PathBuf,
+        #[source]
+        source: Box<StateError>,
+    },
+    #[error(
+        "timed out after {waited:?} waiting for the lock {path} (another netfabric is writing?)"
+    )]
+    LockTimeout { path: PathBuf, waited: Duration },
+    #[error(
+        "the state changed under the lock (revision {expected} became {found}); gave up after retries"
+    )]
+    Conflict { expected: Revision, found: Revision },
+    #[error("invalid store URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("store {url:?} is not supported yet: {reason}")]
+    Unsupported { url: String, reason: &'static str },
+}
+
+impl From<StateError> for StoreError {
+    fn from(e: StateError) -> Self {
+        StoreError::Rejected(Box::new(e))
+    }
+}
+
+impl StoreError {
+    /// The validation error, when the error is a refused change (bad input)
+    /// rather than a failure of the store.
+    pub fn rejection(&self) -> Option<&StateError> {
+        match self {
+            StoreError::Rejected(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A change to the state, as given to [`Store::update`].
+pub type Change<'a> = dyn FnMut(&mut State) -> Result<(), StateError> + 'a;
+
+/// A store of the desired state.
+///
+/// The trait is object-safe, so callers hold a `Box<dyn Store>` picked from
+/// a URL by [`open`]. Use [`StoreExt::apply`] for changes that return a
+/// value.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Where the store is, for messages (e.g. `file:///var/lib/netfabric/state.json`).
+    fn url(&self) -> String;
+
+    /// The current state and its revision. A store that was never written
+    /// holds [`State::default`] at revision 0.
+    fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Reads the current state, applies `change` to a copy, validates the
+    /// whole result and commits it as the next revision. If `change` or the
+    /// validation fails nothing is applied. If `change` leaves the state as
+    /// it was, nothing is written and the current revision is returned.
+    ///
+    /// Changes are serialised: a concurrent `update` sees the result of this
+    /// one. `change` may be called more than once (a store built on
+    /// compare-and-swap retries it on a conflicting revision), so it must
+    /// depend only on the state it is given.
+    fn update(&self, change: &mut Change<'_>) -> Result<Revision, StoreError>;
+
+    /// A feed of committed states: every snapshot with a revision greater
+    /// than `from` (intermediate revisions may be skipped: a watcher always
+    /// gets the latest state, never a stale one). `watch(0)` delivers the
+    /// current state first (if it was ever written).
+    fn watch(&self, from: Revision) -> Result<Watch, StoreError>;
+}
+
+/// Convenience on top of [`Store`].
+pub trait StoreExt: Store {
+    /// [`Store::update`] with a change that returns a value, e.g. the
+    /// address `create_container` picked.
+    fn apply<T>(
+        &self,
+        mut change: impl FnMut(&mut State) -> Result<T, StateError>,
+    ) -> Result<(T, Revision), StoreError> {
+        let mut out = None;
+        let revision = self.update(&mut |state| {
+            out = Some(change(state)?);
+            Ok(())
+        })?;
+        let value = out.expect("a successful update ran the change");
+        Ok((value, revision))
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// A change feed: committed snapshots in revision order, from a background
+/// thread that stops when the `Watch` is dropped.
+pub struct Watch {
+    rx: mpsc::Receiver<Result<Snapshot, StoreError>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+impl Watch {
+    /// Builds a feed from a producer thread body. The body gets the sender
+    /// and a stop flag and should return soon after the flag is set or the
+    /// send fails (the watcher is gone).
+    pub fn spawn(
+        name: &str,
+        body: impl FnOnce(mpsc::Sender<Result<Snapshot, StoreError>>, Arc<AtomicBool>) + Send + 'static,
+    ) -> std::io::Result<Watch> {
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || body(tx, flag))?;
+        Ok(Watch {
+            rx,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the next snapshot (or error). `None` when the feed ended.
+    pub fn recv(&self) -> Option<Result<Snapshot, StoreError>> {
+        self.rx.recv().ok()
+    }
+
+    /// Waits at most `timeout`; `None` on timeout or when the feed ended.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Result<Snapshot, StoreError>> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next snapshot if one is waiting.
+    pub fn try_recv(&self) -> Option<Result<Snapshot, StoreError>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Iterator for Watch {
+    type Item = Result<Snapshot, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.recv()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Opens the store named by `url`:
+///
+/// * `file:///path/to/state.json`, or `file:///path/to/dir/` (a trailing `/`
+///   means "the directory", the file is `state.json` in it);
+/// * a plain path is taken as `file://` too;
+/// * `etcd://host:port` is reserved for the cluster store (not yet
+///   implemented).
+pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    let bad = |reason: &str| StoreError::BadUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if let Some(rest) = url.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(bad(
+                "a file URL needs an absolute path: file:///var/lib/netfabric/state.json",
+            ));
+        }
+        return Ok(Box::new(FileStore::from_path(rest)));
+    }
+    if url.starts_with("etcd://") {
+        return Err(StoreError::Unsupported {
+            url: url.to_owned(),
+            reason: "the etcd store is not implemented yet; use file:///path/state.json",
+        });
+    }
+    if url.contains("://") {
+        return Err(bad("unknown scheme (expected file:// or etcd://)"));
+    }
+    if url.is_empty() {
+        return Err(bad("empty"));
+    }
+    Ok(Box::new(FileStore::from_path(url)))
+}
+
+/// The default store: `file:///var/lib/netfabric/state.json`.
+pub fn default_url() -> String {
+    format!(
+        "file://{}",
+        Path::new(DEFAULT_STATE_DIR).join(STATE_FILE_NAME).display()
+    )
+}
