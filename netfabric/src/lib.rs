@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod datapath;
 pub mod mac;
+pub mod port;
 pub mod state;
 pub mod store;
 

@@ -1,0 +1,450 @@
+//! Container ports: the veth pair between a container's network namespace
+//! and its host's bridge (SPEC §1), set up over rtnetlink.
+//!
+//! ## Conventions
+//! * The host-side end of a container's veth is `nfc<octet>` (the
+//!   container's last address octet), unique inside the host's namespace.
+//!   It is created **down**: the agent brings it up only after attaching the
+//!   TC programs (`from_container`/`to_container`), so no packet of a new
+//!   container ever passes unchecked.
+//! * The container-side end is `eth0`, with the MAC `02:00:<a>:<b>:<c>:<d>`
+//!   derived from the container address `a.b.c.d` ([`container_mac`]), so a
+//!   re-created namespace gets the same MAC as well as the same address.
+//! * The host bridge `nfbr0` holds `169.254.1.1/32` (the containers' gateway)
+//!   and has the fixed MAC `02:00:<a>:<b>:<c>:00` of its host /24
+//!   ([`bridge_mac`]); the host routes `<host /24> dev nfbr0`. Every
+//!   `nfc<octet>` is a port of `nfbr0`.
+//! * A container gets `<addr>/32` on `eth0`, `169.254.1.1 dev eth0 scope
+//!   link` and `default via 169.254.1.1`; IPv6 is disabled in the namespace;
+//!   GRO is on on `eth0` (XDP redirects into a veth need NAPI on the peer).
+
+mod netns;
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+};
+
+use futures::TryStreamExt as _;
+use netlink_packet_route::{
+    link::{InfoData, InfoVeth, LinkAttribute, LinkMessage},
+    route::RouteScope,
+};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+pub use netns::{NetnsError, in_netns};
+
+use crate::{MacAddr, state::Container};
+
+/// The bridge every container port of a host is enslaved to.
+pub const HOST_BRIDGE: &str = "nfbr0";
+/// The containers' default gateway, held by [`HOST_BRIDGE`].
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// Name of the container-side end of the veth.
+pub const CONTAINER_IFNAME: &str = "eth0";
+/// Prefix of host-side port names: `nfc<octet>`.
+pub const PORT_PREFIX: &str = "nfc";
+
+/// Host-side port name of the container with address `addr`.
+pub fn port_name(addr: Ipv4Addr) -> String {
+    format!("{PORT_PREFIX}{}", addr.octets()[3])
+}
+
+/// The container octet of a port name (`nfc7` → 7).
+pub fn port_octet(name: &str) -> Option<u8> {
+    let rest = name.strip_prefix(PORT_PREFIX)?;
+    if rest.starts_with('0') || rest.is_empty() {
+        return None;
+    }
+    rest.parse::<u8>().ok().filter(|o| (1..=254).contains(o))
+}
+
+/// The container's MAC: `02:00:<a>:<b>:<c>:<d>` of its address.
+pub fn container_mac(addr: Ipv4Addr) -> MacAddr {
+    let [a, b, c, d] = addr.octets();
+    MacAddr([0x02, 0x00, a, b, c, d])
+}
+
+/// The host bridge's MAC (what containers resolve 169.254.1.1 to):
+/// `02:00:<a>:<b>:<c>:00` of the host's /24 (no container uses `.0`).
+pub fn bridge_mac(host_subnet: Ipv4Addr) -> MacAddr {
+    let [a, b, c, _] = host_subnet.octets();
+    MacAddr([0x02, 0x00, a, b, c, 0x00])
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("netlink: {action}: {source}")]
+    Netlink {
+        action: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("opening the network namespace {path}: {source}")]
+    OpenNetns {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("interface {0} not found")]
+    NoInterface(String),
+    #[error("setting GRO on {ifname}: {source}")]
+    Gro {
+        ifname: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = PortError> = std::result::Result<T, E>;
+
+fn nl(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> PortError {
+    let action = action.into();
+    move |source| PortError::Netlink { action, source }
+}
+
+/// Whether a netlink error is the errno `errno`.
+pub fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
+}
+
+/// What [`attach`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    /// Host-side name (`nfc<octet>`).
+    pub name: String,
+    pub ifindex: u32,
+    /// The container's MAC.
+    pub container_mac: MacAddr,
+    pub address: Ipv4Addr,
+}
+
+/// A netlink connection in the calling thread's network namespace.
+pub fn connect() -> Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| PortError::Netlink {
+        action: "opening a netlink socket".into(),
+        source: rtnetlink::Error::NamespaceError(e.to_string()),
+    })?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// The link called `name`, if any.
+pub async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>> {
+    let mut links = handle.link().get().match_name(name.to_owned()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+        Err(e) => Err(nl(format!("looking up {name}"))(e)),
+    }
+}
+
+/// Every link of the namespace as (name, ifindex, up).
+pub async fn links(handle: &Handle) -> Result<Vec<(String, u32, bool)>> {
+    let mut out = Vec::new();
+    let mut stream = handle.link().get().execute();
+    while let Some(link) = stream.try_next().await.map_err(nl("listing links"))? {
+        let name = link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        let up = link
+            .header
+            .flags
+            .contains(netlink_packet_route::link::LinkFlags::Up);
+        if let Some(name) = name {
+            out.push((name, link.header.index, up));
+        }
+    }
+    Ok(out)
+}
+
+/// Sets a link up.
+pub async fn set_up(handle: &Handle, ifindex: u32) -> Result<()> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(ifindex).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("setting ifindex {ifindex} up")))
+}
+
+async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Addr, len: u8) -> Result<()> {
+    match handle
+        .address()
+        .add(ifindex, IpAddr::V4(addr), len)
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl(format!("adding {addr}/{len}"))(e)),
+    }
+}
+
+async fn add_route(
+    handle: &Handle,
+    route: RouteMessageBuilder<Ipv4Addr>,
+    what: &str,
+) -> Result<()> {
+    match handle.route().add(route.build()).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl(format!("adding route {what}"))(e)),
+    }
+}
+
+/// Creates (or completes) the host bridge: fixed MAC, `169.254.1.1/32`, up,
+/// and the route of the host's /24. Returns its ifindex.
+pub async fn ensure_bridge(handle: &Handle, host_subnet: Ipv4Addr) -> Result<u32> {
+    let mac = bridge_mac(host_subnet);
+    if link_by_name(handle, HOST_BRIDGE).await?.is_none() {
+        match handle
+            .link()
+            .add(LinkBridge::new(HOST_BRIDGE).address(mac.0.to_vec()).build())
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {}
+            Err(e) => return Err(nl(format!("creating {HOST_BRIDGE}"))(e)),
+        }
+    }
+    let index = link_by_name(handle, HOST_BRIDGE)
+        .await?
+        .ok_or_else(|| PortError::NoInterface(HOST_BRIDGE.into()))?
+        .header
+        .index;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .address(mac.0.to_vec())
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl(format!("setting {HOST_BRIDGE} up")))?;
+    add_address(handle, index, GATEWAY, 32).await?;
+    add_route(
+        handle,
+        RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(host_subnet, 24)
+            .output_interface(index)
+            .scope(RouteScope::Link),
+        &format!("{host_subnet}/24 dev {HOST_BRIDGE}"),
+    )
+    .await?;
+    Ok(index)
+}
+
+/// Best-effort write of a sysctl under `/proc/sys` of the calling thread's
+/// network namespace.
+fn sysctl(path: &str, value: &str) {
+    if let Err(e) = std::fs::write(Path::new("/proc/sys").join(path), value) {
+        tracing::debug!(path, error = %e, "sysctl not written");
+    }
+}
+
+/// Turns GRO on with the ethtool ioctl (`ETHTOOL_SGRO`), in the calling
+/// thread's network namespace.
+pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
+    const ETHTOOL_SGRO: u32 = 0x0000_002c;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let err = |source| PortError::Gro {
+        ifname: ifname.to_owned(),
+        source,
+    };
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: u32::from(on),
+    };
+    // SAFETY: a plain datagram socket; checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a socket we own; wrapping closes it on every path.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(ifname.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = src as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (&raw mut value).cast();
+    // SAFETY: SIOCETHTOOL reads ifr and the ethtool_value it points to, both alive.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) };
+    if rc < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Attaches `container` to the network namespace at `netns`: creates the
+/// veth pair (host side `nfc<octet>`, down, port of `nfbr0`; container side
+/// `eth0` with its MAC), sets the address, gateway route and default route
+/// and GRO inside, and returns the port. `host_netns` is the host's
+/// namespace (the calling thread's when `None`). An existing port of the same
+/// container is replaced (re-attach after the namespace was re-created).
+///
+/// The agent of the host attaches the TC programs and brings the port up.
+pub fn attach(
+    container: &Container,
+    host_subnet: Ipv4Addr,
+    netns: &Path,
+    host_netns: Option<&Path>,
+) -> Result<Port> {
+    let addr = container.address;
+    let name = port_name(addr);
+    let mac = container_mac(addr);
+    let ns_file = std::fs::File::open(netns).map_err(|source| PortError::OpenNetns {
+        path: netns.to_owned(),
+        source,
+    })?;
+    // Inside the container first: no IPv6 on interfaces created from now on.
+    in_netns(Some(netns), || {
+        sysctl("net/ipv6/conf/default/disable_ipv6", "1");
+        sysctl("net/ipv6/conf/all/disable_ipv6", "1");
+        Ok::<_, PortError>(())
+    })??;
+    let ifindex = in_netns(host_netns, || {
+        block_on(async {
+            let handle = connect()?;
+            let bridge = ensure_bridge(&handle, host_subnet).await?;
+            if let Some(old) = link_by_name(&handle, &name).await? {
+                handle
+                    .link()
+                    .del(old.header.index)
+                    .execute()
+                    .await
+                    .map_err(nl(format!("deleting the old {name}")))?;
+            }
+            let peer = LinkUnspec::new_with_name(CONTAINER_IFNAME)
+                .address(mac.0.to_vec())
+                .setns_by_fd(ns_file.as_raw_fd())
+                .build();
+            let veth = LinkVeth::new(&name, CONTAINER_IFNAME)
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .controller(bridge)
+                .build();
+            handle
+                .link()
+                .add(veth)
+                .execute()
+                .await
+                .map_err(nl(format!("creating the veth {name} / {CONTAINER_IFNAME}")))?;
+            let link = link_by_name(&handle, &name)
+                .await?
+                .ok_or_else(|| PortError::NoInterface(name.clone()))?;
+            sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1");
+            Ok::<_, PortError>(link.header.index)
+        })
+    })??;
+    in_netns(Some(netns), || {
+        block_on(async {
+            let handle = connect()?;
+            if let Some(lo) = link_by_name(&handle, "lo").await? {
+                set_up(&handle, lo.header.index).await?;
+            }
+            let eth0 = link_by_name(&handle, CONTAINER_IFNAME)
+                .await?
+                .ok_or_else(|| PortError::NoInterface(CONTAINER_IFNAME.into()))?
+                .header
+                .index;
+            set_up(&handle, eth0).await?;
+            add_address(&handle, eth0, addr, 32).await?;
+            add_route(
+                &handle,
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(GATEWAY, 32)
+                    .output_interface(eth0)
+                    .scope(RouteScope::Link),
+                "169.254.1.1 dev eth0 scope link",
+            )
+            .await?;
+            add_route(
+                &handle,
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+                    .gateway(GATEWAY)
+                    .output_interface(eth0),
+                "default via 169.254.1.1",
+            )
+            .await?;
+            set_gro(CONTAINER_IFNAME, true)?;
+            Ok::<_, PortError>(())
+        })
+    })??;
+    tracing::info!(container = %container.name, port = %name, ifindex, %addr, %mac, "container attached");
+    Ok(Port {
+        name,
+        ifindex,
+        container_mac: mac,
+        address: addr,
+    })
+}
+
+/// Removes the container's port (both ends of the veth). Returns whether
+/// there was one.
+pub fn detach(container: &Container, host_netns: Option<&Path>) -> Result<bool> {
+    let name = port_name(container.address);
+    in_netns(host_netns, || {
+        block_on(async {
+            let handle = connect()?;
+            match link_by_name(&handle, &name).await? {
+                Some(link) => {
+                    handle
+                        .link()
+                        .del(link.header.index)
+                        .execute()
+                        .await
+                        .map_err(nl(format!("deleting {name}")))?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    })?
+}
+
+/// Runs a future to completion on a fresh current-thread runtime (the port
+/// functions are called from threads placed in a namespace).
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building a current-thread tokio runtime")
+        .block_on(fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_macs_follow_the_address() {
+        let a = Ipv4Addr::new(10, 1, 2, 7);
+        assert_eq!(port_name(a), "nfc7");
+        assert_eq!(port_octet("nfc7"), Some(7));
+        assert_eq!(port_octet("nfc07"), None);
+        assert_eq!(port_octet("nfc255"), None);
+        assert_eq!(port_octet("nfbr0"), None);
+        assert_eq!(container_mac(a).to_string(), "02:00:0a:01:02:07");
+        assert_eq!(
+            bridge_mac(Ipv4Addr::new(10, 1, 2, 0)).to_string(),
+            "02:00:0a:01:02:00"
+        );
+    }
+}
