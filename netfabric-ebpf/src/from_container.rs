@@ -32,6 +32,7 @@ pub fn linear_packet(ctx: &TcContext) -> Packet {
     Packet {
         data: ctx.data(),
         end: ctx.data_end(),
+        frame_len: len,
     }
 }
 

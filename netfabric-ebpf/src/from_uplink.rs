@@ -7,7 +7,12 @@
 //! else (the host's own traffic, ARP, IPv6, other protocols, other hosts'
 //! addresses) passes to the stack untouched.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_redirect, bpf_xdp_get_buff_len},
+    macros::xdp,
+    programs::XdpContext,
+};
 use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 
 use crate::{
@@ -23,6 +28,8 @@ pub fn from_uplink(ctx: XdpContext) -> u32 {
     let pkt = Packet {
         data: ctx.data(),
         end: ctx.data_end(),
+        // Linear part plus multi-buffer fragments (jumbo frames).
+        frame_len: unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize,
     };
     let mut seen = Seen::default();
     let (verdict, action) = match try_from_uplink(&pkt, &mut seen) {

@@ -4,7 +4,9 @@
 //! every resource is owned by a guard that removes it on drop, also when the
 //! test panics.
 
+pub mod model;
 pub mod netns;
+pub mod packets;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -8,17 +8,24 @@ use core::mem::size_of;
 
 use netfabric_common::DropReason;
 
-/// The packet bytes `[data, end)` of an XDP or TC context.
+/// The packet bytes `[data, end)` of an XDP or TC context: the linear part,
+/// which is all the parsers may touch.
 #[derive(Clone, Copy)]
 pub struct Packet {
     pub data: usize,
     pub end: usize,
+    /// Length of the whole frame on the wire, including what is not linear
+    /// (skb page fragments of GSO/SG packets, XDP multi-buffer fragments).
+    /// Length checks (IPv4 total length) and byte counters use this, not
+    /// `end - data`, or every non-linear packet would look truncated.
+    pub frame_len: usize,
 }
 
 impl Packet {
+    /// Length of the whole frame (see [`Packet::frame_len`]).
     #[inline(always)]
     pub fn len(&self) -> usize {
-        self.end - self.data
+        self.frame_len
     }
 
     /// A pointer to a `T` at `offset`, or `Malformed` when the packet is too

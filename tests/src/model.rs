@@ -1,0 +1,767 @@
+//! A userspace reference model of the datapath, written from SPEC §1–§3 and
+//! the order of checks documented at the top of each program, plus the
+//! harness that runs a packet through the real programs and observes what
+//! they did (action, output bytes, the counter that moved, drop events).
+//!
+//! The model does not call into the eBPF code or `netfabric_common::policy`:
+//! it parses packets itself, decides policy from the group *memberships*
+//! (not from the owner-pair table), and derives the owner-pair table the way
+//! an agent would (reference counted), so that the datapath's view of groups
+//! is checked too.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
+
+use aya::maps::{MapData, RingBuf};
+use netfabric::datapath::{
+    CounterSnapshot, Datapath, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER,
+};
+use netfabric_common::{
+    Direction, DropEvent, DropReason, Forward, HostConfig, SYSTEM_OWNER, Verdict,
+};
+
+use crate::packets::{self, ETH_HLEN, Mac};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+/// Which program a packet goes through, and for TC on which port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prog {
+    /// XDP on the uplink.
+    Uplink,
+    /// TC ingress of the port with this ifindex.
+    FromContainer(u32),
+    /// TC egress of the port with this ifindex.
+    ToContainer(u32),
+}
+
+impl Prog {
+    pub fn direction(self) -> Direction {
+        match self {
+            Prog::Uplink => Direction::FromUplink,
+            Prog::FromContainer(_) => Direction::FromContainer,
+            Prog::ToContainer(_) => Direction::ToContainer,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Prog::Uplink => PROG_FROM_UPLINK,
+            Prog::FromContainer(_) => PROG_FROM_CONTAINER,
+            Prog::ToContainer(_) => PROG_TO_CONTAINER,
+        }
+    }
+
+    pub fn drop_action(self) -> u32 {
+        match self {
+            Prog::Uplink => XDP_DROP,
+            _ => TC_ACT_SHOT,
+        }
+    }
+}
+
+/// What the output frame must look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Byte for byte the input.
+    Untouched,
+    /// Routed one hop: these MACs (src, dst), TTL - 1, valid checksum.
+    Routed { src: Mac, dst: Mac },
+    /// Only the destination MAC changed (handed to the host stack).
+    DstMac(Mac),
+}
+
+/// The predicted (or expected) result of one packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prediction {
+    pub action: u32,
+    pub verdict: Verdict,
+    pub output: Expect,
+}
+
+impl Prediction {
+    pub fn drop(prog: Prog, reason: DropReason) -> Self {
+        Prediction {
+            action: prog.drop_action(),
+            verdict: Verdict::Dropped(reason),
+            output: Expect::Untouched,
+        }
+    }
+
+    pub fn forward(action: u32, forward: Forward, output: Expect) -> Self {
+        Prediction {
+            action,
+            verdict: Verdict::Forwarded(forward),
+            output,
+        }
+    }
+}
+
+// ---- the model's state ----------------------------------------------------------
+
+/// This host's identity.
+#[derive(Clone, Debug)]
+pub struct HostModel {
+    /// Any address of the host's zone (only the /16 counts).
+    pub zone_prefix: Ipv4Addr,
+    pub zone_slot: u32,
+    pub host_octet: u8,
+    pub uplink_ifindex: u32,
+    pub uplink_mac: Mac,
+    pub gateway_mac: Mac,
+    /// All zeros: no zone router configured.
+    pub router_mac: Mac,
+}
+
+#[derive(Clone, Debug)]
+pub struct ZoneModel {
+    pub prefix: Ipv4Addr,
+    /// The local zone's router towards this zone.
+    pub gateway: Option<Mac>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortModel {
+    pub ifindex: u32,
+    pub mac: Mac,
+}
+
+/// One change of the derived owner-pair table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PairChange {
+    Set(u32, u32, u32),
+    Remove(u32, u32),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Model {
+    /// `None`: the agent has not configured the host yet.
+    pub host: Option<HostModel>,
+    pub zones: BTreeMap<u32, ZoneModel>,
+    /// Underlay MAC of host `octet` of zone `slot`.
+    pub next_hops: BTreeMap<(u32, u8), Mac>,
+    /// Owner of every container address (all zones).
+    pub owners: BTreeMap<Ipv4Addr, u32>,
+    /// Ports of this host's containers, by container octet.
+    pub ports: BTreeMap<u8, PortModel>,
+    /// Group id → member owners.
+    pub groups: BTreeMap<u32, BTreeSet<u32>>,
+    /// Derived: (low, high) → number of groups the two owners share.
+    pairs: BTreeMap<(u32, u32), u32>,
+}
+
+fn norm(a: u32, b: u32) -> (u32, u32) {
+    if a < b { (a, b) } else { (b, a) }
+}
+
+/// Where an address sits in the address plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Outside,
+    Vacant { slot: u32 },
+    Container { slot: u32, owner: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Party {
+    Owner(u32),
+    Outside,
+}
+
+impl Model {
+    /// Add `owner` to `group`; returns the pair-table changes an agent makes.
+    pub fn add_member(&mut self, group: u32, owner: u32) -> Vec<PairChange> {
+        let members = self.groups.entry(group).or_default();
+        if !members.insert(owner) {
+            return Vec::new();
+        }
+        let others: Vec<u32> = members.iter().copied().filter(|o| *o != owner).collect();
+        let mut changes = Vec::new();
+        for o in others {
+            let key = norm(owner, o);
+            let n = self.pairs.entry(key).or_insert(0);
+            *n += 1;
+            changes.push(PairChange::Set(key.0, key.1, *n));
+        }
+        changes
+    }
+
+    /// Remove `owner` from `group`; returns the pair-table changes.
+    pub fn remove_member(&mut self, group: u32, owner: u32) -> Vec<PairChange> {
+        let Some(members) = self.groups.get_mut(&group) else {
+            return Vec::new();
+        };
+        if !members.remove(&owner) {
+            return Vec::new();
+        }
+        let others: Vec<u32> = members.iter().copied().collect();
+        let mut changes = Vec::new();
+        for o in others {
+            let key = norm(owner, o);
+            let n = self.pairs.get_mut(&key).expect("pair of two members");
+            *n -= 1;
+            if *n == 0 {
+                self.pairs.remove(&key);
+                changes.push(PairChange::Remove(key.0, key.1));
+            } else {
+                changes.push(PairChange::Set(key.0, key.1, *n));
+            }
+        }
+        changes
+    }
+
+    /// The derived pair table.
+    pub fn pairs(&self) -> &BTreeMap<(u32, u32), u32> {
+        &self.pairs
+    }
+
+    /// The pair table computed from scratch (checks the reference counts).
+    pub fn pairs_from_scratch(&self) -> BTreeMap<(u32, u32), u32> {
+        let mut out = BTreeMap::new();
+        for members in self.groups.values() {
+            let m: Vec<u32> = members.iter().copied().collect();
+            for (i, a) in m.iter().enumerate() {
+                for b in &m[i + 1..] {
+                    *out.entry(norm(*a, *b)).or_insert(0) += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn share_group(&self, a: u32, b: u32) -> bool {
+        self.groups
+            .values()
+            .any(|m| m.contains(&a) && m.contains(&b))
+    }
+
+    /// SPEC §2.
+    fn allowed(&self, src: Party, dst: Party) -> bool {
+        match (src, dst) {
+            (Party::Owner(a), Party::Owner(b)) => {
+                a == b || a == SYSTEM_OWNER || b == SYSTEM_OWNER || self.share_group(a, b)
+            }
+            (Party::Owner(_), Party::Outside) => true,
+            (Party::Outside, Party::Owner(b)) => b == SYSTEM_OWNER,
+            (Party::Outside, Party::Outside) => true,
+        }
+    }
+
+    pub fn zone_of(&self, addr: Ipv4Addr) -> Option<u32> {
+        let o = addr.octets();
+        self.zones
+            .iter()
+            .find(|(_, z)| z.prefix.octets()[..2] == o[..2])
+            .map(|(slot, _)| *slot)
+    }
+
+    pub fn place(&self, addr: Ipv4Addr) -> Place {
+        match self.zone_of(addr) {
+            None => Place::Outside,
+            Some(slot) => match self.owners.get(&addr) {
+                Some(&owner) => Place::Container { slot, owner },
+                None => Place::Vacant { slot },
+            },
+        }
+    }
+
+    /// Is `addr` inside this host's /24?
+    fn on_this_host(host: &HostModel, addr: Ipv4Addr) -> bool {
+        let (z, a) = (host.zone_prefix.octets(), addr.octets());
+        a[0] == z[0] && a[1] == z[1] && a[2] == host.host_octet
+    }
+
+    /// The port of this host's container `addr`, if `addr` is in this host's /24.
+    fn port_of(&self, host: &HostModel, addr: Ipv4Addr) -> Option<PortModel> {
+        if Self::on_this_host(host, addr) {
+            self.ports.get(&addr.octets()[3]).copied()
+        } else {
+            None
+        }
+    }
+
+    // ---- writing the model into the maps ------------------------------------------
+
+    pub fn host_config(host: &HostModel) -> HostConfig {
+        let z = host.zone_prefix.octets();
+        HostConfig {
+            zone_prefix: u32::from(Ipv4Addr::new(z[0], z[1], 0, 0)),
+            zone_slot: host.zone_slot,
+            host_octet: host.host_octet.into(),
+            uplink_ifindex: host.uplink_ifindex,
+            uplink_mac: host.uplink_mac,
+            gateway_mac: host.gateway_mac,
+            zone_router_mac: host.router_mac,
+            flags: 0,
+        }
+    }
+
+    /// Fill an empty datapath with this state.
+    pub fn apply(&self, dp: &mut Datapath) {
+        if let Some(host) = &self.host {
+            dp.set_host(&Self::host_config(host)).expect("set_host");
+        }
+        for (slot, z) in &self.zones {
+            dp.set_zone(z.prefix, *slot).expect("set_zone");
+            if let Some(gw) = z.gateway {
+                dp.set_zone_gateway(*slot, gw, Ipv4Addr::new(192, 168, 255, *slot as u8))
+                    .expect("set_zone_gateway");
+            }
+        }
+        for ((slot, octet), mac) in &self.next_hops {
+            dp.set_next_hop(
+                *slot,
+                *octet,
+                *mac,
+                Ipv4Addr::new(192, 168, *slot as u8, *octet),
+            )
+            .expect("set_next_hop");
+        }
+        for (addr, owner) in &self.owners {
+            let slot = self
+                .zone_of(*addr)
+                .expect("container address inside a zone");
+            dp.set_endpoint(slot, *addr, *owner).expect("set_endpoint");
+        }
+        for (octet, p) in &self.ports {
+            dp.set_local_port(*octet, p.ifindex, p.mac)
+                .expect("set_local_port");
+        }
+        for ((a, b), n) in &self.pairs {
+            dp.set_group_pair(*a, *b, *n).expect("set_group_pair");
+        }
+    }
+
+    /// Apply pair-table changes to the maps, as the agent would.
+    pub fn apply_pair_changes(dp: &mut Datapath, changes: &[PairChange]) {
+        for c in changes {
+            match *c {
+                PairChange::Set(a, b, n) => dp.set_group_pair(a, b, n).expect("set_group_pair"),
+                PairChange::Remove(a, b) => dp.remove_group_pair(a, b).expect("remove_group_pair"),
+            }
+        }
+    }
+
+    // ---- prediction ----------------------------------------------------------------
+
+    pub fn predict(&self, prog: Prog, pkt: &[u8]) -> Prediction {
+        match prog {
+            Prog::FromContainer(ifindex) => self
+                .judge_from_container(ifindex, pkt)
+                .unwrap_or_else(|r| Prediction::drop(prog, r)),
+            Prog::Uplink => self
+                .judge_from_uplink(pkt)
+                .unwrap_or_else(|r| Prediction::drop(prog, r)),
+            Prog::ToContainer(ifindex) => self
+                .judge_to_container(ifindex, pkt)
+                .unwrap_or_else(|r| Prediction::drop(prog, r)),
+        }
+    }
+
+    /// anti-spoofing → destination lookup → policy → TTL → delivery.
+    fn judge_from_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
+        let eth = parse_eth(pkt)?;
+        let host = self.host.as_ref().ok_or(DropReason::NoRoute)?;
+        match eth.ether_type {
+            packets::ETH_P_IP => {}
+            packets::ETH_P_ARP => {
+                let arp = parse_arp(pkt)?;
+                let honest = self.port_of(host, arp.sender_ip).is_some_and(|p| {
+                    p.ifindex == ifindex && p.mac == arp.sender_mac && p.mac == eth.src
+                });
+                if !honest {
+                    return Err(DropReason::SpoofedArp);
+                }
+                return Ok(Prediction::forward(
+                    TC_ACT_OK,
+                    Forward::Stack,
+                    Expect::Untouched,
+                ));
+            }
+            packets::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
+            _ => return Err(DropReason::Malformed),
+        }
+        let ip = parse_ipv4(pkt)?;
+        let own = self
+            .port_of(host, ip.src)
+            .filter(|p| p.ifindex == ifindex)
+            .ok_or(DropReason::SpoofedSourceIp)?;
+        if own.mac != eth.src {
+            return Err(DropReason::SpoofedSourceMac);
+        }
+        let src_owner = match self.place(ip.src) {
+            Place::Container { owner, .. } => owner,
+            _ => return Err(DropReason::UnknownSource),
+        };
+        let (dst_slot, dst_owner) = match self.place(ip.dst) {
+            Place::Container { slot, owner } => (slot, owner),
+            Place::Vacant { .. } => return Err(DropReason::UnknownDestination),
+            Place::Outside => {
+                return Ok(Prediction::forward(
+                    TC_ACT_OK,
+                    Forward::Stack,
+                    Expect::DstMac(host.gateway_mac),
+                ));
+            }
+        };
+        if !self.allowed(Party::Owner(src_owner), Party::Owner(dst_owner)) {
+            return Err(DropReason::PolicyDenied);
+        }
+        if ip.ttl <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
+        if dst_slot == host.zone_slot {
+            if ip.dst.octets()[2] == host.host_octet {
+                let port = self
+                    .ports
+                    .get(&ip.dst.octets()[3])
+                    .ok_or(DropReason::UnknownDestination)?;
+                return Ok(Prediction::forward(
+                    TC_ACT_REDIRECT,
+                    Forward::Local,
+                    Expect::Routed {
+                        src: host.gateway_mac,
+                        dst: port.mac,
+                    },
+                ));
+            }
+            let nh = self
+                .next_hops
+                .get(&(dst_slot, ip.dst.octets()[2]))
+                .ok_or(DropReason::NoRoute)?;
+            return Ok(Prediction::forward(
+                TC_ACT_REDIRECT,
+                Forward::Remote,
+                Expect::Routed {
+                    src: host.uplink_mac,
+                    dst: *nh,
+                },
+            ));
+        }
+        let gw = self.zones[&dst_slot].gateway.ok_or(DropReason::NoRoute)?;
+        Ok(Prediction::forward(
+            TC_ACT_REDIRECT,
+            Forward::Remote,
+            Expect::Routed {
+                src: host.uplink_mac,
+                dst: gw,
+            },
+        ))
+    }
+
+    /// Only IPv4 for a container of this host is judged; everything else
+    /// passes untouched. Destination → source (from its host's MAC) → policy
+    /// → TTL → delivery.
+    fn judge_from_uplink(&self, pkt: &[u8]) -> Result<Prediction, DropReason> {
+        let pass = Prediction::forward(XDP_PASS, Forward::Stack, Expect::Untouched);
+        let eth = parse_eth(pkt)?;
+        if eth.ether_type != packets::ETH_P_IP {
+            return Ok(pass);
+        }
+        let ip = parse_ipv4(pkt)?;
+        let Some(host) = self.host.as_ref() else {
+            return Ok(pass);
+        };
+        if !Self::on_this_host(host, ip.dst) {
+            return Ok(pass);
+        }
+        let dst_owner = match self.place(ip.dst) {
+            Place::Container { owner, .. } => owner,
+            _ => return Err(DropReason::UnknownDestination),
+        };
+        let port = self
+            .port_of(host, ip.dst)
+            .ok_or(DropReason::UnknownDestination)?;
+        let src = match self.place(ip.src) {
+            Place::Container { slot, owner } => {
+                let expected = if slot == host.zone_slot {
+                    if ip.src.octets()[2] == host.host_octet {
+                        // This host's own containers never arrive from outside.
+                        return Err(DropReason::SpoofedWrongHost);
+                    }
+                    self.next_hops.get(&(slot, ip.src.octets()[2])).copied()
+                } else if host.router_mac == [0; 6] {
+                    None
+                } else {
+                    Some(host.router_mac)
+                };
+                if expected != Some(eth.src) {
+                    return Err(DropReason::SpoofedWrongHost);
+                }
+                Party::Owner(owner)
+            }
+            Place::Vacant { .. } => return Err(DropReason::UnknownSource),
+            Place::Outside => Party::Outside,
+        };
+        if !self.allowed(src, Party::Owner(dst_owner)) {
+            return Err(DropReason::PolicyDenied);
+        }
+        if ip.ttl <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
+        Ok(Prediction::forward(
+            XDP_REDIRECT,
+            Forward::Local,
+            Expect::Routed {
+                src: host.gateway_mac,
+                dst: port.mac,
+            },
+        ))
+    }
+
+    /// What the host stack sends into the container behind `ifindex`.
+    fn judge_to_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
+        let ok = Prediction::forward(TC_ACT_OK, Forward::Local, Expect::Untouched);
+        let eth = parse_eth(pkt)?;
+        match eth.ether_type {
+            packets::ETH_P_IP => {}
+            packets::ETH_P_ARP => return Ok(ok),
+            packets::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
+            _ => return Err(DropReason::Malformed),
+        }
+        let ip = parse_ipv4(pkt)?;
+        let host = self.host.as_ref().ok_or(DropReason::NoRoute)?;
+        let behind_this_port = self
+            .port_of(host, ip.dst)
+            .is_some_and(|p| p.ifindex == ifindex);
+        let dst_owner = match self.place(ip.dst) {
+            Place::Container { owner, .. } if behind_this_port => owner,
+            _ => return Err(DropReason::UnknownDestination),
+        };
+        let src = match self.place(ip.src) {
+            Place::Container { owner, .. } => Party::Owner(owner),
+            Place::Vacant { .. } => return Err(DropReason::UnknownSource),
+            Place::Outside => Party::Outside,
+        };
+        if !self.allowed(src, Party::Owner(dst_owner)) {
+            return Err(DropReason::PolicyDenied);
+        }
+        Ok(ok)
+    }
+}
+
+// ---- the model's own parsers ----------------------------------------------------------
+
+struct EthView {
+    src: Mac,
+    ether_type: u16,
+}
+
+fn parse_eth(pkt: &[u8]) -> Result<EthView, DropReason> {
+    if pkt.len() < ETH_HLEN {
+        return Err(DropReason::Malformed);
+    }
+    Ok(EthView {
+        src: pkt[6..12].try_into().unwrap(),
+        ether_type: u16::from_be_bytes([pkt[12], pkt[13]]),
+    })
+}
+
+struct ArpView {
+    sender_mac: Mac,
+    sender_ip: Ipv4Addr,
+}
+
+fn parse_arp(pkt: &[u8]) -> Result<ArpView, DropReason> {
+    let a = pkt
+        .get(ETH_HLEN..ETH_HLEN + 28)
+        .ok_or(DropReason::Malformed)?;
+    if a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[4] != 6 || a[5] != 4 {
+        return Err(DropReason::Malformed);
+    }
+    Ok(ArpView {
+        sender_mac: a[8..14].try_into().unwrap(),
+        sender_ip: Ipv4Addr::new(a[14], a[15], a[16], a[17]),
+    })
+}
+
+struct Ipv4View {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+}
+
+/// Version 4, IHL of at least 5 words, total length covering the header and
+/// within the frame (padding after it is fine). Options and fragments are
+/// fine: policy is on addresses only.
+fn parse_ipv4(pkt: &[u8]) -> Result<Ipv4View, DropReason> {
+    let h = pkt
+        .get(ETH_HLEN..ETH_HLEN + 20)
+        .ok_or(DropReason::Malformed)?;
+    let header_len = usize::from(h[0] & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if h[0] >> 4 != 4
+        || header_len < 20
+        || total_len < header_len
+        || ETH_HLEN + total_len > pkt.len()
+    {
+        return Err(DropReason::Malformed);
+    }
+    Ok(Ipv4View {
+        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+        ttl: h[8],
+    })
+}
+
+// ---- observing the real programs ----------------------------------------------------------
+
+/// What the real program did to one packet.
+#[derive(Debug)]
+pub struct Observed {
+    pub action: u32,
+    pub packet: Vec<u8>,
+    /// Counters that moved.
+    pub counted: CounterSnapshot,
+    pub events: Vec<DropEvent>,
+}
+
+/// A datapath plus the readers the checks need.
+pub struct Harness {
+    pub dp: Datapath,
+    events: RingBuf<MapData>,
+}
+
+impl Harness {
+    pub fn new(mut dp: Datapath) -> Self {
+        let events = dp.take_drop_events().expect("drop events ring buffer");
+        Harness { dp, events }
+    }
+
+    fn drain_events(&mut self) -> Vec<DropEvent> {
+        let mut out = Vec::new();
+        while let Some(item) = self.events.next() {
+            assert_eq!(item.len(), size_of::<DropEvent>(), "drop event size");
+            // SAFETY: DropEvent is plain old data of exactly this size.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });
+        }
+        out
+    }
+
+    /// Run one packet once; fails only when the kernel refuses the run.
+    pub fn run(&mut self, prog: Prog, pkt: &[u8]) -> Result<Observed, String> {
+        let stale = self.drain_events();
+        assert!(
+            stale.is_empty(),
+            "drop events from outside a run: {stale:?}"
+        );
+        let before = self.dp.counters().expect("counters");
+        let res = match prog {
+            Prog::Uplink => self.dp.test_run_xdp(prog.name(), pkt, 1),
+            Prog::FromContainer(i) | Prog::ToContainer(i) => {
+                self.dp.test_run_tc(prog.name(), pkt, i, 1)
+            }
+        };
+        let now = self.dp.counters().expect("counters");
+        let counted = now.since(&before);
+        let events = self.drain_events();
+        let out = res.map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e)))?;
+        Ok(Observed {
+            action: out.action,
+            packet: out.packet,
+            counted,
+            events,
+        })
+    }
+}
+
+/// Compare an observation with a prediction: action, exactly one counter
+/// moved by one packet of `input.len()` bytes in the right direction, the
+/// output bytes, and for a drop exactly one event with the reason (none for
+/// a forward). Returns every mismatch.
+pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec<String> {
+    let mut errs = Vec::new();
+    if got.action != want.action {
+        errs.push(format!("action {}, want {}", got.action, want.action));
+    }
+    let dir = prog.direction();
+    let moved: Vec<_> = got
+        .counted
+        .by_verdict
+        .iter()
+        .map(|(k, c)| (*k, *c))
+        .collect();
+    let expected_counter = netfabric_common::Counter {
+        packets: 1,
+        bytes: input.len() as u64,
+    };
+    match moved.as_slice() {
+        [((d, v), c)] if *d == dir && *v == want.verdict && *c == expected_counter => {}
+        _ => errs.push(format!(
+            "counters moved {:?}, want only {:?}/{:?} by {:?}",
+            got.counted.by_verdict, dir, want.verdict, expected_counter
+        )),
+    }
+    if got.counted.monitor_events_lost != 0 {
+        errs.push(format!(
+            "{} drop events lost",
+            got.counted.monitor_events_lost
+        ));
+    }
+    match want.verdict {
+        Verdict::Dropped(reason) => match got.events.as_slice() {
+            [e] if e.reason == reason as u8
+                && e.direction == dir as u8
+                && e.len == input.len() as u32 => {}
+            evs => errs.push(format!(
+                "drop events {evs:?}, want one {reason:?} in {dir:?}"
+            )),
+        },
+        Verdict::Forwarded(_) => {
+            if !got.events.is_empty() {
+                errs.push(format!("drop events for a forward: {:?}", got.events));
+            }
+        }
+    }
+    match &want.output {
+        Expect::Untouched => {
+            if got.packet != input {
+                errs.push(format!(
+                    "packet modified: {} → {}",
+                    packets::hex(input),
+                    packets::hex(&got.packet)
+                ));
+            }
+        }
+        Expect::Routed { src, dst } => {
+            if let Err(e) = packets::check_routed(input, &got.packet, *src, *dst) {
+                errs.push(format!("routed output: {e}"));
+            }
+        }
+        Expect::DstMac(mac) => {
+            let mut w = input.to_vec();
+            w[0..6].copy_from_slice(mac);
+            if got.packet != w {
+                errs.push(format!(
+                    "want only the dst MAC rewritten to {mac:02x?}: {} → {}",
+                    packets::hex(input),
+                    packets::hex(&got.packet)
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Create interfaces `names` inside `ns` and return their ifindexes (TC
+/// test runs need a real device in the calling thread's namespace). They
+/// are veth pairs (`NAME` / `NAMEx`): this kernel has no dummy driver.
+pub fn dummies(ns: &crate::netns::Netns, names: &[&str]) -> Vec<u32> {
+    names
+        .iter()
+        .map(|n| {
+            let peer = format!("{n}x");
+            ns.exec(&[
+                "ip", "link", "add", n, "type", "veth", "peer", "name", &peer,
+            ]);
+            ns.ifindex(n)
+        })
+        .collect()
+}
