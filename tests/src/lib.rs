@@ -7,6 +7,8 @@
 pub mod model;
 pub mod netns;
 pub mod packets;
+pub mod raw;
+pub mod topology;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
