@@ -1,8 +1,10 @@
 //! netfabric userspace: the typed datapath API (load, attach, fill maps, read
 //! counters), used by the agent, the CLI, the tests and the benchmarks.
 
+pub mod agent;
 pub mod cli;
 pub mod datapath;
+pub mod lab;
 pub mod mac;
 pub mod port;
 pub mod state;

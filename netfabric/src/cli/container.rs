@@ -39,6 +39,12 @@ pub enum ContainerCommand {
         /// Container name.
         name: String,
     },
+    /// Attach the container's network namespace: veth nfc<octet>/eth0,
+    /// its persistent address and MAC, the link-local gateway and routes.
+    /// The host's agent attaches the TC programs and brings the port up.
+    Attach(crate::port::cli::AttachArgs),
+    /// Remove the container's port (both ends of the veth).
+    Detach(crate::port::cli::DetachArgs),
     /// List containers.
     List {
         /// Only the containers on this host.
@@ -56,6 +62,8 @@ pub enum ContainerCommand {
 pub fn run(cmd: ContainerCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = global.open_store()?;
     match cmd {
+        ContainerCommand::Attach(args) => crate::port::cli::attach(args, global)?,
+        ContainerCommand::Detach(args) => crate::port::cli::detach(args, global)?,
         ContainerCommand::Create {
             name,
             owner,

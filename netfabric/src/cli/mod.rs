@@ -179,6 +179,15 @@ pub enum Command {
     /// delete, list).
     #[command(subcommand)]
     Container(container::ContainerCommand),
+
+    /// The agent of one host: loads, attaches and pins the datapath and
+    /// keeps its maps equal to the desired state.
+    Agent(crate::agent::AgentArgs),
+
+    /// The lab: a zone of hosts, containers and agents built from network
+    /// namespaces on this machine (up, down, status, run).
+    #[command(subcommand)]
+    Lab(crate::lab::LabCommand),
     //
     // ---- Later subcommands go here (SPEC §5): ----------------------------
     // Agent(agent::AgentArgs), Maps(maps::MapsCommand),
@@ -196,6 +205,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Owner(cmd) => owner::run(cmd, global),
         Command::Group(cmd) => group::run(cmd, global),
         Command::Container(cmd) => container::run(cmd, global),
+        Command::Agent(args) => crate::agent::run(args, global),
+        Command::Lab(cmd) => crate::lab::run(cmd, global),
     }
 }
 

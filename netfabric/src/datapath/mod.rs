@@ -301,6 +301,26 @@ impl Datapath {
             .map_err(map_err(common::NEXT_HOPS))
     }
 
+    /// The next hop of host `host_octet` of zone `zone_slot`, if set.
+    pub fn next_hop(&self, zone_slot: u32, host_octet: u8) -> Result<Option<NextHop>> {
+        check_slot(zone_slot)?;
+        let h = self
+            .next_hops
+            .get(&next_hop_index(zone_slot, host_octet.into()), 0)
+            .map_err(map_err(common::NEXT_HOPS))?;
+        Ok((h.flags & common::FLAG_PRESENT != 0).then_some(h))
+    }
+
+    /// The gateway towards zone `zone_slot`, if set.
+    pub fn zone_gateway(&self, zone_slot: u32) -> Result<Option<NextHop>> {
+        check_slot(zone_slot)?;
+        let h = self
+            .zone_gateways
+            .get(&zone_slot, 0)
+            .map_err(map_err(common::ZONE_GATEWAYS))?;
+        Ok((h.flags & common::FLAG_PRESENT != 0).then_some(h))
+    }
+
     /// Where packets for zone `zone_slot` (another zone) are sent.
     pub fn set_zone_gateway(&mut self, zone_slot: u32, mac: [u8; 6], underlay: Ipv4Addr) -> Result<()> {
         check_slot(zone_slot)?;

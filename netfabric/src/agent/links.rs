@@ -1,0 +1,214 @@
+//! Pinned program links: attach once, adopt and replace atomically after a
+//! restart (`bpf_link_update`), so the datapath never goes without a program.
+//!
+//! Layout under the host's pin dir: `links/uplink` (XDP), and
+//! `links/nfc<octet>-ingress` / `links/nfc<octet>-egress` (TCX).
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    pin::PinError,
+    programs::{
+        ProgramError, TcAttachType, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        tc::SchedClassifierLink,
+        xdp::XdpLink,
+    },
+};
+
+use crate::{
+    Datapath, DatapathError,
+    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkPinError {
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("link {path}: {source}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    #[error("pinning link {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: PinError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = LinkPinError> = std::result::Result<T, E>;
+
+/// Where one host's links are pinned.
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("links")
+}
+
+pub fn uplink_pin(pin_dir: &Path) -> PathBuf {
+    links_dir(pin_dir).join("uplink")
+}
+
+pub fn port_pins(pin_dir: &Path, port: &str) -> (PathBuf, PathBuf) {
+    let d = links_dir(pin_dir);
+    (
+        d.join(format!("{port}-ingress")),
+        d.join(format!("{port}-egress")),
+    )
+}
+
+fn prog(name: &'static str) -> impl FnOnce(ProgramError) -> LinkPinError {
+    move |source| LinkPinError::Program { name, source }
+}
+
+fn link_err(path: &Path) -> impl FnOnce(LinkError) -> LinkPinError + '_ {
+    move |source| LinkPinError::Link {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn pin(link: FdLink, path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path.parent().expect("a pin path has a parent")).map_err(|source| {
+        LinkPinError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    link.pin(path).map_err(|source| LinkPinError::Pin {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// How a link came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// A pinned link was adopted and now runs this process's program.
+    Replaced,
+    /// A new link was made and pinned.
+    New,
+}
+
+/// Attaches `from_uplink` to `ifname`: replaces the program of the pinned
+/// link when `adopt` (same interface as before), else makes a new link.
+pub fn attach_uplink(
+    dp: &mut Datapath,
+    pin_dir: &Path,
+    ifname: &str,
+    adopt: bool,
+) -> Result<Attached> {
+    let path = uplink_pin(pin_dir);
+    let xdp = dp.xdp(PROG_FROM_UPLINK)?;
+    if adopt && path.exists() {
+        let old = PinnedLink::from_pin(&path).map_err(link_err(&path))?;
+        let link = XdpLink::try_from(FdLink::from(old)).map_err(link_err(&path))?;
+        let id = xdp.attach_to_link(link).map_err(prog(PROG_FROM_UPLINK))?;
+        // Keep the link out of the program's care; the pin holds it.
+        let _ = xdp.take_link(id).map_err(prog(PROG_FROM_UPLINK))?;
+        return Ok(Attached::Replaced);
+    }
+    remove_pin(&path);
+    let id = match xdp.attach(ifname, XdpMode::Driver) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(ifname, error = %e, "native XDP refused; using generic XDP");
+            xdp.attach(ifname, XdpMode::Skb)
+                .map_err(prog(PROG_FROM_UPLINK))?
+        }
+    };
+    let link = xdp.take_link(id).map_err(prog(PROG_FROM_UPLINK))?;
+    let fd = FdLink::try_from(link).map_err(link_err(&path))?;
+    pin(fd, &path)?;
+    Ok(Attached::New)
+}
+
+/// Attaches `from_container` (ingress) and `to_container` (egress) to the
+/// port `ifname`, adopting the pinned links when `adopt`.
+pub fn attach_port(
+    dp: &mut Datapath,
+    pin_dir: &Path,
+    ifname: &str,
+    adopt: bool,
+) -> Result<Attached> {
+    let (ingress, egress) = port_pins(pin_dir, ifname);
+    if adopt && ingress.exists() && egress.exists() {
+        for (name, path) in [
+            (PROG_FROM_CONTAINER, &ingress),
+            (PROG_TO_CONTAINER, &egress),
+        ] {
+            let tc = dp.tc(name)?;
+            let old = PinnedLink::from_pin(path).map_err(link_err(path))?;
+            let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(link_err(path))?;
+            let id = tc.attach_to_link(link).map_err(prog(name))?;
+            let _ = tc.take_link(id).map_err(prog(name))?;
+        }
+        return Ok(Attached::Replaced);
+    }
+    remove_port_pins(pin_dir, ifname);
+    for (name, path, at) in [
+        (PROG_FROM_CONTAINER, &ingress, TcAttachType::Ingress),
+        (PROG_TO_CONTAINER, &egress, TcAttachType::Egress),
+    ] {
+        let tc = dp.tc(name)?;
+        let id = tc.attach(ifname, at).map_err(prog(name))?;
+        let link = tc.take_link(id).map_err(prog(name))?;
+        let fd = FdLink::try_from(link).map_err(link_err(path))?;
+        pin(fd, path)?;
+    }
+    Ok(Attached::New)
+}
+
+fn remove_pin(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "removing a stale link pin");
+    }
+}
+
+/// Unpins a port's links (a vanished interface, or detach on exit).
+pub fn remove_port_pins(pin_dir: &Path, port: &str) {
+    let (i, e) = port_pins(pin_dir, port);
+    remove_pin(&i);
+    remove_pin(&e);
+}
+
+/// The port names that have pinned links.
+pub fn pinned_ports(pin_dir: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(links_dir(pin_dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix("-ingress").map(str::to_owned)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Removes every link pin (detaching the programs) and every map pin of a
+/// host, then its directory.
+pub fn remove_all(pin_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(pin_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,431 @@
+//! `netfabric agent`: keeps one host's datapath equal to the desired state
+//! (SPEC §4).
+//!
+//! * Maps are pinned under `<bpffs>/netfabric/<host>/` and adopted on start;
+//!   what they hold is read back into a [`HostPlan`], and from then on only
+//!   the difference between that and the plan of the desired state is
+//!   written ([`HostPlan::diff`]): never flush-and-refill.
+//! * Program links are pinned under `<pin dir>/links/` ([`links`]); a new
+//!   agent replaces the program of each pinned link atomically, so a
+//!   restart or upgrade drops no packet and opens no hole.
+//! * Container ports (`nfc<octet>`, see [`crate::port`]) are found by a
+//!   periodic rescan: TC is attached (and pinned), `LOCAL_PORTS` set, and
+//!   only then the port is brought up.
+//! * A full map fails closed: the entry is not added (a missing group pair
+//!   means "denied"), the error is logged and counted.
+//! * SIGTERM/SIGINT leave the datapath running; `--detach-on-exit` removes
+//!   links and pins.
+
+pub mod links;
+pub mod plan;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use netfabric_common::MAX_ZONES;
+
+pub use plan::{HostPlan, Op, Runtime};
+
+use crate::{
+    Datapath, DatapathError,
+    cli::GlobalArgs,
+    datapath::{self, LoadOptions},
+    port,
+    state::State,
+    store::{Snapshot, Store},
+};
+
+/// `netfabric agent`: run the agent of one host.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// This host's name in the desired state.
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    /// Join this network namespace first (a lab host: /run/netns/nf-h1).
+    #[arg(long, value_name = "PATH")]
+    pub netns: Option<PathBuf>,
+    /// The bpffs mount; maps and links go under <bpffs>/netfabric/<host>/.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
+    pub bpffs: PathBuf,
+    /// Where /metrics will be served (not served yet).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+    /// On exit, detach the programs and remove every pin of this host.
+    #[arg(long)]
+    pub detach_on_exit: bool,
+    /// How often container ports are rescanned, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub rescan_ms: u64,
+}
+
+/// Entry point from the CLI: joins the namespace, opens the store, runs.
+pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if let Some(ns) = &args.netns {
+        // Before any other thread exists: every thread made later inherits it.
+        port::netns::enter(ns).with_context(|| format!("joining {}", ns.display()))?;
+    }
+    let store = global.open_store()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    rt.block_on(run_async(args, store))
+}
+
+/// Counters of the agent's own work.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub reconciles: u64,
+    pub errors: u64,
+    pub map_full: u64,
+}
+
+struct Agent {
+    host: String,
+    pin_dir: PathBuf,
+    dp: Datapath,
+    current: HostPlan,
+    /// Ports whose TC links are in place in this process: octet → ifindex.
+    ports: BTreeMap<u8, u32>,
+    uplink: Option<(String, u32)>,
+    state: Option<State>,
+    last_desired: Option<HostPlan>,
+    stats: Stats,
+    nl: rtnetlink::Handle,
+}
+
+async fn run_async(args: AgentArgs, store: Box<dyn Store>) -> anyhow::Result<()> {
+    let pin_dir = datapath::pin_dir(&args.bpffs, &args.host);
+    let dp = Datapath::load(&LoadOptions {
+        pin_dir: Some(pin_dir.clone()),
+        ..LoadOptions::default()
+    })
+    .with_context(|| format!("loading the datapath pinned under {}", pin_dir.display()))?;
+    let current = read_maps(&dp).context("reading the pinned maps")?;
+    tracing::info!(
+        host = %args.host,
+        pin_dir = %pin_dir.display(),
+        endpoints = current.endpoints.len(),
+        group_pairs = current.group_pairs.len(),
+        local_ports = current.local_ports.len(),
+        metrics_addr = %args.metrics_addr,
+        "agent started; adopted the pinned maps (metrics not served yet)"
+    );
+    let nl = port::connect().context("netlink")?;
+    let mut agent = Agent {
+        host: args.host.clone(),
+        pin_dir: pin_dir.clone(),
+        dp,
+        current,
+        ports: BTreeMap::new(),
+        uplink: None,
+        state: None,
+        last_desired: None,
+        stats: Stats::default(),
+        nl,
+    };
+    // Replace the programs of already pinned links right away (upgrade).
+    agent.adopt_links().await;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Snapshot>(4);
+    let watch = store.watch(0).context("watching the store")?;
+    let feeder = tokio::task::spawn_blocking(move || {
+        while !tx.is_closed() {
+            match watch.recv_timeout(Duration::from_millis(200)) {
+                Some(Ok(s)) => {
+                    if tx.blocking_send(s).is_err() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => tracing::error!(error = %e, "store watch"),
+                None => {}
+            }
+        }
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    let mut rescan = tokio::time::interval(Duration::from_millis(args.rescan_ms.max(10)));
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            snap = rx.recv() => match snap {
+                Some(snap) => {
+                    tracing::info!(revision = snap.revision, "desired state");
+                    agent.state = Some(snap.state);
+                    agent.reconcile().await;
+                }
+                None => break,
+            },
+            _ = rescan.tick() => agent.reconcile().await,
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM"); break; }
+        }
+    }
+    drop(rx);
+    let _ = feeder.await;
+    if args.detach_on_exit {
+        links::remove_all(&pin_dir).with_context(|| format!("removing {}", pin_dir.display()))?;
+        tracing::info!(pin_dir = %pin_dir.display(), "detached: links and pins removed");
+    } else {
+        tracing::info!("exiting; the datapath keeps running on its pinned links and maps");
+    }
+    Ok(())
+}
+
+impl Agent {
+    /// Replaces the programs of pinned links whose interface is unchanged.
+    async fn adopt_links(&mut self) {
+        let Some(host) = self.current.host else {
+            return;
+        };
+        let names = match port::links(&self.nl).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "listing interfaces");
+                return;
+            }
+        };
+        for (name, ifindex, _) in &names {
+            if *ifindex == host.uplink_ifindex && links::uplink_pin(&self.pin_dir).exists() {
+                match links::attach_uplink(&mut self.dp, &self.pin_dir, name, true) {
+                    Ok(how) => {
+                        tracing::info!(uplink = %name, ?how, "uplink program replaced");
+                        self.uplink = Some((name.clone(), *ifindex));
+                    }
+                    Err(e) => self.error(&format!("adopting the uplink link of {name}: {e}")),
+                }
+            }
+        }
+        self.rescan_ports(&names).await;
+    }
+
+    fn error(&mut self, msg: &str) {
+        self.stats.errors += 1;
+        tracing::error!("{msg}");
+    }
+
+    /// Attaches TC to the ports of this host's containers; returns the
+    /// ports that are ready.
+    async fn rescan_ports(&mut self, names: &[(String, u32, bool)]) {
+        let wanted: BTreeSet<u8> = match &self.state {
+            Some(s) => s
+                .containers_on(&self.host)
+                .map(|c| c.address.octets()[3])
+                .collect(),
+            // Before the first state: adopt what the maps say is there.
+            None => self.current.local_ports.keys().copied().collect(),
+        };
+        let present: BTreeMap<u8, (&str, u32, bool)> = names
+            .iter()
+            .filter_map(|(n, i, up)| Some((port::port_octet(n)?, (n.as_str(), *i, *up))))
+            .collect();
+        // Vanished or re-created interfaces.
+        self.ports
+            .retain(|o, i| present.get(o).map(|p| p.1) == Some(*i));
+        for port in links::pinned_ports(&self.pin_dir) {
+            if port::port_octet(&port).is_none_or(|o| !present.contains_key(&o)) {
+                links::remove_port_pins(&self.pin_dir, &port);
+            }
+        }
+        for (&octet, &(name, ifindex, up)) in &present {
+            if !wanted.contains(&octet) {
+                continue;
+            }
+            if self.ports.get(&octet) != Some(&ifindex) {
+                let adopt = self.current.local_ports.get(&octet).map(|p| p.0) == Some(ifindex);
+                match links::attach_port(&mut self.dp, &self.pin_dir, name, adopt) {
+                    Ok(how) => {
+                        tracing::info!(port = name, ifindex, ?how, "port programs attached");
+                        self.ports.insert(octet, ifindex);
+                    }
+                    Err(e) => {
+                        self.error(&format!("attaching TC to {name}: {e}"));
+                        continue;
+                    }
+                }
+            }
+            if !up && self.current.local_ports.get(&octet).map(|p| p.0) == Some(ifindex) {
+                // Up only once the programs and LOCAL_PORTS are in place.
+                if let Err(e) = port::set_up(&self.nl, ifindex).await {
+                    self.error(&format!("bringing {name} up: {e}"));
+                } else {
+                    tracing::info!(port = name, "port up");
+                }
+            }
+        }
+    }
+
+    async fn reconcile(&mut self) {
+        let names = match port::links(&self.nl).await {
+            Ok(l) => l,
+            Err(e) => return self.error(&format!("listing interfaces: {e}")),
+        };
+        self.rescan_ports(&names).await;
+        let Some(state) = &self.state else { return };
+        let Some(host) = state.host(&self.host) else {
+            if self.last_desired.is_some() || self.stats.reconciles == 0 {
+                tracing::warn!(host = %self.host, "this host is not in the desired state; waiting");
+            }
+            self.stats.reconciles += 1;
+            return;
+        };
+        let uplink_name = host.uplink.clone();
+        let uplink_ifindex = names.iter().find(|n| n.0 == uplink_name).map(|n| n.1);
+        let Some(uplink_ifindex) = uplink_ifindex else {
+            return self.error(&format!("uplink {uplink_name} not found"));
+        };
+        let rt = Runtime {
+            uplink_ifindex,
+            ready_ports: self.ports.clone(),
+        };
+        let desired = match HostPlan::compute(state, &self.host, &rt) {
+            Ok(p) => p,
+            Err(e) => return self.error(&format!("planning: {e}")),
+        };
+        if self.last_desired.as_ref() == Some(&desired) && self.uplink.is_some() {
+            // Nothing new; retry failed operations only when something changes.
+            self.bring_ports_up(&names).await;
+            return;
+        }
+        let ops = self.current.diff(&desired);
+        let started = std::time::Instant::now();
+        let (mut applied, mut failed) = (0usize, 0usize);
+        for op in &ops {
+            match apply(&mut self.dp, op) {
+                Ok(()) => {
+                    self.current.record(op);
+                    applied += 1;
+                }
+                Err(DatapathError::MapFull { name, capacity }) => {
+                    failed += 1;
+                    self.stats.map_full += 1;
+                    self.stats.errors += 1;
+                    tracing::error!(
+                        map = name,
+                        capacity,
+                        ?op,
+                        "map full: entry not added (fail closed)"
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    self.error(&format!("applying {op:?}: {e}"));
+                }
+            }
+        }
+        self.stats.reconciles += 1;
+        if !ops.is_empty() {
+            tracing::info!(applied, failed, took = ?started.elapsed(), "reconciled");
+        }
+        self.last_desired = Some(desired);
+        if self.uplink.as_ref().map(|u| u.1) != Some(uplink_ifindex) {
+            let adopt = false;
+            match links::attach_uplink(&mut self.dp, &self.pin_dir, &uplink_name, adopt) {
+                Ok(how) => {
+                    tracing::info!(uplink = %uplink_name, ?how, "uplink program attached");
+                    self.uplink = Some((uplink_name, uplink_ifindex));
+                }
+                Err(e) => self.error(&format!("attaching XDP to {uplink_name}: {e}")),
+            }
+        }
+        self.bring_ports_up(&names).await;
+    }
+
+    async fn bring_ports_up(&mut self, names: &[(String, u32, bool)]) {
+        for (name, ifindex, up) in names {
+            let Some(octet) = port::port_octet(name) else {
+                continue;
+            };
+            if !*up
+                && self.ports.get(&octet) == Some(ifindex)
+                && self.current.local_ports.get(&octet).map(|p| p.0) == Some(*ifindex)
+            {
+                match port::set_up(&self.nl, *ifindex).await {
+                    Ok(()) => tracing::info!(port = %name, "port up"),
+                    Err(e) => self.error(&format!("bringing {name} up: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Applies one operation to the maps.
+pub fn apply(dp: &mut Datapath, op: &Op) -> Result<(), DatapathError> {
+    let zone_addr = |p: u16| Ipv4Addr::from(u32::from(p) << 16);
+    let low = |l: u16| Ipv4Addr::from(u32::from(l));
+    match *op {
+        Op::SetHost(h) => dp.set_host(&h),
+        Op::SetZone(p, s) => dp.set_zone(zone_addr(p), s),
+        Op::ClearZone(p) => dp.clear_zone(zone_addr(p)),
+        Op::SetEndpoint(s, l, o) => dp.set_endpoint(s, low(l), o),
+        Op::ClearEndpoint(s, l) => dp.clear_endpoint(s, low(l)),
+        Op::SetNextHop(s, h, hop) => dp.set_next_hop(s, h, hop.mac, hop.underlay),
+        Op::ClearNextHop(s, h) => dp.clear_next_hop(s, h),
+        Op::SetGateway(s, hop) => dp.set_zone_gateway(s, hop.mac, hop.underlay),
+        Op::ClearGateway(s) => dp.clear_zone_gateway(s),
+        Op::SetLocalPort(o, i, m) => dp.set_local_port(o, i, m),
+        Op::ClearLocalPort(o) => dp.clear_local_port(o),
+        Op::SetGroupPair(p, n) => dp.set_group_pair(p.low, p.high, n),
+        Op::RemoveGroupPair(p) => dp.remove_group_pair(p.low, p.high),
+    }
+}
+
+/// What the (adopted) maps hold, as a plan.
+pub fn read_maps(dp: &Datapath) -> Result<HostPlan, DatapathError> {
+    let mut plan = HostPlan {
+        host: dp.host()?.map(|mut h| {
+            h.flags = 0;
+            h
+        }),
+        ..HostPlan::default()
+    };
+    let mut slots = BTreeSet::new();
+    for prefix in 0..=u16::MAX {
+        if let Some(slot) = dp.zone_of(Ipv4Addr::from(u32::from(prefix) << 16))? {
+            plan.zones.insert(prefix, slot);
+            slots.insert(slot);
+        }
+    }
+    if let Some(h) = plan.host {
+        slots.insert(h.zone_slot);
+    }
+    for slot in 0..MAX_ZONES {
+        if let Some(g) = dp.zone_gateway(slot)? {
+            plan.gateways.insert(slot, g.into());
+        }
+    }
+    for &slot in &slots {
+        for low in 0..=u16::MAX {
+            let e = dp.endpoint(slot, Ipv4Addr::from(u32::from(low)))?;
+            if e.owner != netfabric_common::NO_OWNER {
+                plan.endpoints.insert((slot, low), e.owner);
+            }
+        }
+        for h in 0..=u8::MAX {
+            if let Some(hop) = dp.next_hop(slot, h)? {
+                plan.next_hops.insert((slot, h), hop.into());
+            }
+        }
+    }
+    for octet in 0..=u8::MAX {
+        if let Some(p) = dp.local_port(octet)? {
+            plan.local_ports.insert(octet, (p.ifindex, p.mac));
+        }
+    }
+    for (pair, n) in dp.group_pairs()? {
+        plan.group_pairs.insert(pair, n);
+    }
+    Ok(plan)
+}
+
+/// Pin directory of `host` under `bpffs` (re-exported for the lab).
+pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
+    datapath::pin_dir(bpffs, host)
+}

@@ -1,0 +1,591 @@
+//! `netfabric lab`: a zone of N hosts on this machine (SPEC §5).
+//!
+//! * an underlay namespace `nf-<lab>-underlay` with the bridge `ubr0`;
+//! * one namespace per host, `nf-<host>`, with the uplink `up0`
+//!   (`02:fe:00:00:00:<n>`, `172.30.0.<n>/24`) whose peer is a port of `ubr0`;
+//! * the desired state in the lab's own store `<dir>/state.json`: zone
+//!   `10.1.0.0/16`, hosts, owners `alice` and `bob`, the group `team` (alice;
+//!   add bob to let them talk), containers, and a `system` load balancer;
+//! * one namespace per container, `nf-<container>`, attached with
+//!   [`crate::port::attach`];
+//! * one agent process per host (this executable, `agent --host H --netns
+//!   /run/netns/nf-H`), logging to `<dir>/agent-H.log`.
+//!
+//! Everything made is first recorded in `<dir>/manifest.json`, so `down`
+//! removes every namespace, pin and process even after a crash of `up`.
+//! The default lab is named `lab` (hosts `h1`..`hN`, containers by owner);
+//! other names (`--name t1`) prefix hosts and containers so several labs
+//! can coexist (the tests use that).
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    MacAddr,
+    cli::GlobalArgs,
+    state::HostSpec,
+    store::{FileStore, Store, StoreExt as _},
+};
+
+/// `netfabric lab ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum LabCommand {
+    /// Build the lab and start its agents (in the background).
+    Up(LabArgs),
+    /// Remove everything the lab made (namespaces, pins, agents, state).
+    Down(LabName),
+    /// Hosts, agents (alive?) and containers of the lab.
+    Status(LabName),
+    /// Up, print what to try, wait for Ctrl-C, down.
+    Run(LabArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabName {
+    /// Lab name: `lab` gives hosts h1..hN; another name prefixes them.
+    #[arg(long, default_value = "lab")]
+    pub name: String,
+    /// Directory of the lab's store, manifest and logs (default
+    /// /var/lib/netfabric/<name>).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The bpffs mount.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
+    pub bpffs: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabArgs {
+    #[command(flatten)]
+    pub lab: LabName,
+    /// Number of hosts (1..=9).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub hosts: u8,
+}
+
+/// What a lab made, written before it is made.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub store_url: String,
+    /// Every namespace (underlay, hosts, containers), in creation order.
+    pub namespaces: Vec<String>,
+    pub hosts: Vec<LabHost>,
+    pub containers: Vec<LabContainer>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabHost {
+    pub name: String,
+    pub netns: String,
+    pub pin_dir: PathBuf,
+    pub agent_pid: Option<u32>,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabContainer {
+    pub name: String,
+    pub owner: String,
+    pub host: String,
+    pub address: Ipv4Addr,
+    pub netns: String,
+}
+
+impl LabName {
+    pub fn dir(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| Path::new(crate::store::DEFAULT_STATE_DIR).join(&self.name))
+    }
+
+    fn prefixed(&self, base: &str) -> String {
+        if self.name == "lab" {
+            base.to_owned()
+        } else {
+            format!("{}-{base}", self.name)
+        }
+    }
+}
+
+fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join("manifest.json")
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> anyhow::Result<Option<Manifest>> {
+        match std::fs::read(manifest_path(dir)) {
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).context("reading the lab manifest")?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("reading the lab manifest"),
+        }
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(".manifest.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, manifest_path(&self.dir)).context("writing the lab manifest")
+    }
+}
+
+pub fn run(cmd: LabCommand, _global: &GlobalArgs) -> anyhow::Result<()> {
+    match cmd {
+        LabCommand::Up(args) => {
+            let m = up(&args)?;
+            print_try(&m);
+            Ok(())
+        }
+        LabCommand::Down(name) => down(&name),
+        LabCommand::Status(name) => status(&name),
+        LabCommand::Run(args) => {
+            let m = match up(&args) {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = down(&args.lab);
+                    return Err(e);
+                }
+            };
+            print_try(&m);
+            println!("\nCtrl-C tears the lab down.");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => r,
+                    _ = term.recv() => Ok(()),
+                }
+            })?;
+            println!("tearing the lab down...");
+            down(&args.lab)
+        }
+    }
+}
+
+fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {args:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn netns_path(name: &str) -> PathBuf {
+    Path::new("/run/netns").join(name)
+}
+
+fn add_netns(m: &mut Manifest, name: &str) -> anyhow::Result<()> {
+    m.namespaces.push(name.to_owned());
+    m.save()?;
+    if netns_path(name).exists() {
+        let _ = sh(&["ip", "netns", "del", name]);
+    }
+    sh(&["ip", "netns", "add", name])?;
+    sh(&["ip", "-n", name, "link", "set", "lo", "up"])?;
+    for k in ["all", "default"] {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            name,
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Builds the lab; returns its manifest.
+pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
+    let lab = &args.lab;
+    let dir = lab.dir();
+    if Manifest::load(&dir)?.is_some() {
+        bail!(
+            "a lab is already recorded in {}: run `netfabric lab down --name {}` first",
+            dir.display(),
+            lab.name
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let state_file = dir.join(crate::store::STATE_FILE_NAME);
+    let _ = std::fs::remove_file(&state_file);
+    let store = FileStore::from_path(&state_file).with_poll_interval(Duration::from_millis(50));
+    let mut m = Manifest {
+        name: lab.name.clone(),
+        dir: dir.clone(),
+        bpffs: lab.bpffs.clone(),
+        store_url: format!("file://{}", state_file.display()),
+        ..Manifest::default()
+    };
+    m.save()?;
+
+    // The desired state.
+    let zone = lab.name.clone();
+    let hosts: Vec<String> = (1..=args.hosts)
+        .map(|n| lab.prefixed(&format!("h{n}")))
+        .collect();
+    store.apply(|s| s.create_zone(&zone, "10.1.0.0/16".parse().expect("a prefix"), None))?;
+    for (i, h) in hosts.iter().enumerate() {
+        let n = i as u8 + 1;
+        store.apply(|s| {
+            s.create_host(HostSpec {
+                name: h.clone(),
+                zone: zone.clone(),
+                number: Some(n.into()),
+                subnet: None,
+                uplink: "up0".into(),
+                underlay_ip: Ipv4Addr::new(172, 30, 0, n),
+                underlay_mac: MacAddr([0x02, 0xfe, 0, 0, 0, n]),
+            })
+        })?;
+    }
+    for o in ["alice", "bob"] {
+        store.apply(|s| s.create_owner(o))?;
+    }
+    store.apply(|s| s.create_group("team", &["alice".to_owned()]))?;
+    let host_of = |i: usize| hosts[i % hosts.len()].clone();
+    let plan = [
+        ("alice-web", "alice", host_of(0)),
+        ("alice-db", "alice", host_of(1)),
+        ("bob-web", "bob", host_of(0)),
+        ("bob-api", "bob", host_of(2)),
+        ("lb", "system", host_of(2)),
+    ];
+    for (c, owner, host) in &plan {
+        let name = lab.prefixed(c);
+        let (address, _) = store.apply(|s| s.create_container(&name, owner, host, None))?;
+        m.containers.push(LabContainer {
+            name: name.clone(),
+            owner: (*owner).to_owned(),
+            host: host.clone(),
+            address,
+            netns: format!("nf-{name}"),
+        });
+    }
+
+    // The underlay.
+    let underlay = format!("nf-{}-underlay", lab.name);
+    add_netns(&mut m, &underlay)?;
+    sh(&[
+        "ip", "-n", &underlay, "link", "add", "ubr0", "type", "bridge",
+    ])?;
+    sh(&["ip", "-n", &underlay, "link", "set", "ubr0", "up"])?;
+    for (i, h) in hosts.iter().enumerate() {
+        let n = i as u8 + 1;
+        let ns = format!("nf-{h}");
+        m.hosts.push(LabHost {
+            name: h.clone(),
+            netns: ns.clone(),
+            pin_dir: crate::agent::pin_dir(&lab.bpffs, h),
+            agent_pid: None,
+            log: dir.join(format!("agent-{h}.log")),
+        });
+        add_netns(&mut m, &ns)?;
+        let peer = format!("u{n}");
+        sh(&[
+            "ip", "-n", &underlay, "link", "add", &peer, "type", "veth", "peer", "name", "up0",
+            "netns", &ns,
+        ])?;
+        sh(&[
+            "ip", "-n", &underlay, "link", "set", &peer, "master", "ubr0", "up",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "link",
+            "set",
+            "up0",
+            "address",
+            &MacAddr([0x02, 0xfe, 0, 0, 0, n]).to_string(),
+            "up",
+        ])?;
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("172.30.0.{n}/24"),
+            "dev",
+            "up0",
+        ])?;
+        sh(&[
+            "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "gro", "on",
+        ])?;
+        sh(&[
+            "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "gro", "on",
+        ])?;
+        // A stale pin dir of the same host name would be adopted: start clean.
+        crate::agent::links::remove_all(&crate::agent::pin_dir(&lab.bpffs, h))?;
+    }
+    // Containers.
+    let snap = store.load()?;
+    for c in m.containers.clone() {
+        add_netns(&mut m, &c.netns)?;
+        let container = snap
+            .state
+            .container(&c.name)
+            .context("a lab container")?
+            .clone();
+        let subnet = snap
+            .state
+            .host(&c.host)
+            .context("a lab host")?
+            .subnet
+            .network();
+        crate::port::attach(
+            &container,
+            subnet,
+            &netns_path(&c.netns),
+            Some(&netns_path(&format!("nf-{}", c.host))),
+        )
+        .with_context(|| format!("attaching {}", c.name))?;
+    }
+    // Agents.
+    let exe = std::env::current_exe().context("finding this executable")?;
+    for i in 0..m.hosts.len() {
+        let h = m.hosts[i].clone();
+        let log = std::fs::File::create(&h.log)
+            .with_context(|| format!("creating {}", h.log.display()))?;
+        let child = spawn_agent(&exe, &m, &h, log)?;
+        m.hosts[i].agent_pid = Some(child);
+        m.save()?;
+    }
+    wait_ready(&m, Duration::from_secs(20))?;
+    Ok(m)
+}
+
+/// Starts the agent of `h` in its own session (so Ctrl-C on `lab run`
+/// reaches only the lab, which then stops the agents itself).
+pub fn spawn_agent(
+    exe: &Path,
+    m: &Manifest,
+    h: &LabHost,
+    log: std::fs::File,
+) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt as _;
+    let err = log.try_clone()?;
+    let child = Command::new(exe)
+        .args([
+            "agent",
+            "--host",
+            &h.name,
+            "--store",
+            &m.store_url,
+            "--bpffs",
+        ])
+        .arg(&m.bpffs)
+        .arg("--netns")
+        .arg(netns_path(&h.netns))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting the agent of {}", h.name))?;
+    Ok(child.id())
+}
+
+/// Waits until every container's port is up (its agent attached it).
+pub fn wait_ready(m: &Manifest, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    for c in &m.containers {
+        let port = crate::port::port_name(c.address);
+        loop {
+            let out = Command::new("ip")
+                .args(["-n", &format!("nf-{}", c.host), "-o", "link", "show", &port])
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.contains(",UP") || text.contains("<UP") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the port {port} of {} did not come up (see the agent logs in {})",
+                    c.name,
+                    m.dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+fn pid_is_agent(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("agent") && c.contains("--host")
+        })
+        .unwrap_or(false)
+}
+
+fn kill_agent(pid: u32, sig: i32) {
+    if pid_is_agent(pid) {
+        // SAFETY: plain kill(2) on a pid we checked is one of our agents.
+        unsafe { libc::kill(pid as i32, sig) };
+    }
+}
+
+/// Removes everything the lab recorded. Works after a crash of `up`.
+pub fn down(lab: &LabName) -> anyhow::Result<()> {
+    let dir = lab.dir();
+    let Some(m) = Manifest::load(&dir)? else {
+        println!("no lab recorded in {}", dir.display());
+        return Ok(());
+    };
+    for h in &m.hosts {
+        if let Some(pid) = h.agent_pid {
+            kill_agent(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for h in &m.hosts {
+        if let Some(pid) = h.agent_pid {
+            while pid_is_agent(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            kill_agent(pid, libc::SIGKILL);
+        }
+    }
+    let mut errors = Vec::new();
+    for ns in m.namespaces.iter().rev() {
+        if netns_path(ns).exists()
+            && let Err(e) = sh(&["ip", "netns", "del", ns])
+        {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    for h in &m.hosts {
+        if let Err(e) = crate::agent::links::remove_all(&h.pin_dir) {
+            errors.push(format!("removing {}: {e}", h.pin_dir.display()));
+        }
+    }
+    let _ = std::fs::remove_dir(m.bpffs.join("netfabric"));
+    for f in ["state.json", "state.json.lock", ".state.json.tmp"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    if !errors.is_empty() {
+        bail!("lab down left things behind: {}", errors.join("; "));
+    }
+    std::fs::remove_file(manifest_path(&dir)).context("removing the manifest")?;
+    println!("lab {} is down (logs kept in {})", m.name, dir.display());
+    Ok(())
+}
+
+pub fn status(lab: &LabName) -> anyhow::Result<()> {
+    let dir = lab.dir();
+    let Some(m) = Manifest::load(&dir)? else {
+        println!("no lab recorded in {}", dir.display());
+        return Ok(());
+    };
+    println!("lab {} (store {})", m.name, m.store_url);
+    println!("hosts:");
+    for h in &m.hosts {
+        let alive = h.agent_pid.is_some_and(pid_is_agent);
+        println!(
+            "  {:<12} netns {:<16} agent pid {:<8} {}",
+            h.name,
+            h.netns,
+            h.agent_pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if alive { "running" } else { "NOT RUNNING" }
+        );
+    }
+    println!("containers:");
+    let store = FileStore::from_path(m.store_url.trim_start_matches("file://"));
+    let state = store.load()?.state;
+    for c in &state.containers {
+        let attached = netns_path(&format!("nf-{}", c.name)).exists();
+        println!(
+            "  {:<16} {:<6} {:<10} {:<12} {}",
+            c.name,
+            c.owner,
+            c.host,
+            c.address,
+            if attached { "attached" } else { "-" }
+        );
+    }
+    Ok(())
+}
+
+fn print_try(m: &Manifest) {
+    let find = |suffix: &str| m.containers.iter().find(|c| c.name.ends_with(suffix));
+    println!(
+        "lab {} is up: {} hosts, {} containers",
+        m.name,
+        m.hosts.len(),
+        m.containers.len()
+    );
+    for c in &m.containers {
+        println!(
+            "  {:<16} {:<7} {:<6} {}",
+            c.name, c.owner, c.host, c.address
+        );
+    }
+    let store = format!("--store {}", m.store_url);
+    if let (Some(a), Some(a2), Some(b), Some(lb)) = (
+        find("alice-web"),
+        find("alice-db"),
+        find("bob-web"),
+        find("lb"),
+    ) {
+        println!("\nTry:");
+        println!("  # same owner, other host: allowed");
+        println!("  ip netns exec {} ping -c 3 {}", a.netns, a2.address);
+        println!("  # different owners (alice, bob), no shared group: dropped (policy_denied)");
+        println!("  ip netns exec {} ping -c 3 -W 1 {}", a.netns, b.address);
+        println!("  # put bob in alice's group `team`, and the same ping works");
+        println!("  netfabric {store} group add-member team bob");
+        println!("  # the system owner (lb) may talk to everyone");
+        println!("  ip netns exec {} ping -c 3 {}", lb.netns, b.address);
+        println!(
+            "  # TCP: ip netns exec {} nc -l 8080 & ip netns exec {} nc {} 8080",
+            a2.netns, a.netns, a2.address
+        );
+    }
+    println!("\n  netfabric {store} container list");
+    println!(
+        "  netfabric lab status{}",
+        if m.name == "lab" {
+            String::new()
+        } else {
+            format!(" --name {}", m.name)
+        }
+    );
+    println!(
+        "  netfabric maps dump   # pinned maps under {}/netfabric/<host>/",
+        m.bpffs.display()
+    );
+    println!("  metrics: http://127.0.0.1:9464/metrics (per agent; not served yet)");
+    println!("  agent logs: {}/agent-<host>.log", m.dir.display());
+}
