@@ -6,6 +6,11 @@
 //! runs on the whole new state before committing. Creating an object that
 //! already exists with the same definition is a no-op that succeeds
 //! (idempotent); with a different definition it is refused.
+//!
+//! New objects are appended to their list, so that when validation finds a
+//! duplicate (address, host number, underlay address) it names the new
+//! object, the later of the two; the store sorts the lists (see
+//! [`State::normalize`]) after validation.
 
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
@@ -82,7 +87,6 @@ impl State {
             slot,
             gateway,
         });
-        self.normalize();
         Ok(slot)
     }
 
@@ -199,7 +203,6 @@ impl State {
             });
         }
         self.hosts.push(host);
-        self.normalize();
         Ok(number)
     }
 
@@ -243,7 +246,6 @@ impl State {
             name: name.to_owned(),
             id,
         });
-        self.normalize();
         Ok(id)
     }
 
@@ -318,7 +320,6 @@ impl State {
             name: name.to_owned(),
             members,
         });
-        self.normalize();
         Ok(())
     }
 
@@ -434,7 +435,6 @@ impl State {
             host: host.to_owned(),
             address,
         });
-        self.normalize();
         Ok(address)
     }
 

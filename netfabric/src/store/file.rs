@@ -280,11 +280,13 @@ impl Store for FileStore {
                 })?;
             let mut next = current.state.clone();
             change(&mut next)?;
-            next.normalize();
             if next == current.state {
                 return Ok(current.revision);
             }
+            // Validate before sorting: new objects are last, so a duplicate
+            // is reported on the new object rather than on the old one.
             next.validate()?;
+            next.normalize();
             // Compare: nobody may have written since we read (all writers
             // hold the lock; this catches one that did not).
             let now = self.read()?.revision;
