@@ -347,3 +347,97 @@ fn writer_killed_at_random_points_never_tears_the_state() {
         started.elapsed()
     );
 }
+
+/// SPEC §3's full zone: 254 hosts x 254 containers, 10,000 owners, 1,000
+/// groups. Validation is linear, and one change through the store stays
+/// well under a second or so even in a debug build.
+#[test]
+fn a_full_zone_validates_and_updates_quickly() {
+    use netfabric::state::{Container, Group, Host, Owner, host_subnet};
+
+    let mut state = State::default();
+    state
+        .create_zone("z1", "10.1.0.0/16".parse().unwrap(), None)
+        .unwrap();
+    let prefix = state.zones[0].prefix;
+    for n in 1..=254u32 {
+        state.hosts.push(Host {
+            name: format!("h{n}"),
+            zone: "z1".into(),
+            number: n,
+            subnet: host_subnet(prefix, n),
+            uplink: "eth0".into(),
+            underlay_ip: Ipv4Addr::new(192, 168, 0, n as u8),
+            underlay_mac: MacAddr([0x02, 0, 0, 0, 0, n as u8]),
+        });
+    }
+    for i in 0..10_000u32 {
+        state.owners.push(Owner {
+            name: format!("o{i}"),
+            id: 2 + i,
+        });
+    }
+    state.next_owner_id = 10_002;
+    for g in 0..1_000u32 {
+        state.groups.push(Group {
+            name: format!("g{g}"),
+            members: (0..10)
+                .map(|k| format!("o{}", (g * 10 + k) % 10_000))
+                .collect(),
+        });
+    }
+    for h in 1..=254u8 {
+        for c in 1..=254u8 {
+            state.containers.push(Container {
+                name: format!("c{h}-{c}"),
+                owner: format!("o{}", (u32::from(h) * 254 + u32::from(c)) % 10_000),
+                host: format!("h{h}"),
+                address: Ipv4Addr::new(10, 1, h, c),
+            });
+        }
+    }
+    let started = Instant::now();
+    state.validate().unwrap();
+    let validate = started.elapsed();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::in_dir(dir.path());
+    let full = state.clone();
+    store
+        .update(&mut |s| {
+            *s = full.clone();
+            Ok(())
+        })
+        .unwrap();
+    let started = Instant::now();
+    store.apply(|s| s.delete_container("c7-7")).unwrap();
+    let (address, _) = store
+        .apply(|s| s.create_container("late", "o1", "h7", None))
+        .unwrap();
+    let two_updates = started.elapsed();
+    assert_eq!(address, Ipv4Addr::new(10, 1, 7, 7));
+    let size = std::fs::metadata(store.path()).unwrap().len();
+    eprintln!("full zone: validate {validate:?}, two updates {two_updates:?}, file {size} bytes");
+    assert!(
+        validate < Duration::from_secs(5),
+        "validation is not linear: {validate:?}"
+    );
+}
+
+#[test]
+fn a_hand_broken_state_file_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), 1);
+    store
+        .apply(|s| s.create_container("web", "alice", "h1", None))
+        .unwrap();
+    // Break it by hand: web's owner no longer exists.
+    let text = std::fs::read_to_string(store.path())
+        .unwrap()
+        .replace("\"owner\": \"alice\"", "\"owner\": \"mallory\"");
+    std::fs::write(store.path(), &text).unwrap();
+    let err = store.apply(|s| s.create_owner("carol")).unwrap_err();
+    assert!(matches!(err, StoreError::InvalidStored { .. }), "{err}");
+    assert!(err.to_string().contains("fix or restore"), "{err}");
+    assert_eq!(std::fs::read_to_string(store.path()).unwrap(), text);
+}

@@ -29,7 +29,7 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Write},
+    io::{self, Read, Write},
     os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
     sync::atomic::Ordering,
@@ -187,6 +187,49 @@ impl FileStore {
         })
     }
 
+    /// The revision of the state file without parsing all of it: the file
+    /// starts with `{"format": .., "revision": N,` as this code writes it;
+    /// any other layout falls back to a full read.
+    fn peek_revision(&self) -> Result<Revision, StoreError> {
+        let mut head = [0u8; 128];
+        let n = match File::open(&self.path) {
+            Ok(mut file) => {
+                let mut n = 0;
+                while n < head.len() {
+                    match file.read(&mut head[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(self.io("reading", &self.path)(e)),
+                    }
+                }
+                n
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(self.io("reading", &self.path)(e)),
+        };
+        let head = &head[..n];
+        const KEY: &[u8] = b"\"revision\":";
+        let parsed = head
+            .windows(KEY.len())
+            .position(|w| w == KEY)
+            .and_then(|at| {
+                let rest = &head[at + KEY.len()..];
+                let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                let terminated = rest
+                    .get(digits)
+                    .is_some_and(|b| *b == b',' || b.is_ascii_whitespace());
+                (digits > 0 && terminated)
+                    .then(|| std::str::from_utf8(&rest[..digits]).ok()?.parse().ok())
+                    .flatten()
+            });
+        match parsed {
+            Some(revision) => Ok(revision),
+            None => Ok(self.read()?.revision),
+        }
+    }
+
     /// Takes the writers' lock, waiting at most [`LOCK_TIMEOUT`].
     fn lock(&self) -> Result<File, StoreError> {
         let dir = self.dir();
@@ -271,13 +314,6 @@ impl Store for FileStore {
         let mut conflict = (0, 0);
         for _ in 0..CONFLICT_RETRIES {
             let current = self.read()?;
-            current
-                .state
-                .validate()
-                .map_err(|source| StoreError::InvalidStored {
-                    path: self.path.clone(),
-                    source: Box::new(source),
-                })?;
             let mut next = current.state.clone();
             change(&mut next)?;
             if next == current.state {
@@ -285,11 +321,21 @@ impl Store for FileStore {
             }
             // Validate before sorting: new objects are last, so a duplicate
             // is reported on the new object rather than on the old one.
-            next.validate()?;
+            if let Err(e) = next.validate() {
+                // A state file broken by hand is the store's problem, not
+                // the change's: say so.
+                if let Err(source) = current.state.validate() {
+                    return Err(StoreError::InvalidStored {
+                        path: self.path.clone(),
+                        source: Box::new(source),
+                    });
+                }
+                return Err(e.into());
+            }
             next.normalize();
             // Compare: nobody may have written since we read (all writers
             // hold the lock; this catches one that did not).
-            let now = self.read()?.revision;
+            let now = self.peek_revision()?;
             if now != current.revision {
                 tracing::warn!(
                     expected = current.revision,
@@ -341,5 +387,37 @@ impl Store for FileStore {
             }
         })
         .map_err(self.io("starting the watch thread for", &self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_revision_reads_the_header_or_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::in_dir(dir.path());
+        assert_eq!(store.peek_revision().unwrap(), 0);
+        store.commit(&State::default(), 41).unwrap();
+        assert_eq!(store.peek_revision().unwrap(), 41);
+        // Another layout (hand-written, compact, keys reordered).
+        let state = serde_json::to_string(&State::default()).unwrap();
+        fs::write(
+            store.path(),
+            format!("{{\"state\":{state},\"format\":1,\"revision\":1234567}}"),
+        )
+        .unwrap();
+        assert_eq!(store.peek_revision().unwrap(), 1234567);
+        assert_eq!(store.load().unwrap().revision, 1234567);
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::in_dir(dir.path());
+        fs::write(store.path(), r#"{"format": 2, "revision": 1, "state": {}}"#).unwrap();
+        let err = store.load().unwrap_err();
+        assert!(matches!(err, StoreError::Format { found: 2, .. }), "{err}");
     }
 }
