@@ -338,6 +338,12 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
         sh(&[
             "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "gro", "on",
         ])?;
+        // A veth passes CHECKSUM_PARTIAL skbs; redirected out of a veth
+        // uplink and received by XDP they would lose their TCP checksum. A
+        // real NIC fills it in on transmit: turn TX offload off here.
+        sh(&[
+            "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "tx", "off",
+        ])?;
         // A stale pin dir of the same host name would be adopted: start clean.
         crate::agent::links::remove_all(&crate::agent::pin_dir(&lab.bpffs, h))?;
     }
