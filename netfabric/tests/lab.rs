@@ -1,0 +1,206 @@
+//! The lab end to end (needs root, bpffs, namespaces): policy across hosts,
+//! a group change through the store, an agent killed with -9 and restarted
+//! under ping + TCP (zero loss, no reset, denied stays denied), and a clean
+//! `lab down`.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    thread::sleep,
+    time::Duration,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+
+fn nf(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running netfabric")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn in_ns(ns: &str, cmd: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "sh", "-c", cmd]);
+    c
+}
+
+fn ping(ns: &str, to: &str, count: u32) -> bool {
+    in_ns(ns, &format!("ping -c {count} -i 0.2 -W 1 {to}"))
+        .output()
+        .expect("ping")
+        .status
+        .success()
+}
+
+/// Tears the lab down even when the test panics.
+struct Lab {
+    name: &'static str,
+    dir: String,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = nf(&["lab", "down", "--name", self.name, "--dir", &self.dir]);
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+#[test]
+fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    if !Path::new("/sys/fs/bpf").join(".").exists() {
+        eprintln!("skipped: no bpffs");
+        return;
+    }
+    let name = "tlab1";
+    let dir = format!("/tmp/netfabric-test-{name}");
+    let lab = Lab {
+        name,
+        dir: dir.clone(),
+    };
+    let _ = nf(&["lab", "down", "--name", name, "--dir", &dir]);
+    ok(&nf(&[
+        "lab", "up", "--hosts", "2", "--name", name, "--dir", &dir,
+    ]));
+    let store = format!("file://{dir}/state.json");
+    // alice-web on h1 (10.1.1.1), alice-db on h2 (10.1.2.1), bob-web on h1 (10.1.1.2).
+    let aw = format!("nf-{name}-alice-web");
+    let ad = format!("nf-{name}-alice-db");
+    assert!(ping(&aw, "10.1.2.1", 3), "same owner across hosts");
+    assert!(!ping(&aw, "10.1.1.2", 2), "alice -> bob must be denied");
+
+    // A group change takes effect.
+    ok(&nf(&[
+        "--store",
+        &store,
+        "group",
+        "add-member",
+        "team",
+        "bob",
+    ]));
+    sleep(Duration::from_millis(600));
+    assert!(ping(&aw, "10.1.1.2", 2), "alice and bob share team");
+    ok(&nf(&[
+        "--store",
+        &store,
+        "group",
+        "remove-member",
+        "team",
+        "bob",
+    ]));
+    sleep(Duration::from_millis(600));
+    assert!(!ping(&aw, "10.1.1.2", 2), "denied again");
+
+    // kill -9 the agent of h1 and restart it under traffic.
+    let listener: Child = in_ns(&ad, "nc -l 9000 | wc -c")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("nc -l");
+    sleep(Duration::from_millis(300));
+    let stream: Child = in_ns(
+        &aw,
+        "for i in $(seq 1 40); do head -c 20000 /dev/zero; sleep 0.1; done | nc -q 1 10.1.2.1 9000",
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("nc");
+    let pinger = in_ns(&aw, "ping -i 0.01 -c 400 10.1.2.1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ping");
+    let denied = in_ns(&aw, "ping -i 0.05 -c 60 -W 1 10.1.1.2")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("denied ping");
+    sleep(Duration::from_millis(1000));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/manifest.json")).unwrap()).unwrap();
+    let pid = manifest["hosts"][0]["agent_pid"].as_u64().unwrap();
+    let host = manifest["hosts"][0]["name"].as_str().unwrap().to_owned();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    sleep(Duration::from_millis(300));
+    let log = std::fs::File::create(format!("{dir}/agent-{host}.restart.log")).unwrap();
+    let mut restarted = Command::new(BIN)
+        .args(["agent", "--host", &host, "--store", &store])
+        .args(["--netns", &format!("/run/netns/nf-{host}")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("restarting the agent");
+    let ping_out = pinger.wait_with_output().unwrap();
+    let stream_out = stream.wait_with_output().unwrap();
+    let received = listener.wait_with_output().unwrap();
+    let denied_out = denied.wait_with_output().unwrap();
+    let _ = Command::new("kill")
+        .arg(restarted.id().to_string())
+        .status();
+    let _ = restarted.wait();
+    let text = String::from_utf8_lossy(&ping_out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "pings lost during the restart: {text}"
+    );
+    assert!(
+        stream_out.status.success(),
+        "the TCP stream failed: {stream_out:?}"
+    );
+    let bytes: u64 = String::from_utf8_lossy(&received.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert_eq!(bytes, 40 * 20000, "the TCP stream was cut");
+    let denied_text = String::from_utf8_lossy(&denied_out.stdout);
+    assert!(
+        denied_text.contains(" 0 received"),
+        "a denied pair got through: {denied_text}"
+    );
+
+    // down leaves nothing behind.
+    drop(lab);
+    let netns = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !netns.contains(&format!("nf-{name}")),
+        "namespaces left: {netns}"
+    );
+    assert!(
+        !Path::new(&format!("/sys/fs/bpf/netfabric/{name}-h1")).exists(),
+        "pins left"
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    for h in manifest["hosts"].as_array().unwrap() {
+        let p = h["agent_pid"].as_u64().unwrap();
+        let alive = std::fs::read(format!("/proc/{p}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains("agent"))
+            .unwrap_or(false);
+        assert!(!alive, "agent {p} left running");
+    }
+}
