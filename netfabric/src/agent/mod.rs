@@ -139,9 +139,7 @@ async fn run_async(args: AgentArgs, store: Box<dyn Store>) -> anyhow::Result<()>
         while !tx.is_closed() {
             match watch.recv_timeout(Duration::from_millis(200)) {
                 Some(Ok(s)) => {
-                    if tx.blocking_send(s).is_err() {
-                        break;
-                    }
+                    let Ok(()) = tx.blocking_send(s) else { break };
                 }
                 Some(Err(e)) => tracing::error!(error = %e, "store watch"),
                 None => {}
