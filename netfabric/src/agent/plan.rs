@@ -372,9 +372,9 @@ mod tests {
         let carol = s.owner("carol").unwrap().id;
         assert_eq!(p.group_pairs.get(&OwnerPair::new(alice, carol)), Some(&2));
         assert_eq!(p.group_pairs.get(&OwnerPair::new(alice, bob)), Some(&1));
-        // h2 has no ready port for b1 yet: no local port.
+        // A port that is not ready yet gets no LOCAL_PORTS entry.
         assert!(
-            HostPlan::compute(&s, "h2", &rt())
+            HostPlan::compute(&s, "h2", &Runtime::default())
                 .unwrap()
                 .local_ports
                 .is_empty()
