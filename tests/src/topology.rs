@@ -246,10 +246,15 @@ impl Topology {
             // CHECKSUM_PARTIAL skbs (TCP/UDP checksum still to be filled in)
             // to its peer, and XDP on the receiving uplink turns them into
             // xdp_frames that lose that state, so the destination container
-            // drops them (TcpInCsumErrors). A physical NIC fills the checksum
-            // in on transmit; without TX checksum offload on the veth uplink
-            // the kernel does it before transmitting (and segments GSO
-            // packets in software), which is what the wire would carry.
+            // drops them (TcpInCsumErrors). This happens on both hops of the
+            // underlay: out of the sending uplink, and out of the underlay
+            // bridge port towards the receiving uplink (GRO there merges
+            // segments, and the bridge re-segments them with partial
+            // checksums). A physical NIC fills the checksum in on transmit;
+            // without TX checksum offload on both ends of the veth the
+            // kernel does it before transmitting (and segments GSO packets
+            // in software), which is what a wire would carry.
+            underlay.exec(&["ethtool", "-K", &peer, "tx", "off"]);
             ns.exec(&["ethtool", "-K", UPLINK, "tx", "off"]);
 
             ip_in(&ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);
@@ -463,6 +468,49 @@ impl Topology {
         )
     }
 
+    /// Everything the datapaths counted since `earlier`, per host, plus the
+    /// kernel's view from inside each container (`nstat` drops and checksum
+    /// errors, veth XDP statistics): for failure messages.
+    pub fn diagnose(&self, earlier: &Snapshot) -> String {
+        let now = self.snapshot();
+        let mut out = String::new();
+        for (i, s) in now.0.iter().enumerate() {
+            let d = s.since(&earlier.0[i]);
+            out += &format!("h{}:", i + 1);
+            for ((dir, v), c) in &d.by_verdict {
+                out += &format!(" {}/{}={}", dir.label(), v.reason_label(), c.packets);
+            }
+            out += "\n";
+        }
+        for c in &self.containers {
+            let nstat = c.ns.try_exec(&[
+                "nstat",
+                "-az",
+                "TcpInCsumErrors",
+                "UdpInCsumErrors",
+                "TcpRetransSegs",
+                "IpInDiscards",
+            ]);
+            let nstat: Vec<_> = String::from_utf8_lossy(&nstat.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    Some(format!("{}={}", w.next()?, w.next()?))
+                })
+                .collect();
+            let stats = c.ns.try_exec(&["ethtool", "-S", CONTAINER_DEV]);
+            let xdp: Vec<_> = String::from_utf8_lossy(&stats.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|l| (l.contains("drop") || l.contains("err")) && !l.ends_with(": 0"))
+                .map(str::to_owned)
+                .collect();
+            out += &format!("{}: {} {}\n", c.name, nstat.join(" "), xdp.join(" "));
+        }
+        out
+    }
+
     /// Owners `a` and `b` share a group again, on every host.
     pub fn set_group_pair(&mut self, a: u32, b: u32) {
         for h in &mut self.hosts {
@@ -516,6 +564,30 @@ impl Container {
     /// Replies to `count` pings from this container to `to`.
     pub fn ping(&self, to: Ipv4Addr, count: u32, wait_s: u32) -> u32 {
         ping_from(&self.ns, to, count, wait_s)
+    }
+
+    /// The TTL of the reply to one ping from this container to `to`, if
+    /// one came back (64 at the sender, minus one per routed hop).
+    pub fn ping_reply_ttl(&self, to: Ipv4Addr) -> Option<u8> {
+        let out = self
+            .ns
+            .try_exec(&["ping", "-n", "-c", "1", "-W", "2", &to.to_string()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let ttl = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("ttl="))?;
+        ttl.parse().ok()
+    }
+
+    /// `TcpInCsumErrors` of this container's namespace: TCP segments that
+    /// arrived with a bad checksum.
+    pub fn tcp_csum_errors(&self) -> u64 {
+        let out = self.ns.exec(&["nstat", "-az", "TcpInCsumErrors"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("TcpInCsumErrors"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .expect("TcpInCsumErrors in nstat output")
     }
 
     /// `nc -l` (TCP, or UDP with `udp`) on `port` inside this container,

@@ -67,7 +67,9 @@ fn settle(topo: &Topology, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
 /// One TCP conversation: `from` connects to `to:port`, sends a line, `to`
 /// answers; then `from` sends `bulk` bytes and closes, and `to` must
 /// receive every one of them, in order.
-fn tcp_exchange(from: &Container, to: &Container, port: u16, bulk: usize) {
+fn tcp_exchange(topo: &Topology, from: &Container, to: &Container, port: u16, bulk: usize) {
+    let start = topo.snapshot();
+    let csum_errors = (from.tcp_csum_errors(), to.tcp_csum_errors());
     let mut server = to.nc_listen(port, false);
     let mut client = from.nc_connect(to.ip, port, false);
     let hello = format!("hello from {}\n", from.name);
@@ -90,13 +92,34 @@ fn tcp_exchange(from: &Container, to: &Container, port: u16, bulk: usize) {
     client.send(&data);
     client.finish();
     let want = hello.len() + bulk;
+    let t0 = std::time::Instant::now();
     assert!(
         server.wait_for_len(want, Duration::from_secs(10)),
-        "TCP {} -> {}: {} of {want} bytes arrived",
+        "TCP {} -> {}: {} of {want} bytes arrived\n{}",
         from.name,
         to.name,
-        server.received().len()
+        server.received().len(),
+        topo.diagnose(&start)
     );
+    let took = t0.elapsed();
+    // Every segment arrived intact the first time: a bad checksum would be
+    // a corrupted (or wrongly offloaded) packet on the datapath.
+    assert_eq!(
+        (from.tcp_csum_errors(), to.tcp_csum_errors()),
+        csum_errors,
+        "TCP {} <-> {}: segments with bad checksums\n{}",
+        from.name,
+        to.name,
+        topo.diagnose(&start)
+    );
+    if took > Duration::from_secs(2) {
+        println!(
+            "TCP {} -> {}: bulk took {took:?}\n{}",
+            from.name,
+            to.name,
+            topo.diagnose(&start)
+        );
+    }
     assert_eq!(
         &server.received()[hello.len()..],
         &data[..],
@@ -181,10 +204,19 @@ fn same_owner_traffic_flows_on_one_host_and_across_hosts() {
         "ping alice1 -> alice3 (h1 -> h2): {PINGS}/{PINGS}, from_container remote +{n} and from_uplink local +{n} on both hosts"
     );
 
+    // Each routing hop decrements the TTL (with an incremental checksum
+    // update the receiving stack accepts): one hop on the same host, two
+    // (sender's from_container, receiver's from_uplink) across hosts.
+    let local_ttl = a2.ping_reply_ttl(a1.ip);
+    let remote_ttl = a3.ping_reply_ttl(a1.ip);
+    assert_eq!(local_ttl, Some(63), "reply TTL alice1 -> alice2");
+    assert_eq!(remote_ttl, Some(62), "reply TTL alice1 -> alice3");
+    println!("reply TTL: 63 on the same host, 62 across hosts (64 minus one per hop)");
+
     // TCP: a line each way, then 256 KiB in bulk (GSO/GRO-sized segments).
     const BULK: usize = 256 * 1024;
     let before = topo.snapshot();
-    tcp_exchange(a1, a2, 5001, BULK);
+    tcp_exchange(&topo, a1, a2, 5001, BULK);
     let after = topo.snapshot();
     let local = after.delta(&before, 1, FROM_CONTAINER, LOCAL);
     assert!(local >= 4, "h1 from_container local +{local}");
@@ -193,7 +225,7 @@ fn same_owner_traffic_flows_on_one_host_and_across_hosts() {
     );
 
     let before = topo.snapshot();
-    tcp_exchange(a2, a3, 5002, BULK);
+    tcp_exchange(&topo, a2, a3, 5002, BULK);
     let after = topo.snapshot();
     let d = |h, dir, v| after.delta(&before, h, dir, v);
     let (r1, u2, r2, u1) = (
@@ -276,6 +308,7 @@ fn owners_are_isolated_unless_they_share_a_group_and_system_reaches_everyone() {
     ping_ok(topo.container("alice1"), topo.container("carol"));
     ping_ok(topo.container("carol"), topo.container("alice3"));
     tcp_exchange(
+        &topo,
         topo.container("carol"),
         topo.container("alice2"),
         5101,
@@ -538,4 +571,119 @@ fn host_stack_reaches_only_system_containers() {
     println!(
         "host h3 -> system: ping {PINGS}/{PINGS} (to_container local +{passed}), TCP both ways"
     );
+}
+
+#[test]
+fn uplink_checks_the_sending_host_and_lets_outside_sources_reach_only_system() {
+    let topo = Topology::standard();
+    let (alice1, alice3, bob2, system) = (
+        topo.container("alice1"),
+        topo.container("alice3"),
+        topo.container("bob2"),
+        topo.container("system"),
+    );
+    let (h1, h2, h3) = (topo.host(1), topo.host(2), topo.host(3));
+    // A box on the underlay: raw frames sent on the underlay bridge reach
+    // the hosts' uplinks like frames from any other machine on that segment.
+    let tx = RawSender::open(&topo.underlay, "ubr").expect("AF_PACKET socket on the underlay");
+    let rogue_mac = [0x02, 0xba, 0xd0, 0x00, 0x00, 0x01];
+    let mut at_alice3 = alice3.nc_listen(7100, true);
+    let mut at_system = system.nc_listen(7101, true);
+
+    // Control: alice1's address from h1's MAC is delivered.
+    let before = topo.snapshot();
+    tx.send(&raw::ipv4_udp(
+        h1.uplink_mac,
+        h2.uplink_mac,
+        alice1.ip,
+        alice3.ip,
+        7100,
+        b"via h1\n",
+    ))
+    .unwrap();
+    assert!(at_alice3.wait_for(b"via h1\n", Duration::from_secs(3)));
+    let after = settle(&topo, |s| s.delta(&before, 2, FROM_UPLINK, LOCAL) >= 1);
+    assert_eq!(after.delta(&before, 2, FROM_UPLINK, LOCAL), 1);
+    println!(
+        "underlay: alice1's address from h1's MAC -> alice3: delivered, h2 from_uplink local +1"
+    );
+
+    // A container address of h1 from any other MAC is spoofed.
+    let spoofed = [
+        raw::ipv4_udp(
+            rogue_mac,
+            h2.uplink_mac,
+            alice1.ip,
+            alice3.ip,
+            7100,
+            b"rogue\n",
+        ),
+        raw::ipv4_udp(
+            h3.uplink_mac,
+            h2.uplink_mac,
+            alice1.ip,
+            alice3.ip,
+            7100,
+            b"from h3\n",
+        ),
+        // h2's own /24 never arrives over the uplink.
+        raw::ipv4_udp(
+            h1.uplink_mac,
+            h2.uplink_mac,
+            bob2.ip,
+            alice3.ip,
+            7100,
+            b"own net\n",
+        ),
+    ];
+    let before = topo.snapshot();
+    for f in &spoofed {
+        tx.send(f).unwrap();
+    }
+    let want = spoofed.len() as u64;
+    let wrong_host = dropped(DropReason::SpoofedWrongHost);
+    let after = settle(&topo, |s| {
+        s.delta(&before, 2, FROM_UPLINK, wrong_host) >= want
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let after_all = topo.snapshot();
+    assert_eq!(after.delta(&before, 2, FROM_UPLINK, wrong_host), want);
+    assert_eq!(after_all.delta(&before, 2, FROM_UPLINK, wrong_host), want);
+    assert_eq!(after_all.delta(&before, 2, FROM_UPLINK, LOCAL), 0);
+    println!(
+        "underlay: {want} frames claiming a container source from the wrong MAC: h2 from_uplink spoofed_wrong_host +{want}"
+    );
+
+    // A source outside every zone (a client the underlay routed here) may
+    // reach the system container only.
+    let client = Ipv4Addr::new(203, 0, 113, 7);
+    let before = topo.snapshot();
+    tx.send(&raw::ipv4_udp(
+        rogue_mac,
+        h2.uplink_mac,
+        client,
+        bob2.ip,
+        7100,
+        b"to bob\n",
+    ))
+    .unwrap();
+    tx.send(&raw::ipv4_udp(
+        rogue_mac,
+        h3.uplink_mac,
+        client,
+        system.ip,
+        7101,
+        b"to system\n",
+    ))
+    .unwrap();
+    assert!(at_system.wait_for(b"to system\n", Duration::from_secs(3)));
+    let denied = dropped(DropReason::PolicyDenied);
+    let after = settle(&topo, |s| s.delta(&before, 2, FROM_UPLINK, denied) >= 1);
+    assert_eq!(after.delta(&before, 2, FROM_UPLINK, denied), 1);
+    assert_eq!(after.delta(&before, 3, FROM_UPLINK, LOCAL), 1);
+    println!(
+        "underlay: outside client -> bob2 dropped (h2 from_uplink policy_denied +1), -> system delivered (h3 from_uplink local +1)"
+    );
+
+    assert_eq!(String::from_utf8_lossy(at_alice3.received()), "via h1\n");
 }
