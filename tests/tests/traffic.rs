@@ -76,17 +76,19 @@ fn tcp_exchange(topo: &Topology, from: &Container, to: &Container, port: u16, bu
     client.send(hello.as_bytes());
     assert!(
         server.wait_for(hello.as_bytes(), Duration::from_secs(3)),
-        "TCP {} -> {}: line not received",
+        "TCP {} -> {}: line not received\n{}",
         from.name,
-        to.name
+        to.name,
+        topo.diagnose(&start)
     );
     let answer = format!("answer from {}\n", to.name);
     server.send(answer.as_bytes());
     assert!(
         client.wait_for(answer.as_bytes(), Duration::from_secs(3)),
-        "TCP {} -> {}: answer not received",
+        "TCP {} -> {}: answer not received\n{}",
         to.name,
-        from.name
+        from.name,
+        topo.diagnose(&start)
     );
     let data: Vec<u8> = (0..bulk).map(|i| (i % 251) as u8).collect();
     client.send(&data);
@@ -130,24 +132,27 @@ fn tcp_exchange(topo: &Topology, from: &Container, to: &Container, port: u16, bu
 }
 
 /// One UDP exchange: a datagram from `from` to `to:port` and one back.
-fn udp_exchange(from: &Container, to: &Container, port: u16) {
+fn udp_exchange(topo: &Topology, from: &Container, to: &Container, port: u16) {
+    let start = topo.snapshot();
     let mut server = to.nc_listen(port, true);
     let mut client = from.nc_connect(to.ip, port, true);
     let hello = format!("datagram from {}\n", from.name);
     client.send(hello.as_bytes());
     assert!(
         server.wait_for(hello.as_bytes(), Duration::from_secs(3)),
-        "UDP {} -> {}: datagram not received",
+        "UDP {} -> {}: datagram not received\n{}",
         from.name,
-        to.name
+        to.name,
+        topo.diagnose(&start)
     );
     let answer = format!("datagram from {}\n", to.name);
     server.send(answer.as_bytes());
     assert!(
         client.wait_for(answer.as_bytes(), Duration::from_secs(3)),
-        "UDP {} -> {}: answer not received",
+        "UDP {} -> {}: answer not received\n{}",
         to.name,
-        from.name
+        from.name,
+        topo.diagnose(&start)
     );
 }
 
@@ -244,12 +249,12 @@ fn same_owner_traffic_flows_on_one_host_and_across_hosts() {
 
     // UDP.
     let before = topo.snapshot();
-    udp_exchange(a2, a1, 5003);
+    udp_exchange(&topo, a2, a1, 5003);
     let after = topo.snapshot();
     assert!(after.delta(&before, 1, FROM_CONTAINER, LOCAL) >= 2);
     println!("UDP alice2 <-> alice1 (same host): a datagram each way");
     let before = topo.snapshot();
-    udp_exchange(a3, a1, 5004);
+    udp_exchange(&topo, a3, a1, 5004);
     let after = topo.snapshot();
     assert!(after.delta(&before, 2, FROM_CONTAINER, REMOTE) >= 1);
     assert!(after.delta(&before, 1, FROM_UPLINK, LOCAL) >= 1);
