@@ -117,7 +117,9 @@ pub struct HostConfig {
     /// source MAC of everything delivered to a container.
     pub gateway_mac: [u8; 6],
     /// MAC of the zone's router: the only sender allowed to bring sources of
-    /// other zones (or of no zone) in over the uplink.
+    /// other zones in over the uplink (the agent uses this zone's gateway).
+    /// Sources outside every zone are not MAC-checked: policy lets them reach
+    /// only system-owner containers.
     pub zone_router_mac: [u8; 6],
     /// [`FLAG_PRESENT`] once the agent configured the host.
     pub flags: u16,

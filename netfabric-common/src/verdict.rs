@@ -46,8 +46,10 @@ impl Direction {
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
-    /// Truncated or invalid headers (runt frame, bad IHL, bad length or
-    /// checksum), or a protocol a container may not send (VLAN, LLDP, ...).
+    /// Truncated or invalid headers (runt frame, bad version, bad IHL, bad
+    /// total length), or a protocol a container may not send (VLAN, LLDP,
+    /// ...). The IPv4 header checksum is not verified (it is updated
+    /// incrementally, so a bad one stays bad for the receiver to drop).
     Malformed = 1,
     /// A container sent IPv4 with a source address that is not its own.
     SpoofedSourceIp = 2,
@@ -55,7 +57,8 @@ pub enum DropReason {
     SpoofedSourceMac = 3,
     /// A container sent ARP whose sender IP or MAC is not its own.
     SpoofedArp = 4,
-    /// On the uplink: a container source arrived from another host's MAC.
+    /// On the uplink: a container source arrived from another MAC than its
+    /// host's underlay MAC (or, for another zone, the zone router's).
     SpoofedWrongHost = 5,
     /// The source address is inside a zone but no container has it.
     UnknownSource = 6,

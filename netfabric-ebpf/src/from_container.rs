@@ -15,7 +15,7 @@ use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 use crate::{
     metrics::{Seen, record},
     parse::{Packet, arp, eth, ipv4},
-    policy::{Place, check, host_config, locate},
+    policy::{Place, check, host_config, locate, owner_in_zone},
     route::{Hop, check_ttl, next_hop, rewrite},
     spoof,
 };
@@ -42,7 +42,7 @@ pub fn from_container(ctx: TcContext) -> i32 {
     let mut seen = Seen::default();
     let (verdict, action) = match try_from_container(&ctx, ifindex, &mut seen) {
         Ok((forward, action)) => (Verdict::Forwarded(forward), action),
-        Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT as i32),
+        Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
     record(Direction::FromContainer, verdict, ctx.len(), ifindex, &seen);
     action
@@ -65,7 +65,7 @@ fn try_from_container(
             seen.src_ip = sender_ip;
             spoof::check_container_arp(host, ifindex, &eth_src, &sender_mac, sender_ip)?;
             // Honest ARP goes on to the host bridge (gateway resolution).
-            return Ok((Forward::Stack, TC_ACT_OK as i32));
+            return Ok((Forward::Stack, TC_ACT_OK));
         }
         eth::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
         _ => return Err(DropReason::Malformed),
@@ -75,11 +75,9 @@ fn try_from_container(
     seen.src_ip = ip.src;
     seen.dst_ip = ip.dst;
     spoof::check_container_ipv4(host, ifindex, &eth_src, ip.src)?;
-    let src_owner = match locate(ip.src) {
-        Place::Container { owner, .. } => owner,
-        // The port exists but its address has no owner: fail closed.
-        Place::Vacant | Place::Outside => return Err(DropReason::UnknownSource),
-    };
+    // The source is in this host's /24 (checked above): its zone is ours.
+    // A port whose address has no owner fails closed.
+    let src_owner = owner_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
     seen.src_owner = src_owner;
 
     let (dst_zone, dst_owner) = match locate(ip.dst) {
@@ -89,7 +87,7 @@ fn try_from_container(
         // it is addressed to the host, not bridged to another port.
         Place::Outside => {
             unsafe { (*eth).dst = host.gateway_mac };
-            return Ok((Forward::Stack, TC_ACT_OK as i32));
+            return Ok((Forward::Stack, TC_ACT_OK));
         }
     };
     seen.dst_owner = dst_owner;
@@ -99,11 +97,17 @@ fn try_from_container(
     match next_hop(host, ip.dst, dst_zone)? {
         Hop::Local(port) => {
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
-            Ok((Forward::Local, unsafe { bpf_redirect_peer(port.ifindex, 0) } as i32))
+            Ok((
+                Forward::Local,
+                unsafe { bpf_redirect_peer(port.ifindex, 0) } as i32,
+            ))
         }
         Hop::Remote(nh) => {
             rewrite(eth, &ip, &host.uplink_mac, &nh.mac);
-            Ok((Forward::Remote, unsafe { bpf_redirect(host.uplink_ifindex, 0) } as i32))
+            Ok((
+                Forward::Remote,
+                unsafe { bpf_redirect(host.uplink_ifindex, 0) } as i32,
+            ))
         }
     }
 }

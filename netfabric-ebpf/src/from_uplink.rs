@@ -1,11 +1,14 @@
 //! XDP on the uplink: traffic from other hosts (and whatever the underlay
 //! routes to this host).
 //!
-//! Only IPv4 for a container of this host is ours: validated (the claimed
-//! source must come from its host's underlay MAC), checked against policy,
-//! rewritten and redirected straight into the container's port. Everything
-//! else (the host's own traffic, ARP, IPv6, other protocols, other hosts'
-//! addresses) passes to the stack untouched.
+//! Every IPv4 packet claiming a container source must come from that
+//! container's host's underlay MAC (`spoofed_wrong_host` otherwise). IPv4 for
+//! a container of this host is then checked against policy, rewritten and
+//! redirected straight into the container's port. Everything else (the
+//! host's own traffic, ARP, IPv6, other protocols, other hosts' addresses)
+//! passes to the stack untouched. IPv4 whose header cannot be parsed is
+//! dropped as `malformed`: its destination cannot be trusted, and the stack
+//! would drop it too.
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -37,7 +40,13 @@ pub fn from_uplink(ctx: XdpContext) -> u32 {
         Err(reason) => (Verdict::Dropped(reason), xdp_action::XDP_DROP),
     };
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    record(Direction::FromUplink, verdict, pkt.len() as u32, ifindex, &seen);
+    record(
+        Direction::FromUplink,
+        verdict,
+        pkt.len() as u32,
+        ifindex,
+        &seen,
+    );
     action
 }
 
@@ -55,6 +64,16 @@ fn try_from_uplink(pkt: &Packet, seen: &mut Seen) -> Result<(Forward, u32), Drop
     let Ok(host) = host_config() else {
         return PASS;
     };
+
+    // SPEC §2: a packet claiming a container source must come from that
+    // container's host, whatever its destination (so that nothing the stack
+    // gets from here carries a forged container identity).
+    let eth_src = unsafe { (*eth).src };
+    let src_place = locate(ip.src);
+    if let Place::Container { zone_slot, owner } = src_place {
+        seen.src_owner = owner;
+        spoof::check_uplink_source(host, &eth_src, ip.src, zone_slot)?;
+    }
     if !is_local(host, ip.dst) {
         return PASS;
     }
@@ -66,14 +85,8 @@ fn try_from_uplink(pkt: &Packet, seen: &mut Seen) -> Result<(Forward, u32), Drop
     };
     seen.dst_owner = dst_owner;
     let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
-
-    let eth_src = unsafe { (*eth).src };
-    let src = match locate(ip.src) {
-        Place::Container { zone_slot, owner } => {
-            seen.src_owner = owner;
-            spoof::check_uplink_source(host, &eth_src, ip.src, zone_slot)?;
-            Party::Owner(owner)
-        }
+    let src = match src_place {
+        Place::Container { owner, .. } => Party::Owner(owner),
         Place::Vacant => return Err(DropReason::UnknownSource),
         Place::Outside => Party::Outside,
     };
@@ -81,5 +94,6 @@ fn try_from_uplink(pkt: &Packet, seen: &mut Seen) -> Result<(Forward, u32), Drop
     check(src, Party::Owner(dst_owner))?;
     check_ttl(&ip)?;
     rewrite(eth, &ip, &host.gateway_mac, &port.mac);
-    Ok((Forward::Local, unsafe { bpf_redirect(port.ifindex, 0) } as u32))
+    Ok((Forward::Local, unsafe { bpf_redirect(port.ifindex, 0) }
+        as u32))
 }

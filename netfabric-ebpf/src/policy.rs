@@ -26,12 +26,21 @@ pub fn locate(addr: u32) -> Place {
         Some(&z) if z != 0 => z - 1,
         _ => return Place::Outside,
     };
-    match ENDPOINTS.get(endpoint_index(zone, addr)) {
-        Some(e) if e.owner != NO_OWNER => Place::Container {
+    match owner_in_zone(zone, addr) {
+        Some(owner) => Place::Container {
             zone_slot: zone,
-            owner: e.owner,
+            owner,
         },
-        _ => Place::Vacant,
+        None => Place::Vacant,
+    }
+}
+
+/// The owner of `addr`, known to be in zone `zone_slot`: one array lookup.
+#[inline(always)]
+pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<u32> {
+    match ENDPOINTS.get(endpoint_index(zone_slot, addr)) {
+        Some(e) if e.owner != NO_OWNER => Some(e.owner),
+        _ => None,
     }
 }
 

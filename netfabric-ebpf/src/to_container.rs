@@ -24,8 +24,8 @@ pub fn to_container(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     let mut seen = Seen::default();
     let (verdict, action) = match try_to_container(&ctx, ifindex, &mut seen) {
-        Ok(forward) => (Verdict::Forwarded(forward), TC_ACT_OK as i32),
-        Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT as i32),
+        Ok(forward) => (Verdict::Forwarded(forward), TC_ACT_OK),
+        Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
     record(Direction::ToContainer, verdict, ctx.len(), ifindex, &seen);
     action
@@ -48,7 +48,8 @@ fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Fo
     let host = host_config()?;
 
     // Only the container behind this port may receive here.
-    let port_matches = is_local(host, ip.dst) && local_port(ip.dst).is_some_and(|p| p.ifindex == ifindex);
+    let port_matches =
+        is_local(host, ip.dst) && local_port(ip.dst).is_some_and(|p| p.ifindex == ifindex);
     let dst_owner = match locate(ip.dst) {
         Place::Container { owner, .. } if port_matches => owner,
         _ => return Err(DropReason::UnknownDestination),

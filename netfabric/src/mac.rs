@@ -55,7 +55,13 @@ mod tests {
         let m: MacAddr = "02:00:0A:01:ff:05".parse().unwrap();
         assert_eq!(m.0, [2, 0, 10, 1, 255, 5]);
         assert_eq!(m.to_string(), "02:00:0a:01:ff:05");
-        for bad in ["", "02:00:0a:01:ff", "02:00:0a:01:ff:05:06", "2:00:0a:01:ff:05", "zz:00:0a:01:ff:05"] {
+        for bad in [
+            "",
+            "02:00:0a:01:ff",
+            "02:00:0a:01:ff:05:06",
+            "2:00:0a:01:ff:05",
+            "zz:00:0a:01:ff:05",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

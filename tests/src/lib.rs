@@ -23,7 +23,10 @@ pub fn unique(prefix: &str) -> String {
 /// Mount bpffs at /sys/fs/bpf when it is not (idempotent).
 pub fn ensure_bpffs() {
     let mounted = std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf ")))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "))
+        })
         .unwrap_or(false);
     if !mounted {
         let status = std::process::Command::new("mount")

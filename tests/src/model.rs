@@ -456,9 +456,11 @@ impl Model {
         ))
     }
 
-    /// Only IPv4 for a container of this host is judged; everything else
-    /// passes untouched. Destination → source (from its host's MAC) → policy
-    /// → TTL → delivery.
+    /// SPEC §2: any IPv4 packet claiming a container source must arrive
+    /// from that container's host's underlay MAC (other zones: the zone
+    /// router's), whatever its destination. Then only IPv4 for a container
+    /// of this host is judged; everything else passes untouched.
+    /// Source host → destination → source owner → policy → TTL → delivery.
     fn judge_from_uplink(&self, pkt: &[u8]) -> Result<Prediction, DropReason> {
         let pass = Prediction::forward(XDP_PASS, Forward::Stack, Expect::Untouched);
         let eth = parse_eth(pkt)?;
@@ -469,6 +471,23 @@ impl Model {
         let Some(host) = self.host.as_ref() else {
             return Ok(pass);
         };
+        let src_place = self.place(ip.src);
+        if let Place::Container { slot, .. } = src_place {
+            let expected = if slot == host.zone_slot {
+                if ip.src.octets()[2] == host.host_octet {
+                    // This host's own containers never arrive from outside.
+                    return Err(DropReason::SpoofedWrongHost);
+                }
+                self.next_hops.get(&(slot, ip.src.octets()[2])).copied()
+            } else if host.router_mac == [0; 6] {
+                None
+            } else {
+                Some(host.router_mac)
+            };
+            if expected != Some(eth.src) {
+                return Err(DropReason::SpoofedWrongHost);
+            }
+        }
         if !Self::on_this_host(host, ip.dst) {
             return Ok(pass);
         }
@@ -479,24 +498,8 @@ impl Model {
         let port = self
             .port_of(host, ip.dst)
             .ok_or(DropReason::UnknownDestination)?;
-        let src = match self.place(ip.src) {
-            Place::Container { slot, owner } => {
-                let expected = if slot == host.zone_slot {
-                    if ip.src.octets()[2] == host.host_octet {
-                        // This host's own containers never arrive from outside.
-                        return Err(DropReason::SpoofedWrongHost);
-                    }
-                    self.next_hops.get(&(slot, ip.src.octets()[2])).copied()
-                } else if host.router_mac == [0; 6] {
-                    None
-                } else {
-                    Some(host.router_mac)
-                };
-                if expected != Some(eth.src) {
-                    return Err(DropReason::SpoofedWrongHost);
-                }
-                Party::Owner(owner)
-            }
+        let src = match src_place {
+            Place::Container { owner, .. } => Party::Owner(owner),
             Place::Vacant { .. } => return Err(DropReason::UnknownSource),
             Place::Outside => Party::Outside,
         };

@@ -29,7 +29,9 @@ pub struct Netns {
 impl Netns {
     pub fn new(name: &str) -> Netns {
         sh(&["ip", "netns", "add", name]);
-        let ns = Netns { name: name.to_owned() };
+        let ns = Netns {
+            name: name.to_owned(),
+        };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
         ns
     }
@@ -55,20 +57,31 @@ impl Netns {
         let current = File::open("/proc/thread-self/ns/net").expect("open current netns");
         let target = File::open(format!("/run/netns/{}", self.name)).expect("open netns");
         let rc = unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns into {}: {}", self.name, std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "setns into {}: {}",
+            self.name,
+            std::io::Error::last_os_error()
+        );
         Entered { previous: current }
     }
 
     /// ifindex of `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> u32 {
         let out = self.exec(&["cat", &format!("/sys/class/net/{dev}/ifindex")]);
-        String::from_utf8_lossy(&out.stdout).trim().parse().expect("ifindex")
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("ifindex")
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 

@@ -1072,13 +1072,21 @@ fn from_uplink_fixtures() {
                 .build(),
             xdp_pass(),
         ),
+        // SPEC §2: a container source is checked whatever the destination,
+        // so nothing the stack gets from the uplink carries a forged identity.
         row(
-            "IPv4 for another host, spoofed source, TTL 0",
+            "IPv4 for another host claiming our container, TTL 0",
             up,
             Ipv4Frame::new(STRANGER, UPLINK_MAC, l(10), a(2, 10))
                 .ttl(0)
                 .build(),
-            xdp_pass(),
+            dropped(up, R::SpoofedWrongHost),
+        ),
+        row(
+            "IPv4 for another host from host 2's container, spoofed MAC",
+            up,
+            Ipv4Frame::new(STRANGER, UPLINK_MAC, a(2, 10), a(4, 10)).build(),
+            dropped(up, R::SpoofedWrongHost),
         ),
         // Drops.
         row(

@@ -287,17 +287,31 @@ impl Datapath {
     // ---- next hops ---------------------------------------------------------
 
     /// Underlay next hop of host `host_octet` of zone `zone_slot`.
-    pub fn set_next_hop(&mut self, zone_slot: u32, host_octet: u8, mac: [u8; 6], underlay: Ipv4Addr) -> Result<()> {
+    pub fn set_next_hop(
+        &mut self,
+        zone_slot: u32,
+        host_octet: u8,
+        mac: [u8; 6],
+        underlay: Ipv4Addr,
+    ) -> Result<()> {
         check_slot(zone_slot)?;
         self.next_hops
-            .set(next_hop_index(zone_slot, host_octet.into()), present_hop(mac, underlay), 0)
+            .set(
+                next_hop_index(zone_slot, host_octet.into()),
+                present_hop(mac, underlay),
+                0,
+            )
             .map_err(map_err(common::NEXT_HOPS))
     }
 
     pub fn clear_next_hop(&mut self, zone_slot: u32, host_octet: u8) -> Result<()> {
         check_slot(zone_slot)?;
         self.next_hops
-            .set(next_hop_index(zone_slot, host_octet.into()), NextHop::default(), 0)
+            .set(
+                next_hop_index(zone_slot, host_octet.into()),
+                NextHop::default(),
+                0,
+            )
             .map_err(map_err(common::NEXT_HOPS))
     }
 
@@ -322,7 +336,12 @@ impl Datapath {
     }
 
     /// Where packets for zone `zone_slot` (another zone) are sent.
-    pub fn set_zone_gateway(&mut self, zone_slot: u32, mac: [u8; 6], underlay: Ipv4Addr) -> Result<()> {
+    pub fn set_zone_gateway(
+        &mut self,
+        zone_slot: u32,
+        mac: [u8; 6],
+        underlay: Ipv4Addr,
+    ) -> Result<()> {
         check_slot(zone_slot)?;
         self.zone_gateways
             .set(zone_slot, present_hop(mac, underlay), 0)
@@ -339,7 +358,12 @@ impl Datapath {
     // ---- local container ports ---------------------------------------------
 
     /// The port of this host's container `.container_octet`.
-    pub fn set_local_port(&mut self, container_octet: u8, ifindex: u32, mac: [u8; 6]) -> Result<()> {
+    pub fn set_local_port(
+        &mut self,
+        container_octet: u8,
+        ifindex: u32,
+        mac: [u8; 6],
+    ) -> Result<()> {
         let port = LocalPort {
             ifindex,
             mac,
@@ -373,7 +397,10 @@ impl Datapath {
         match self.group_pairs.insert(pair, shared_groups, 0) {
             Ok(()) => Ok(()),
             Err(MapError::SyscallError(e))
-                if matches!(e.io_error.raw_os_error(), Some(libc::E2BIG) | Some(libc::ENOMEM)) =>
+                if matches!(
+                    e.io_error.raw_os_error(),
+                    Some(libc::E2BIG) | Some(libc::ENOMEM)
+                ) =>
             {
                 Err(DatapathError::MapFull {
                     name: common::GROUP_PAIRS,
@@ -388,7 +415,9 @@ impl Datapath {
     pub fn remove_group_pair(&mut self, a: u32, b: u32) -> Result<()> {
         match self.group_pairs.remove(&OwnerPair::new(a, b)) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(())
+            }
             Err(e) => Err(map_err(common::GROUP_PAIRS)(e)),
         }
     }
@@ -442,7 +471,10 @@ impl Datapath {
 
     /// Attach `from_container` (ingress) and `to_container` (egress) to a
     /// container's host-side port (TCX).
-    pub fn attach_port(&mut self, ifname: &str) -> Result<(SchedClassifierLinkId, SchedClassifierLinkId)> {
+    pub fn attach_port(
+        &mut self,
+        ifname: &str,
+    ) -> Result<(SchedClassifierLinkId, SchedClassifierLinkId)> {
         let ingress = self
             .tc(PROG_FROM_CONTAINER)?
             .attach(ifname, TcAttachType::Ingress)
@@ -456,7 +488,11 @@ impl Datapath {
 }
 
 fn check_slot(slot: u32) -> Result<()> {
-    if slot < MAX_ZONES { Ok(()) } else { Err(DatapathError::ZoneSlot(slot)) }
+    if slot < MAX_ZONES {
+        Ok(())
+    } else {
+        Err(DatapathError::ZoneSlot(slot))
+    }
 }
 
 fn present_hop(mac: [u8; 6], underlay: Ipv4Addr) -> NextHop {

@@ -340,9 +340,13 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
         ])?;
         // A veth passes CHECKSUM_PARTIAL skbs; redirected out of a veth
         // uplink and received by XDP they would lose their TCP checksum. A
-        // real NIC fills it in on transmit: turn TX offload off here.
+        // real NIC fills it in on transmit: turn TX offload off here, on both
+        // ends (the underlay end re-aggregates and hands on partial checksums).
         sh(&[
             "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "tx", "off",
+        ])?;
+        sh(&[
+            "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "tx", "off",
         ])?;
         // A stale pin dir of the same host name would be adopted: start clean.
         crate::agent::links::remove_all(&crate::agent::pin_dir(&lab.bpffs, h))?;
