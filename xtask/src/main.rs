@@ -141,39 +141,37 @@ fn test(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `cargo run --release` of a binary of the workspace with `args`.
+fn run_release(package: &str, bin: &str, args: &[&str]) -> Result<()> {
+    run_cmd(
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                package,
+                "--bin",
+                bin,
+                "--",
+            ])
+            .args(args),
+    )
+}
+
 fn run(args: &[String]) -> Result<()> {
     setup::run()?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "--release",
-        "--package",
-        "netfabric",
-        "--",
-    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     if args.is_empty() {
         // The lab: SPEC §5. Runs in the foreground and tears down on Ctrl-C.
-        cmd.args(["lab", "run"]);
+        run_release("netfabric", "netfabric", &["lab", "run"])
     } else {
-        cmd.args(args);
+        run_release("netfabric", "netfabric", &args)
     }
-    run_cmd(&mut cmd)
 }
 
 fn bench(args: &[String]) -> Result<()> {
     setup::run()?;
-    let mut cmd = cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "--release",
-        "--package",
-        "netfabric-tests",
-        "--bin",
-        "netfabric-bench",
-        "--",
-    ]);
-    cmd.args(args);
-    run_cmd(&mut cmd)
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_release("netfabric-tests", "netfabric-bench", &args)
 }

@@ -562,6 +562,10 @@ fn print_try(m: &Manifest) {
             c.name, c.owner, c.host, c.address
         );
     }
+    // The commands must work as printed: name this very binary.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "netfabric".to_owned());
     let store = format!("--store {}", m.store_url);
     if let (Some(a), Some(a2), Some(b), Some(lb)) = (
         find("alice-web"),
@@ -575,7 +579,7 @@ fn print_try(m: &Manifest) {
         println!("  # different owners (alice, bob), no shared group: dropped (policy_denied)");
         println!("  ip netns exec {} ping -c 3 -W 1 {}", a.netns, b.address);
         println!("  # put bob in alice's group `team`, and the same ping works");
-        println!("  netfabric {store} group add-member team bob");
+        println!("  {exe} {store} group add-member team bob");
         println!("  # the system owner (lb) may talk to everyone");
         println!("  ip netns exec {} ping -c 3 {}", lb.netns, b.address);
         println!(
@@ -583,9 +587,9 @@ fn print_try(m: &Manifest) {
             a2.netns, a.netns, a2.address
         );
     }
-    println!("\n  netfabric {store} container list");
+    println!("\n  {exe} {store} container list");
     println!(
-        "  netfabric lab status{}",
+        "  {exe} lab status{}",
         if m.name == "lab" {
             String::new()
         } else {
@@ -593,9 +597,8 @@ fn print_try(m: &Manifest) {
         }
     );
     println!(
-        "  netfabric maps dump   # pinned maps under {}/netfabric/<host>/",
+        "  bpftool map show pinned {}/netfabric/<host>/ENDPOINTS   # the pinned maps",
         m.bpffs.display()
     );
-    println!("  metrics: http://127.0.0.1:9464/metrics (per agent; not served yet)");
     println!("  agent logs: {}/agent-<host>.log", m.dir.display());
 }
