@@ -3,15 +3,18 @@
 //!
 //! * [`FileStore`]: the embedded default, one JSON file on one machine
 //!   (`/var/lib/netfabric/state.json`), crash-safe by atomic replace.
-//! * etcd (`etcd://host:port`): not implemented yet; a later `EtcdStore`
-//!   implements the same trait (`update` as a transaction comparing the
-//!   revision, `watch` from an etcd watch) and is added to [`open`].
+//! * [`EtcdStore`]: the cluster store (`etcd://host:port[,host:port...]`),
+//!   one key per object under a prefix, `update` as one etcd transaction
+//!   guarded by the prefix's revision, `watch` from an etcd watch (see
+//!   [`etcd`] for the key layout).
 //!
 //! Every committed state has a revision that only grows. A store validates
 //! the whole new state before committing it, so what a store holds is always
 //! valid, and a refused change leaves it exactly as it was.
 
+pub mod etcd;
 mod file;
+mod health;
 
 use std::{
     fmt,
@@ -25,7 +28,9 @@ use std::{
     time::Duration,
 };
 
+pub use etcd::EtcdStore;
 pub use file::{DEFAULT_STATE_DIR, FileStore, STATE_FILE_NAME};
+pub use health::StoreHealth;
 
 use crate::state::{State, StateError};
 
@@ -82,6 +87,28 @@ pub enum StoreError {
     BadUrl { url: String, reason: String },
     #[error("store {url:?} is not supported yet: {reason}")]
     Unsupported { url: String, reason: &'static str },
+    /// The store could not be reached (or did not answer in time).
+    #[error("{action} {url}: the store is unreachable: {reason}")]
+    Unavailable {
+        url: String,
+        action: &'static str,
+        reason: String,
+    },
+    /// The store answered but refused the request (permissions, a
+    /// transaction too large for etcd's `--max-txn-ops`, ...).
+    #[error("{action} {url}: the store refused: {reason}")]
+    Refused {
+        url: String,
+        action: &'static str,
+        reason: String,
+    },
+    /// A key of the store holds something this netfabric cannot read.
+    #[error("the store {url} holds a bad key {key:?}: {reason}")]
+    BadStored {
+        url: String,
+        key: String,
+        reason: String,
+    },
 }
 
 impl From<StateError> for StoreError {
@@ -161,6 +188,7 @@ pub struct Watch {
     rx: mpsc::Receiver<Result<Snapshot, StoreError>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    health: Arc<StoreHealth>,
 }
 
 impl fmt::Debug for Watch {
@@ -177,6 +205,15 @@ impl Watch {
         name: &str,
         body: impl FnOnce(mpsc::Sender<Result<Snapshot, StoreError>>, Arc<AtomicBool>) + Send + 'static,
     ) -> std::io::Result<Watch> {
+        Self::spawn_with_health(name, Arc::new(StoreHealth::default()), body)
+    }
+
+    /// [`Watch::spawn`] with the [`StoreHealth`] the body keeps up to date.
+    pub fn spawn_with_health(
+        name: &str,
+        health: Arc<StoreHealth>,
+        body: impl FnOnce(mpsc::Sender<Result<Snapshot, StoreError>>, Arc<AtomicBool>) + Send + 'static,
+    ) -> std::io::Result<Watch> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -187,7 +224,14 @@ impl Watch {
             rx,
             stop,
             thread: Some(thread),
+            health,
         })
+    }
+
+    /// Whether the store behind this feed is reachable (shared; stays
+    /// valid after the `Watch` is dropped).
+    pub fn health(&self) -> Arc<StoreHealth> {
+        self.health.clone()
     }
 
     /// Waits for the next snapshot (or error). `None` when the feed ended.
@@ -228,8 +272,8 @@ impl Drop for Watch {
 /// * `file:///path/to/state.json`, or `file:///path/to/dir/` (a trailing `/`
 ///   means "the directory", the file is `state.json` in it);
 /// * a plain path is taken as `file://` too;
-/// * `etcd://host:port` is reserved for the cluster store (not yet
-///   implemented).
+/// * `etcd://[user:pass@]host:port[,host:port...][/prefix][?ca=..&cert=..&key=..]`
+///   or `etcds://...` (TLS): the cluster store, see [`EtcdStore`].
 pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
     let bad = |reason: &str| StoreError::BadUrl {
         url: url.to_owned(),
@@ -243,14 +287,11 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
         }
         return Ok(Box::new(FileStore::from_path(rest)));
     }
-    if url.starts_with("etcd://") {
-        return Err(StoreError::Unsupported {
-            url: url.to_owned(),
-            reason: "the etcd store is not implemented yet; use file:///path/state.json",
-        });
+    if url.starts_with("etcd://") || url.starts_with("etcds://") {
+        return Ok(Box::new(EtcdStore::open(url)?));
     }
     if url.contains("://") {
-        return Err(bad("unknown scheme (expected file:// or etcd://)"));
+        return Err(bad("unknown scheme (expected file://, etcd:// or etcds://)"));
     }
     if url.is_empty() {
         return Err(bad("empty"));

@@ -1,0 +1,1038 @@
+//! The cluster store on etcd (SPEC §4), like Calico and flannel.
+//!
+//! ## Key layout
+//! Under a prefix (`/netfabric/` by default, or the URL's path), one key
+//! per object, its value the object as JSON (the same fields as in the
+//! file store):
+//!
+//! | key | value |
+//! |---|---|
+//! | `<prefix>zones/<name>` | [`Zone`] |
+//! | `<prefix>hosts/<name>` | [`Host`] |
+//! | `<prefix>owners/<name>` | [`Owner`] (`owners/system` included) |
+//! | `<prefix>groups/<name>` | [`Group`] |
+//! | `<prefix>containers/<name>` | [`Container`] |
+//! | `<prefix>meta/next_owner_id` | decimal |
+//! | `<prefix>meta/commit` | `{"by": "<pid>@<host>", "at_ms": N}`, written by every commit |
+//!
+//! An empty prefix is the initial state ([`State::default`], revision 0);
+//! the first commit writes every key.
+//!
+//! ## Revisions
+//! A snapshot's revision is etcd's revision of the last change under the
+//! prefix (the largest `mod_revision` of its keys; `meta/commit` makes a
+//! commit that only deletes keys visible too).
+//!
+//! ## Transactions
+//! [`update`](Store::update) reads the whole prefix at one etcd revision
+//! `R`, applies the change, validates the whole new state and writes only
+//! the keys that changed, plus `meta/commit`, in **one** transaction whose
+//! guard is `mod_revision(prefix…) < R + 1`: it commits only if no key under
+//! the prefix was created or changed since `R` (and since every commit
+//! writes `meta/commit`, no netfabric commit at all). Otherwise the change
+//! is re-applied to a fresh read (jittered backoff, up to 30 s). Changes are
+//! therefore serialisable over the whole state, which is what the validation
+//! needs (a container create races with a host delete, not only with
+//! another create on that host); in particular two CLIs on two machines can
+//! never hand out the same address. A transaction holds at most etcd's
+//! `--max-txn-ops` (default 128) keys; every CLI command writes a few.
+//!
+//! A commit whose answer was lost (the connection broke after sending it)
+//! may have happened: the retry re-reads and re-applies the change, so an
+//! idempotent change is simply a no-op and a create reports "already
+//! exists".
+//!
+//! ## Watch
+//! [`watch`](Store::watch) reads the prefix at revision `R` (one snapshot),
+//! then watches the prefix from `R + 1`. Every event moves the next
+//! revision to watch from past it, so a re-established watch (connection
+//! lost, member killed) continues exactly after the last event applied:
+//! nothing is missed or seen twice. If that revision was compacted meanwhile
+//! etcd cancels the watch with `compact_revision`; the feed then re-reads
+//! the whole prefix (a full resync) and carries on from there. Responses
+//! that arrive together are coalesced into one snapshot.
+//!
+//! While etcd cannot be reached the feed sends one `Err(Unavailable)`,
+//! marks its [`StoreHealth`] down, and retries with backoff (100 ms to
+//! 2 s); once the watch is re-established the health is up again.
+//!
+//! ## Threads and namespaces
+//! The etcd client runs on a private single-threaded tokio runtime in a
+//! thread started by [`EtcdStore::open`]; every request is a task on it. So
+//! the sockets to etcd are made in the network namespace the store was
+//! opened in (the agent opens it before joining a lab host's namespace).
+
+pub mod cluster;
+mod url;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use futures::FutureExt as _;
+use serde::{Serialize, de::DeserializeOwned};
+
+pub use cluster::LocalCluster;
+pub use url::{DEFAULT_PREFIX, EtcdConfig, TlsFiles, redact};
+
+use super::{Change, Revision, Snapshot, Store, StoreError, StoreHealth, Watch};
+use crate::state::{Container, Group, Host, Owner, State, Zone};
+
+/// Longest wait for one etcd request.
+const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait to open a connection to one member.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `update` retries conflicts.
+const CONFLICT_DEADLINE: Duration = Duration::from_secs(30);
+/// How long `load`/`update` retry an unreachable etcd.
+const UNAVAILABLE_DEADLINE: Duration = Duration::from_secs(5);
+/// Keys per page when reading the prefix.
+const PAGE: i64 = 2000;
+
+const NEXT_OWNER_ID: &str = "meta/next_owner_id";
+const COMMIT: &str = "meta/commit";
+
+/// The etcd store. Cheap to clone (clones share the connection).
+#[derive(Clone)]
+pub struct EtcdStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    cfg: EtcdConfig,
+    url: String,
+    handle: tokio::runtime::Handle,
+    client: tokio::sync::Mutex<Option<Client>>,
+    /// The prefix as this process last read or wrote it: `update` tries it
+    /// first (the transaction's guard catches a stale one).
+    cache: Mutex<Option<Arc<Read>>>,
+    shutdown: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.lock().ok().and_then(|mut s| s.take()) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The prefix read at one revision.
+#[derive(Debug, Clone)]
+struct Read {
+    /// Key (without the prefix) → value.
+    kvs: BTreeMap<String, Vec<u8>>,
+    /// etcd's revision the read was made at.
+    at: i64,
+    /// The largest mod_revision under the prefix (0: empty).
+    revision: i64,
+}
+
+/// A failed etcd request: worth retrying or not.
+#[derive(Debug)]
+struct EtcdFailure {
+    retryable: bool,
+    reason: String,
+}
+
+impl From<etcd_client::Error> for EtcdFailure {
+    fn from(e: etcd_client::Error) -> Self {
+        use etcd_client::Error as E;
+        let retryable = match &e {
+            E::TransportError(_) | E::IoError(_) | E::WatchError(_) => true,
+            E::GRpcStatus(s) => matches!(
+                s.code(),
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Aborted
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Internal
+            ),
+            _ => false,
+        };
+        EtcdFailure {
+            retryable,
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl From<tokio::time::error::Elapsed> for EtcdFailure {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        EtcdFailure {
+            retryable: true,
+            reason: format!("no answer within {OP_TIMEOUT:?}"),
+        }
+    }
+}
+
+impl EtcdStore {
+    /// Opens the store named by an `etcd://` or `etcds://` URL. Does not
+    /// contact etcd (unless the URL has a user, whose token is fetched):
+    /// an unreachable etcd shows in the first request or watch.
+    pub fn open(url: &str) -> Result<EtcdStore, StoreError> {
+        let cfg = EtcdConfig::parse(url)?;
+        Self::with_config(cfg)
+    }
+
+    /// Opens the store described by `cfg`.
+    pub fn with_config(cfg: EtcdConfig) -> Result<EtcdStore, StoreError> {
+        let url = cfg.display_url();
+        let io = |source| StoreError::Io {
+            action: "starting the etcd client thread for",
+            path: url.clone().into(),
+            source,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io)?;
+        let handle = rt.handle().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("netfabric-etcd".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = rx.await;
+                });
+            })
+            .map_err(io)?;
+        Ok(EtcdStore {
+            inner: Arc::new(Inner {
+                cfg,
+                url,
+                handle,
+                client: tokio::sync::Mutex::new(None),
+                cache: Mutex::new(None),
+                shutdown: Mutex::new(Some(tx)),
+            }),
+        })
+    }
+
+    /// The configuration (endpoints, prefix, ...).
+    pub fn config(&self) -> &EtcdConfig {
+        &self.inner.cfg
+    }
+
+    /// Runs `fut` on the client's runtime and waits for it.
+    fn block<T: Send + 'static>(
+        &self,
+        action: &'static str,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.inner.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| StoreError::Unavailable {
+            url: self.inner.url.clone(),
+            action,
+            reason: "the etcd client thread is gone".into(),
+        })
+    }
+
+    fn cached(&self) -> Option<Arc<Read>> {
+        self.inner.cache.lock().ok().and_then(|c| c.clone())
+    }
+
+    fn set_cache(&self, read: Option<Arc<Read>>) {
+        if let Ok(mut c) = self.inner.cache.lock() {
+            *c = read;
+        }
+    }
+
+    /// Reads the prefix, retrying an unreachable etcd for a while.
+    fn read_retrying(&self, action: &'static str) -> Result<Arc<Read>, StoreError> {
+        let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
+        let mut backoff = Backoff::new();
+        loop {
+            let inner = self.inner.clone();
+            match self.block(action, async move { inner.read().await })? {
+                Ok(r) => {
+                    let r = Arc::new(r);
+                    self.set_cache(Some(r.clone()));
+                    return Ok(r);
+                }
+                Err(f) if f.retryable && Instant::now() < deadline => {
+                    tracing::debug!(reason = %f.reason, "etcd read failed; retrying");
+                    std::thread::sleep(backoff.next());
+                }
+                Err(f) => return Err(self.inner.failure(action, f)),
+            }
+        }
+    }
+
+    /// Deletes every key under the prefix (tests and the lab).
+    pub fn wipe(&self) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        let r = self.block("wiping", async move {
+            let mut c = inner.client().await?;
+            tokio::time::timeout(
+                OP_TIMEOUT,
+                c.delete(
+                    inner.cfg.prefix.as_bytes(),
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                ),
+            )
+            .await??;
+            Ok::<_, EtcdFailure>(())
+        })?;
+        self.set_cache(None);
+        r.map_err(|f| self.inner.failure("wiping", f))
+    }
+
+    /// Compacts etcd's history up to its current revision (tests: forces a
+    /// watcher behind it into a full resync).
+    pub fn compact(&self) -> Result<i64, StoreError> {
+        let inner = self.inner.clone();
+        self.block("compacting", async move {
+            let mut c = inner.client().await?;
+            let rev = tokio::time::timeout(OP_TIMEOUT, c.get("/", None))
+                .await??
+                .header()
+                .map(|h| h.revision())
+                .unwrap_or(0);
+            tokio::time::timeout(
+                OP_TIMEOUT,
+                c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())),
+            )
+            .await??;
+            Ok::<_, EtcdFailure>(rev)
+        })?
+        .map_err(|f| self.inner.failure("compacting", f))
+    }
+}
+
+impl Inner {
+    fn failure(&self, action: &'static str, f: EtcdFailure) -> StoreError {
+        if f.retryable {
+            StoreError::Unavailable {
+                url: self.url.clone(),
+                action,
+                reason: f.reason,
+            }
+        } else {
+            StoreError::Refused {
+                url: self.url.clone(),
+                action,
+                reason: f.reason,
+            }
+        }
+    }
+
+    fn key(&self, rel: &str) -> String {
+        format!("{}{rel}", self.cfg.prefix)
+    }
+
+    async fn client(&self) -> Result<Client, EtcdFailure> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            // etcd refuses pings more often than every 5 s by default.
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
+            .with_require_leader(true);
+        if let Some((user, pass)) = &self.cfg.user {
+            opts = opts.with_user(user, pass);
+        }
+        let scheme = match &self.cfg.tls {
+            Some(files) => {
+                opts = opts.with_tls(tls_options(files)?);
+                "https"
+            }
+            None => "http",
+        };
+        let endpoints: Vec<String> = self
+            .cfg
+            .endpoints
+            .iter()
+            .map(|e| format!("{scheme}://{e}"))
+            .collect();
+        let client = tokio::time::timeout(OP_TIMEOUT, Client::connect(endpoints, Some(opts)))
+            .await??;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Reads the whole prefix at one revision (in pages).
+    async fn read(&self) -> Result<Read, EtcdFailure> {
+        let mut c = self.client().await?;
+        let prefix = self.cfg.prefix.as_bytes();
+        let end = prefix_end(prefix);
+        let mut start = prefix.to_vec();
+        let mut at = 0;
+        let mut kvs = BTreeMap::new();
+        let mut revision = 0;
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if at != 0 {
+                opts = opts.with_revision(at);
+            }
+            let resp = tokio::time::timeout(OP_TIMEOUT, c.get(start.clone(), Some(opts))).await??;
+            if at == 0 {
+                at = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for kv in resp.kvs() {
+                revision = revision.max(kv.mod_revision());
+                let rel = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
+                kvs.insert(rel, kv.value().to_vec());
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(Read { kvs, at, revision })
+    }
+}
+
+fn tls_options(files: &TlsFiles) -> Result<TlsOptions, EtcdFailure> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| EtcdFailure {
+            retryable: false,
+            reason: format!("reading {}: {e}", p.display()),
+        })
+    };
+    let mut tls = TlsOptions::new();
+    if let Some(ca) = &files.ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    if let (Some(cert), Some(key)) = (&files.cert, &files.key) {
+        tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(tls)
+}
+
+/// The end of the key range `prefix…` (the prefix with its last byte +1).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Exponential backoff with jitter, 20 ms .. 2 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(20))
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(2));
+        // Jitter from the clock: enough to de-synchronise competing CLIs.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|t| t.subsec_nanos())
+            .unwrap_or(0);
+        d / 2 + d.mul_f64(f64::from(nanos % 1000) / 2000.0)
+    }
+}
+
+// ---- Encoding: state <-> keys --------------------------------------------
+
+/// One object of the state, as found under one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Object {
+    Zone(Zone),
+    Host(Host),
+    Owner(Owner),
+    Group(Group),
+    Container(Container),
+    NextOwnerId(u32),
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("the state serialises")
+}
+
+/// The keys (without prefix) and values of `state`.
+fn encode(state: &State) -> BTreeMap<String, Vec<u8>> {
+    let mut kvs = BTreeMap::new();
+    for z in &state.zones {
+        kvs.insert(format!("zones/{}", z.name), json(z));
+    }
+    for h in &state.hosts {
+        kvs.insert(format!("hosts/{}", h.name), json(h));
+    }
+    for o in &state.owners {
+        kvs.insert(format!("owners/{}", o.name), json(o));
+    }
+    for g in &state.groups {
+        kvs.insert(format!("groups/{}", g.name), json(g));
+    }
+    for c in &state.containers {
+        kvs.insert(format!("containers/{}", c.name), json(c));
+    }
+    kvs.insert(
+        NEXT_OWNER_ID.to_owned(),
+        state.next_owner_id.to_string().into_bytes(),
+    );
+    kvs
+}
+
+/// Whether a key is one [`encode`] writes (other `meta/` keys are kept as
+/// they are).
+fn is_object_key(rel: &str) -> bool {
+    rel == NEXT_OWNER_ID
+        || ["zones/", "hosts/", "owners/", "groups/", "containers/"]
+            .iter()
+            .any(|p| rel.starts_with(p))
+}
+
+/// Reads one key. `Ok(None)`: a key with no object (`meta/commit`, other
+/// `meta/` keys).
+fn decode(rel: &str, value: &[u8]) -> Result<Option<Object>, String> {
+    fn named<T: DeserializeOwned>(
+        value: &[u8],
+        name: &str,
+        of: impl Fn(&T) -> &str,
+    ) -> Result<T, String> {
+        let v: T = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+        if of(&v) != name {
+            return Err(format!("the key names {name:?} but the value {:?}", of(&v)));
+        }
+        Ok(v)
+    }
+    let (kind, name) = rel.split_once('/').unwrap_or((rel, ""));
+    let obj = match kind {
+        "zones" => Object::Zone(named(value, name, |z: &Zone| &z.name)?),
+        "hosts" => Object::Host(named(value, name, |h: &Host| &h.name)?),
+        "owners" => Object::Owner(named(value, name, |o: &Owner| &o.name)?),
+        "groups" => Object::Group(named(value, name, |g: &Group| &g.name)?),
+        "containers" => Object::Container(named(value, name, |c: &Container| &c.name)?),
+        "meta" if rel == NEXT_OWNER_ID => Object::NextOwnerId(
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or("expected a number")?,
+        ),
+        "meta" => return Ok(None),
+        _ => return Err("not a netfabric key (zones/, hosts/, owners/, groups/, containers/, meta/)".into()),
+    };
+    Ok(Some(obj))
+}
+
+/// Builds the state from its objects (key order: sorted by name).
+fn assemble<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Result<State, String> {
+    let mut s = State {
+        owners: Vec::new(),
+        next_owner_id: 0,
+        ..State::default()
+    };
+    let mut any = false;
+    let mut next = None;
+    for o in objects {
+        any = true;
+        match o {
+            Object::Zone(z) => s.zones.push(z.clone()),
+            Object::Host(h) => s.hosts.push(h.clone()),
+            Object::Owner(o) => s.owners.push(o.clone()),
+            Object::Group(g) => s.groups.push(g.clone()),
+            Object::Container(c) => s.containers.push(c.clone()),
+            Object::NextOwnerId(n) => next = Some(*n),
+        }
+    }
+    if !any {
+        return Ok(State::default());
+    }
+    s.next_owner_id = next.ok_or(format!("{NEXT_OWNER_ID} is missing"))?;
+    Ok(s)
+}
+
+impl Inner {
+    fn bad_key(&self, rel: &str, reason: String) -> StoreError {
+        StoreError::BadStored {
+            url: self.url.clone(),
+            key: self.key(rel),
+            reason,
+        }
+    }
+
+    fn state_of(&self, kvs: &BTreeMap<String, Vec<u8>>) -> Result<State, StoreError> {
+        let mut objects = Vec::with_capacity(kvs.len());
+        for (k, v) in kvs {
+            if let Some(o) = decode(k, v).map_err(|r| self.bad_key(k, r))? {
+                objects.push(o);
+            }
+        }
+        assemble(&objects).map_err(|r| self.bad_key(NEXT_OWNER_ID, r))
+    }
+}
+
+fn commit_value() -> Vec<u8> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    json(&serde_json::json!({
+        "by": format!("{}@{}", std::process::id(), host.trim()),
+        "at_ms": at_ms,
+    }))
+}
+
+impl Store for EtcdStore {
+    fn url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let read = self.read_retrying("reading")?;
+        Ok(Snapshot {
+            state: self.inner.state_of(&read.kvs)?,
+            revision: read.revision as Revision,
+        })
+    }
+
+    fn update(&self, change: &mut Change<'_>) -> Result<Revision, StoreError> {
+        let start = Instant::now();
+        let mut backoff = Backoff::new();
+        let mut conflicts = 0u32;
+        let mut unavailable_since: Option<Instant> = None;
+        loop {
+            let (read, from_cache) = match self.cached() {
+                Some(r) => (r, true),
+                None => (self.read_retrying("reading")?, false),
+            };
+            let current = self.inner.state_of(&read.kvs)?;
+            let mut next = current.clone();
+            let outcome = change(&mut next).map_err(StoreError::from).and_then(|()| {
+                if next == current {
+                    return Ok(false);
+                }
+                // As the file store: validate before sorting, so a duplicate
+                // is reported on the new object.
+                if let Err(e) = next.validate() {
+                    if let Err(source) = current.validate() {
+                        return Err(StoreError::InvalidStored {
+                            path: self.inner.url.clone().into(),
+                            source: Box::new(source),
+                        });
+                    }
+                    return Err(e.into());
+                }
+                Ok(true)
+            });
+            // A refusal or a no-op must hold for the current state, not a
+            // possibly stale copy: decide on a fresh read.
+            if from_cache && !matches!(outcome, Ok(true)) {
+                self.set_cache(None);
+                continue;
+            }
+            if !outcome? {
+                return Ok(read.revision as Revision);
+            }
+            next.normalize();
+            let new_kvs = encode(&next);
+            let mut ops = Vec::new();
+            for (k, v) in &new_kvs {
+                if read.kvs.get(k) != Some(v) {
+                    ops.push(TxnOp::put(self.inner.key(k), v.clone(), None));
+                }
+            }
+            for k in read.kvs.keys() {
+                if is_object_key(k) && !new_kvs.contains_key(k) {
+                    ops.push(TxnOp::delete(self.inner.key(k), None));
+                }
+            }
+            let commit = commit_value();
+            ops.push(TxnOp::put(self.inner.key(COMMIT), commit.clone(), None));
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    self.inner.cfg.prefix.as_bytes(),
+                    CompareOp::Less,
+                    read.at + 1,
+                )
+                .with_prefix()])
+                .and_then(ops);
+            let inner = self.inner.clone();
+            let result = self.block("writing", async move {
+                let mut c = inner.client().await?;
+                let resp = tokio::time::timeout(OP_TIMEOUT, c.txn(txn)).await??;
+                Ok::<_, EtcdFailure>((
+                    resp.succeeded(),
+                    resp.header().map(|h| h.revision()).unwrap_or(0),
+                ))
+            })?;
+            match result {
+                Ok((true, revision)) => {
+                    let mut kvs: BTreeMap<String, Vec<u8>> = read
+                        .kvs
+                        .iter()
+                        .filter(|(k, _)| !is_object_key(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    kvs.extend(new_kvs);
+                    kvs.insert(COMMIT.to_owned(), commit);
+                    self.set_cache(Some(Arc::new(Read {
+                        kvs,
+                        at: revision,
+                        revision,
+                    })));
+                    tracing::debug!(revision, conflicts, store = %self.inner.url, "committed");
+                    return Ok(revision as Revision);
+                }
+                Ok((false, _)) => {
+                    self.set_cache(None);
+                    conflicts += 1;
+                    if start.elapsed() > CONFLICT_DEADLINE {
+                        return Err(StoreError::Conflict {
+                            expected: read.revision as Revision,
+                            found: 0,
+                        });
+                    }
+                    tracing::debug!(conflicts, "etcd: the state changed since it was read; retrying");
+                    std::thread::sleep(backoff.next());
+                }
+                Err(f) => {
+                    self.set_cache(None);
+                    let since = *unavailable_since.get_or_insert_with(Instant::now);
+                    if !f.retryable || since.elapsed() > UNAVAILABLE_DEADLINE {
+                        return Err(self.inner.failure("writing", f));
+                    }
+                    tracing::debug!(reason = %f.reason, "etcd txn failed; retrying");
+                    std::thread::sleep(backoff.next());
+                }
+            }
+        }
+    }
+
+    fn watch(&self, from: Revision) -> Result<Watch, StoreError> {
+        let inner = self.inner.clone();
+        let health = Arc::new(StoreHealth::default());
+        let task_health = health.clone();
+        Watch::spawn_with_health("netfabric-etcd-watch", health, move |tx, stop| {
+            let task = inner
+                .handle
+                .spawn(watch_loop(inner.clone(), from, tx, task_health));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && !task.is_finished() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            task.abort();
+        })
+        .map_err(|source| StoreError::Io {
+            action: "starting the watch thread for",
+            path: self.inner.url.clone().into(),
+            source,
+        })
+    }
+}
+
+// ---- Watch ---------------------------------------------------------------
+
+type Feed = mpsc::Sender<Result<Snapshot, StoreError>>;
+
+/// What the watch knows: every object by key, keys it could not read.
+#[derive(Default)]
+struct Mirror {
+    objects: BTreeMap<String, Object>,
+    bad: BTreeMap<String, String>,
+}
+
+impl Mirror {
+    fn set(&mut self, rel: &str, value: &[u8]) {
+        self.objects.remove(rel);
+        self.bad.remove(rel);
+        match decode(rel, value) {
+            Ok(Some(o)) => {
+                self.objects.insert(rel.to_owned(), o);
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                self.bad.insert(rel.to_owned(), reason);
+            }
+        }
+    }
+
+    fn remove(&mut self, rel: &str) {
+        self.objects.remove(rel);
+        self.bad.remove(rel);
+    }
+
+    /// The state, if every key is readable and the whole is valid.
+    fn state(&self, inner: &Inner) -> Result<State, StoreError> {
+        if let Some((k, reason)) = self.bad.iter().next() {
+            return Err(inner.bad_key(k, reason.clone()));
+        }
+        let state = assemble(self.objects.values()).map_err(|r| inner.bad_key(NEXT_OWNER_ID, r))?;
+        state
+            .validate()
+            .map_err(|source| StoreError::InvalidStored {
+                path: inner.url.clone().into(),
+                source: Box::new(source),
+            })?;
+        Ok(state)
+    }
+}
+
+/// What to do after a watch response.
+enum Flow {
+    Go,
+    /// The revision to continue from was compacted: read everything again.
+    Resync,
+    /// The watch ended: make a new one.
+    Rewatch(String),
+}
+
+async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<StoreHealth>) {
+    let from = from as i64;
+    let mut mirror = Mirror::default();
+    // The revision to watch from; None: (re)read everything first.
+    let mut next: Option<i64> = None;
+    let mut last_sent = from;
+    let mut backoff = Backoff::new();
+    let prefix_len = inner.cfg.prefix.len();
+
+    // Sends a state; false when the receiver is gone.
+    let send = |mirror: &Mirror, revision: i64, last_sent: &mut i64| -> bool {
+        if revision <= *last_sent {
+            return true;
+        }
+        match mirror.state(&inner) {
+            Ok(state) => {
+                *last_sent = revision;
+                tx.send(Ok(Snapshot {
+                    state,
+                    revision: revision as Revision,
+                }))
+                .is_ok()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the state in etcd is not usable; keeping the last one");
+                tx.send(Err(e)).is_ok()
+            }
+        }
+    };
+    let lost = |reason: String| -> bool {
+        if health.set_down(&reason) {
+            tracing::warn!(store = %inner.url, %reason, "store unreachable; keeping the last state (fail static)");
+            return tx
+                .send(Err(StoreError::Unavailable {
+                    url: inner.url.clone(),
+                    action: "watching",
+                    reason,
+                }))
+                .is_ok();
+        }
+        true
+    };
+
+    loop {
+        let start = match next {
+            Some(r) => r,
+            None => match inner.read().await {
+                Ok(read) => {
+                    mirror = Mirror::default();
+                    for (k, v) in &read.kvs {
+                        mirror.set(k, v);
+                    }
+                    if health.set_up() {
+                        tracing::info!(store = %inner.url, "store reachable again");
+                    }
+                    if !send(&mirror, read.revision, &mut last_sent) {
+                        return;
+                    }
+                    next = Some(read.at + 1);
+                    read.at + 1
+                }
+                Err(f) => {
+                    if !lost(f.reason) {
+                        return;
+                    }
+                    tokio::time::sleep(backoff.next()).await;
+                    continue;
+                }
+            },
+        };
+        let stream = match inner.client().await {
+            Ok(mut c) => {
+                let opts = WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(start)
+                    .with_progress_notify();
+                match tokio::time::timeout(OP_TIMEOUT, c.watch(inner.cfg.prefix.as_bytes(), Some(opts))).await {
+                    Ok(Ok(s)) => Ok(s),
+                    Ok(Err(e)) => Err(EtcdFailure::from(e).reason),
+                    Err(e) => Err(EtcdFailure::from(e).reason),
+                }
+            }
+            Err(f) => Err(f.reason),
+        };
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(reason) => {
+                if !lost(reason) {
+                    return;
+                }
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
+        // Events of this watch.
+        let flow = loop {
+            let mut changed = None;
+            let mut handle = |resp: etcd_client::WatchResponse,
+                              next: &mut Option<i64>,
+                              mirror: &mut Mirror|
+             -> Flow {
+                if resp.created() && health.set_up() {
+                    tracing::info!(store = %inner.url, "store reachable again; watching from revision {start}");
+                }
+                if resp.canceled() {
+                    if resp.compact_revision() > 0 {
+                        tracing::warn!(
+                            compact_revision = resp.compact_revision(),
+                            "etcd compacted the revisions this watch needed; full resync"
+                        );
+                        return Flow::Resync;
+                    }
+                    return Flow::Rewatch(format!("watch canceled: {}", resp.cancel_reason()));
+                }
+                for ev in resp.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let key = kv.key();
+                    if key.len() < prefix_len {
+                        continue;
+                    }
+                    let rel = String::from_utf8_lossy(&key[prefix_len..]).into_owned();
+                    match ev.event_type() {
+                        EventType::Put => mirror.set(&rel, kv.value()),
+                        EventType::Delete => mirror.remove(&rel),
+                    }
+                    let rev = kv.mod_revision();
+                    *next = Some(next.unwrap_or(0).max(rev + 1));
+                    changed = Some(changed.unwrap_or(0).max(rev));
+                }
+                Flow::Go
+            };
+            let first = match stream.message().await {
+                Ok(Some(resp)) => handle(resp, &mut next, &mut mirror),
+                Ok(None) => Flow::Rewatch("the watch stream ended".into()),
+                Err(e) => Flow::Rewatch(EtcdFailure::from(e).reason),
+            };
+            if !matches!(first, Flow::Go) {
+                break first;
+            }
+            // Coalesce what is already waiting into one snapshot.
+            let mut flow = Flow::Go;
+            while let Some(more) = stream.message().now_or_never() {
+                flow = match more {
+                    Ok(Some(resp)) => handle(resp, &mut next, &mut mirror),
+                    Ok(None) => Flow::Rewatch("the watch stream ended".into()),
+                    Err(e) => Flow::Rewatch(EtcdFailure::from(e).reason),
+                };
+                if !matches!(flow, Flow::Go) {
+                    break;
+                }
+            }
+            if let Some(rev) = changed {
+                backoff = Backoff::new();
+                if !send(&mirror, rev, &mut last_sent) {
+                    return;
+                }
+            }
+            if !matches!(flow, Flow::Go) {
+                break flow;
+            }
+        };
+        match flow {
+            Flow::Go => {}
+            Flow::Resync => next = None,
+            Flow::Rewatch(reason) => {
+                if !lost(reason) {
+                    return;
+                }
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{MacAddr, state::HostSpec};
+
+    fn sample() -> State {
+        let mut s = State::default();
+        s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None)
+            .unwrap();
+        s.create_host(HostSpec {
+            name: "h1".into(),
+            zone: "z1".into(),
+            number: Some(1),
+            subnet: None,
+            uplink: "eth0".into(),
+            underlay_ip: Ipv4Addr::new(192, 168, 0, 1),
+            underlay_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        })
+        .unwrap();
+        s.create_owner("alice").unwrap();
+        s.create_group("g", &["alice".into()]).unwrap();
+        s.create_container("web", "alice", "h1", None).unwrap();
+        s.normalize();
+        s
+    }
+
+    #[test]
+    fn encode_decode_round_trip() {
+        let s = sample();
+        let kvs = encode(&s);
+        assert!(kvs.contains_key("containers/web"));
+        assert!(kvs.contains_key("owners/system"));
+        assert_eq!(kvs["meta/next_owner_id"], b"3");
+        let objects: Vec<Object> = kvs
+            .iter()
+            .filter_map(|(k, v)| decode(k, v).unwrap())
+            .collect();
+        assert_eq!(assemble(&objects).unwrap(), s);
+        assert_eq!(assemble(&[]).unwrap(), State::default());
+        assert_eq!(decode(COMMIT, b"{}"), Ok(None));
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        assert!(decode("containers/web", b"{").is_err());
+        let other = serde_json::to_vec(&sample().containers[0]).unwrap();
+        let err = decode("containers/db", &other).unwrap_err();
+        assert!(err.contains("\"db\""), "{err}");
+        assert!(decode("things/x", b"{}").is_err());
+        assert!(decode(NEXT_OWNER_ID, b"x").is_err());
+    }
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"/netfabric/"), b"/netfabric0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+    }
+}
