@@ -24,6 +24,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "rust-web-clippy",
     "libzstd-dev",
     "zlib1g-dev",
+    // etcd-client generates its gRPC code with protoc.
+    "protobuf-compiler",
 ];
 /// Debian packages the tests, the lab and the benchmarks use.
 const RUNTIME_PACKAGES: &[&str] = &[
@@ -33,6 +35,8 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "ethtool",
     "bpftool",
     "tcpdump",
+    // The cluster store: the lab on etcd, its tests and benchmark.
+    "etcd-server",
 ];
 
 fn say(msg: &str) {
