@@ -65,11 +65,17 @@ pub struct AgentArgs {
 
 /// Entry point from the CLI: joins the namespace, opens the store, runs.
 pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    // The store first: a cluster store's client thread (and so its sockets)
+    // stays in the namespace the agent was started in, the management
+    // network, while the datapath work happens in --netns. Opening never
+    // needs the store to be reachable: an agent started while etcd is down
+    // adopts its pinned maps and waits (fail static).
+    let store = global.open_store()?;
     if let Some(ns) = &args.netns {
-        // Before any other thread exists: every thread made later inherits it.
+        // Before any other thread of ours exists: every thread made later
+        // inherits it.
         port::netns::enter(ns).with_context(|| format!("joining {}", ns.display()))?;
     }
-    let store = global.open_store()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -135,17 +141,25 @@ async fn run_async(args: AgentArgs, store: Box<dyn Store>) -> anyhow::Result<()>
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Snapshot>(4);
     let watch = store.watch(0).context("watching the store")?;
+    // Whether the store is reachable (fail static: while it is not, the maps
+    // keep the last state applied). For `netfabric_store_up` and `status`.
+    let store_health = watch.health();
     let feeder = tokio::task::spawn_blocking(move || {
         while !tx.is_closed() {
             match watch.recv_timeout(Duration::from_millis(200)) {
                 Some(Ok(s)) => {
                     let Ok(()) = tx.blocking_send(s) else { break };
                 }
+                Some(Err(e @ crate::store::StoreError::Unavailable { .. })) => tracing::warn!(
+                    error = %e,
+                    "store unreachable; enforcing the last state applied until it is back"
+                ),
                 Some(Err(e)) => tracing::error!(error = %e, "store watch"),
                 None => {}
             }
         }
     });
+    tracing::debug!(store_up = store_health.is_up(), "watching the store");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;

@@ -3,7 +3,9 @@
 //! * an underlay namespace `nf-<lab>-underlay` with the bridge `ubr0`;
 //! * one namespace per host, `nf-<host>`, with the uplink `up0`
 //!   (`02:fe:00:00:00:<n>`, `172.30.0.<n>/24`) whose peer is a port of `ubr0`;
-//! * the desired state in the lab's own store `<dir>/state.json`: zone
+//! * the desired state in the lab's own store: `<dir>/state.json`, or with
+//!   `--store etcd` a local three-member etcd cluster (loopback ports, data
+//!   and logs under `<dir>/etcd/`, pids in the manifest): zone
 //!   `10.1.0.0/16`, hosts, owners `alice` and `bob`, the group `team` (alice;
 //!   add bob to let them talk), containers, and a `system` load balancer;
 //! * one namespace per container, `nf-<container>`, attached with
@@ -31,8 +33,14 @@ use crate::{
     MacAddr,
     cli::GlobalArgs,
     state::HostSpec,
-    store::{FileStore, Store, StoreExt as _},
+    store::{
+        FileStore, Store, StoreExt as _,
+        etcd::{LocalCluster, cluster::MemberRecord},
+    },
 };
+
+/// Members of the lab's etcd cluster (`--store etcd`).
+pub const LAB_ETCD_MEMBERS: usize = 3;
 
 /// `netfabric lab ...`
 #[derive(Debug, clap::Subcommand)]
@@ -68,6 +76,18 @@ pub struct LabArgs {
     /// Number of hosts (1..=9).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub hosts: u8,
+    /// The lab's store, from the global `--store`: `etcd` starts a local
+    /// three-member etcd cluster; anything else (or nothing) is the file
+    /// store `<dir>/state.json`.
+    #[arg(skip)]
+    pub store: Option<String>,
+}
+
+impl LabArgs {
+    /// Whether the lab runs on its own etcd cluster.
+    pub fn on_etcd(&self) -> bool {
+        self.store.as_deref() == Some("etcd")
+    }
 }
 
 /// What a lab made, written before it is made.
@@ -81,6 +101,9 @@ pub struct Manifest {
     pub namespaces: Vec<String>,
     pub hosts: Vec<LabHost>,
     pub containers: Vec<LabContainer>,
+    /// The lab's etcd members (`--store etcd`), stopped by `down`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub etcd: Vec<MemberRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,9 +163,17 @@ impl Manifest {
     }
 }
 
-pub fn run(cmd: LabCommand, _global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn run(cmd: LabCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    let with_store = |mut args: LabArgs| {
+        args.store = global.store.clone();
+        if args.store.as_deref().is_some_and(|s| s != "etcd") {
+            tracing::warn!("the lab uses its own store: --store takes `etcd` or nothing here");
+        }
+        args
+    };
     match cmd {
         LabCommand::Up(args) => {
+            let args = with_store(args);
             let m = up(&args)?;
             print_try(&m);
             Ok(())
@@ -150,6 +181,7 @@ pub fn run(cmd: LabCommand, _global: &GlobalArgs) -> anyhow::Result<()> {
         LabCommand::Down(name) => down(&name),
         LabCommand::Status(name) => status(&name),
         LabCommand::Run(args) => {
+            let args = with_store(args);
             let m = match up(&args) {
                 Ok(m) => m,
                 Err(e) => {
@@ -231,7 +263,6 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let state_file = dir.join(crate::store::STATE_FILE_NAME);
     let _ = std::fs::remove_file(&state_file);
-    let store = FileStore::from_path(&state_file).with_poll_interval(Duration::from_millis(50));
     let mut m = Manifest {
         name: lab.name.clone(),
         dir: dir.clone(),
@@ -240,6 +271,16 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
         ..Manifest::default()
     };
     m.save()?;
+    let store: Box<dyn Store> = if args.on_etcd() {
+        let cluster = LocalCluster::start(&dir.join("etcd"), LAB_ETCD_MEMBERS)
+            .context("starting the lab's etcd cluster")?;
+        m.store_url = cluster.url();
+        m.etcd = cluster.detach();
+        m.save()?;
+        Box::new(crate::store::EtcdStore::open(&m.store_url)?)
+    } else {
+        Box::new(FileStore::from_path(&state_file).with_poll_interval(Duration::from_millis(50)))
+    };
 
     // The desired state.
     let zone = lab.name.clone();
@@ -500,6 +541,7 @@ pub fn down(lab: &LabName) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_dir(m.bpffs.join("netfabric"));
+    crate::store::etcd::cluster::stop_recorded(&m.etcd);
     for f in ["state.json", "state.json.lock", ".state.json.tmp"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
@@ -531,8 +573,23 @@ pub fn status(lab: &LabName) -> anyhow::Result<()> {
             if alive { "running" } else { "NOT RUNNING" }
         );
     }
+    if !m.etcd.is_empty() {
+        println!("etcd:");
+    }
+    for e in &m.etcd {
+        let alive = e
+            .pid
+            .is_some_and(|p| crate::store::etcd::cluster::is_member_process(e, p));
+        println!(
+            "  {:<12} {:<22} pid {:<8} {}",
+            e.name,
+            e.client_url(),
+            e.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            if alive { "running" } else { "NOT RUNNING" }
+        );
+    }
     println!("containers:");
-    let store = FileStore::from_path(m.store_url.trim_start_matches("file://"));
+    let store = crate::store::open(&m.store_url)?;
     let state = store.load()?.state;
     for c in &state.containers {
         let attached = netns_path(&format!("nf-{}", c.name)).exists();

@@ -134,6 +134,19 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Takes over members started elsewhere (e.g. recorded in a lab
+    /// manifest): they can then be killed and restarted; dropping the
+    /// result kills them.
+    pub fn adopt(dir: &Path, members: Vec<MemberRecord>) -> LocalCluster {
+        LocalCluster {
+            dir: dir.to_owned(),
+            token: String::new(),
+            children: members.iter().map(|_| None).collect(),
+            members,
+            detached: false,
+        }
+    }
+
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
@@ -217,11 +230,20 @@ impl LocalCluster {
         &self.dir
     }
 
-    /// Kills member `i` (SIGKILL) and reaps it.
+    /// Kills member `i` (SIGKILL) and waits until it is gone.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
             let _ = c.kill();
             let _ = c.wait();
+        } else if let Some(pid) = self.members[i].pid
+            && is_member_process(&self.members[i], pid)
+        {
+            // SAFETY: kill(2) on a pid checked to be this member's etcd.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while is_member_process(&self.members[i], pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         self.members[i].pid = None;
     }
@@ -240,6 +262,8 @@ impl LocalCluster {
             }
             let _ = c.kill();
             let _ = c.wait();
+        } else {
+            self.kill(i);
         }
         self.members[i].pid = None;
     }
@@ -253,7 +277,7 @@ impl LocalCluster {
 
     /// Starts member `i` again on its data dir (after [`kill`](Self::kill)).
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
-        if self.children[i].is_none() {
+        if self.members[i].pid.is_none() {
             self.spawn(i, "existing")?;
         }
         Ok(())
