@@ -19,6 +19,8 @@
 //! other names (`--name t1`) prefix hosts and containers so several labs
 //! can coexist (the tests use that).
 
+pub mod propagation;
+
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -81,6 +83,10 @@ pub struct LabArgs {
     /// store `<dir>/state.json`.
     #[arg(skip)]
     pub store: Option<String>,
+    /// The `netfabric` executable the agents run (default: this one; a
+    /// benchmark binary names the real one).
+    #[arg(skip)]
+    pub exe: Option<PathBuf>,
 }
 
 impl LabArgs {
@@ -416,7 +422,10 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
         .with_context(|| format!("attaching {}", c.name))?;
     }
     // Agents.
-    let exe = std::env::current_exe().context("finding this executable")?;
+    let exe = match &args.exe {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe().context("finding this executable")?,
+    };
     for i in 0..m.hosts.len() {
         let h = m.hosts[i].clone();
         let log = std::fs::File::create(&h.log)
