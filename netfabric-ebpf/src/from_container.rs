@@ -86,7 +86,7 @@ fn try_from_container(
         // Outside every zone: the host stack routes (and NATs) it. Make sure
         // it is addressed to the host, not bridged to another port.
         Place::Outside => {
-            unsafe { (*eth).dst = host.gateway_mac };
+            eth::set_dst_mac(eth, &host.gateway_mac);
             return Ok((Forward::Stack, TC_ACT_OK));
         }
     };

@@ -45,38 +45,163 @@ fn ping(ns: &str, to: &str, count: u32) -> bool {
 
 /// Tears the lab down even when the test panics.
 struct Lab {
-    name: &'static str,
+    name: String,
     dir: String,
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = nf(&["lab", "down", "--name", self.name, "--dir", &self.dir]);
+        let _ = nf(&["lab", "down", "--name", &self.name, "--dir", &self.dir]);
     }
 }
 
-fn is_root() -> bool {
+/// These tests need root, bpffs and namespaces (CI has them): fail loudly
+/// rather than pass without checking anything.
+fn require_root_and_bpffs() {
     // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() == 0 }
+    assert_eq!(unsafe { libc::getuid() }, 0, "the lab tests need root");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    assert!(
+        mounts.lines().any(|l| l.contains(" /sys/fs/bpf bpf ")),
+        "the lab tests need bpffs at /sys/fs/bpf (cargo xtask setup mounts it)"
+    );
+}
+
+/// A lab name unique to this run (namespaces, pins and hosts derive from it).
+fn unique_name(tag: &str) -> String {
+    format!("t{tag}{}", std::process::id() % 100_000)
+}
+
+/// A network namespace owned by the test, deleted on drop.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new(name: &str) -> TestNetns {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let out = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip netns add {name}: {out:?}");
+        TestNetns(name.to_owned())
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Ping until it succeeds (or `tries` attempts failed): the agent applies
+/// store changes and new ports asynchronously (within a few hundred ms).
+fn ping_eventually(ns: &str, to: &str, tries: u32) -> bool {
+    (0..tries).any(|_| {
+        let ok = ping(ns, to, 1);
+        if !ok {
+            sleep(Duration::from_millis(300));
+        }
+        ok
+    })
+}
+
+#[test]
+fn lab_container_create_delete_recreate_keeps_its_address() {
+    require_root_and_bpffs();
+    let name = unique_name("c");
+    let dir = format!("/tmp/netfabric-test-{name}");
+    let lab = Lab {
+        name: name.clone(),
+        dir: dir.clone(),
+    };
+    ok(&nf(&[
+        "lab", "up", "--hosts", "2", "--name", &name, "--dir", &dir,
+    ]));
+    let store = format!("file://{dir}/state.json");
+    let h2 = format!("{name}-h2");
+    let aw = format!("nf-{name}-alice-web");
+    let create = || {
+        ok(&nf(&[
+            "--store",
+            &store,
+            "container",
+            "create",
+            "cache",
+            "--owner",
+            "alice",
+            "--host",
+            &h2,
+        ]))
+        .trim()
+        .to_owned()
+    };
+    let address = create();
+    println!("cache got {address}");
+    let attach = |ns: &TestNetns| {
+        ok(&nf(&[
+            "--store",
+            &store,
+            "container",
+            "attach",
+            "cache",
+            "--netns",
+            &format!("/run/netns/{}", ns.0),
+            "--host-netns",
+            &format!("/run/netns/nf-{h2}"),
+        ]));
+    };
+    let container_ns = format!("nf-{name}-cache");
+    {
+        let ns = TestNetns::new(&container_ns);
+        attach(&ns);
+        assert!(
+            ping_eventually(&aw, &address, 10),
+            "a new container is reachable by its owner"
+        );
+    }
+    // The namespace is gone (and its veth with it); a new one gets the same address.
+    {
+        let ns = TestNetns::new(&container_ns);
+        attach(&ns);
+        let got = String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["-n", &ns.0, "-4", "-o", "addr", "show", "dev", "eth0"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .into_owned();
+        assert!(
+            got.contains(&format!("{address}/32")),
+            "re-created namespace got {got}"
+        );
+        assert!(
+            ping_eventually(&aw, &address, 10),
+            "re-attached container is reachable"
+        );
+        // Deleted: its address stops answering (the endpoint is gone from the maps).
+        ok(&nf(&["--store", &store, "container", "delete", "cache"]));
+        sleep(Duration::from_millis(600));
+        assert!(
+            !ping(&aw, &address, 2),
+            "a deleted container must not be reachable"
+        );
+    }
+    // Re-created: the lowest free address, which is the one it had.
+    assert_eq!(create(), address, "re-created container keeps its address");
+    drop(lab);
 }
 
 #[test]
 fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    if !Path::new("/sys/fs/bpf").join(".").exists() {
-        eprintln!("skipped: no bpffs");
-        return;
-    }
-    let name = "tlab1";
+    require_root_and_bpffs();
+    let name = unique_name("r");
+    let name = name.as_str();
     let dir = format!("/tmp/netfabric-test-{name}");
     let lab = Lab {
-        name,
+        name: name.to_owned(),
         dir: dir.clone(),
     };
-    let _ = nf(&["lab", "down", "--name", name, "--dir", &dir]);
     ok(&nf(&[
         "lab", "up", "--hosts", "2", "--name", name, "--dir", &dir,
     ]));
@@ -110,14 +235,14 @@ fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
     assert!(!ping(&aw, "10.1.1.2", 2), "denied again");
 
     // kill -9 the agent of h1 and restart it under traffic.
-    let listener: Child = in_ns(&ad, "nc -l 9000 | wc -c")
+    let listener: Child = in_ns(&ad, "timeout 30 nc -l 9000 | wc -c")
         .stdout(Stdio::piped())
         .spawn()
         .expect("nc -l");
     sleep(Duration::from_millis(300));
     let stream: Child = in_ns(
         &aw,
-        "for i in $(seq 1 40); do head -c 20000 /dev/zero; sleep 0.1; done | nc -q 1 10.1.2.1 9000",
+        "for i in $(seq 1 40); do head -c 20000 /dev/zero; sleep 0.1; done | timeout 30 nc -q 1 10.1.2.1 9000",
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
