@@ -189,6 +189,42 @@ fn lab_container_create_delete_recreate_keeps_its_address() {
     }
     // Re-created: the lowest free address, which is the one it had.
     assert_eq!(create(), address, "re-created container keeps its address");
+
+    // SIGTERM leaves the datapath running: h2's programs and maps stay
+    // pinned and keep forwarding (and enforcing) without their agent.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/manifest.json")).unwrap()).unwrap();
+    let h2_agent = manifest["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == h2.as_str())
+        .and_then(|h| h["agent_pid"].as_u64())
+        .expect("h2's agent pid");
+    Command::new("kill")
+        .args(["-TERM", &h2_agent.to_string()])
+        .status()
+        .unwrap();
+    let gone = (0..50).any(|_| {
+        sleep(Duration::from_millis(100));
+        !Path::new(&format!("/proc/{h2_agent}")).exists()
+            || std::fs::read_to_string(format!("/proc/{h2_agent}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(gone, "the agent did not stop on SIGTERM");
+    assert!(
+        Path::new(&format!("/sys/fs/bpf/netfabric/{h2}/ENDPOINTS")).exists(),
+        "SIGTERM must leave the pinned maps"
+    );
+    assert!(
+        ping(&aw, "10.1.2.1", 3),
+        "h2 still delivers after its agent stopped"
+    );
+    let ad = format!("nf-{name}-alice-db");
+    assert!(
+        !ping(&ad, "10.1.1.2", 2),
+        "h2 still denies alice -> bob without its agent"
+    );
     drop(lab);
 }
 
