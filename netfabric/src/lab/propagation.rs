@@ -101,7 +101,11 @@ pub struct Report {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "store {} with {} agents", self.store, self.agents)?;
-        writeln!(f, "  single change, write -> applied by every agent: {}", self.single)?;
+        writeln!(
+            f,
+            "  single change, write -> applied by every agent: {}",
+            self.single
+        )?;
         writeln!(
             f,
             "  burst of {}, each write -> applied by every agent: {}",

@@ -51,7 +51,8 @@ impl StoreHealth {
 
     /// Since when the store has been unreachable (`None` while it is up).
     pub fn down_since(&self) -> Option<SystemTime> {
-        (!self.is_up()).then(|| UNIX_EPOCH + Duration::from_millis(self.since_ms.load(Ordering::Relaxed)))
+        (!self.is_up())
+            .then(|| UNIX_EPOCH + Duration::from_millis(self.since_ms.load(Ordering::Relaxed)))
     }
 
     /// Since when the store has been in its current state (up or down).

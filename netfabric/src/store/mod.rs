@@ -291,7 +291,9 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
         return Ok(Box::new(EtcdStore::open(url)?));
     }
     if url.contains("://") {
-        return Err(bad("unknown scheme (expected file://, etcd:// or etcds://)"));
+        return Err(bad(
+            "unknown scheme (expected file://, etcd:// or etcds://)",
+        ));
     }
     if url.is_empty() {
         return Err(bad("empty"));

@@ -46,9 +46,9 @@ fn parse() -> Result<Args> {
             "--singles" => a.singles = num("--singles")?,
             "--burst" => a.burst = num("--burst")?,
             "--control-plane" => {}
-            other => bail!(
-                "unknown argument {other:?} (--quick, --hosts N, --singles N, --burst N)"
-            ),
+            other => {
+                bail!("unknown argument {other:?} (--quick, --hosts N, --singles N, --burst N)")
+            }
         }
     }
     Ok(a)

@@ -22,7 +22,9 @@ pub const ETCD_BIN: &str = "etcd";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("{ETCD_BIN} not found in PATH: install the Debian package etcd-server (cargo xtask setup)")]
+    #[error(
+        "{ETCD_BIN} not found in PATH: install the Debian package etcd-server (cargo xtask setup)"
+    )]
     NoEtcd,
     #[error("{action}: {source}")]
     Io {
@@ -30,7 +32,9 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the local etcd cluster did not become ready within {waited:?} (logs in {dir}): {last}")]
+    #[error(
+        "the local etcd cluster did not become ready within {waited:?} (logs in {dir}): {last}"
+    )]
     NotReady {
         waited: Duration,
         dir: PathBuf,

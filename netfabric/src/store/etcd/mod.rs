@@ -257,20 +257,21 @@ impl EtcdStore {
         }
     }
 
-    /// Reads the prefix, retrying an unreachable etcd for a while.
-    fn read_retrying(&self, action: &'static str) -> Result<Arc<Read>, StoreError> {
+    /// Runs the request `call` makes, retrying an unreachable etcd (a dead
+    /// member behind the balanced channel, no leader yet) for a while.
+    fn retrying<T, F, Fut>(&self, action: &'static str, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Inner>) -> Fut,
+        Fut: Future<Output = Result<T, EtcdFailure>> + Send + 'static,
+    {
         let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
         let mut backoff = Backoff::new();
         loop {
-            let inner = self.inner.clone();
-            match self.block(action, async move { inner.read().await })? {
-                Ok(r) => {
-                    let r = Arc::new(r);
-                    self.set_cache(Some(r.clone()));
-                    return Ok(r);
-                }
+            match self.block(action, call(self.inner.clone()))? {
+                Ok(v) => return Ok(v),
                 Err(f) if f.retryable && Instant::now() < deadline => {
-                    tracing::debug!(reason = %f.reason, "etcd read failed; retrying");
+                    tracing::debug!(reason = %f.reason, "{action}: etcd request failed; retrying");
                     std::thread::sleep(backoff.next());
                 }
                 Err(f) => return Err(self.inner.failure(action, f)),
@@ -278,10 +279,17 @@ impl EtcdStore {
         }
     }
 
+    /// Reads the prefix, retrying an unreachable etcd for a while.
+    fn read_retrying(&self, action: &'static str) -> Result<Arc<Read>, StoreError> {
+        let r = Arc::new(self.retrying(action, |inner| async move { inner.read().await })?);
+        self.set_cache(Some(r.clone()));
+        Ok(r)
+    }
+
     /// Deletes every key under the prefix (tests and the lab).
     pub fn wipe(&self) -> Result<(), StoreError> {
-        let inner = self.inner.clone();
-        let r = self.block("wiping", async move {
+        self.set_cache(None);
+        self.retrying("wiping", |inner| async move {
             let mut c = inner.client().await?;
             tokio::time::timeout(
                 OP_TIMEOUT,
@@ -291,17 +299,14 @@ impl EtcdStore {
                 ),
             )
             .await??;
-            Ok::<_, EtcdFailure>(())
-        })?;
-        self.set_cache(None);
-        r.map_err(|f| self.inner.failure("wiping", f))
+            Ok(())
+        })
     }
 
     /// Compacts etcd's history up to its current revision (tests: forces a
     /// watcher behind it into a full resync).
     pub fn compact(&self) -> Result<i64, StoreError> {
-        let inner = self.inner.clone();
-        self.block("compacting", async move {
+        self.retrying("compacting", |inner| async move {
             let mut c = inner.client().await?;
             let rev = tokio::time::timeout(OP_TIMEOUT, c.get("/", None))
                 .await??
@@ -310,12 +315,14 @@ impl EtcdStore {
                 .unwrap_or(0);
             tokio::time::timeout(
                 OP_TIMEOUT,
-                c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())),
+                c.compact(
+                    rev,
+                    Some(etcd_client::CompactionOptions::new().with_physical()),
+                ),
             )
             .await??;
-            Ok::<_, EtcdFailure>(rev)
-        })?
-        .map_err(|f| self.inner.failure("compacting", f))
+            Ok(rev)
+        })
     }
 }
 
@@ -366,8 +373,8 @@ impl Inner {
             .iter()
             .map(|e| format!("{scheme}://{e}"))
             .collect();
-        let client = tokio::time::timeout(OP_TIMEOUT, Client::connect(endpoints, Some(opts)))
-            .await??;
+        let client =
+            tokio::time::timeout(OP_TIMEOUT, Client::connect(endpoints, Some(opts))).await??;
         *slot = Some(client.clone());
         Ok(client)
     }
@@ -535,7 +542,11 @@ fn decode(rel: &str, value: &[u8]) -> Result<Option<Object>, String> {
                 .ok_or("expected a number")?,
         ),
         "meta" => return Ok(None),
-        _ => return Err("not a netfabric key (zones/, hosts/, owners/, groups/, containers/, meta/)".into()),
+        _ => {
+            return Err(
+                "not a netfabric key (zones/, hosts/, owners/, groups/, containers/, meta/)".into(),
+            );
+        }
     };
     Ok(Some(obj))
 }
@@ -709,7 +720,10 @@ impl Store for EtcdStore {
                             found: 0,
                         });
                     }
-                    tracing::debug!(conflicts, "etcd: the state changed since it was read; retrying");
+                    tracing::debug!(
+                        conflicts,
+                        "etcd: the state changed since it was read; retrying"
+                    );
                     std::thread::sleep(backoff.next());
                 }
                 Err(f) => {
@@ -878,7 +892,12 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                     .with_prefix()
                     .with_start_revision(start)
                     .with_progress_notify();
-                match tokio::time::timeout(OP_TIMEOUT, c.watch(inner.cfg.prefix.as_bytes(), Some(opts))).await {
+                match tokio::time::timeout(
+                    OP_TIMEOUT,
+                    c.watch(inner.cfg.prefix.as_bytes(), Some(opts)),
+                )
+                .await
+                {
                     Ok(Ok(s)) => Ok(s),
                     Ok(Err(e)) => Err(EtcdFailure::from(e).reason),
                     Err(e) => Err(EtcdFailure::from(e).reason),

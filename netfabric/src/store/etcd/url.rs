@@ -75,10 +75,7 @@ impl EtcdConfig {
                 if name.is_empty() {
                     return Err(bad("empty user name"));
                 }
-                (
-                    Some((percent_decode(name), percent_decode(pass))),
-                    h,
-                )
+                (Some((percent_decode(name), percent_decode(pass))), h)
             }
             None => (None, authority),
         };
@@ -111,7 +108,11 @@ impl EtcdConfig {
                 "cert" => tls.cert = Some(v.into()),
                 "key" => tls.key = Some(v.into()),
                 "prefix" => prefix = v,
-                _ => return Err(bad(&format!("unknown parameter {k:?} (ca, cert, key, prefix)"))),
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown parameter {k:?} (ca, cert, key, prefix)"
+                    )));
+                }
             }
         }
         if !prefix.starts_with('/') {
@@ -125,7 +126,9 @@ impl EtcdConfig {
         }
         let tls = if tls_scheme || tls != TlsFiles::default() {
             if tls.ca.is_none() {
-                return Err(bad("TLS needs ca=/path/to/ca.pem (the CA of the etcd servers)"));
+                return Err(bad(
+                    "TLS needs ca=/path/to/ca.pem (the CA of the etcd servers)",
+                ));
             }
             Some(tls)
         } else {
@@ -166,7 +169,11 @@ pub fn redact(url: &str) -> String {
     match rest[..auth_end].rsplit_once('@') {
         Some((cred, hosts)) => {
             let user = cred.split(':').next().unwrap_or("");
-            format!("{}{user}:***@{hosts}{}", &url[..scheme_end], &rest[auth_end..])
+            format!(
+                "{}{user}:***@{hosts}{}",
+                &url[..scheme_end],
+                &rest[auth_end..]
+            )
         }
         None => url.to_owned(),
     }
@@ -239,7 +246,9 @@ mod tests {
         ] {
             assert!(EtcdConfig::parse(bad).is_err(), "{bad}");
         }
-        let err = EtcdConfig::parse("etcd://u:secret@h").unwrap_err().to_string();
+        let err = EtcdConfig::parse("etcd://u:secret@h")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("secret"), "{err}");
         assert_eq!(redact("etcd://u:secret@h:1/p"), "etcd://u:***@h:1/p");
     }

@@ -1,0 +1,556 @@
+//! The store on a real etcd: clusters of three `etcd` processes started by
+//! the tests on free loopback ports with temporary data dirs, killed on drop
+//! (also on panic).
+//!
+//! * store semantics: layout under a prefix, refused changes, a watch that
+//!   survives a killed member and a compaction (full resync) without missing
+//!   or repeating a change;
+//! * concurrent CLIs (processes talking to different members) allocating on
+//!   one host never collide;
+//! * one member of three killed: writes and watches go on;
+//! * a lab on etcd (root, bpffs): agents converge after a burst; all of etcd
+//!   stopped: the datapath keeps enforcing (denied stays denied, allowed keeps
+//!   talking), an agent restarted meanwhile comes up from its pinned maps,
+//!   and a change made once etcd is back reaches every agent.
+
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use netfabric::{
+    MacAddr,
+    lab::propagation::{self, PinnedEndpoints},
+    state::{HostSpec, State},
+    store::{
+        EtcdStore, Snapshot, Store as _, StoreExt as _,
+        etcd::{LocalCluster, cluster},
+    },
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+
+fn etcd_or_skip() -> bool {
+    if cluster::etcd_available() {
+        return true;
+    }
+    eprintln!("skipped: no etcd (cargo xtask setup installs etcd-server)");
+    false
+}
+
+/// A cluster and its data dir, removed in that order.
+struct Etcd {
+    cluster: LocalCluster,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()))
+            .try_init();
+        // Data on tmpfs when there is one: fsync is then cheap.
+        let dir = tempfile::Builder::new()
+            .prefix("netfabric-etcd-")
+            .tempdir_in(if Path::new("/dev/shm").is_dir() {
+                "/dev/shm"
+            } else {
+                "/tmp"
+            })
+            .unwrap();
+        let cluster = LocalCluster::start(dir.path(), 3).expect("starting etcd");
+        Etcd { cluster, _dir: dir }
+    }
+
+    fn url(&self) -> String {
+        self.cluster.url()
+    }
+
+    /// A URL naming only member `i`.
+    fn member_url(&self, i: usize) -> String {
+        format!("etcd://127.0.0.1:{}", self.cluster.members()[i].client_port)
+    }
+}
+
+fn host(name: &str, n: u8) -> HostSpec {
+    HostSpec {
+        name: name.into(),
+        zone: "z1".into(),
+        number: Some(n.into()),
+        subnet: None,
+        uplink: "eth0".into(),
+        underlay_ip: Ipv4Addr::new(192, 168, 50, n),
+        underlay_mac: MacAddr([2, 0, 0xc0, 0xa8, 0x32, n]),
+    }
+}
+
+/// Zone z1, hosts h1 and h2, owners alice and bob.
+fn seed(store: &EtcdStore) {
+    store
+        .apply(|s| {
+            s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None)?;
+            s.create_host(host("h1", 1))?;
+            s.create_host(host("h2", 2))?;
+            s.create_owner("alice")?;
+            s.create_owner("bob")
+        })
+        .unwrap();
+}
+
+/// Waits for a snapshot of the watch at least at `revision`; returns it.
+fn wait_for(watch: &netfabric::store::Watch, revision: u64, seen: &mut Vec<u64>) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no snapshot at revision {revision}; saw {seen:?}"
+        );
+        match watch.recv_timeout(left.min(Duration::from_millis(200))) {
+            Some(Ok(s)) => {
+                assert!(
+                    seen.last().is_none_or(|l| *l < s.revision),
+                    "revision {} after {seen:?}: repeated or out of order",
+                    s.revision
+                );
+                seen.push(s.revision);
+                if s.revision >= revision {
+                    return s;
+                }
+            }
+            Some(Err(e)) => eprintln!("watch: {e}"),
+            None => {}
+        }
+    }
+}
+
+#[test]
+fn store_semantics_watch_across_a_killed_member_and_a_compaction() {
+    if !etcd_or_skip() {
+        return;
+    }
+    let mut etcd = Etcd::start();
+    let store = EtcdStore::open(&etcd.url()).unwrap();
+    let empty = store.load().unwrap();
+    assert_eq!(empty.state, State::default());
+    assert_eq!(empty.revision, 0);
+    seed(&store);
+    let snap = store.load().unwrap();
+    assert!(snap.revision > 0);
+    assert_eq!(snap.state.hosts.len(), 2);
+
+    // Refused: nothing applied, the same revision.
+    let err = store
+        .apply(|s| s.create_zone("z1", "10.2.0.0/16".parse().unwrap(), None))
+        .unwrap_err();
+    assert!(err.rejection().is_some(), "{err}");
+    assert_eq!(store.load().unwrap().revision, snap.revision);
+    // A no-op changes nothing either.
+    assert_eq!(store.update(&mut |_| Ok(())).unwrap(), snap.revision);
+
+    // Another prefix is another store.
+    let other = EtcdStore::open(&format!("{}/elsewhere", etcd.url())).unwrap();
+    assert_eq!(other.load().unwrap().state, State::default());
+
+    // A watcher that talks only to member 0, from the start.
+    let watched = EtcdStore::open(&etcd.member_url(0)).unwrap();
+    let watch = watched.watch(0).unwrap();
+    let health = watch.health();
+    let mut seen = Vec::new();
+    let first = wait_for(&watch, snap.revision, &mut seen);
+    assert_eq!(first.state, snap.state);
+
+    // Member 0 goes away; changes go on through the others; the history
+    // is compacted; member 0 comes back: the watcher resyncs in full.
+    etcd.cluster.kill(0);
+    let mut last = 0;
+    for i in 0..5 {
+        let ((), rev) = store
+            .apply(|s| {
+                s.create_container(&format!("c{i}"), "alice", "h1", None)
+                    .map(|_| ())
+            })
+            .unwrap();
+        last = rev;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health.is_up() && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !health.is_up(),
+        "the watch did not notice member 0 was gone"
+    );
+    store.compact().unwrap();
+    etcd.cluster.restart(0).unwrap();
+    let got = wait_for(&watch, last, &mut seen);
+    assert_eq!(got.state, store.load().unwrap().state);
+    assert!(health.is_up());
+    assert!(health.outages() >= 1);
+
+    // A watch that keeps its connection sees each later change once.
+    let ((), rev) = store.apply(|s| s.delete_container("c0")).unwrap();
+    let got = wait_for(&watch, rev, &mut seen);
+    assert!(got.state.container("c0").is_none());
+}
+
+fn nf(store: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("running netfabric")
+}
+
+#[test]
+fn concurrent_clis_on_different_members_never_share_an_address() {
+    if !etcd_or_skip() {
+        return;
+    }
+    let etcd = Etcd::start();
+    seed(&EtcdStore::open(&etcd.url()).unwrap());
+    // Four "machines", each a stream of CLI processes, each talking to
+    // another member first.
+    const WORKERS: usize = 4;
+    const EACH: usize = 12;
+    let urls: Vec<String> = (0..WORKERS)
+        .map(|w| {
+            let mut eps: Vec<String> = (0..3)
+                .map(|i| {
+                    format!(
+                        "127.0.0.1:{}",
+                        etcd.cluster.members()[(w + i) % 3].client_port
+                    )
+                })
+                .collect();
+            eps.truncate(if w % 2 == 0 { 1 } else { 3 });
+            format!("etcd://{}", eps.join(","))
+        })
+        .collect();
+    let results: Vec<(String, Ipv4Addr)> = std::thread::scope(|s| {
+        let handles: Vec<_> = urls
+            .iter()
+            .enumerate()
+            .map(|(w, url)| {
+                s.spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            let name = format!("w{w}-c{i}");
+                            let out = nf(
+                                url,
+                                &[
+                                    "container",
+                                    "create",
+                                    &name,
+                                    "--owner",
+                                    "bob",
+                                    "--host",
+                                    "h2",
+                                ],
+                            );
+                            assert!(
+                                out.status.success(),
+                                "{name}: {}",
+                                String::from_utf8_lossy(&out.stderr)
+                            );
+                            let addr = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+                            (name, addr)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut addresses = BTreeSet::new();
+    for (name, addr) in &results {
+        assert!(addresses.insert(*addr), "{addr} handed out twice ({name})");
+    }
+    let expected: BTreeSet<Ipv4Addr> = (1..=(WORKERS * EACH) as u8)
+        .map(|d| Ipv4Addr::new(10, 1, 2, d))
+        .collect();
+    assert_eq!(addresses, expected, "the lowest free addresses, each once");
+    let state = EtcdStore::open(&etcd.url()).unwrap().load().unwrap().state;
+    for (name, addr) in &results {
+        assert_eq!(state.container(name).map(|c| c.address), Some(*addr));
+    }
+}
+
+#[test]
+fn one_member_of_three_killed_leaves_the_cluster_working() {
+    if !etcd_or_skip() {
+        return;
+    }
+    let mut etcd = Etcd::start();
+    let url = etcd.url();
+    let store = EtcdStore::open(&url).unwrap();
+    seed(&store);
+    let watch = store.watch(0).unwrap();
+    let mut seen = Vec::new();
+    wait_for(&watch, store.load().unwrap().revision, &mut seen);
+    for victim in 0..3 {
+        etcd.cluster.kill(victim);
+        // CLIs and the library both still write; the watch still delivers.
+        let name = format!("k{victim}");
+        let out = nf(
+            &url,
+            &[
+                "container",
+                "create",
+                &name,
+                "--owner",
+                "alice",
+                "--host",
+                "h1",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "with m{victim} down: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ((), rev) = store
+            .apply(|s| {
+                s.create_container(&format!("{name}-lib"), "bob", "h2", None)
+                    .map(|_| ())
+            })
+            .unwrap();
+        let got = wait_for(&watch, rev, &mut seen);
+        assert!(got.state.container(&name).is_some());
+        etcd.cluster.restart(victim).unwrap();
+        etcd.cluster.wait_ready(Duration::from_secs(20)).unwrap();
+    }
+    // Two of three down: no quorum, writes fail (bounded, exit 1), nothing
+    // half-applied.
+    etcd.cluster.kill(0);
+    etcd.cluster.kill(1);
+    let t = Instant::now();
+    let out = nf(
+        &etcd.member_url(2),
+        &[
+            "container",
+            "create",
+            "nq",
+            "--owner",
+            "alice",
+            "--host",
+            "h1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(t.elapsed() < Duration::from_secs(30));
+    etcd.cluster.restart_all().unwrap();
+    assert!(store.load().unwrap().state.container("nq").is_none());
+}
+
+// ---- the lab on etcd ------------------------------------------------------
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn ping(ns: &str, to: &str, count: u32) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            to,
+        ])
+        .output()
+        .expect("ping")
+        .status
+        .success()
+}
+
+/// Tears the lab down and stops what the test started, even on panic.
+struct LabGuard {
+    name: &'static str,
+    dir: String,
+    agents: Vec<Child>,
+    etcd: Option<LocalCluster>,
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        let _ = Command::new(BIN)
+            .args(["lab", "down", "--name", self.name, "--dir", &self.dir])
+            .output();
+        // Members restarted by the test are not in the manifest.
+        drop(self.etcd.take());
+    }
+}
+
+#[test]
+fn lab_on_etcd_converges_fails_static_and_catches_up() {
+    if !is_root() || !Path::new("/sys/fs/bpf").join(".").exists() {
+        eprintln!("skipped: needs root and bpffs");
+        return;
+    }
+    if !etcd_or_skip() {
+        return;
+    }
+    let name = "te1";
+    let dir = format!("/tmp/netfabric-test-{name}");
+    let _ = Command::new(BIN)
+        .args(["lab", "down", "--name", name, "--dir", &dir])
+        .output();
+    let mut lab = LabGuard {
+        name,
+        dir: dir.clone(),
+        agents: Vec::new(),
+        etcd: None,
+    };
+    ok(&Command::new(BIN)
+        .args([
+            "--store", "etcd", "lab", "up", "--hosts", "3", "--name", name, "--dir", &dir,
+        ])
+        .output()
+        .unwrap());
+    let manifest: netfabric::lab::Manifest =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest.etcd.len(), 3);
+    let url = manifest.store_url.clone();
+    assert!(url.starts_with("etcd://"), "{url}");
+    lab.etcd = Some(LocalCluster::adopt(
+        &PathBuf::from(&dir).join("etcd"),
+        manifest.etcd.clone(),
+    ));
+    let store = EtcdStore::open(&url).unwrap();
+    let pins: Vec<PathBuf> = manifest.hosts.iter().map(|h| h.pin_dir.clone()).collect();
+    let aw = format!("nf-{name}-alice-web");
+    // alice-db on h2 (10.1.2.1), bob-web on h1 (10.1.1.2).
+    assert!(ping(&aw, "10.1.2.1", 2), "same owner across hosts");
+    assert!(!ping(&aw, "10.1.1.2", 1), "alice -> bob is denied");
+
+    // Agents converge after a burst (and the measurement works).
+    let report = propagation::measure(&store, &pins, 5, 300, Duration::from_secs(20)).unwrap();
+    eprintln!("{report}");
+    assert_eq!(report.burst.n, 300);
+
+    // All of etcd stopped: the datapath keeps enforcing.
+    let etcd = lab.etcd.as_mut().unwrap();
+    etcd.kill_all();
+    sleep(Duration::from_millis(500));
+    assert!(ping(&aw, "10.1.2.1", 3), "allowed pair, etcd down");
+    assert!(!ping(&aw, "10.1.1.2", 2), "denied pair, etcd down");
+    // A CLI fails, clearly and in bounded time.
+    let t = Instant::now();
+    let out = Command::new(BIN)
+        .args(["--store", &url, "owner", "create", "carol"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unreachable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(20));
+
+    // An agent restarted while etcd is down comes up from its pinned state.
+    let h1 = manifest.hosts[0].clone();
+    // SAFETY: kill(2) of the lab's agent pid.
+    unsafe { libc::kill(h1.agent_pid.unwrap() as i32, libc::SIGKILL) };
+    sleep(Duration::from_millis(200));
+    let log = std::fs::File::create(format!("{dir}/agent-{}.restart.log", h1.name)).unwrap();
+    lab.agents.push(
+        Command::new(BIN)
+            .args(["agent", "--host", &h1.name, "--store", &url])
+            .arg("--netns")
+            .arg(format!("/run/netns/{}", h1.netns))
+            .env("RUST_LOG", "netfabric=info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    sleep(Duration::from_millis(1500));
+    assert!(
+        lab.agents[0].try_wait().unwrap().is_none(),
+        "the agent must run without its store"
+    );
+    assert!(
+        ping(&aw, "10.1.2.1", 3),
+        "allowed pair after the agent restart"
+    );
+    assert!(
+        !ping(&aw, "10.1.1.2", 2),
+        "denied pair after the agent restart"
+    );
+    let restart_log =
+        std::fs::read_to_string(format!("{dir}/agent-{}.restart.log", h1.name)).unwrap();
+    assert!(restart_log.contains("unreachable"), "{restart_log}");
+
+    // etcd returns; a change made then reaches every agent.
+    lab.etcd.as_mut().unwrap().restart_all().unwrap();
+    let t = Instant::now();
+    ok(&Command::new(BIN)
+        .args(["--store", &url, "group", "add-member", "team", "bob"])
+        .output()
+        .unwrap());
+    let (addr, _) = store
+        .apply(|s| s.create_container("after", "bob", &h1.name, None))
+        .unwrap();
+    let state = store.load().unwrap().state;
+    let bob = state.owner("bob").unwrap().id;
+    let slot = state.zones[0].slot;
+    let maps: Vec<PinnedEndpoints> = pins
+        .iter()
+        .map(|p| PinnedEndpoints::open(p).unwrap())
+        .collect();
+    loop {
+        if maps.iter().all(|m| m.owner(slot, addr).unwrap() == bob) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the change after etcd returned did not reach every agent"
+        );
+        sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "after etcd returned: applied everywhere in {:?}",
+        t.elapsed()
+    );
+    assert!(ping(&aw, "10.1.1.2", 2), "alice and bob now share team");
+    let restart_log =
+        std::fs::read_to_string(format!("{dir}/agent-{}.restart.log", h1.name)).unwrap();
+    assert!(restart_log.contains("reachable again"), "{restart_log}");
+    drop(lab);
+    assert!(
+        !Path::new(&format!("{dir}/etcd/etcd-m0")).exists(),
+        "lab down removes the etcd data"
+    );
+}
