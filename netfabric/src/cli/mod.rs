@@ -70,7 +70,8 @@ Quick start:
   netfabric container create web --owner alice --host h1   # prints 10.1.1.1
   netfabric container list
 
-Store: --store file:///path/state.json (default file:///var/lib/netfabric/state.json),
+Store: --store file:///path/state.json (default file:///var/lib/netfabric/state.json)
+or etcd://host:port[,host:port...] (the cluster store),
 or --state-dir DIR for DIR/state.json; NETFABRIC_STORE sets --store.
 
 Exit codes: 0 ok; 1 runtime error (store unreadable or unwritable, lock timeout);
@@ -102,8 +103,9 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Where the desired state is stored: file:///path/state.json (the
-    /// embedded store; default file:///var/lib/netfabric/state.json) or,
-    /// later, etcd://host:port.
+    /// embedded store; default file:///var/lib/netfabric/state.json) or the
+    /// cluster store etcd://[user:pass@]host:port[,host:port...][/prefix]
+    /// (etcds:// or ?ca=..&cert=..&key=.. for TLS).
     #[arg(long, global = true, env = "NETFABRIC_STORE", value_name = "URL")]
     pub store: Option<String>,
 

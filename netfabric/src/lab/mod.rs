@@ -47,7 +47,8 @@ pub const LAB_ETCD_MEMBERS: usize = 3;
 /// `netfabric lab ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum LabCommand {
-    /// Build the lab and start its agents (in the background).
+    /// Build the lab and start its agents (in the background). With
+    /// `--store etcd` the lab's store is a local three-member etcd cluster.
     Up(LabArgs),
     /// Remove everything the lab made (namespaces, pins, agents, state).
     Down(LabName),
