@@ -5,6 +5,8 @@
 //! * `to_container`: TC egress on a container's host-side port (traffic the
 //!   host stack sends into a container).
 //! * `baseline`: empty programs, measured next to the real ones by the bench.
+//! * `bench`: the bench's traffic generator and sink (never attached by the
+//!   product).
 //!
 //! Concerns: `parse` (one parser per header), `spoof` (source checks),
 //! `policy` (owner/group rule over the maps), `route` (next hop, MAC and TTL
@@ -14,6 +16,7 @@
 #![no_main]
 
 mod baseline;
+mod bench;
 mod from_container;
 mod from_uplink;
 mod maps;

@@ -4,6 +4,7 @@
 //! every resource is owned by a guard that removes it on drop, also when the
 //! test panics.
 
+pub mod bench;
 pub mod model;
 pub mod netns;
 pub mod packets;

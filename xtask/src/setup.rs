@@ -37,6 +37,10 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "tcpdump",
     // The cluster store: the lab on etcd, its tests and benchmark.
     "etcd-server",
+    // `cargo xtask bench`: the peers it measures and TCP throughput.
+    "iptables",
+    "nftables",
+    "iperf3",
 ];
 
 fn say(msg: &str) {

@@ -1,0 +1,536 @@
+//! Per-packet decision cost: every datapath path measured with
+//! BPF_PROG_TEST_RUN next to the empty XDP/TC programs in the same run, at
+//! zone sizes from 10 containers to a full zone (254 x 254 containers,
+//! 10,000 owners, 1,000 groups).
+//!
+//! Two access patterns per path:
+//! * `hot`: one packet repeated (`repeat` in the kernel): keys in cache;
+//! * `spread`: many packets whose addresses cover the whole zone, each run
+//!   once, so map slots come from all over the tables (cache misses). A
+//!   single run also carries the kernel's timing overhead, which the empty
+//!   program pays too: compare `delta` (path - empty) as well as the ratio.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result};
+use netfabric::datapath::{
+    Datapath, LoadOptions, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FROM_CONTAINER,
+    PROG_FROM_UPLINK,
+};
+use netfabric_common::{HostConfig, SYSTEM_OWNER};
+use serde_json::{Value, json};
+
+use super::{Rng, Settings, Stats};
+use crate::netns::Netns;
+
+const ZONE: [u8; 2] = [10, 1];
+pub const LOCAL_HOST: u8 = 1;
+const UPLINK_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, LOCAL_HOST];
+const GATEWAY_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
+/// Local container ports (veth devices in the bench namespace).
+const PORTS: u8 = 8;
+
+pub fn addr(host: u8, c: u8) -> Ipv4Addr {
+    Ipv4Addr::new(ZONE[0], ZONE[1], host, c)
+}
+
+fn container_mac(a: Ipv4Addr) -> [u8; 6] {
+    let o = a.octets();
+    [0x02, 0x00, o[0], o[1], o[2], o[3]]
+}
+
+fn host_mac(h: u8) -> [u8; 6] {
+    [0x02, 0xaa, 0, 0, 0, h]
+}
+
+/// An Ethernet + IPv4 + UDP frame of 64 bytes (no FCS).
+fn frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .udp(40000, 5201);
+    let payload = [0u8; 18];
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut out, &payload).expect("building a frame");
+    out
+}
+
+/// The contents of one zone's maps.
+pub struct Zone {
+    /// Owner of every populated address (host, container).
+    pub owners: BTreeMap<(u8, u8), u32>,
+    /// Pairs of owners sharing a group, sorted.
+    pub pairs: Vec<(u32, u32)>,
+    pub owner_count: u32,
+    pub group_count: u32,
+    pub label: String,
+}
+
+impl Zone {
+    pub fn containers(&self) -> usize {
+        self.owners.len()
+    }
+}
+
+/// 10 containers: 5 on the local host, 5 on host 2; owners 10, 11, 12;
+/// one group {10, 12}.
+pub fn small_zone() -> Zone {
+    let mut owners = BTreeMap::new();
+    for c in 1..=5u8 {
+        owners.insert((1, c), 10 + u32::from(c % 3));
+        owners.insert((2, c), 10 + u32::from(c % 3));
+    }
+    Zone {
+        owners,
+        pairs: vec![(10, 12)],
+        owner_count: 3,
+        group_count: 1,
+        label: "10 containers, 3 owners, 1 group".into(),
+    }
+}
+
+/// `hosts` x 254 containers, `owners` random owners, `groups` groups of 20
+/// random owners each.
+pub fn zone(hosts: u8, owners: u32, groups: u32, rng: &mut Rng) -> Zone {
+    let mut map = BTreeMap::new();
+    for h in 1..=hosts {
+        for c in 1..=254u8 {
+            map.insert((h, c), 100 + rng.below(owners.into()) as u32);
+        }
+    }
+    let mut pairs = BTreeSet::new();
+    for _ in 0..groups {
+        let members: Vec<u32> = (0..20)
+            .map(|_| 100 + rng.below(owners.into()) as u32)
+            .collect();
+        for (i, a) in members.iter().enumerate() {
+            for b in &members[i + 1..] {
+                if a != b {
+                    pairs.insert((*a.min(b), *a.max(b)));
+                }
+            }
+        }
+    }
+    Zone {
+        label: format!(
+            "{} containers ({hosts}x254), {} owners, {} groups",
+            super::thousands(map.len() as u64),
+            super::thousands(owners.into()),
+            super::thousands(groups.into())
+        ),
+        owners: map,
+        pairs: pairs.into_iter().collect(),
+        owner_count: owners,
+        group_count: groups,
+    }
+}
+
+/// The zone sizes measured: 10 containers up to a full zone.
+pub fn zones(rng: &mut Rng) -> Vec<Zone> {
+    vec![
+        small_zone(),
+        zone(4, 160, 16, rng),
+        zone(64, 2_500, 250, rng),
+        zone(254, 10_000, 1_000, rng),
+    ]
+}
+
+/// Fill a freshly loaded datapath with `zone` as seen from [`LOCAL_HOST`].
+pub fn fill(dp: &mut Datapath, zone: &Zone, ports: &BTreeMap<u8, u32>) -> Result<()> {
+    dp.set_host(&HostConfig {
+        zone_prefix: u32::from(addr(0, 0)),
+        zone_slot: 0,
+        host_octet: LOCAL_HOST.into(),
+        uplink_ifindex: 1,
+        uplink_mac: UPLINK_MAC,
+        gateway_mac: GATEWAY_MAC,
+        zone_router_mac: [0x02, 0xcc, 0, 0, 0, 1],
+        flags: 0,
+    })?;
+    dp.set_zone(addr(0, 0), 0)?;
+    for h in 1..=254u8 {
+        dp.set_next_hop(0, h, host_mac(h), Ipv4Addr::new(172, 31, 0, h))?;
+    }
+    for (&(h, c), &owner) in &zone.owners {
+        dp.set_endpoint(0, addr(h, c), owner)?;
+    }
+    for (&c, &ifindex) in ports {
+        dp.set_local_port(c, ifindex, container_mac(addr(LOCAL_HOST, c)))?;
+    }
+    for &(a, b) in &zone.pairs {
+        dp.set_group_pair(a, b, 1)?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Xdp,
+    Tc,
+}
+
+struct Path {
+    name: &'static str,
+    kind: Kind,
+    program: &'static str,
+    /// (packet, ifindex) cases; `hot` uses the first.
+    packets: Vec<(Vec<u8>, u32)>,
+}
+
+fn run_once(
+    dp: &mut Datapath,
+    kind: Kind,
+    program: &'static str,
+    pkt: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> Result<f64> {
+    let out = match kind {
+        Kind::Xdp => dp.test_run_xdp(program, pkt, repeat)?,
+        Kind::Tc => dp.test_run_tc(program, pkt, ifindex, repeat)?,
+    };
+    Ok(out.duration.as_nanos() as f64)
+}
+
+/// ns/packet of one measurement: `hot` repeats the first case `repeat`
+/// times in the kernel; `spread` runs every case once and averages.
+fn measure_once(
+    dp: &mut Datapath,
+    kind: Kind,
+    program: &'static str,
+    cases: &[(Vec<u8>, u32)],
+    hot: bool,
+    repeat: u32,
+) -> Result<f64> {
+    if hot {
+        let (pkt, ifindex) = &cases[0];
+        run_once(dp, kind, program, pkt, *ifindex, repeat)
+    } else {
+        let mut total = 0.0;
+        for (pkt, ifindex) in cases {
+            total += run_once(dp, kind, program, pkt, *ifindex, 1)?;
+        }
+        Ok(total / cases.len() as f64)
+    }
+}
+
+/// Picks `n` random elements of `candidates` accepted by `want`, within a
+/// bounded number of tries.
+fn pick<T: Copy>(
+    rng: &mut Rng,
+    candidates: &[T],
+    n: usize,
+    mut want: impl FnMut(&mut Rng, T) -> bool,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    if candidates.is_empty() {
+        return out;
+    }
+    for _ in 0..n * 400 {
+        if out.len() == n {
+            break;
+        }
+        let c = candidates[rng.below(candidates.len() as u64) as usize];
+        if want(rng, c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize) -> Vec<Path> {
+    let local: Vec<(u8, u32)> = ports
+        .keys()
+        .filter_map(|&c| zone.owners.get(&(LOCAL_HOST, c)).map(|&o| (c, o)))
+        .collect();
+    let local_dsts: Vec<(u8, u8)> = zone
+        .owners
+        .keys()
+        .copied()
+        .filter(|&(h, _)| h == LOCAL_HOST)
+        .collect();
+    let remote: Vec<(u8, u8)> = zone
+        .owners
+        .keys()
+        .copied()
+        .filter(|&(h, _)| h != LOCAL_HOST)
+        .collect();
+    let owner_of = |h: u8, c: u8| zone.owners[&(h, c)];
+    let shares = |a: u32, b: u32| zone.pairs.binary_search(&(a.min(b), a.max(b))).is_ok();
+    // From a random local container to a destination accepted by `want`.
+    let from_container = |rng: &mut Rng,
+                          dsts: &[(u8, u8)],
+                          want: &dyn Fn(u32, u32) -> bool|
+     -> Vec<(Vec<u8>, u32)> {
+        let mut chosen = Vec::new();
+        pick(rng, dsts, spread_n, |rng, (h, dc)| {
+            let (c, src_owner) = local[rng.below(local.len() as u64) as usize];
+            let ok = (h, dc) != (LOCAL_HOST, c) && want(src_owner, owner_of(h, dc));
+            if ok {
+                chosen.push(c);
+            }
+            ok
+        })
+        .into_iter()
+        .zip(chosen)
+        .map(|((h, dc), c)| {
+            let src = addr(LOCAL_HOST, c);
+            (
+                frame(container_mac(src), GATEWAY_MAC, src, addr(h, dc)),
+                ports[&c],
+            )
+        })
+        .collect()
+    };
+    let same_owner = |s: u32, d: u32| s == d;
+    let group = |s: u32, d: u32| s != d && shares(s, d);
+    let denied = |s: u32, d: u32| s != d && d != SYSTEM_OWNER && s != SYSTEM_OWNER && !shares(s, d);
+    let same_local = from_container(rng, &local_dsts, &same_owner);
+    let same_remote = from_container(rng, &remote, &same_owner);
+    let group_remote = from_container(rng, &remote, &group);
+    let denied_remote = from_container(rng, &remote, &denied);
+    // Spoofed: a local container claiming a neighbour's address.
+    let spoofed: Vec<(Vec<u8>, u32)> = same_remote
+        .iter()
+        .map(|(pkt, ifindex)| {
+            let mut p = pkt.clone();
+            let other = ports
+                .iter()
+                .find(|(_, i)| *i != ifindex)
+                .map(|(c, _)| *c)
+                .unwrap_or(1);
+            p[26..30].copy_from_slice(&addr(LOCAL_HOST, other).octets());
+            (p, *ifindex)
+        })
+        .collect();
+    let to_stack: Vec<(Vec<u8>, u32)> = same_remote
+        .iter()
+        .map(|(pkt, ifindex)| {
+            let mut p = pkt.clone();
+            p[30..34].copy_from_slice(&[93, 184, 216, rng.below(250) as u8 + 1]);
+            (p, *ifindex)
+        })
+        .collect();
+    // Uplink: from a remote host's container to a local one, from that host's MAC.
+    let uplink = |rng: &mut Rng, want: &dyn Fn(u32, u32) -> bool| -> Vec<(Vec<u8>, u32)> {
+        let mut chosen = Vec::new();
+        pick(rng, &remote, spread_n, |rng, (h, sc)| {
+            let (c, dst_owner) = local[rng.below(local.len() as u64) as usize];
+            let ok = want(owner_of(h, sc), dst_owner);
+            if ok {
+                chosen.push(c);
+            }
+            ok
+        })
+        .into_iter()
+        .zip(chosen)
+        .map(|((h, sc), c)| {
+            (
+                frame(host_mac(h), UPLINK_MAC, addr(h, sc), addr(LOCAL_HOST, c)),
+                0,
+            )
+        })
+        .collect()
+    };
+    let up_same = uplink(rng, &same_owner);
+    let up_group = uplink(rng, &group);
+    let up_pass: Vec<(Vec<u8>, u32)> = (0..spread_n)
+        .map(|_| {
+            let h = 2 + rng.below(253) as u8;
+            (
+                frame(
+                    host_mac(h),
+                    UPLINK_MAC,
+                    Ipv4Addr::new(172, 31, 0, h),
+                    Ipv4Addr::new(172, 31, 0, LOCAL_HOST),
+                ),
+                0,
+            )
+        })
+        .collect();
+    let xdp = |name, packets| Path {
+        name,
+        kind: Kind::Xdp,
+        program: PROG_FROM_UPLINK,
+        packets,
+    };
+    let tc = |name, packets| Path {
+        name,
+        kind: Kind::Tc,
+        program: PROG_FROM_CONTAINER,
+        packets,
+    };
+    let mut v = vec![
+        tc("container: same owner, local", same_local),
+        tc("container: same owner, remote", same_remote),
+        tc("container: group, remote", group_remote),
+        tc("container: denied", denied_remote),
+        tc("container: spoofed source IP", spoofed),
+        tc("container: outside, to stack", to_stack),
+        xdp("uplink: same owner, deliver", up_same),
+        xdp("uplink: group, deliver", up_group),
+        xdp("uplink: not ours, pass", up_pass),
+    ];
+    v.retain(|p| {
+        if p.packets.is_empty() {
+            eprintln!(
+                "bench: no packets for path {:?} in zone {}, skipped",
+                p.name, zone.label
+            );
+        }
+        !p.packets.is_empty()
+    });
+    v
+}
+
+/// One measured path in one zone and pattern.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub zone: String,
+    pub containers: usize,
+    pub pattern: &'static str,
+    pub path: &'static str,
+    pub kind: Kind,
+    pub ns: Stats,
+    /// The empty program of the same type, same pattern, same zone run.
+    pub baseline: Stats,
+}
+
+impl Row {
+    pub fn ratio(&self) -> f64 {
+        self.ns.median / self.baseline.median
+    }
+
+    pub fn delta(&self) -> f64 {
+        self.ns.median - self.baseline.median
+    }
+}
+
+/// The result of the decision part.
+pub struct Decision {
+    pub rows: Vec<Row>,
+    pub zones: Vec<(String, usize)>,
+}
+
+impl Decision {
+    /// This path's ratio at the largest zone over its ratio at the smallest.
+    pub fn flat(&self, row: &Row) -> Option<f64> {
+        let smallest = self.zones.first()?;
+        let small = self.rows.iter().find(|s| {
+            s.path == row.path && s.pattern == row.pattern && s.containers == smallest.1
+        })?;
+        Some(row.ratio() / small.ratio())
+    }
+
+    pub fn json(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "zone": r.zone, "containers": r.containers, "pattern": r.pattern,
+                        "path": r.path, "program": if r.kind == Kind::Xdp { "xdp" } else { "tc" },
+                        "ns_per_packet": r.ns.json(), "empty_ns_per_packet": r.baseline.json(),
+                        "ratio": r.ratio(), "delta_ns": r.delta(), "flat": self.flat(r),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+pub fn run(settings: &Settings) -> Result<Decision> {
+    let (repeat, spread_n) = if settings.quick {
+        (200_000, 512)
+    } else {
+        (1_000_000, 4096)
+    };
+    crate::ensure_bpffs();
+    let ns = Netns::new(&super::lab::name("nfbd"));
+    let mut ports = BTreeMap::new();
+    for c in 1..=PORTS {
+        let dev = format!("port{c}");
+        // No dummy driver here (no module loading): a veth end is a device too.
+        ns.exec(&[
+            "ip",
+            "link",
+            "add",
+            &dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("peer{c}"),
+        ]);
+        ports.insert(c, ns.ifindex(&dev));
+    }
+    let _inside = ns.enter();
+    let mut rng = Rng(0x6e66_6265_6e63_6821);
+    let mut rows = Vec::new();
+    let mut zone_list = Vec::new();
+    for zone in zones(&mut rng) {
+        let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
+        let started = Instant::now();
+        fill(&mut dp, &zone, &ports)?;
+        eprintln!(
+            "bench: decision: loaded {} ({} group pairs) in {:.2?}",
+            zone.label,
+            zone.pairs.len(),
+            started.elapsed()
+        );
+        zone_list.push((zone.label.clone(), zone.containers()));
+        let paths = paths(&zone, &mut rng, &ports, spread_n);
+        let baseline_cases: Vec<(Vec<u8>, u32)> = vec![paths[0].packets[0].clone(); spread_n];
+        for pattern in ["hot", "spread"] {
+            let hot = pattern == "hot";
+            // Interleave: every repetition measures the baselines and every
+            // path once, so drift hits all of them alike.
+            let mut base = [Vec::new(), Vec::new()];
+            let mut samples = vec![Vec::new(); paths.len()];
+            for _ in 0..settings.reps {
+                for (i, (kind, prog)) in
+                    [(Kind::Xdp, PROG_BASELINE_XDP), (Kind::Tc, PROG_BASELINE_TC)]
+                        .into_iter()
+                        .enumerate()
+                {
+                    base[i].push(measure_once(
+                        &mut dp,
+                        kind,
+                        prog,
+                        &baseline_cases,
+                        hot,
+                        repeat,
+                    )?);
+                }
+                for (p, s) in paths.iter().zip(samples.iter_mut()) {
+                    s.push(measure_once(
+                        &mut dp, p.kind, p.program, &p.packets, hot, repeat,
+                    )?);
+                }
+            }
+            let (base_xdp, base_tc) = (Stats::of(&base[0]), Stats::of(&base[1]));
+            for (p, s) in paths.iter().zip(samples) {
+                rows.push(Row {
+                    zone: zone.label.clone(),
+                    containers: zone.containers(),
+                    pattern,
+                    path: p.name,
+                    kind: p.kind,
+                    ns: Stats::of(&s),
+                    baseline: if p.kind == Kind::Xdp {
+                        base_xdp
+                    } else {
+                        base_tc
+                    },
+                });
+            }
+        }
+    }
+    Ok(Decision {
+        rows,
+        zones: zone_list,
+    })
+}

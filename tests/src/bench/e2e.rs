@@ -1,0 +1,758 @@
+//! End to end through namespaces: packets per second from one container to
+//! another on a different host and on the same host, and TCP throughput
+//! (iperf3), for plain routing without policy (the baseline), netfabric,
+//! and the peers enforcing the same owner policy: iptables per-pair ACCEPT
+//! rules in FORWARD with a final DROP (legacy and nft backends), nftables
+//! with a concatenated `ip saddr . ip daddr` set; at 10, 1,000 and 10,000
+//! owners.
+//!
+//! Traffic: the eBPF object's `bench_gen` run with BPF_PROG_TEST_RUN and the
+//! XDP live-frames flag inside the sending container (`XDP_TX` out of its
+//! `eth0`), each frame rewritten from a template with a varying UDP source
+//! port; counted and dropped in the receiving container by `bench_sink`
+//! (XDP on `eth0`) or `bench_sink_tc` (TC ingress on `eth0`, for what skips
+//! the veth XDP hook: netfabric's same-host `bpf_redirect_peer`). The
+//! receiver's own stack is never measured. A fresh [`Lab`] per
+//! configuration, so nothing (netfilter tables, conntrack, neighbours) leaks
+//! from one peer into the next.
+
+use std::{
+    net::Ipv4Addr,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, PerCpuArray},
+    programs::{
+        SchedClassifier, TcAttachType, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
+    },
+};
+use netfabric::datapath::{Datapath, EBPF_OBJECT, LoadOptions};
+use netfabric_common::HostConfig;
+use serde_json::{Value, json};
+
+use super::{
+    Rng, Settings, Stats,
+    lab::{LOCAL_RECEIVER, Lab, LabContainer, REMOTE_RECEIVER, SENDER, underlay_ip, uplink_mac},
+};
+use crate::{
+    netns::{Netns, sh},
+    topology::{CONTAINER_DEV, UPLINK, gateway_mac},
+};
+
+/// UDP destination port of the generated frames (`BENCH_UDP_PORT` in
+/// `netfabric-ebpf/src/bench.rs`).
+pub const BENCH_UDP_PORT: u16 = 9;
+const FRAME_LEN: usize = 64;
+/// Frames per BPF_PROG_TEST_RUN call, and per live-frames batch.
+const CHUNK: u32 = 4096;
+const BATCH: u32 = 64;
+const IPERF_PORT: &str = "5201";
+
+/// Owner counts the policy peers and netfabric are measured at.
+pub const OWNER_COUNTS: [u32; 3] = [10, 1_000, 10_000];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// Plain kernel routing, no policy (flannel host-gw): the baseline.
+    Plain,
+    Netfabric,
+    IptablesLegacy,
+    IptablesNft,
+    Nftables,
+}
+
+impl Peer {
+    pub const ALL: [Peer; 5] = [
+        Peer::Plain,
+        Peer::Netfabric,
+        Peer::IptablesLegacy,
+        Peer::IptablesNft,
+        Peer::Nftables,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Peer::Plain => "plain routing (host-gw, no policy)",
+            Peer::Netfabric => "netfabric",
+            Peer::IptablesLegacy => "iptables-legacy per-pair rules",
+            Peer::IptablesNft => "iptables-nft per-pair rules",
+            Peer::Nftables => "nftables concatenated set",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Peer::Plain => "plain",
+            Peer::Netfabric => "netfabric",
+            Peer::IptablesLegacy => "iptables-legacy",
+            Peer::IptablesNft => "iptables-nft",
+            Peer::Nftables => "nftables",
+        }
+    }
+}
+
+// ---- the owner policy -----------------------------------------------------------
+
+/// The same owner policy for every peer: `owners` owners; the measured one
+/// holds the lab's three containers, every other one two synthetic
+/// containers elsewhere in the zone; containers of one owner may talk.
+pub struct Policy {
+    pub owners: u32,
+    /// Every container and its owner.
+    pub endpoints: Vec<(Ipv4Addr, u32)>,
+    /// Allowed (source, destination) pairs, in owner order: the measured
+    /// owner's pairs sit in the middle (an average allowed flow for the
+    /// linear iptables scan).
+    pub allowed: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Owner pairs sharing a group (netfabric's `GROUP_PAIRS`; none of them
+    /// involves the measured owner, and the peers' rule sets do not need
+    /// them: the measured flow is a same-owner flow).
+    pub group_pairs: Vec<(u32, u32)>,
+}
+
+/// Synthetic container `i`: hosts 3.. of the zone, 254 per host.
+fn synthetic(i: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 1, 3 + (i / 254) as u8, 1 + (i % 254) as u8)
+}
+
+pub fn policy(owners: u32, real: &[Ipv4Addr]) -> Policy {
+    let measured = owners / 2;
+    let mut endpoints = Vec::new();
+    let mut allowed = Vec::new();
+    let mut next = 0u32;
+    for k in 0..owners {
+        let owner = 100 + k;
+        let members: Vec<Ipv4Addr> = if k == measured {
+            real.to_vec()
+        } else {
+            next += 2;
+            vec![synthetic(next - 2), synthetic(next - 1)]
+        };
+        for &a in &members {
+            endpoints.push((a, owner));
+            for &b in &members {
+                if a != b {
+                    allowed.push((a, b));
+                }
+            }
+        }
+    }
+    // Groups among the other owners: one per 10 owners, 5 members each.
+    let mut rng = Rng(0x6772_6f75_7073 ^ u64::from(owners));
+    let mut group_pairs = std::collections::BTreeSet::new();
+    for _ in 0..owners / 10 {
+        let members: Vec<u32> = (0..5)
+            .map(|_| 100 + rng.below(owners.into()) as u32)
+            .filter(|&o| o != 100 + measured)
+            .collect();
+        for (i, a) in members.iter().enumerate() {
+            for b in &members[i + 1..] {
+                if a != b {
+                    group_pairs.insert((*a.min(b), *a.max(b)));
+                }
+            }
+        }
+    }
+    Policy {
+        owners,
+        endpoints,
+        allowed,
+        group_pairs: group_pairs.into_iter().collect(),
+    }
+}
+
+/// `iptables-restore` input: one ACCEPT rule per allowed pair in FORWARD,
+/// then a final DROP.
+pub fn iptables_rules(p: &Policy) -> String {
+    let mut s = String::with_capacity(p.allowed.len() * 56 + 128);
+    s.push_str("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for (a, b) in &p.allowed {
+        s.push_str(&format!("-A FORWARD -s {a}/32 -d {b}/32 -j ACCEPT\n"));
+    }
+    s.push_str("-A FORWARD -j DROP\nCOMMIT\n");
+    s
+}
+
+/// `nft -f` input: a set of allowed `saddr . daddr` pairs, one lookup in
+/// the forward hook, then drop.
+pub fn nft_rules(p: &Policy) -> String {
+    let mut s = String::with_capacity(p.allowed.len() * 32 + 256);
+    s.push_str("table ip nfbench {\n  set allowed {\n    type ipv4_addr . ipv4_addr\n");
+    s.push_str("    elements = {\n");
+    for (i, (a, b)) in p.allowed.iter().enumerate() {
+        let sep = if i + 1 == p.allowed.len() { "" } else { "," };
+        s.push_str(&format!("      {a} . {b}{sep}\n"));
+    }
+    s.push_str("    }\n  }\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
+    s.push_str("    ip saddr . ip daddr @allowed accept\n    drop\n  }\n}\n");
+    s
+}
+
+/// Run `args` inside `ns` with `input` on stdin.
+fn exec_stdin(ns: &Netns, args: &[&str], input: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {args:?}"))?;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{args:?} in {} failed: {}",
+            ns.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// What a peer left attached (netfabric's datapaths: dropping them
+/// detaches the programs). Rules live in the lab's namespaces.
+pub struct Applied {
+    pub datapaths: Vec<Datapath>,
+    /// Time to install the policy on both hosts.
+    pub install: Duration,
+    /// Rules or set elements (or map entries) per host.
+    pub entries: usize,
+}
+
+pub fn apply(lab: &Lab, peer: Peer, p: &Policy) -> Result<Applied> {
+    let started = Instant::now();
+    let mut datapaths = Vec::new();
+    let entries = match peer {
+        Peer::Plain => 0,
+        Peer::Netfabric => {
+            for host in &lab.hosts {
+                datapaths.push(netfabric_host(lab, host.octet, p)?);
+            }
+            p.endpoints.len() + p.group_pairs.len()
+        }
+        Peer::IptablesLegacy | Peer::IptablesNft => {
+            let tool = if peer == Peer::IptablesLegacy {
+                "iptables-legacy-restore"
+            } else {
+                "iptables-nft-restore"
+            };
+            let rules = iptables_rules(p);
+            for host in &lab.hosts {
+                exec_stdin(&host.ns, &[tool], &rules)?;
+            }
+            p.allowed.len() + 1
+        }
+        Peer::Nftables => {
+            let rules = nft_rules(p);
+            for host in &lab.hosts {
+                exec_stdin(&host.ns, &["nft", "-f", "/dev/stdin"], &rules)?;
+            }
+            p.allowed.len()
+        }
+    };
+    Ok(Applied {
+        datapaths,
+        install: started.elapsed(),
+        entries,
+    })
+}
+
+/// One host's datapath, filled like the agent would for `p`, attached to
+/// the uplink (XDP) and the ports (TC).
+fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
+    let host = lab.host(h);
+    let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
+    let zone = Ipv4Addr::new(10, 1, 0, 0);
+    dp.set_host(&HostConfig {
+        zone_prefix: zone.into(),
+        zone_slot: 0,
+        host_octet: h.into(),
+        uplink_ifindex: host.uplink_ifindex,
+        uplink_mac: uplink_mac(h),
+        gateway_mac: gateway_mac(h),
+        zone_router_mac: [0; 6],
+        flags: 0,
+    })?;
+    dp.set_zone(zone, 0)?;
+    let mut max_host = 2u8;
+    for &(ip, owner) in &p.endpoints {
+        dp.set_endpoint(0, ip, owner)?;
+        max_host = max_host.max(ip.octets()[2]);
+    }
+    for other in 1..=max_host {
+        dp.set_next_hop(0, other, uplink_mac(other), underlay_ip(other))?;
+    }
+    for &(a, b) in &p.group_pairs {
+        dp.set_group_pair(a, b, 1)?;
+    }
+    for c in lab.containers.iter().filter(|c| c.host == h) {
+        dp.set_local_port(c.octet, c.port_ifindex, c.mac)?;
+    }
+    let _inside = host.ns.enter();
+    if let Err(e) = dp.attach_uplink(UPLINK, XdpMode::Driver) {
+        eprintln!("bench: h{h}: native XDP on {UPLINK} failed ({e}); default mode");
+        dp.attach_uplink(UPLINK, XdpMode::Default)?;
+    }
+    for c in lab.containers.iter().filter(|c| c.host == h) {
+        dp.attach_port(&c.port)?;
+    }
+    Ok(dp)
+}
+
+// ---- generator and sink ---------------------------------------------------------
+
+/// The bench programs of the eBPF object: generator and sinks.
+pub struct Traffic {
+    ebpf: Ebpf,
+}
+
+const GEN: &str = "bench_gen";
+const SINK: &str = "bench_sink";
+const SINK_TC: &str = "bench_sink_tc";
+
+impl Traffic {
+    pub fn load() -> Result<Traffic> {
+        let mut ebpf = EbpfLoader::new()
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object")?;
+        for name in [GEN, SINK] {
+            let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .with_context(|| format!("no program {name}"))?
+                .try_into()?;
+            p.load()?;
+        }
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(SINK_TC)
+            .context("no program bench_sink_tc")?
+            .try_into()?;
+        p.load()?;
+        Ok(Traffic { ebpf })
+    }
+
+    /// Count and drop the generator's frames arriving on `dev` in `ns`:
+    /// XDP, plus TC ingress when `tc` (for redirect_peer deliveries).
+    pub fn attach_sink(&mut self, ns: &Netns, dev: &str, tc: bool) -> Result<()> {
+        let _inside = ns.enter();
+        let p: &mut Xdp = self.ebpf.program_mut(SINK).expect("sink").try_into()?;
+        p.attach(dev, XdpMode::Driver)
+            .with_context(|| format!("attaching the XDP sink to {dev} in {}", ns.name))?;
+        if tc {
+            let p: &mut SchedClassifier =
+                self.ebpf.program_mut(SINK_TC).expect("sink").try_into()?;
+            p.attach(dev, TcAttachType::Ingress)
+                .with_context(|| format!("attaching the TC sink to {dev} in {}", ns.name))?;
+        }
+        Ok(())
+    }
+
+    fn received(&self) -> Result<u64> {
+        let map = PerCpuArray::<_, u64>::try_from(self.ebpf.map("BENCH_RX").context("BENCH_RX")?)?;
+        Ok(map.get(&0, 0)?.iter().sum())
+    }
+
+    fn set_template(&mut self, frame: [u8; FRAME_LEN]) -> Result<()> {
+        let mut map = Array::<_, [u8; FRAME_LEN]>::try_from(
+            self.ebpf
+                .map_mut("BENCH_TEMPLATE")
+                .context("BENCH_TEMPLATE")?,
+        )?;
+        map.set(0, frame, 0)?;
+        Ok(())
+    }
+
+    /// Generate from `from` towards `to` while sampling the receive counter:
+    /// `reps` windows of `window` after a warm-up. Returns delivered pps per
+    /// window and the offered (generated) rate.
+    pub fn measure(
+        &mut self,
+        from: &Gen,
+        to: Ipv4Addr,
+        reps: usize,
+        window: Duration,
+    ) -> Result<(Vec<f64>, f64)> {
+        self.set_template(template(from, to))?;
+        let stop = AtomicBool::new(false);
+        let sent = AtomicU64::new(0);
+        let this = &*self;
+        let gen_prog: &Xdp = this.ebpf.program(GEN).expect("gen").try_into()?;
+        std::thread::scope(|s| -> Result<(Vec<f64>, f64)> {
+            let worker = s.spawn(|| generate(gen_prog, from, &stop, &sent));
+            let started = Instant::now();
+            let result = (|| -> Result<Vec<f64>> {
+                std::thread::sleep(window.min(Duration::from_millis(250)));
+                let mut rates = Vec::new();
+                for _ in 0..reps {
+                    if worker.is_finished() {
+                        bail!("the generator stopped early");
+                    }
+                    let (c0, t0) = (this.received()?, Instant::now());
+                    std::thread::sleep(window);
+                    let (c1, t1) = (this.received()?, Instant::now());
+                    rates.push((c1 - c0) as f64 / (t1 - t0).as_secs_f64());
+                }
+                Ok(rates)
+            })();
+            stop.store(true, Ordering::Relaxed);
+            let generated = worker.join().expect("generator thread")?;
+            let offered = generated as f64 / started.elapsed().as_secs_f64();
+            Ok((result?, offered))
+        })
+    }
+}
+
+/// Where the generator runs: a container namespace and its interface.
+pub struct Gen<'a> {
+    pub ns: &'a Netns,
+    pub ifindex: u32,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// Destination MAC of the frames: the container's gateway.
+    pub gateway_mac: [u8; 6],
+}
+
+impl<'a> Gen<'a> {
+    pub fn container(c: &'a LabContainer) -> Gen<'a> {
+        Gen {
+            ns: &c.ns,
+            ifindex: c.eth0_ifindex,
+            ip: c.ip,
+            mac: c.mac,
+            gateway_mac: gateway_mac(c.host),
+        }
+    }
+}
+
+/// Ethernet + IPv4 + UDP to [`BENCH_UDP_PORT`], 64 bytes, UDP checksum 0
+/// (none: the generator varies the source port without fixing it up).
+fn template(from: &Gen, to: Ipv4Addr) -> [u8; FRAME_LEN] {
+    let builder = etherparse::PacketBuilder::ethernet2(from.mac, from.gateway_mac)
+        .ipv4(from.ip.octets(), to.octets(), 64)
+        .udp(1024, BENCH_UDP_PORT);
+    let payload = [0u8; FRAME_LEN - 42];
+    let mut out = Vec::with_capacity(FRAME_LEN);
+    builder.write(&mut out, &payload).expect("building a frame");
+    out[40..42].copy_from_slice(&[0, 0]);
+    out.try_into().expect("64 bytes")
+}
+
+/// The generator thread: XDP live frames out of `from.ifindex`, in chunks,
+/// until `stop`. Returns the number of frames generated.
+fn generate(prog: &Xdp, from: &Gen, stop: &AtomicBool, sent: &AtomicU64) -> Result<u64> {
+    let _inside = from.ns.enter();
+    let frame = [0u8; FRAME_LEN];
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    // rx_queue_index, egress_ifindex.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(FRAME_LEN as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&from.ifindex.to_ne_bytes());
+    while !stop.load(Ordering::Relaxed) {
+        let opts = TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            repeat: CHUNK,
+            attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+            ..TestRunOptions::new()
+        };
+        prog.test_run(opts)
+            .context("BPF_PROG_TEST_RUN with live frames")?;
+        sent.fetch_add(u64::from(CHUNK), Ordering::Relaxed);
+    }
+    Ok(sent.load(Ordering::Relaxed))
+}
+
+// ---- TCP ------------------------------------------------------------------------------
+
+/// An `iperf3 -s` in a namespace, killed on drop.
+struct IperfServer(Child);
+
+impl Drop for IperfServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// TCP throughput (Gbit/s) from `from` to `to`, one stream, `secs` each.
+fn tcp(from: &LabContainer, to: &LabContainer, reps: usize, secs: u32) -> Result<Vec<f64>> {
+    let _server = IperfServer(
+        Command::new("ip")
+            .args(["netns", "exec", &to.ns.name])
+            .args(["iperf3", "-s", "-p", IPERF_PORT])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting iperf3 -s")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let out = to.ns.try_exec(&["ss", "-Hltn", "sport = :5201"]);
+        if !out.stdout.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("iperf3 never listened in {}", to.ns.name);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = Vec::new();
+    for _ in 0..reps {
+        let res = from.ns.try_exec(&[
+            "iperf3",
+            "-c",
+            &to.ip.to_string(),
+            "-p",
+            IPERF_PORT,
+            "-t",
+            &secs.to_string(),
+            "-J",
+        ]);
+        let v: Value = serde_json::from_slice(&res.stdout)
+            .with_context(|| format!("iperf3 output: {}", String::from_utf8_lossy(&res.stderr)))?;
+        let bps = v["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .with_context(|| format!("iperf3 result without throughput: {}", v["error"]))?;
+        out.push(bps / 1e9);
+    }
+    Ok(out)
+}
+
+// ---- the run -------------------------------------------------------------------------
+
+/// One peer at one owner count.
+pub struct Measured {
+    pub peer: Peer,
+    /// 0 for plain routing (no policy).
+    pub owners: u32,
+    pub entries: usize,
+    pub install: Duration,
+    /// Delivered packets per second, other host / same host.
+    pub cross: Stats,
+    pub same: Stats,
+    /// Generated rate during the cross-host run.
+    pub offered_cross: f64,
+    /// TCP Gbit/s to the other host.
+    pub tcp: Stats,
+}
+
+pub struct E2e {
+    /// The generator alone: into a veth whose peer drops everything in XDP.
+    pub generator: Stats,
+    pub results: Vec<Measured>,
+}
+
+impl E2e {
+    pub fn plain(&self) -> Option<&Measured> {
+        self.results.iter().find(|m| m.peer == Peer::Plain)
+    }
+
+    pub fn get(&self, peer: Peer, owners: u32) -> Option<&Measured> {
+        self.results
+            .iter()
+            .find(|m| m.peer == peer && (peer == Peer::Plain || m.owners == owners))
+    }
+
+    pub fn json(&self) -> Value {
+        let plain = self.plain();
+        json!({
+            "generator_only_pps": self.generator.json(),
+            "results": self.results.iter().map(|m| json!({
+                "peer": m.peer.key(), "owners": m.owners, "entries_per_host": m.entries,
+                "install_s": m.install.as_secs_f64(),
+                "cross_host_pps": m.cross.json(), "same_host_pps": m.same.json(),
+                "offered_cross_host_pps": m.offered_cross,
+                "tcp_gbit_s": m.tcp.json(),
+                "cross_vs_plain": plain.map(|p| m.cross.median / p.cross.median),
+                "same_vs_plain": plain.map(|p| m.same.median / p.same.median),
+                "tcp_vs_plain": plain.map(|p| m.tcp.median / p.tcp.median),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+struct Timing {
+    window: Duration,
+    tcp_secs: u32,
+    tcp_reps: usize,
+}
+
+/// The generator's ceiling: frames out of one veth end into a peer that
+/// drops them in XDP (one hop, nothing else).
+fn generator_only(settings: &Settings, t: &Timing) -> Result<Stats> {
+    let a = Netns::new(&super::lab::name("g"));
+    let b = Netns::new(&super::lab::name("g"));
+    sh(&[
+        "ip", "-n", &a.name, "link", "add", "g0", "type", "veth", "peer", "name", "g1", "netns",
+        &b.name,
+    ]);
+    sh(&["ip", "-n", &a.name, "link", "set", "g0", "up"]);
+    sh(&["ip", "-n", &b.name, "link", "set", "g1", "up"]);
+    let mut traffic = Traffic::load()?;
+    traffic.attach_sink(&b, "g1", false)?;
+    let gen_at = Gen {
+        ns: &a,
+        ifindex: a.ifindex("g0"),
+        ip: Ipv4Addr::new(10, 1, 1, 1),
+        mac: [0x02, 0, 0, 0, 0, 1],
+        gateway_mac: [0x02, 0, 0, 0, 0, 2],
+    };
+    let (rates, _) =
+        traffic.measure(&gen_at, Ipv4Addr::new(10, 1, 2, 1), settings.reps, t.window)?;
+    Ok(Stats::of(&rates))
+}
+
+fn measure_setup(settings: &Settings, t: &Timing, peer: Peer, owners: u32) -> Result<Measured> {
+    let lab = Lab::build();
+    let sender = lab.container(SENDER);
+    let local = lab.container(LOCAL_RECEIVER);
+    let remote = lab.container(REMOTE_RECEIVER);
+    let p = policy(owners, &[sender.ip, local.ip, remote.ip]);
+    let applied = apply(&lab, peer, &p)?;
+    let mut traffic = Traffic::load()?;
+    traffic.attach_sink(&local.ns, CONTAINER_DEV, true)?;
+    traffic.attach_sink(&remote.ns, CONTAINER_DEV, true)?;
+    // Neighbours resolved, and the allowed pairs work at all.
+    for to in [local, remote] {
+        if crate::topology::ping_from(&sender.ns, to.ip, 1, 2) != 1 {
+            bail!(
+                "{}: {} cannot ping {} before the run",
+                peer.key(),
+                sender.ip,
+                to.ip
+            );
+        }
+    }
+    let gen_at = Gen::container(sender);
+    let (cross, offered_cross) = traffic.measure(&gen_at, remote.ip, settings.reps, t.window)?;
+    let (same, _) = traffic.measure(&gen_at, local.ip, settings.reps, t.window)?;
+    let tcp = tcp(sender, remote, t.tcp_reps, t.tcp_secs)?;
+    let m = Measured {
+        peer,
+        owners,
+        entries: applied.entries,
+        install: applied.install,
+        cross: Stats::of(&cross),
+        same: Stats::of(&same),
+        offered_cross,
+        tcp: Stats::of(&tcp),
+    };
+    drop(traffic);
+    drop(applied);
+    drop(lab);
+    Ok(m)
+}
+
+pub fn run(settings: &Settings) -> Result<E2e> {
+    crate::ensure_bpffs();
+    let t = if settings.quick {
+        Timing {
+            window: Duration::from_millis(300),
+            tcp_secs: 1,
+            tcp_reps: 3,
+        }
+    } else {
+        Timing {
+            window: Duration::from_millis(1000),
+            tcp_secs: 3,
+            tcp_reps: 3,
+        }
+    };
+    let generator = generator_only(settings, &t)?;
+    eprintln!(
+        "bench: e2e: generator alone {:.0} pps (min {:.0}, max {:.0})",
+        generator.median, generator.min, generator.max
+    );
+    let mut results = Vec::new();
+    let mut setups = vec![(Peer::Plain, 0)];
+    for owners in OWNER_COUNTS {
+        for peer in &Peer::ALL[1..] {
+            setups.push((*peer, owners));
+        }
+    }
+    for (peer, owners) in setups {
+        let started = Instant::now();
+        let m = measure_setup(settings, &t, peer, owners)
+            .with_context(|| format!("{} at {owners} owners", peer.key()))?;
+        eprintln!(
+            "bench: e2e: {:<16} {:>6} owners: cross {:>9.0} pps, same {:>9.0} pps, tcp {:>6.2} Gbit/s \
+             (install {:.2?}, {} entries; {:.1?})",
+            peer.key(),
+            owners,
+            m.cross.median,
+            m.same.median,
+            m.tcp.median,
+            m.install,
+            m.entries,
+            started.elapsed()
+        );
+        results.push(m);
+    }
+    Ok(E2e { generator, results })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_sizes_and_rules() {
+        let real = [
+            Ipv4Addr::new(10, 1, 1, 1),
+            Ipv4Addr::new(10, 1, 1, 2),
+            Ipv4Addr::new(10, 1, 2, 1),
+        ];
+        let p = policy(10_000, &real);
+        assert_eq!(p.endpoints.len(), 2 * 9_999 + 3);
+        assert_eq!(p.allowed.len(), 2 * 9_999 + 6);
+        let pos = p
+            .allowed
+            .iter()
+            .position(|&(a, b)| (a, b) == (real[0], real[2]))
+            .unwrap();
+        assert!(pos > 9_000 && pos < 11_000, "measured pair in the middle");
+        let ipt = iptables_rules(&p);
+        assert_eq!(
+            ipt.lines().filter(|l| l.starts_with("-A")).count(),
+            p.allowed.len() + 1
+        );
+        assert!(nft_rules(&policy(10, &real)).contains("10.1.1.1 . 10.1.2.1"));
+        let mut all: Vec<_> = p.endpoints.iter().map(|e| e.0).collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), p.endpoints.len(), "addresses are unique");
+    }
+
+    #[test]
+    fn template_is_a_valid_udp_frame() {
+        let ns = Netns {
+            name: String::new(),
+        };
+        let g = Gen {
+            ns: &ns,
+            ifindex: 1,
+            ip: Ipv4Addr::new(10, 1, 1, 1),
+            mac: [2, 0, 10, 1, 1, 1],
+            gateway_mac: [2, 0xfb, 0, 0, 0, 1],
+        };
+        let f = template(&g, Ipv4Addr::new(10, 1, 2, 1));
+        std::mem::forget(ns);
+        let parsed = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = parsed.net else {
+            panic!("not IPv4")
+        };
+        assert_eq!(ip.header().destination(), [10, 1, 2, 1]);
+        assert_eq!(ip.header().total_len() as usize, FRAME_LEN - 14);
+        assert_eq!(&f[36..38], &BENCH_UDP_PORT.to_be_bytes());
+    }
+}

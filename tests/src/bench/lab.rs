@@ -1,0 +1,322 @@
+//! The end-to-end bench's lab: two hosts of zone 10.1.0.0/16 built from
+//! network namespaces, laid out like [`crate::topology`] (underlay bridge,
+//! uplink `up0`, host bridge `nfbr0` holding the containers' gateway,
+//! container ports `nfp<octet>`) but with no datapath attached: each peer
+//! (plain routing, netfabric, iptables, nftables) is put on top of it.
+//!
+//! Plain routing is the flannel host-gw way: IP forwarding on, each host
+//! routes the other host's container /24 via that host's underlay address.
+//! Netfabric bypasses those routes; the policy peers filter the routed
+//! packets in the FORWARD hook.
+//!
+//! Everything lives in namespaces owned by [`Netns`] guards (never in the
+//! root namespace): dropping the [`Lab`], also on panic, removes every
+//! device, route, rule and attached program. Names carry the process id
+//! ([`name`]); [`remove_stale`] deletes what a killed run left behind.
+
+use std::{
+    net::Ipv4Addr,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use crate::{
+    netns::{Netns, sh},
+    topology::{CONTAINER_DEV, GATEWAY, HOST_BRIDGE, UPLINK, container_mac, gateway_mac, mac_str},
+};
+
+/// Underlay /24: `172.31.UNDERLAY_NET.<host>` (inside the lab's namespaces).
+pub const UNDERLAY_NET: u8 = 251;
+/// Prefix of every namespace the bench makes.
+const PREFIX: &str = "nfb";
+
+/// A namespace name unique to this process: `nfb<kind><pid>x<n>`.
+pub fn name(kind: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let kind = kind.strip_prefix(PREFIX).unwrap_or(kind);
+    format!(
+        "{PREFIX}{kind}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Delete bench namespaces whose process is gone (a run killed by a signal
+/// cannot unwind its guards).
+pub fn remove_stale() {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(ns) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(rest) = ns.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let digits: String = rest
+            .trim_start_matches(|c: char| c.is_ascii_lowercase())
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let Ok(pid) = digits.parse::<u32>() else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("bench: removing stale namespace {ns}");
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .output();
+        }
+    }
+}
+
+fn ip_in(ns: &Netns, args: &[&str]) {
+    let mut full = vec!["ip", "-n", ns.name.as_str()];
+    full.extend_from_slice(args);
+    sh(&full);
+}
+
+fn quiet_ns(ns: &Netns) {
+    ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]);
+    ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]);
+}
+
+pub fn uplink_mac(host: u8) -> [u8; 6] {
+    crate::topology::uplink_mac(host)
+}
+
+pub fn underlay_ip(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(172, 31, UNDERLAY_NET, host)
+}
+
+pub struct LabContainer {
+    pub host: u8,
+    pub octet: u8,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// Host-side end of the veth, in the host namespace.
+    pub port: String,
+    pub port_ifindex: u32,
+    /// `eth0` inside the container namespace.
+    pub eth0_ifindex: u32,
+    pub ns: Netns,
+}
+
+pub struct LabHost {
+    pub octet: u8,
+    pub ns: Netns,
+    pub uplink_ifindex: u32,
+}
+
+/// Fields drop in declaration order: containers, hosts, underlay.
+pub struct Lab {
+    pub containers: Vec<LabContainer>,
+    pub hosts: Vec<LabHost>,
+    pub underlay: Netns,
+}
+
+/// The sending container, the receiver on the same host, the receiver on
+/// the other host.
+pub const SENDER: (u8, u8) = (1, 1);
+pub const LOCAL_RECEIVER: (u8, u8) = (1, 2);
+pub const REMOTE_RECEIVER: (u8, u8) = (2, 1);
+
+impl Lab {
+    /// Two hosts; containers [`SENDER`], [`LOCAL_RECEIVER`], [`REMOTE_RECEIVER`].
+    pub fn build() -> Lab {
+        let underlay = Netns::new(&name("u"));
+        quiet_ns(&underlay);
+        ip_in(&underlay, &["link", "add", "ubr", "type", "bridge"]);
+        ip_in(&underlay, &["link", "set", "ubr", "up"]);
+        let mut hosts = Vec::new();
+        for h in 1..=2u8 {
+            let ns = Netns::new(&name("h"));
+            quiet_ns(&ns);
+            let peer = format!("h{h}");
+            ip_in(
+                &underlay,
+                &[
+                    "link", "add", &peer, "type", "veth", "peer", "name", UPLINK, "netns", &ns.name,
+                ],
+            );
+            ip_in(&underlay, &["link", "set", &peer, "master", "ubr", "up"]);
+            ip_in(
+                &ns,
+                &[
+                    "link",
+                    "set",
+                    UPLINK,
+                    "address",
+                    &mac_str(uplink_mac(h)),
+                    "up",
+                ],
+            );
+            ip_in(
+                &ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/24", underlay_ip(h)),
+                    "dev",
+                    UPLINK,
+                ],
+            );
+            // As in the topology: GRO where XDP may redirect into a veth,
+            // no TX checksum offload on the underlay veths (a wire carries
+            // complete checksums). The same for every peer.
+            underlay.exec(&["ethtool", "-K", &peer, "gro", "on", "tx", "off"]);
+            ns.exec(&["ethtool", "-K", UPLINK, "gro", "on", "tx", "off"]);
+            ip_in(&ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);
+            ip_in(
+                &ns,
+                &[
+                    "link",
+                    "set",
+                    HOST_BRIDGE,
+                    "address",
+                    &mac_str(gateway_mac(h)),
+                    "up",
+                ],
+            );
+            ip_in(
+                &ns,
+                &["addr", "add", &format!("{GATEWAY}/32"), "dev", HOST_BRIDGE],
+            );
+            ip_in(
+                &ns,
+                &[
+                    "route",
+                    "add",
+                    &format!("10.1.{h}.0/24"),
+                    "dev",
+                    HOST_BRIDGE,
+                ],
+            );
+            // flannel host-gw: the other host's containers via its underlay IP.
+            let other = 3 - h;
+            ip_in(
+                &ns,
+                &[
+                    "route",
+                    "add",
+                    &format!("10.1.{other}.0/24"),
+                    "via",
+                    &underlay_ip(other).to_string(),
+                    "dev",
+                    UPLINK,
+                ],
+            );
+            ns.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+            // Same-host traffic is routed back out of the bridge it came
+            // in on: no ICMP redirects (a per-host /32 route per port, as
+            // Calico does, would not send them either).
+            for conf in ["all", "default", HOST_BRIDGE] {
+                ns.exec(&[
+                    "sysctl",
+                    "-q",
+                    "-w",
+                    &format!("net.ipv4.conf.{conf}.send_redirects=0"),
+                ]);
+            }
+            let uplink_ifindex = ns.ifindex(UPLINK);
+            hosts.push(LabHost {
+                octet: h,
+                ns,
+                uplink_ifindex,
+            });
+        }
+        let mut containers = Vec::new();
+        for (h, c) in [SENDER, LOCAL_RECEIVER, REMOTE_RECEIVER] {
+            let host = &hosts[usize::from(h - 1)].ns;
+            let ns = Netns::new(&name("c"));
+            quiet_ns(&ns);
+            let ip = Ipv4Addr::new(10, 1, h, c);
+            let mac = container_mac(h, c);
+            let port = format!("nfp{c}");
+            ip_in(
+                host,
+                &[
+                    "link",
+                    "add",
+                    &port,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    CONTAINER_DEV,
+                    "netns",
+                    &ns.name,
+                ],
+            );
+            ip_in(
+                &ns,
+                &["link", "set", CONTAINER_DEV, "address", &mac_str(mac), "up"],
+            );
+            ip_in(
+                &ns,
+                &["addr", "add", &format!("{ip}/32"), "dev", CONTAINER_DEV],
+            );
+            ip_in(
+                &ns,
+                &[
+                    "route",
+                    "add",
+                    GATEWAY,
+                    "dev",
+                    CONTAINER_DEV,
+                    "scope",
+                    "link",
+                ],
+            );
+            ip_in(
+                &ns,
+                &[
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    GATEWAY,
+                    "dev",
+                    CONTAINER_DEV,
+                ],
+            );
+            // NAPI on both ends: XDP redirects into eth0 (netfabric's
+            // uplink), and the generator's XDP_TX out of eth0 lands on the
+            // port.
+            ns.exec(&["ethtool", "-K", CONTAINER_DEV, "gro", "on"]);
+            ip_in(host, &["link", "set", &port, "master", HOST_BRIDGE, "up"]);
+            host.exec(&["ethtool", "-K", &port, "gro", "on"]);
+            let port_ifindex = host.ifindex(&port);
+            let eth0_ifindex = ns.ifindex(CONTAINER_DEV);
+            containers.push(LabContainer {
+                host: h,
+                octet: c,
+                ip,
+                mac,
+                port,
+                port_ifindex,
+                eth0_ifindex,
+                ns,
+            });
+        }
+        Lab {
+            containers,
+            hosts,
+            underlay,
+        }
+    }
+
+    pub fn container(&self, at: (u8, u8)) -> &LabContainer {
+        self.containers
+            .iter()
+            .find(|c| (c.host, c.octet) == at)
+            .expect("a lab container")
+    }
+
+    pub fn host(&self, octet: u8) -> &LabHost {
+        &self.hosts[usize::from(octet - 1)]
+    }
+}
