@@ -864,14 +864,25 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
             Some(r) => r,
             None => match inner.read().await {
                 Ok(read) => {
-                    mirror = Mirror::default();
+                    let before = std::mem::take(&mut mirror);
                     for (k, v) in &read.kvs {
                         mirror.set(k, v);
                     }
                     if health.set_up() {
                         tracing::info!(store = %inner.url, "store reachable again");
                     }
-                    if !send(&mirror, read.revision, &mut last_sent) {
+                    // After a resync, a change the read shows only as a
+                    // missing key (deleted by hand) still counts: send it at
+                    // the read's revision.
+                    let revision = if read.revision <= last_sent
+                        && last_sent > from
+                        && (before.objects != mirror.objects || before.bad != mirror.bad)
+                    {
+                        read.at
+                    } else {
+                        read.revision
+                    };
+                    if !send(&mirror, revision, &mut last_sent) {
                         return;
                     }
                     next = Some(read.at + 1);
