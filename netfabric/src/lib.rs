@@ -6,6 +6,7 @@ pub mod cli;
 pub mod datapath;
 pub mod lab;
 pub mod mac;
+pub mod observe;
 pub mod port;
 pub mod state;
 pub mod store;

@@ -41,6 +41,8 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "iptables",
     "nftables",
     "iperf3",
+    // promtool and the Prometheus server for the observability tests.
+    "prometheus",
 ];
 
 fn say(msg: &str) {

@@ -35,6 +35,7 @@ use crate::{
     Datapath, DatapathError,
     cli::GlobalArgs,
     datapath::{self, LoadOptions},
+    observe::metrics::{AgentMetrics, DatapathCollector},
     port,
     state::State,
     store::{Snapshot, Store},
@@ -52,7 +53,9 @@ pub struct AgentArgs {
     /// The bpffs mount; maps and links go under <bpffs>/netfabric/<host>/.
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
     pub bpffs: PathBuf,
-    /// Where /metrics will be served (not served yet).
+    /// Where Prometheus `/metrics` is served (bound before joining
+    /// --netns, so a lab agent serves on this machine's loopback); an empty
+    /// value serves nothing.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
     /// On exit, detach the programs and remove every pin of this host.
@@ -71,6 +74,19 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // needs the store to be reachable: an agent started while etcd is down
     // adopts its pinned maps and waits (fail static).
     let store = global.open_store()?;
+    let metrics_listener = match args.metrics_addr.as_str() {
+        "" => None,
+        // A taken port must not stop the agent from enforcing policy: it
+        // runs without /metrics (Prometheus shows the target down).
+        addr => match crate::observe::metrics::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) if e.is::<std::io::Error>() || e.chain().any(|c| c.is::<std::io::Error>()) => {
+                tracing::error!(error = %format!("{e:#}"), "/metrics is not served");
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
     if let Some(ns) = &args.netns {
         // Before any other thread of ours exists: every thread made later
         // inherits it.
@@ -81,7 +97,7 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    rt.block_on(run_async(args, store))
+    rt.block_on(run_async(args, store, metrics_listener))
 }
 
 /// Counters of the agent's own work.
@@ -103,10 +119,17 @@ struct Agent {
     state: Option<State>,
     last_desired: Option<HostPlan>,
     stats: Stats,
+    metrics: AgentMetrics,
+    /// (program, interface) pairs exported as attached.
+    published_programs: BTreeSet<(&'static str, String)>,
     nl: rtnetlink::Handle,
 }
 
-async fn run_async(args: AgentArgs, store: Box<dyn Store>) -> anyhow::Result<()> {
+async fn run_async(
+    args: AgentArgs,
+    store: Box<dyn Store>,
+    metrics_listener: Option<std::net::TcpListener>,
+) -> anyhow::Result<()> {
     let pin_dir = datapath::pin_dir(&args.bpffs, &args.host);
     let dp = Datapath::load(&LoadOptions {
         pin_dir: Some(pin_dir.clone()),
@@ -121,8 +144,9 @@ async fn run_async(args: AgentArgs, store: Box<dyn Store>) -> anyhow::Result<()>
         group_pairs = current.group_pairs.len(),
         local_ports = current.local_ports.len(),
         metrics_addr = %args.metrics_addr,
-        "agent started; adopted the pinned maps (metrics not served yet)"
+        "agent started; adopted the pinned maps"
     );
+    let metrics = AgentMetrics::default();
     let nl = port::connect().context("netlink")?;
     let mut agent = Agent {
         host: args.host.clone(),
@@ -134,8 +158,11 @@ async fn run_async(args: AgentArgs, store: Box<dyn Store>) -> anyhow::Result<()>
         state: None,
         last_desired: None,
         stats: Stats::default(),
+        metrics: metrics.clone(),
+        published_programs: BTreeSet::new(),
         nl,
     };
+    agent.publish_maps();
     // Replace the programs of already pinned links right away (upgrade).
     agent.adopt_links().await;
 
@@ -144,6 +171,21 @@ async fn run_async(args: AgentArgs, store: Box<dyn Store>) -> anyhow::Result<()>
     // Whether the store is reachable (fail static: while it is not, the maps
     // keep the last state applied). For `netfabric_store_up` and `status`.
     let store_health = watch.health();
+    if let Some(listener) = metrics_listener {
+        let collector = match DatapathCollector::open(&pin_dir) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "no datapath counters in /metrics");
+                None
+            }
+        };
+        let registry = metrics.registry(collector, Some(store_health.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = crate::observe::metrics::serve(listener, registry).await {
+                tracing::error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     let feeder = tokio::task::spawn_blocking(move || {
         while !tx.is_closed() {
             match watch.recv_timeout(Duration::from_millis(200)) {
@@ -220,7 +262,50 @@ impl Agent {
 
     fn error(&mut self, msg: &str) {
         self.stats.errors += 1;
+        self.metrics.reconcile_errors.inc();
         tracing::error!("{msg}");
+    }
+
+    /// Map occupancy (what this agent wrote) and attached programs, for
+    /// /metrics.
+    fn publish_maps(&mut self) {
+        use netfabric_common as c;
+        let p = &self.current;
+        let m = &self.metrics;
+        m.set_map(c::ZONE_BY_PREFIX, p.zones.len(), c::ZONE_BY_PREFIX_ENTRIES);
+        m.set_map(c::ENDPOINTS, p.endpoints.len(), c::ENDPOINTS_ENTRIES);
+        m.set_map(c::NEXT_HOPS, p.next_hops.len(), c::NEXT_HOPS_ENTRIES);
+        m.set_map(c::ZONE_GATEWAYS, p.gateways.len(), c::ZONE_GATEWAYS_ENTRIES);
+        m.set_map(c::LOCAL_PORTS, p.local_ports.len(), c::LOCAL_PORTS_ENTRIES);
+        m.set_map(
+            c::HOST_CONFIG,
+            usize::from(p.host.is_some()),
+            c::HOST_CONFIG_ENTRIES,
+        );
+        m.set_map(
+            c::GROUP_PAIRS,
+            p.group_pairs.len(),
+            self.dp.group_pairs_capacity(),
+        );
+        let mut attached = BTreeSet::new();
+        if let Some((name, _)) = &self.uplink {
+            attached.insert((datapath::PROG_FROM_UPLINK, name.clone()));
+        }
+        if let Some(host) = self.current.host {
+            for &octet in self.ports.keys() {
+                let addr = host.zone_prefix | host.host_octet << 8 | u32::from(octet);
+                let port = port::port_name(Ipv4Addr::from(addr));
+                attached.insert((datapath::PROG_FROM_CONTAINER, port.clone()));
+                attached.insert((datapath::PROG_TO_CONTAINER, port));
+            }
+        }
+        for (prog, iface) in self.published_programs.difference(&attached) {
+            m.set_attached(prog, iface, false);
+        }
+        for (prog, iface) in &attached {
+            m.set_attached(prog, iface, true);
+        }
+        self.published_programs = attached;
     }
 
     /// Attaches TC to the ports of this host's containers; returns the
@@ -304,6 +389,7 @@ impl Agent {
         if self.last_desired.as_ref() == Some(&desired) && self.uplink.is_some() {
             // Nothing new; retry failed operations only when something changes.
             self.bring_ports_up(&names).await;
+            self.publish_maps();
             return;
         }
         let ops = self.current.diff(&desired);
@@ -319,6 +405,8 @@ impl Agent {
                     failed += 1;
                     self.stats.map_full += 1;
                     self.stats.errors += 1;
+                    self.metrics.map_full(name);
+                    self.metrics.reconcile_errors.inc();
                     tracing::error!(
                         map = name,
                         capacity,
@@ -333,6 +421,10 @@ impl Agent {
             }
         }
         self.stats.reconciles += 1;
+        self.metrics.reconciles.inc();
+        self.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
         if !ops.is_empty() {
             tracing::info!(applied, failed, took = ?started.elapsed(), "reconciled");
         }
@@ -348,6 +440,7 @@ impl Agent {
             }
         }
         self.bring_ports_up(&names).await;
+        self.publish_maps();
     }
 
     async fn bring_ports_up(&mut self, names: &[(String, u32, bool)]) {

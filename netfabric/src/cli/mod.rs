@@ -18,8 +18,11 @@
 mod container;
 mod group;
 mod host;
+mod maps;
+mod monitor;
 mod output;
 mod owner;
+mod status;
 mod zone;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -190,6 +193,19 @@ pub enum Command {
     /// namespaces on this machine (up, down, status, run).
     #[command(subcommand)]
     Lab(crate::lab::LabCommand),
+
+    /// The pinned BPF maps of a host, read from bpffs (no agent needed):
+    /// list them, or dump one decoded into names and addresses.
+    #[command(subcommand)]
+    Maps(maps::MapsCommand),
+
+    /// Live drops of a host from its ring buffer: time, direction, source,
+    /// destination, reason; filters and JSON lines.
+    Monitor(monitor::MonitorArgs),
+
+    /// One screen per host: agent, programs attached, map pressure,
+    /// counters by reason, store reachability.
+    Status(status::StatusArgs),
     //
     // ---- Later subcommands go here (SPEC §5): ----------------------------
     // Agent(agent::AgentArgs), Maps(maps::MapsCommand),
@@ -209,6 +225,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Container(cmd) => container::run(cmd, global),
         Command::Agent(args) => crate::agent::run(args, global),
         Command::Lab(cmd) => crate::lab::run(cmd, global),
+        Command::Maps(cmd) => maps::run(cmd, global),
+        Command::Monitor(args) => monitor::run(args, global),
+        Command::Status(args) => status::run(args, global),
     }
 }
 

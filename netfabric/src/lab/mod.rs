@@ -88,6 +88,10 @@ pub struct LabArgs {
     /// benchmark binary names the real one).
     #[arg(skip)]
     pub exe: Option<PathBuf>,
+    /// The agent of host N serves /metrics on 127.0.0.1:<base + N>; 0
+    /// serves none.
+    #[arg(long, value_name = "PORT", default_value_t = 9464)]
+    pub metrics_port_base: u16,
 }
 
 impl LabArgs {
@@ -120,6 +124,9 @@ pub struct LabHost {
     pub pin_dir: PathBuf,
     pub agent_pid: Option<u32>,
     pub log: PathBuf,
+    /// Where the agent serves /metrics.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,6 +356,12 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
             pin_dir: crate::agent::pin_dir(&lab.bpffs, h),
             agent_pid: None,
             log: dir.join(format!("agent-{h}.log")),
+            metrics_addr: (args.metrics_port_base != 0).then(|| {
+                format!(
+                    "127.0.0.1:{}",
+                    args.metrics_port_base.saturating_add(n.into())
+                )
+            }),
         });
         add_netns(&mut m, &ns)?;
         let peer = format!("u{n}");
@@ -459,6 +472,8 @@ pub fn spawn_agent(
             "--bpffs",
         ])
         .arg(&m.bpffs)
+        .arg("--metrics-addr")
+        .arg(h.metrics_addr.as_deref().unwrap_or(""))
         .arg("--netns")
         .arg(netns_path(&h.netns))
         .env(
@@ -663,9 +678,21 @@ fn print_try(m: &Manifest) {
             format!(" --name {}", m.name)
         }
     );
-    println!(
-        "  bpftool map show pinned {}/netfabric/<host>/ENDPOINTS   # the pinned maps",
-        m.bpffs.display()
-    );
+    if let Some(h) = m.hosts.first() {
+        let host = format!("--host {}", h.name);
+        println!("\nObserve:");
+        println!(
+            "  {exe} {store} status                    # every host: programs, maps, counters"
+        );
+        println!("  {exe} maps list {host}");
+        println!("  {exe} {store} maps dump ENDPOINTS {host}     # owners and containers");
+        println!("  {exe} {store} maps dump COUNTERS {host}");
+        println!("  {exe} {store} monitor {host} --reason policy_denied   # live drops");
+        for h in &m.hosts {
+            if let Some(addr) = &h.metrics_addr {
+                println!("  curl -s http://{addr}/metrics   # agent of {}", h.name);
+            }
+        }
+    }
     println!("  agent logs: {}/agent-<host>.log", m.dir.display());
 }

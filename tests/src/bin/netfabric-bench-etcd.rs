@@ -81,6 +81,7 @@ fn main() -> Result<()> {
         hosts: args.hosts,
         store: Some("etcd".into()),
         exe: Some(netfabric_exe()?),
+        metrics_port_base: 0,
     };
     eprintln!(
         "bench: lab {name} on etcd with {} hosts, {} single changes, a burst of {}",

@@ -1,0 +1,221 @@
+//! `netfabric status`: one screen per host: the agent process, programs
+//! attached (with link and program ids), map pressure, counters by reason
+//! since the maps were created, and whether the store answers.
+
+use std::{path::Path, time::Instant};
+
+use anyhow::Context as _;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+
+use super::{GlobalArgs, OutputFormat, maps::HostSelect};
+use crate::observe::{
+    dump::{self, CounterRow},
+    pins::{self, MapSummary},
+    status::{AttachedProgram, attached_programs},
+};
+
+/// `netfabric status`
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub select: HostSelect,
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Serialize)]
+struct StoreStatus {
+    url: String,
+    reachable: bool,
+    revision: Option<u64>,
+    latency_ms: f64,
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct HostStatus {
+    host: String,
+    pin_dir: String,
+    agent_pids: Vec<u32>,
+    programs: Vec<AttachedProgram>,
+    maps: Vec<MapSummary>,
+    counters: Vec<CounterRow>,
+    monitor_events_lost: u64,
+}
+
+/// Pids of `netfabric agent --host <host>` processes.
+fn agent_pids(host: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.iter().any(|a| *a == b"agent")
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == b"--host" && w[1] == host.as_bytes())
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<HostStatus> {
+    let (counters, lost) = dump::read_counters(dir)?;
+    Ok(HostStatus {
+        host: host.to_owned(),
+        pin_dir: dir.display().to_string(),
+        agent_pids: agent_pids(host),
+        programs: attached_programs(dir, uplink),
+        maps: pins::list(dir)?,
+        counters,
+        monitor_events_lost: lost,
+    })
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header(header.iter().copied());
+    t
+}
+
+pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let hosts = match &args.select.host {
+        Some(_) => vec![args.select.resolve()?.0],
+        None => {
+            let all = pins::hosts(&args.select.bpffs);
+            if all.is_empty() {
+                return Err(
+                    crate::observe::ObserveError::NoHosts(pins::root(&args.select.bpffs)).into(),
+                );
+            }
+            all
+        }
+    };
+    // The store, as this machine reaches it.
+    let started = Instant::now();
+    let loaded = global.open_store().and_then(|s| {
+        s.load()
+            .with_context(|| format!("reading the store {}", s.url()))
+    });
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (store, state) = match loaded {
+        Ok(snap) => (
+            StoreStatus {
+                url: global.store_url(),
+                reachable: true,
+                revision: Some(snap.revision),
+                latency_ms,
+                error: None,
+            },
+            Some(snap.state),
+        ),
+        Err(e) => (
+            StoreStatus {
+                url: global.store_url(),
+                reachable: false,
+                revision: None,
+                latency_ms,
+                error: Some(format!("{e:#}")),
+            },
+            None,
+        ),
+    };
+    let mut report = Vec::new();
+    for host in &hosts {
+        let dir = crate::datapath::pin_dir(&args.select.bpffs, host);
+        let uplink = state
+            .as_ref()
+            .and_then(|s| s.host(host))
+            .map(|h| h.uplink.clone());
+        report.push(
+            host_status(host, &dir, uplink.as_deref())
+                .with_context(|| format!("reading the pins of {host}"))?,
+        );
+    }
+    if args.output == OutputFormat::Json {
+        let json = serde_json::json!({ "store": store, "hosts": report });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    for (i, h) in report.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("═══ host {} ═══  (pins {})", h.host, h.pin_dir);
+        match h.agent_pids.as_slice() {
+            [] => println!("agent:  NOT RUNNING (the datapath keeps running on its pinned links)"),
+            pids => println!(
+                "agent:  running (pid {})",
+                pids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+        if store.reachable {
+            println!(
+                "store:  {} reachable (revision {}, {:.1} ms)",
+                store.url,
+                store.revision.unwrap_or(0),
+                store.latency_ms
+            );
+        } else {
+            println!(
+                "store:  {} UNREACHABLE: {}",
+                store.url,
+                store.error.as_deref().unwrap_or("")
+            );
+        }
+        println!("\nprograms attached: {}", h.programs.len());
+        let mut t = table(&[
+            "interface",
+            "program",
+            "prog id",
+            "link id",
+            "link",
+            "runs",
+            "loaded",
+        ]);
+        for p in &h.programs {
+            t.add_row(vec![
+                p.interface.clone(),
+                if p.program.is_empty() {
+                    p.error.clone().unwrap_or_else(|| "?".into())
+                } else {
+                    p.program.clone()
+                },
+                p.program_id.to_string(),
+                p.link_id.to_string(),
+                p.link_type.clone(),
+                p.run_count.to_string(),
+                p.loaded_at.clone().unwrap_or_default(),
+            ]);
+        }
+        println!("{t}");
+        println!("\nmap pressure:");
+        println!("{}", super::maps::map_table(&h.maps));
+        println!("\ncounters since the maps were created:");
+        let mut t = table(&["direction", "verdict", "reason", "packets", "bytes"]);
+        for c in &h.counters {
+            t.add_row(vec![
+                c.direction.to_owned(),
+                c.verdict.to_owned(),
+                c.reason.to_owned(),
+                c.packets.to_string(),
+                c.bytes.to_string(),
+            ]);
+        }
+        println!("{t}");
+        println!("monitor events lost: {}", h.monitor_events_lost);
+    }
+    Ok(())
+}

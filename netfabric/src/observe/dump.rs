@@ -1,0 +1,515 @@
+//! `netfabric maps dump`: the entries of one pinned map, decoded into names
+//! and addresses. Empty array slots are left out; each entry carries both
+//! the raw numbers (ids, indexes) and the names (`null` when the store does
+//! not know them, e.g. a stale entry).
+
+use std::{net::Ipv4Addr, path::Path};
+
+use netfabric_common::{
+    self as common, Counter, DropReason, Endpoint, FORWARD_SLOT_BASE, HostConfig, LocalPort,
+    MONITOR_LOST_SLOT, NextHop, OwnerPair, SLOTS_PER_DIRECTION, Verdict,
+};
+use serde::Serialize;
+
+use super::{
+    ObserveError,
+    names::{Names, or_id},
+    pins::{self, RawEntries, pod},
+};
+use crate::MacAddr;
+
+type Result<T, E = ObserveError> = std::result::Result<T, E>;
+
+/// A decoded map: JSON objects for scripts and a table for people.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub map: &'static str,
+    pub json: Vec<serde_json::Value>,
+    pub header: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Decoded {
+    fn new(map: &'static str, header: &[&'static str]) -> Self {
+        Decoded {
+            map,
+            json: Vec::new(),
+            header: header.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, json: impl Serialize, row: Vec<String>) {
+        self.json
+            .push(serde_json::to_value(json).expect("map rows serialize"));
+        self.rows.push(row);
+    }
+}
+
+fn mac(m: [u8; 6]) -> String {
+    MacAddr(m).to_string()
+}
+
+fn opt(s: Option<&str>) -> String {
+    s.unwrap_or("-").to_owned()
+}
+
+/// Reads and decodes the pinned map `name` of the host pinned at `pin_dir`.
+pub fn dump(pin_dir: &Path, name: &str, names: &Names) -> Result<Decoded> {
+    let name = pins::map_name(name)?;
+    if name == common::DROP_EVENTS {
+        return Err(ObserveError::RingBuffer {
+            name: name.to_owned(),
+        });
+    }
+    let map = pins::open(pin_dir, name)?;
+    let raw = pins::read_all(&map, name)?;
+    // Zone prefixes as the pinned ZONE_BY_PREFIX says (the state may differ).
+    let zone_prefixes = if name == common::ENDPOINTS || name == common::NEXT_HOPS {
+        let z = pins::open(pin_dir, common::ZONE_BY_PREFIX)?;
+        let zraw = pins::read_all(&z, common::ZONE_BY_PREFIX)?;
+        (0..zraw.count)
+            .filter_map(|i| {
+                let v: u32 = pod(zraw.value(i));
+                let k: u32 = pod(zraw.key(i));
+                v.checked_sub(1).map(|slot| (slot, Ipv4Addr::from(k << 16)))
+            })
+            .collect()
+    } else {
+        std::collections::BTreeMap::new()
+    };
+    let prefix_of = |slot: u32| {
+        zone_prefixes
+            .get(&slot)
+            .copied()
+            .or_else(|| names.zone(slot).map(|z| z.1))
+    };
+    Ok(match name {
+        common::ZONE_BY_PREFIX => zones(&raw, names),
+        common::ENDPOINTS => endpoints(&raw, names, prefix_of),
+        common::NEXT_HOPS => next_hops(&raw, names, prefix_of),
+        common::ZONE_GATEWAYS => gateways(&raw, names),
+        common::LOCAL_PORTS => local_ports(pin_dir, &raw, names)?,
+        common::HOST_CONFIG => host_config(&raw, names),
+        common::GROUP_PAIRS => group_pairs(&raw, names),
+        common::COUNTERS => counters(&raw),
+        _ => return Err(ObserveError::UnknownMap(name.to_owned())),
+    })
+}
+
+#[derive(Serialize)]
+struct ZoneRow<'a> {
+    index: u32,
+    prefix: String,
+    zone_slot: u32,
+    zone: Option<&'a str>,
+}
+
+fn zones(raw: &RawEntries, names: &Names) -> Decoded {
+    let mut d = Decoded::new(common::ZONE_BY_PREFIX, &["prefix", "zone slot", "zone"]);
+    for i in 0..raw.count {
+        let index: u32 = pod(raw.key(i));
+        let v: u32 = pod(raw.value(i));
+        let Some(zone_slot) = v.checked_sub(1) else {
+            continue;
+        };
+        let prefix = format!("{}/16", Ipv4Addr::from(index << 16));
+        let zone = names.zone(zone_slot).map(|z| z.0);
+        d.push(
+            ZoneRow {
+                index,
+                prefix: prefix.clone(),
+                zone_slot,
+                zone,
+            },
+            vec![prefix, zone_slot.to_string(), opt(zone)],
+        );
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct EndpointRow<'a> {
+    index: u32,
+    zone_slot: u32,
+    address: Option<Ipv4Addr>,
+    owner_id: u32,
+    owner: Option<&'a str>,
+    container: Option<&'a str>,
+    host: Option<&'a str>,
+}
+
+fn endpoints(
+    raw: &RawEntries,
+    names: &Names,
+    prefix_of: impl Fn(u32) -> Option<Ipv4Addr>,
+) -> Decoded {
+    let mut d = Decoded::new(
+        common::ENDPOINTS,
+        &["address", "zone slot", "owner", "container", "host"],
+    );
+    for i in 0..raw.count {
+        let index: u32 = pod(raw.key(i));
+        let e: Endpoint = pod(raw.value(i));
+        if e.owner == common::NO_OWNER {
+            continue;
+        }
+        let zone_slot = index >> 16;
+        let address = prefix_of(zone_slot).map(|p| Ipv4Addr::from(u32::from(p) | (index & 0xffff)));
+        let c = address.and_then(|a| names.container(a));
+        let owner = names.owner(e.owner);
+        d.push(
+            EndpointRow {
+                index,
+                zone_slot,
+                address,
+                owner_id: e.owner,
+                owner,
+                container: c.map(|c| c.name.as_str()),
+                host: c.map(|c| c.host.as_str()),
+            },
+            vec![
+                address.map_or_else(
+                    || format!("slot {zone_slot} .{}", index & 0xffff),
+                    |a| a.to_string(),
+                ),
+                zone_slot.to_string(),
+                format!("{} ({})", or_id(owner, e.owner), e.owner),
+                opt(c.map(|c| c.name.as_str())),
+                opt(c.map(|c| c.host.as_str())),
+            ],
+        );
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct NextHopRow<'a> {
+    index: u32,
+    zone_slot: u32,
+    host_octet: u32,
+    host_subnet: Option<String>,
+    host: Option<&'a str>,
+    underlay_ip: Ipv4Addr,
+    mac: String,
+}
+
+fn next_hops(
+    raw: &RawEntries,
+    names: &Names,
+    prefix_of: impl Fn(u32) -> Option<Ipv4Addr>,
+) -> Decoded {
+    let mut d = Decoded::new(
+        common::NEXT_HOPS,
+        &["host", "subnet", "zone slot", "underlay ip", "mac"],
+    );
+    for i in 0..raw.count {
+        let index: u32 = pod(raw.key(i));
+        let h: NextHop = pod(raw.value(i));
+        if h.flags & common::FLAG_PRESENT == 0 {
+            continue;
+        }
+        let (zone_slot, host_octet) = (index >> 8, index & 0xff);
+        let host = names.host(zone_slot, host_octet);
+        let host_subnet = prefix_of(zone_slot)
+            .map(|p| format!("{}/24", Ipv4Addr::from(u32::from(p) | host_octet << 8)));
+        let underlay_ip = Ipv4Addr::from(h.underlay_ip);
+        d.push(
+            NextHopRow {
+                index,
+                zone_slot,
+                host_octet,
+                host_subnet: host_subnet.clone(),
+                host,
+                underlay_ip,
+                mac: mac(h.mac),
+            },
+            vec![
+                opt(host),
+                host_subnet.unwrap_or_else(|| format!("octet {host_octet}")),
+                zone_slot.to_string(),
+                underlay_ip.to_string(),
+                mac(h.mac),
+            ],
+        );
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct GatewayRow<'a> {
+    zone_slot: u32,
+    zone: Option<&'a str>,
+    underlay_ip: Ipv4Addr,
+    mac: String,
+}
+
+fn gateways(raw: &RawEntries, names: &Names) -> Decoded {
+    let mut d = Decoded::new(
+        common::ZONE_GATEWAYS,
+        &["zone slot", "zone", "underlay ip", "mac"],
+    );
+    for i in 0..raw.count {
+        let zone_slot: u32 = pod(raw.key(i));
+        let h: NextHop = pod(raw.value(i));
+        if h.flags & common::FLAG_PRESENT == 0 {
+            continue;
+        }
+        let zone = names.zone(zone_slot).map(|z| z.0);
+        let underlay_ip = Ipv4Addr::from(h.underlay_ip);
+        d.push(
+            GatewayRow {
+                zone_slot,
+                zone,
+                underlay_ip,
+                mac: mac(h.mac),
+            },
+            vec![
+                zone_slot.to_string(),
+                opt(zone),
+                underlay_ip.to_string(),
+                mac(h.mac),
+            ],
+        );
+    }
+    d
+}
+
+/// This host's /24 network, from its pinned `HOST_CONFIG`.
+fn host_subnet(pin_dir: &Path) -> Result<Option<(HostConfig, Ipv4Addr)>> {
+    let map = pins::open(pin_dir, common::HOST_CONFIG)?;
+    let raw = pins::read_all(&map, common::HOST_CONFIG)?;
+    if raw.count == 0 {
+        return Ok(None);
+    }
+    let h: HostConfig = pod(raw.value(0));
+    Ok((h.flags & common::FLAG_PRESENT != 0)
+        .then(|| (h, Ipv4Addr::from(h.zone_prefix | h.host_octet << 8))))
+}
+
+#[derive(Serialize)]
+struct LocalPortRow<'a> {
+    container_octet: u32,
+    address: Option<Ipv4Addr>,
+    container: Option<&'a str>,
+    owner: Option<&'a str>,
+    port: Option<String>,
+    ifindex: u32,
+    mac: String,
+}
+
+fn local_ports(pin_dir: &Path, raw: &RawEntries, names: &Names) -> Result<Decoded> {
+    let subnet = host_subnet(pin_dir)?.map(|s| s.1);
+    let mut d = Decoded::new(
+        common::LOCAL_PORTS,
+        &["address", "container", "owner", "port", "ifindex", "mac"],
+    );
+    for i in 0..raw.count {
+        let octet: u32 = pod(raw.key(i));
+        let p: LocalPort = pod(raw.value(i));
+        if p.flags & common::FLAG_PRESENT == 0 {
+            continue;
+        }
+        let address = subnet.map(|s| Ipv4Addr::from(u32::from(s) | octet));
+        let c = address.and_then(|a| names.container(a));
+        let port = address.map(crate::port::port_name);
+        d.push(
+            LocalPortRow {
+                container_octet: octet,
+                address,
+                container: c.map(|c| c.name.as_str()),
+                owner: c.map(|c| c.owner.as_str()),
+                port: port.clone(),
+                ifindex: p.ifindex,
+                mac: mac(p.mac),
+            },
+            vec![
+                address.map_or_else(|| format!(".{octet}"), |a| a.to_string()),
+                opt(c.map(|c| c.name.as_str())),
+                opt(c.map(|c| c.owner.as_str())),
+                port.unwrap_or_else(|| "-".into()),
+                p.ifindex.to_string(),
+                mac(p.mac),
+            ],
+        );
+    }
+    Ok(d)
+}
+
+#[derive(Serialize)]
+struct HostConfigRow<'a> {
+    host: Option<&'a str>,
+    zone: Option<&'a str>,
+    zone_prefix: String,
+    zone_slot: u32,
+    host_octet: u32,
+    subnet: String,
+    uplink_ifindex: u32,
+    uplink_mac: String,
+    gateway_mac: String,
+    zone_router_mac: String,
+}
+
+fn host_config(raw: &RawEntries, names: &Names) -> Decoded {
+    let mut d = Decoded::new(common::HOST_CONFIG, &["field", "value"]);
+    for i in 0..raw.count {
+        let h: HostConfig = pod(raw.value(i));
+        if h.flags & common::FLAG_PRESENT == 0 {
+            continue;
+        }
+        let row = HostConfigRow {
+            host: names.host(h.zone_slot, h.host_octet),
+            zone: names.zone(h.zone_slot).map(|z| z.0),
+            zone_prefix: format!("{}/16", Ipv4Addr::from(h.zone_prefix)),
+            zone_slot: h.zone_slot,
+            host_octet: h.host_octet,
+            subnet: format!("{}/24", Ipv4Addr::from(h.zone_prefix | h.host_octet << 8)),
+            uplink_ifindex: h.uplink_ifindex,
+            uplink_mac: mac(h.uplink_mac),
+            gateway_mac: mac(h.gateway_mac),
+            zone_router_mac: mac(h.zone_router_mac),
+        };
+        // One row per field reads better than one very wide row.
+        for (k, v) in [
+            ("host", opt(row.host)),
+            ("zone", opt(row.zone)),
+            ("zone prefix", row.zone_prefix.clone()),
+            ("zone slot", row.zone_slot.to_string()),
+            ("host octet", row.host_octet.to_string()),
+            ("subnet", row.subnet.clone()),
+            ("uplink ifindex", row.uplink_ifindex.to_string()),
+            ("uplink mac", row.uplink_mac.clone()),
+            ("gateway mac", row.gateway_mac.clone()),
+            ("zone router mac", row.zone_router_mac.clone()),
+        ] {
+            d.rows.push(vec![k.to_owned(), v]);
+        }
+        d.json
+            .push(serde_json::to_value(&row).expect("host config serializes"));
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct GroupPairRow<'a> {
+    low_owner_id: u32,
+    low_owner: Option<&'a str>,
+    high_owner_id: u32,
+    high_owner: Option<&'a str>,
+    shared_groups: u32,
+    /// The groups the store says they share.
+    groups: Vec<String>,
+}
+
+fn group_pairs(raw: &RawEntries, names: &Names) -> Decoded {
+    let mut d = Decoded::new(
+        common::GROUP_PAIRS,
+        &["owner", "owner", "shared groups", "groups (store)"],
+    );
+    let mut entries: Vec<(OwnerPair, u32)> = (0..raw.count)
+        .map(|i| (pod(raw.key(i)), pod(raw.value(i))))
+        .collect();
+    entries.sort();
+    for (pair, n) in entries {
+        let (lo, hi) = (names.owner(pair.low), names.owner(pair.high));
+        let groups = names.shared_groups(pair.low, pair.high);
+        d.push(
+            GroupPairRow {
+                low_owner_id: pair.low,
+                low_owner: lo,
+                high_owner_id: pair.high,
+                high_owner: hi,
+                shared_groups: n,
+                groups: groups.clone(),
+            },
+            vec![
+                format!("{} ({})", or_id(lo, pair.low), pair.low),
+                format!("{} ({})", or_id(hi, pair.high), pair.high),
+                n.to_string(),
+                groups.join(", "),
+            ],
+        );
+    }
+    d
+}
+
+/// One counter slot, summed over CPUs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CounterRow {
+    pub direction: &'static str,
+    pub verdict: &'static str,
+    pub reason: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Decodes the per-CPU `COUNTERS` contents: non-zero slots, and the
+/// monitor-lost count.
+pub fn counter_rows(raw: &RawEntries) -> (Vec<CounterRow>, u64) {
+    let value_size = std::mem::size_of::<Counter>();
+    let mut rows = Vec::new();
+    let mut lost = 0;
+    for i in 0..raw.count {
+        let slot: u32 = pod(raw.key(i));
+        let sum = pins::sum_per_cpu_u64(raw.value(i), value_size);
+        let (packets, bytes) = (sum[0], sum[1]);
+        if slot == MONITOR_LOST_SLOT {
+            lost = packets;
+            continue;
+        }
+        if packets == 0 {
+            continue;
+        }
+        let Some((direction, verdict)) = Verdict::from_counter_slot(slot) else {
+            continue;
+        };
+        rows.push(CounterRow {
+            direction: direction.label(),
+            verdict: verdict.verdict_label(),
+            reason: verdict.reason_label(),
+            packets,
+            bytes,
+        });
+    }
+    (rows, lost)
+}
+
+fn counters(raw: &RawEntries) -> Decoded {
+    let mut d = Decoded::new(
+        common::COUNTERS,
+        &["direction", "verdict", "reason", "packets", "bytes"],
+    );
+    let (rows, lost) = counter_rows(raw);
+    for r in rows {
+        let cells = vec![
+            r.direction.to_owned(),
+            r.verdict.to_owned(),
+            r.reason.to_owned(),
+            r.packets.to_string(),
+            r.bytes.to_string(),
+        ];
+        d.push(r, cells);
+    }
+    d.push(
+        serde_json::json!({ "monitor_events_lost": lost }),
+        vec![
+            "-".into(),
+            "-".into(),
+            "monitor_events_lost".into(),
+            lost.to_string(),
+            "-".into(),
+        ],
+    );
+    d
+}
+
+/// The counters of the host pinned at `pin_dir` (summed over CPUs).
+pub fn read_counters(pin_dir: &Path) -> Result<(Vec<CounterRow>, u64)> {
+    let map = pins::open(pin_dir, common::COUNTERS)?;
+    let raw = pins::read_all(&map, common::COUNTERS)?;
+    Ok(counter_rows(&raw))
+}
+
+// Keep the slot layout assumptions next to the decoder that relies on them.
+const _: () = assert!(FORWARD_SLOT_BASE < SLOTS_PER_DIRECTION);
+const _: () = assert!(DropReason::Ipv6NotSupported as u32 <= FORWARD_SLOT_BASE);

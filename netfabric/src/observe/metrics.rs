@@ -1,0 +1,325 @@
+//! The agent's Prometheus metrics (`prometheus-client`), served as the
+//! Prometheus text format (0.0.4) on `GET /metrics`.
+//!
+//! Per-packet counters stay in the kernel (per-CPU `COUNTERS`); a custom
+//! [`Collector`] sums them over CPUs at scrape time, so no userspace work
+//! happens per packet. Every (direction, verdict, reason) series is exported
+//! from the start, zeros included, so that `increase()` sees the first drop.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `netfabric_packets_total`, `netfabric_bytes_total` | counter | `direction`, `verdict`, `reason` |
+//! | `netfabric_monitor_events_lost_total` | counter | |
+//! | `netfabric_map_entries`, `netfabric_map_capacity` | gauge | `map` |
+//! | `netfabric_map_full_total` | counter | `map` |
+//! | `netfabric_reconciles_total`, `netfabric_reconcile_errors_total` | counter | |
+//! | `netfabric_reconcile_duration_seconds` | histogram | |
+//! | `netfabric_store_up` | gauge | |
+//! | `netfabric_store_outages_total` | counter | |
+//! | `netfabric_program_attached` | gauge | `program`, `interface` |
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use aya::maps::MapData;
+use netfabric_common::{self as common, Direction, DropReason, Forward, Verdict};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::{Registry, Unit},
+};
+
+use super::{ObserveError, dump, pins};
+use crate::store::StoreHealth;
+
+/// The `map` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapLabel {
+    pub map: String,
+}
+
+/// The `program` and `interface` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProgramLabels {
+    pub program: String,
+    pub interface: String,
+}
+
+/// The metrics the agent updates as it works; cheap to clone (shared
+/// atomics).
+#[derive(Clone, Debug)]
+pub struct AgentMetrics {
+    pub reconciles: Counter,
+    pub reconcile_errors: Counter,
+    pub reconcile_duration: Histogram,
+    pub map_full: Family<MapLabel, Counter>,
+    pub map_entries: Family<MapLabel, Gauge>,
+    pub map_capacity: Family<MapLabel, Gauge>,
+    pub program_attached: Family<ProgramLabels, Gauge>,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        AgentMetrics {
+            reconciles: Counter::default(),
+            reconcile_errors: Counter::default(),
+            // 100 µs .. ~3 s.
+            reconcile_duration: Histogram::new(exponential_buckets(0.0001, 4.0, 8)),
+            map_full: Family::default(),
+            map_entries: Family::default(),
+            map_capacity: Family::default(),
+            program_attached: Family::default(),
+        }
+    }
+}
+
+impl AgentMetrics {
+    /// Sets `netfabric_map_entries` / `netfabric_map_capacity` of `map`.
+    pub fn set_map(&self, map: &str, entries: usize, capacity: u32) {
+        let l = MapLabel {
+            map: map.to_owned(),
+        };
+        self.map_entries.get_or_create(&l).set(entries as i64);
+        self.map_capacity.get_or_create(&l).set(i64::from(capacity));
+    }
+
+    /// A map refused an entry (fail closed).
+    pub fn map_full(&self, map: &str) {
+        self.map_full
+            .get_or_create(&MapLabel {
+                map: map.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Marks `program` attached (or not) on `interface`; a detached
+    /// interface's series is removed.
+    pub fn set_attached(&self, program: &str, interface: &str, attached: bool) {
+        let l = ProgramLabels {
+            program: program.to_owned(),
+            interface: interface.to_owned(),
+        };
+        if attached {
+            self.program_attached.get_or_create(&l).set(1);
+        } else {
+            self.program_attached.remove(&l);
+        }
+    }
+
+    /// Registers these metrics (and the datapath collector, when given) in
+    /// a new registry.
+    pub fn registry(
+        &self,
+        datapath: Option<DatapathCollector>,
+        store: Option<Arc<StoreHealth>>,
+    ) -> Registry {
+        let mut r = Registry::default();
+        r.register(
+            "netfabric_reconciles",
+            "Reconcile passes that planned a new desired state for the maps",
+            self.reconciles.clone(),
+        );
+        r.register(
+            "netfabric_reconcile_errors",
+            "Errors while reconciling (a map write, an attach, a missing uplink, a full map)",
+            self.reconcile_errors.clone(),
+        );
+        r.register_with_unit(
+            "netfabric_reconcile_duration",
+            "Time to apply one reconcile's map changes",
+            Unit::Seconds,
+            self.reconcile_duration.clone(),
+        );
+        r.register(
+            "netfabric_map_full",
+            "Entries a full map refused; the entry was left out (fail closed)",
+            self.map_full.clone(),
+        );
+        r.register(
+            "netfabric_map_entries",
+            "Entries the agent holds in each map",
+            self.map_entries.clone(),
+        );
+        r.register(
+            "netfabric_map_capacity",
+            "Capacity (max entries) of each map",
+            self.map_capacity.clone(),
+        );
+        r.register(
+            "netfabric_program_attached",
+            "1 for each datapath program attached to an interface",
+            self.program_attached.clone(),
+        );
+        if let Some(c) = datapath {
+            r.register_collector(Box::new(c));
+        }
+        if let Some(health) = store {
+            r.register_collector(Box::new(StoreCollector(health)));
+        }
+        r
+    }
+}
+
+/// `netfabric_store_up` and `netfabric_store_outages_total` from the store
+/// watch's health, read at scrape time.
+#[derive(Debug)]
+pub struct StoreCollector(pub Arc<StoreHealth>);
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let up = ConstGauge::new(i64::from(self.0.is_up()));
+        up.encode(encoder.encode_descriptor(
+            "netfabric_store_up",
+            "1 while the desired-state store is reachable (its watch is live), else 0",
+            None,
+            up.metric_type(),
+        )?)?;
+        let outages = ConstCounter::new(self.0.outages());
+        outages.encode(encoder.encode_descriptor(
+            "netfabric_store_outages",
+            "Times the store became unreachable",
+            None,
+            outages.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// Every (direction, verdict) pair the datapath can count.
+pub fn all_verdicts() -> impl Iterator<Item = (Direction, Verdict)> {
+    Direction::ALL.into_iter().flat_map(|d| {
+        DropReason::ALL
+            .into_iter()
+            .map(Verdict::Dropped)
+            .chain(Forward::ALL.into_iter().map(Verdict::Forwarded))
+            .map(move |v| (d, v))
+    })
+}
+
+/// Sums the pinned per-CPU `COUNTERS` at scrape time.
+#[derive(Debug)]
+pub struct DatapathCollector {
+    counters: MapData,
+}
+
+impl DatapathCollector {
+    /// Opens the pinned `COUNTERS` of the host pinned at `pin_dir`.
+    pub fn open(pin_dir: &Path) -> Result<Self, ObserveError> {
+        Ok(DatapathCollector {
+            counters: pins::open(pin_dir, common::COUNTERS)?,
+        })
+    }
+}
+
+impl Collector for DatapathCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (rows, lost) = match pins::read_all(&self.counters, common::COUNTERS) {
+            Ok(raw) => dump::counter_rows(&raw),
+            Err(e) => {
+                // A failed read must not look like zero traffic: leave the
+                // series out (Prometheus marks them stale) and say why.
+                tracing::error!(error = %e, "reading COUNTERS for /metrics");
+                return Ok(());
+            }
+        };
+        let value = |d: Direction, v: Verdict| {
+            rows.iter()
+                .find(|r| {
+                    r.direction == d.label()
+                        && r.verdict == v.verdict_label()
+                        && r.reason == v.reason_label()
+                })
+                .map_or((0, 0), |r| (r.packets, r.bytes))
+        };
+        for (name, help, pick) in [
+            (
+                "netfabric_packets",
+                "Packets judged by the datapath, by direction, verdict and reason",
+                0usize,
+            ),
+            (
+                "netfabric_bytes",
+                "Bytes judged by the datapath, by direction, verdict and reason",
+                1,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (d, v) in all_verdicts() {
+                let labels = [
+                    ("direction", d.label()),
+                    ("verdict", v.verdict_label()),
+                    ("reason", v.reason_label()),
+                ];
+                let (p, b) = value(d, v);
+                let n = if pick == 0 { p } else { b };
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let lost_counter = ConstCounter::new(lost);
+        lost_counter.encode(encoder.encode_descriptor(
+            "netfabric_monitor_events_lost",
+            "Drop events the ring buffer could not take (the monitor fell behind or none ran); \
+             the drops themselves are still counted",
+            None,
+            lost_counter.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// The Prometheus text of a registry.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, registry) {
+        tracing::error!(error = %e, "encoding /metrics");
+    }
+    out
+}
+
+/// Binds the metrics listener (before the agent joins a network namespace,
+/// so that a lab agent serves on the machine's loopback).
+pub fn bind(addr: &str) -> anyhow::Result<std::net::TcpListener> {
+    use anyhow::Context as _;
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("--metrics-addr {addr:?} is not an address:port"))?;
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the metrics address {addr}"))?;
+    l.set_nonblocking(true)
+        .context("making the metrics socket non-blocking")?;
+    Ok(l)
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: std::net::TcpListener, registry: Registry) -> std::io::Result<()> {
+    use axum::{Router, http::header, routing::get};
+    let registry = Arc::new(registry);
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                        )],
+                        encode(&registry),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/",
+            get(|| async { "netfabric agent: metrics at /metrics\n" }),
+        );
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,314 @@
+//! `netfabric monitor`: drop events from the pinned `DROP_EVENTS` ring
+//! buffer, decoded into names, filtered, one line each.
+//!
+//! The ring buffer has a single consumer position shared by everyone who
+//! maps it, so exactly one monitor per host should run; the agent never
+//! reads it. Events the kernel could not queue (buffer full) are counted in
+//! the `COUNTERS` monitor-lost slot; the monitor reports that count whenever
+//! it grows.
+
+use std::{
+    net::Ipv4Addr,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+    time::Duration,
+};
+
+use aya::maps::{Map, MapData, RingBuf};
+use netfabric_common::{self as common, Direction, DropEvent, DropReason};
+use serde::Serialize;
+
+use super::{ObserveError, dump, names::Names, pins};
+
+/// One decoded drop.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DropRecord {
+    /// Wall-clock time (UTC, RFC 3339 with milliseconds).
+    pub time: String,
+    /// The kernel's CLOCK_MONOTONIC timestamp.
+    pub timestamp_ns: u64,
+    pub host: String,
+    pub direction: &'static str,
+    pub reason: &'static str,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub ifindex: u32,
+    pub len: u32,
+}
+
+/// One side of a dropped packet.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Endpoint {
+    /// `None` when the packet had no IPv4 header.
+    pub ip: Option<Ipv4Addr>,
+    pub container: Option<String>,
+    pub owner: Option<String>,
+    /// The owner id the datapath saw (0: none).
+    pub owner_id: u32,
+}
+
+impl Endpoint {
+    fn new(ip: u32, owner_id: u32, names: &Names) -> Self {
+        let ip = (ip != 0).then(|| Ipv4Addr::from(ip));
+        let c = ip.and_then(|a| names.container(a));
+        let owner = names
+            .owner(owner_id)
+            .map(str::to_owned)
+            .or_else(|| c.map(|c| c.owner.clone()));
+        Endpoint {
+            ip,
+            container: c.map(|c| c.name.clone()),
+            owner,
+            owner_id,
+        }
+    }
+
+    /// `container/owner (ip)` for people.
+    pub fn display(&self) -> String {
+        let ip = self.ip.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        match (&self.container, &self.owner) {
+            (Some(c), Some(o)) => format!("{c}/{o} ({ip})"),
+            (None, Some(o)) => format!("{ip} owner {o}"),
+            (Some(c), None) => format!("{c} ({ip})"),
+            (None, None) => ip,
+        }
+    }
+}
+
+/// What to show.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub reason: Option<DropReason>,
+    /// Source or destination owner.
+    pub owner: Option<String>,
+    /// Source or destination container.
+    pub container: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, d: &DropRecord) -> bool {
+        self.reason.is_none_or(|r| r.label() == d.reason)
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|o| d.src.owner.as_ref() == Some(o) || d.dst.owner.as_ref() == Some(o))
+            && self.container.as_ref().is_none_or(|c| {
+                d.src.container.as_ref() == Some(c) || d.dst.container.as_ref() == Some(c)
+            })
+    }
+}
+
+/// The drop reason named `label` (`policy_denied`).
+pub fn parse_reason(label: &str) -> Result<DropReason, String> {
+    DropReason::ALL
+        .into_iter()
+        .find(|r| r.label() == label)
+        .ok_or_else(|| {
+            let all: Vec<&str> = DropReason::ALL.iter().map(|r| r.label()).collect();
+            format!("unknown reason {label:?}; reasons: {}", all.join(", "))
+        })
+}
+
+/// Converts the kernel's monotonic timestamps to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// realtime − monotonic, in ns.
+    offset_ns: i128,
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+impl Clock {
+    pub fn now() -> Self {
+        Clock {
+            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+        }
+    }
+
+    /// CLOCK_MONOTONIC now, in ns (the kernel's `bpf_ktime_get_ns`).
+    pub fn monotonic_ns() -> u64 {
+        clock_ns(libc::CLOCK_MONOTONIC) as u64
+    }
+
+    /// RFC 3339 UTC time of a monotonic timestamp.
+    pub fn format(&self, mono_ns: u64) -> String {
+        format_utc_ns(i128::from(mono_ns) + self.offset_ns)
+    }
+}
+
+/// `2024-05-01T12:34:56.789Z` of nanoseconds since the Unix epoch.
+pub fn format_utc_ns(unix_ns: i128) -> String {
+    let ms_total = unix_ns.div_euclid(1_000_000);
+    let ms = ms_total.rem_euclid(1000);
+    let secs = ms_total.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i128::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8], host: &str, names: &Names, clock: &Clock) -> Option<DropRecord> {
+    if bytes.len() < std::mem::size_of::<DropEvent>() {
+        return None;
+    }
+    let e: DropEvent = pins::pod(bytes);
+    Some(DropRecord {
+        time: clock.format(e.timestamp_ns),
+        timestamp_ns: e.timestamp_ns,
+        host: host.to_owned(),
+        direction: Direction::from_u8(e.direction).map_or("unknown", Direction::label),
+        reason: DropReason::from_u8(e.reason).map_or("unknown", DropReason::label),
+        src: Endpoint::new(e.src_ip, e.src_owner, names),
+        dst: Endpoint::new(e.dst_ip, e.dst_owner, names),
+        ifindex: e.ifindex,
+        len: e.len,
+    })
+}
+
+/// The line `netfabric monitor` prints for a drop.
+pub fn line(d: &DropRecord) -> String {
+    format!(
+        "{} {} {:<14} {} -> {}  {}  len {}",
+        d.time,
+        d.host,
+        d.direction,
+        d.src.display(),
+        d.dst.display(),
+        d.reason,
+        d.len
+    )
+}
+
+/// A reader of one host's drop events.
+pub struct Reader {
+    ring: RingBuf<MapData>,
+    counters: MapData,
+    pub host: String,
+    pub clock: Clock,
+}
+
+impl Reader {
+    /// Opens the pinned ring buffer and counters of the host pinned at `pin_dir`.
+    pub fn open(pin_dir: &Path, host: &str) -> Result<Self, ObserveError> {
+        let data = pins::open(pin_dir, common::DROP_EVENTS)?;
+        let map_err = |source| ObserveError::Map {
+            name: common::DROP_EVENTS.to_owned(),
+            path: pin_dir.join(common::DROP_EVENTS),
+            source: Box::new(source),
+        };
+        let ring = RingBuf::try_from(Map::RingBuf(data)).map_err(map_err)?;
+        Ok(Reader {
+            ring,
+            counters: pins::open(pin_dir, common::COUNTERS)?,
+            host: host.to_owned(),
+            clock: Clock::now(),
+        })
+    }
+
+    /// The drop events the kernel could not queue, since the maps exist.
+    pub fn lost(&self) -> Result<u64, ObserveError> {
+        let raw = pins::read_all(&self.counters, common::COUNTERS)?;
+        Ok(dump::counter_rows(&raw).1)
+    }
+
+    /// Waits up to `timeout` for events; returns the raw records read.
+    pub fn poll(&mut self, timeout: Duration) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            out.push(item.to_vec());
+        }
+        if !out.is_empty() {
+            return out;
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.ring.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own; the fd stays open for the call.
+        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(60_000) as i32) };
+        while let Some(item) = self.ring.next() {
+            out.push(item.to_vec());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting_matches_known_instants() {
+        assert_eq!(format_utc_ns(0), "1970-01-01T00:00:00.000Z");
+        // 2024-02-29T23:59:59.123Z
+        assert_eq!(
+            format_utc_ns(1_709_251_199_123_000_000),
+            "2024-02-29T23:59:59.123Z"
+        );
+    }
+
+    #[test]
+    fn reasons_parse_by_label() {
+        assert_eq!(parse_reason("policy_denied"), Ok(DropReason::PolicyDenied));
+        assert!(parse_reason("nope").unwrap_err().contains("policy_denied"));
+    }
+
+    #[test]
+    fn filters_match_either_side() {
+        let d = DropRecord {
+            time: String::new(),
+            timestamp_ns: 0,
+            host: "h1".into(),
+            direction: "from_container",
+            reason: "policy_denied",
+            src: Endpoint {
+                ip: Some(Ipv4Addr::new(10, 1, 1, 1)),
+                container: Some("a".into()),
+                owner: Some("alice".into()),
+                owner_id: 2,
+            },
+            dst: Endpoint {
+                ip: Some(Ipv4Addr::new(10, 1, 1, 2)),
+                container: Some("b".into()),
+                owner: Some("bob".into()),
+                owner_id: 3,
+            },
+            ifindex: 1,
+            len: 84,
+        };
+        let f = |reason, owner: Option<&str>, container: Option<&str>| Filter {
+            reason,
+            owner: owner.map(Into::into),
+            container: container.map(Into::into),
+        };
+        assert!(f(None, None, None).matches(&d));
+        assert!(f(Some(DropReason::PolicyDenied), Some("bob"), Some("a")).matches(&d));
+        assert!(!f(Some(DropReason::Malformed), None, None).matches(&d));
+        assert!(!f(None, Some("carol"), None).matches(&d));
+        assert!(!f(None, None, Some("c")).matches(&d));
+    }
+}
