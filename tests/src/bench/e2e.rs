@@ -48,9 +48,15 @@ use crate::{
 /// `netfabric-ebpf/src/bench.rs`).
 pub const BENCH_UDP_PORT: u16 = 9;
 const FRAME_LEN: usize = 64;
-/// Frames per BPF_PROG_TEST_RUN call, and per live-frames batch.
-const CHUNK: u32 = 4096;
+/// Frames per live-frames batch (the kernel flushes redirects per batch).
 const BATCH: u32 = 64;
+/// Frames per BPF_PROG_TEST_RUN call: adapted to take about `CALL_TIME`.
+const MIN_CHUNK: u32 = 1024;
+const MAX_CHUNK: u32 = 1 << 22;
+const CALL_TIME: Duration = Duration::from_millis(100);
+/// Generator threads, all on one CPU (see [`generate`]).
+const GEN_THREADS: usize = 2;
+const GEN_CPU: usize = 0;
 const IPERF_PORT: &str = "5201";
 
 /// Owner counts the policy peers and netfabric are measured at.
@@ -388,13 +394,15 @@ impl Traffic {
         let this = &*self;
         let gen_prog: &Xdp = this.ebpf.program(GEN).expect("gen").try_into()?;
         std::thread::scope(|s| -> Result<(Vec<f64>, f64)> {
-            let worker = s.spawn(|| generate(gen_prog, from, &stop, &sent));
+            let workers: Vec<_> = (0..GEN_THREADS)
+                .map(|_| s.spawn(|| generate(gen_prog, from, &stop, &sent)))
+                .collect();
             let started = Instant::now();
             let result = (|| -> Result<Vec<f64>> {
                 std::thread::sleep(window.min(Duration::from_millis(250)));
                 let mut rates = Vec::new();
                 for _ in 0..reps {
-                    if worker.is_finished() {
+                    if workers.iter().any(|w| w.is_finished()) {
                         bail!("the generator stopped early");
                     }
                     let (c0, t0) = (this.received()?, Instant::now());
@@ -405,8 +413,10 @@ impl Traffic {
                 Ok(rates)
             })();
             stop.store(true, Ordering::Relaxed);
-            let generated = worker.join().expect("generator thread")?;
-            let offered = generated as f64 / started.elapsed().as_secs_f64();
+            for w in workers {
+                w.join().expect("generator thread")?;
+            }
+            let offered = sent.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
             Ok((result?, offered))
         })
     }
@@ -447,9 +457,23 @@ fn template(from: &Gen, to: Ipv4Addr) -> [u8; FRAME_LEN] {
     out.try_into().expect("64 bytes")
 }
 
-/// The generator thread: XDP live frames out of `from.ifindex`, in chunks,
-/// until `stop`. Returns the number of frames generated.
-fn generate(prog: &Xdp, from: &Gen, stop: &AtomicBool, sent: &AtomicU64) -> Result<u64> {
+/// Pin the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// One generator thread: XDP live frames out of `from.ifindex`, in calls
+/// of about [`CALL_TIME`], until `stop`. Each BPF_PROG_TEST_RUN call pays a
+/// fixed set-up/tear-down (a page pool, destroyed after an RCU grace period:
+/// tens of ms of sleeping here), so [`GEN_THREADS`] threads pinned to one
+/// CPU take turns: while one sleeps in its tear-down, another generates.
+fn generate(prog: &Xdp, from: &Gen, stop: &AtomicBool, sent: &AtomicU64) -> Result<()> {
+    pin_to(GEN_CPU);
     let _inside = from.ns.enter();
     let frame = [0u8; FRAME_LEN];
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
@@ -457,19 +481,23 @@ fn generate(prog: &Xdp, from: &Gen, stop: &AtomicBool, sent: &AtomicU64) -> Resu
     let mut ctx = [0u8; 24];
     ctx[4..8].copy_from_slice(&(FRAME_LEN as u32).to_ne_bytes());
     ctx[12..16].copy_from_slice(&from.ifindex.to_ne_bytes());
+    let mut chunk = MIN_CHUNK * 16;
     while !stop.load(Ordering::Relaxed) {
         let opts = TestRunOptions {
             data_in: Some(&frame),
             ctx_in: Some(&ctx),
-            repeat: CHUNK,
+            repeat: chunk,
             attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
             ..TestRunOptions::new()
         };
+        let started = Instant::now();
         prog.test_run(opts)
             .context("BPF_PROG_TEST_RUN with live frames")?;
-        sent.fetch_add(u64::from(CHUNK), Ordering::Relaxed);
+        sent.fetch_add(u64::from(chunk), Ordering::Relaxed);
+        let rate = f64::from(chunk) / started.elapsed().as_secs_f64().max(1e-6);
+        chunk = ((rate * CALL_TIME.as_secs_f64()) as u32).clamp(MIN_CHUNK, MAX_CHUNK);
     }
-    Ok(sent.load(Ordering::Relaxed))
+    Ok(())
 }
 
 // ---- TCP ------------------------------------------------------------------------------
