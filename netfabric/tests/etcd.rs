@@ -554,3 +554,182 @@ fn lab_on_etcd_converges_fails_static_and_catches_up() {
         "lab down removes the etcd data"
     );
 }
+
+// ---- TLS ------------------------------------------------------------------
+
+/// One etcd member serving clients over TLS with client certificates.
+struct TlsEtcd {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for TlsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TlsEtcd {
+    fn start() -> TlsEtcd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=nf-test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        for (name, eku) in [("server", "serverAuth"), ("client", "clientAuth")] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    &format!("/CN={name}"),
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.csr"),
+                ],
+            );
+            std::fs::write(
+                d.join(format!("{name}.ext")),
+                format!(
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={eku}\nbasicConstraints=CA:FALSE\n"
+                ),
+            )
+            .unwrap();
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "1",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                    "-out",
+                    &format!("{name}.pem"),
+                ],
+            );
+        }
+        let (port, peer) = (free_port(), free_port());
+        let log = std::fs::File::create(d.join("etcd.log")).unwrap();
+        let child = Command::new(cluster::ETCD_BIN)
+            .args(["--name", "s", "--data-dir"])
+            .arg(d.join("data"))
+            .args(["--listen-client-urls", &format!("https://127.0.0.1:{port}")])
+            .args([
+                "--advertise-client-urls",
+                &format!("https://127.0.0.1:{port}"),
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args(["--initial-cluster", &format!("s=http://127.0.0.1:{peer}")])
+            .arg("--cert-file")
+            .arg(d.join("server.pem"))
+            .arg("--key-file")
+            .arg(d.join("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(d.join("ca.pem"))
+            .arg("--client-cert-auth")
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting etcd");
+        TlsEtcd { child, dir, port }
+    }
+
+    fn url(&self) -> String {
+        let d = self.dir.path().display();
+        format!(
+            "etcds://127.0.0.1:{}/tls-test?ca={d}/ca.pem&cert={d}/client.pem&key={d}/client.key",
+            self.port
+        )
+    }
+}
+
+#[test]
+fn tls_with_client_certificates() {
+    if !etcd_or_skip() {
+        return;
+    }
+    let etcd = TlsEtcd::start();
+    let store = EtcdStore::open(&etcd.url()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = store.load() {
+        assert!(Instant::now() < deadline, "TLS etcd not ready: {e}");
+        sleep(Duration::from_millis(100));
+    }
+    seed(&store);
+    let watch = store.watch(0).unwrap();
+    let mut seen = Vec::new();
+    let ((), rev) = store
+        .apply(|s| s.create_container("tls", "alice", "h1", None).map(|_| ()))
+        .unwrap();
+    assert!(
+        wait_for(&watch, rev, &mut seen)
+            .state
+            .container("tls")
+            .is_some()
+    );
+    // Without TLS, or without a client certificate, nothing is read.
+    let plain = EtcdStore::open(&format!("etcd://127.0.0.1:{}/tls-test", etcd.port)).unwrap();
+    assert!(plain.load().is_err());
+    let d = etcd.dir.path().display();
+    let no_cert = EtcdStore::open(&format!(
+        "etcds://127.0.0.1:{}/tls-test?ca={d}/ca.pem",
+        etcd.port
+    ))
+    .unwrap();
+    assert!(no_cert.load().is_err());
+}

@@ -35,8 +35,10 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "ethtool",
     "bpftool",
     "tcpdump",
-    // The cluster store: the lab on etcd, its tests and benchmark.
+    // The cluster store: the lab on etcd, its tests and benchmark;
+    // openssl makes the certificates of the TLS test.
     "etcd-server",
+    "openssl",
     // `cargo xtask bench`: the peers it measures and TCP throughput.
     "iptables",
     "nftables",
