@@ -23,6 +23,20 @@ pub struct Chart<'a> {
     pub series: Vec<Series>,
 }
 
+/// Distinguishable on white (ColorBrewer Set1 and Dark2 picks).
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(228, 26, 28),
+    RGBColor(55, 126, 184),
+    RGBColor(77, 175, 74),
+    RGBColor(152, 78, 163),
+    RGBColor(255, 127, 0),
+    RGBColor(166, 86, 40),
+    RGBColor(231, 41, 138),
+    RGBColor(27, 158, 119),
+    RGBColor(128, 128, 0),
+    RGBColor(0, 0, 128),
+];
+
 fn fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -53,12 +67,13 @@ pub fn draw(path: &Path, charts: &[Chart]) -> Result<()> {
 fn draw_one(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, c: &Chart) -> Result<()> {
     let xs = c.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let (xmin, xmax) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    // Room above the medians for the legend; spread bars may be clipped.
     let ymax = c
         .series
         .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.3.max(p.1)))
+        .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold(0.0f64, f64::max)
-        * 1.15;
+        * 1.7;
     let ymax = if ymax > 0.0 { ymax } else { 1.0 };
     let mut builder = ChartBuilder::on(area);
     builder
@@ -66,13 +81,15 @@ fn draw_one(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, c: &Chart
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(80);
-    let palette = |i: usize| Palette99::pick(i).to_rgba();
+    let palette = |i: usize| PALETTE[i % PALETTE.len()].to_rgba();
     macro_rules! body {
         ($chart:expr) => {{
             let mut chart = $chart;
             chart
                 .configure_mesh()
                 .x_desc(c.x_desc)
+                .x_label_formatter(&|x| super::thousands(x.round() as u64))
+                .y_label_formatter(&|y| format!("{y}"))
                 .y_desc(c.y_desc)
                 .label_style(("sans-serif", 14))
                 .axis_desc_style(("sans-serif", 15))
@@ -80,7 +97,8 @@ fn draw_one(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, c: &Chart
                 .map_err(err)?;
             for (i, s) in c.series.iter().enumerate() {
                 let color = if s.baseline {
-                    BLACK.mix(0.6)
+                    let grey = [0u8, 110, 170][i % 3];
+                    RGBColor(grey, grey, grey).to_rgba()
                 } else {
                     palette(i)
                 };
@@ -100,7 +118,10 @@ fn draw_one(area: &DrawingArea<BitMapBackend, plotters::coord::Shift>, c: &Chart
                     // Spread: min..max as a vertical bar.
                     chart
                         .draw_series(s.points.iter().map(|&(x, _, lo, hi)| {
-                            PathElement::new(vec![(x, lo), (x, hi)], color.stroke_width(1))
+                            PathElement::new(
+                                vec![(x, lo), (x, hi.min(ymax))],
+                                color.stroke_width(1),
+                            )
                         }))
                         .map_err(err)?;
                 }

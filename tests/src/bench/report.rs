@@ -245,10 +245,16 @@ fn decision_md(md: &mut String, d: &Decision) -> Result<()> {
     writeln!(md, "## 1. Per-packet decision cost (BPF_PROG_TEST_RUN)\n")?;
     writeln!(
         md,
+        "Median of {} repetitions here (the kernel reports whole ns per run, so hot ratios \
+         of programs costing a few ns move in steps).\n",
+        d.rows.first().map_or(0, |r| r.ns.n)
+    )?;
+    writeln!(
+        md,
         "`ratio` = path / empty program of the same type (XDP or TC), both measured in the same \
          repetitions; `delta` = path - empty in ns; `flat` = ratio in this zone / ratio at 10 \
          containers. `hot`: one packet repeated in the kernel; `spread`: every packet once, \
-         addresses over the whole zone (each single run also pays the kernel's timing \
+         addresses over the whole zone, mean without the slowest 2% of runs (each single run also pays the kernel's timing \
          overhead, as does the empty program, so `spread` ratios are compressed: read \
          `delta` too). Goal: ratio <= 2.0, flat <= 1.10.\n"
     )?;
