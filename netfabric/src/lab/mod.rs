@@ -670,14 +670,22 @@ fn print_try(m: &Manifest) {
         );
     }
     println!("\n  {exe} {store} container list");
-    println!(
-        "  {exe} lab status{}",
-        if m.name == "lab" {
-            String::new()
-        } else {
-            format!(" --name {}", m.name)
-        }
-    );
+    // Name the lab (and its directory, unless it is the default one) so the
+    // command finds the manifest.
+    let default_dir = LabName {
+        name: m.name.clone(),
+        dir: None,
+        bpffs: m.bpffs.clone(),
+    }
+    .dir();
+    let mut which = String::new();
+    if m.name != "lab" {
+        which.push_str(&format!(" --name {}", m.name));
+    }
+    if m.dir != default_dir {
+        which.push_str(&format!(" --dir {}", m.dir.display()));
+    }
+    println!("  {exe} lab status{which}");
     if let Some(h) = m.hosts.first() {
         let host = format!("--host {}", h.name);
         println!("\nObserve:");
