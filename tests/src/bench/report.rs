@@ -399,7 +399,10 @@ fn e2e_md(md: &mut String, e: &E2e) -> Result<()> {
     writeln!(
         md,
         "Two hosts in namespaces (underlay bridge, uplink veths, host bridge, container veths), \
-         a fresh lab per row. Traffic: 64-byte UDP frames generated with XDP live frames \
+         a fresh lab per row; plain routing measured first and last, its samples pooled. \
+         Generator: two threads pinned to one CPU take turns (each live-frames call ends \
+         with an RCU grace period); the whole path runs on that CPU (softirq after each \
+         batch), so every row is a one-core measurement. Traffic: 64-byte UDP frames generated with XDP live frames \
          (BPF_PROG_TEST_RUN, `XDP_TX` out of the sending container's `eth0`, headers rewritten \
          from a template for every frame, UDP source port varied), counted and dropped by a \
          small XDP (and TC ingress) program on the receiving container's `eth0`: the \
