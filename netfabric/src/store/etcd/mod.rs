@@ -91,8 +91,10 @@ const OP_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `update` retries conflicts.
 const CONFLICT_DEADLINE: Duration = Duration::from_secs(30);
-/// How long `load`/`update` retry an unreachable etcd.
-const UNAVAILABLE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long `load`/`update` retry an unreachable etcd: long enough to ride
+/// out a leader election after a member dies on a loaded machine (5 s was
+/// seen to fail there), short enough for a CLI to give up in bounded time.
+const UNAVAILABLE_DEADLINE: Duration = Duration::from_secs(12);
 /// Keys per page when reading the prefix.
 const PAGE: i64 = 2000;
 
