@@ -32,7 +32,9 @@ use netfabric::{
     },
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+mod common;
+
+use common::{BIN, ok, ping};
 
 /// The etcd tests need the etcd binary: fail loudly rather than pass
 /// without checking anything. Always true when it returns.
@@ -356,45 +358,9 @@ fn one_member_of_three_killed_leaves_the_cluster_working() {
 
 // ---- the lab on etcd ------------------------------------------------------
 
-fn is_root() -> bool {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() == 0 }
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ping(ns: &str, to: &str, count: u32) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "ping",
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            to,
-        ])
-        .output()
-        .expect("ping")
-        .status
-        .success()
-}
-
 /// Tears the lab down and stops what the test started, even on panic.
 struct LabGuard {
-    name: &'static str,
+    name: String,
     dir: String,
     agents: Vec<Child>,
     etcd: Option<LocalCluster>,
@@ -407,7 +373,7 @@ impl Drop for LabGuard {
             let _ = a.wait();
         }
         let _ = Command::new(BIN)
-            .args(["lab", "down", "--name", self.name, "--dir", &self.dir])
+            .args(["lab", "down", "--name", &self.name, "--dir", &self.dir])
             .output();
         // Members restarted by the test are not in the manifest.
         drop(self.etcd.take());
@@ -416,20 +382,15 @@ impl Drop for LabGuard {
 
 #[test]
 fn lab_on_etcd_converges_fails_static_and_catches_up() {
-    if !is_root() || !Path::new("/sys/fs/bpf").join(".").exists() {
-        eprintln!("skipped: needs root and bpffs");
-        return;
-    }
+    common::require_root_and_bpffs();
     if !etcd_or_skip() {
         return;
     }
-    let name = "te1";
+    let name = common::unique_name("e");
+    let name = name.as_str();
     let dir = format!("/tmp/netfabric-test-{name}");
-    let _ = Command::new(BIN)
-        .args(["lab", "down", "--name", name, "--dir", &dir])
-        .output();
     let mut lab = LabGuard {
-        name,
+        name: name.to_owned(),
         dir: dir.clone(),
         agents: Vec::new(),
         etcd: None,

@@ -5,72 +5,14 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Stdio},
     thread::sleep,
     time::Duration,
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+mod common;
 
-fn nf(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("running netfabric")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn in_ns(ns: &str, cmd: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, "sh", "-c", cmd]);
-    c
-}
-
-fn ping(ns: &str, to: &str, count: u32) -> bool {
-    in_ns(ns, &format!("ping -c {count} -i 0.2 -W 1 {to}"))
-        .output()
-        .expect("ping")
-        .status
-        .success()
-}
-
-/// Tears the lab down even when the test panics.
-struct Lab {
-    name: String,
-    dir: String,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = nf(&["lab", "down", "--name", &self.name, "--dir", &self.dir]);
-    }
-}
-
-/// These tests need root, bpffs and namespaces (CI has them): fail loudly
-/// rather than pass without checking anything.
-fn require_root_and_bpffs() {
-    // SAFETY: getuid has no preconditions.
-    assert_eq!(unsafe { libc::getuid() }, 0, "the lab tests need root");
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    assert!(
-        mounts.lines().any(|l| l.contains(" /sys/fs/bpf bpf ")),
-        "the lab tests need bpffs at /sys/fs/bpf (cargo xtask setup mounts it)"
-    );
-}
-
-/// A lab name unique to this run (namespaces, pins and hosts derive from it).
-fn unique_name(tag: &str) -> String {
-    format!("t{tag}{}", std::process::id() % 100_000)
-}
+use common::{BIN, Lab, in_ns, nf, ok, ping, require_root_and_bpffs, unique_name};
 
 /// A network namespace owned by the test, deleted on drop.
 struct TestNetns(String);

@@ -18,38 +18,12 @@ use std::{
 use netfabric::observe::metrics::AgentMetrics;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+mod common;
 
-fn nf(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("running netfabric")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{BIN, Lab, in_ns, nf, ok, require_root_and_bpffs, unique_name};
 
 fn json(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).expect("JSON output")
-}
-
-fn in_ns(ns: &str, cmd: &str) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns, "sh", "-c", cmd]);
-    c
-}
-
-fn is_root() -> bool {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() == 0 }
 }
 
 fn have(tool: &str) -> bool {
@@ -98,18 +72,6 @@ fn free_ports(n: u16) -> u16 {
         }
     }
     panic!("no free loopback ports");
-}
-
-/// Tears the lab down even when the test panics.
-struct Lab {
-    name: &'static str,
-    dir: String,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = nf(&["lab", "down", "--name", self.name, "--dir", &self.dir]);
-    }
 }
 
 /// A child process killed on drop.
@@ -190,20 +152,17 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
 
 #[test]
 fn lab_metrics_prometheus_maps_dump_and_monitor_agree_with_known_traffic() {
-    if !is_root() || !Path::new("/sys/fs/bpf").join(".").exists() {
-        eprintln!("skipped: needs root and bpffs");
-        return;
-    }
+    require_root_and_bpffs();
     assert!(
         have("promtool") && have("prometheus"),
         "the Debian package prometheus is missing: run `cargo xtask setup`"
     );
-    let name = "tobs1";
+    let name = unique_name("o");
+    let name = name.as_str();
     let dir = format!("/tmp/netfabric-test-{name}");
-    let _ = nf(&["lab", "down", "--name", name, "--dir", &dir]);
     let base = free_ports(2);
     let lab = Lab {
-        name,
+        name: name.to_owned(),
         dir: dir.clone(),
     };
     ok(&nf(&[

@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests that drive the `netfabric`
+//! binary, labs and namespaces (root, bpffs). Each test file uses a subset.
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different subset of these helpers"
+)]
+
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+
+/// Run `netfabric ARGS`.
+pub fn nf(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("running netfabric")
+}
+
+/// The stdout of a command that must have succeeded.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A shell command inside network namespace `ns`.
+pub fn in_ns(ns: &str, cmd: &str) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "sh", "-c", cmd]);
+    c
+}
+
+/// Did `count` pings from `ns` to `to` all get answered?
+pub fn ping(ns: &str, to: &str, count: u32) -> bool {
+    in_ns(ns, &format!("ping -c {count} -i 0.2 -W 1 {to}"))
+        .output()
+        .expect("ping")
+        .status
+        .success()
+}
+
+/// These tests need root, bpffs and namespaces (CI has them): fail loudly
+/// rather than pass without checking anything.
+pub fn require_root_and_bpffs() {
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(unsafe { libc::getuid() }, 0, "these tests need root");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    assert!(
+        mounts.lines().any(|l| l.contains(" /sys/fs/bpf bpf ")),
+        "these tests need bpffs at /sys/fs/bpf (cargo xtask setup mounts it)"
+    );
+}
+
+/// A lab name unique to this run: namespaces, pins and hosts derive from it,
+/// so two runs on one machine cannot collide.
+pub fn unique_name(tag: &str) -> String {
+    format!("t{tag}{}", std::process::id() % 100_000)
+}
+
+/// `lab down` on drop, also when the test panics.
+pub struct Lab {
+    pub name: String,
+    pub dir: String,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = nf(&["lab", "down", "--name", &self.name, "--dir", &self.dir]);
+    }
+}
