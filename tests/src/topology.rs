@@ -169,10 +169,32 @@ pub fn mac_str(m: [u8; 6]) -> String {
     netfabric::MacAddr(m).to_string()
 }
 
-fn ip_in(ns: &Netns, args: &[&str]) {
+pub fn ip_in(ns: &Netns, args: &[&str]) {
     let mut full = vec!["ip", "-n", ns.name.as_str()];
     full.extend_from_slice(args);
     sh(&full);
+}
+
+/// Plumb container namespace `ns` into host `host` the netfabric way: veth
+/// `port` (host side, enslaved to the host bridge and up) / `eth0` with
+/// `mac` and `ip`/32, the link-local gateway on-link and as default route,
+/// GRO on `eth0` (XDP on the uplink redirects into the port: the container
+/// end needs NAPI or the frames vanish). Returns the port's ifindex.
+pub fn plumb_container(host: &Netns, ns: &Netns, ip: Ipv4Addr, mac: [u8; 6], port: &str) -> u32 {
+    let dev = CONTAINER_DEV;
+    ip_in(
+        host,
+        &[
+            "link", "add", port, "type", "veth", "peer", "name", dev, "netns", &ns.name,
+        ],
+    );
+    ip_in(ns, &["link", "set", dev, "address", &mac_str(mac), "up"]);
+    ip_in(ns, &["addr", "add", &format!("{ip}/32"), "dev", dev]);
+    ip_in(ns, &["route", "add", GATEWAY, "dev", dev, "scope", "link"]);
+    ip_in(ns, &["route", "add", "default", "via", GATEWAY, "dev", dev]);
+    ns.exec(&["ethtool", "-K", dev, "gro", "on"]);
+    ip_in(host, &["link", "set", port, "master", HOST_BRIDGE, "up"]);
+    host.ifindex(port)
 }
 
 /// Disable IPv6 in a fresh namespace (before its interfaces exist) so the
@@ -307,58 +329,7 @@ impl Topology {
             let ip = Ipv4Addr::new(10, 1, c.host, c.octet);
             let mac = container_mac(c.host, c.octet);
             let port = format!("nfp{}", c.octet);
-            ip_in(
-                host,
-                &[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    CONTAINER_DEV,
-                    "netns",
-                    &ns.name,
-                ],
-            );
-            ip_in(
-                &ns,
-                &["link", "set", CONTAINER_DEV, "address", &mac_str(mac), "up"],
-            );
-            ip_in(
-                &ns,
-                &["addr", "add", &format!("{ip}/32"), "dev", CONTAINER_DEV],
-            );
-            ip_in(
-                &ns,
-                &[
-                    "route",
-                    "add",
-                    GATEWAY,
-                    "dev",
-                    CONTAINER_DEV,
-                    "scope",
-                    "link",
-                ],
-            );
-            ip_in(
-                &ns,
-                &[
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    GATEWAY,
-                    "dev",
-                    CONTAINER_DEV,
-                ],
-            );
-            // XDP on the uplink redirects into the port: the container end
-            // needs NAPI (GRO) or the frames vanish.
-            ns.exec(&["ethtool", "-K", CONTAINER_DEV, "gro", "on"]);
-            ip_in(host, &["link", "set", &port, "master", HOST_BRIDGE, "up"]);
-            let port_ifindex = host.ifindex(&port);
+            let port_ifindex = plumb_container(host, &ns, ip, mac, &port);
             built.push(Container {
                 name: c.name,
                 host: c.host,

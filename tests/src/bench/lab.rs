@@ -236,60 +236,10 @@ impl Lab {
             let ip = Ipv4Addr::new(10, 1, h, c);
             let mac = container_mac(h, c);
             let port = format!("nfp{c}");
-            ip_in(
-                host,
-                &[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    CONTAINER_DEV,
-                    "netns",
-                    &ns.name,
-                ],
-            );
-            ip_in(
-                &ns,
-                &["link", "set", CONTAINER_DEV, "address", &mac_str(mac), "up"],
-            );
-            ip_in(
-                &ns,
-                &["addr", "add", &format!("{ip}/32"), "dev", CONTAINER_DEV],
-            );
-            ip_in(
-                &ns,
-                &[
-                    "route",
-                    "add",
-                    GATEWAY,
-                    "dev",
-                    CONTAINER_DEV,
-                    "scope",
-                    "link",
-                ],
-            );
-            ip_in(
-                &ns,
-                &[
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    GATEWAY,
-                    "dev",
-                    CONTAINER_DEV,
-                ],
-            );
-            // NAPI on both ends: XDP redirects into eth0 (netfabric's
-            // uplink), and the generator's XDP_TX out of eth0 lands on the
-            // port.
-            ns.exec(&["ethtool", "-K", CONTAINER_DEV, "gro", "on"]);
-            ip_in(host, &["link", "set", &port, "master", HOST_BRIDGE, "up"]);
+            // Also GRO on the port: the generator's XDP_TX out of eth0
+            // lands there.
+            let port_ifindex = crate::topology::plumb_container(host, &ns, ip, mac, &port);
             host.exec(&["ethtool", "-K", &port, "gro", "on"]);
-            let port_ifindex = host.ifindex(&port);
             let eth0_ifindex = ns.ifindex(CONTAINER_DEV);
             containers.push(LabContainer {
                 host: h,
