@@ -197,9 +197,74 @@ pub fn plumb_container(host: &Netns, ns: &Netns, ip: Ipv4Addr, mac: [u8; 6], por
     host.ifindex(port)
 }
 
+/// Plumb host `h`'s namespace `ns` the netfabric way: uplink veth `up0`
+/// (fixed MAC, `underlay_ip`/24) whose peer `h<h>` joins the bridge `ubr` of
+/// `underlay`, and the host bridge `nfbr0` (gateway MAC, 169.254.1.1/32,
+/// route to the host's /24). GRO on both uplink ends (what TOOLCHAIN.md
+/// recommends for veth ends next to XDP) and TX checksum offload off on both:
+/// a wire carries complete checksums, a veth passes CHECKSUM_PARTIAL skbs,
+/// and XDP on the receiving uplink turns them into xdp_frames that lose that
+/// state, so the destination container drops them (TcpInCsumErrors). That
+/// happens on both hops (out of the sending uplink, and out of the underlay
+/// bridge port, where GRO merged segments get re-segmented with partial
+/// checksums); with TX offload off the kernel fills them in first.
+pub fn plumb_host(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) {
+    let peer = format!("h{h}");
+    ip_in(
+        underlay,
+        &[
+            "link", "add", &peer, "type", "veth", "peer", "name", UPLINK, "netns", &ns.name,
+        ],
+    );
+    ip_in(underlay, &["link", "set", &peer, "master", "ubr", "up"]);
+    ip_in(
+        ns,
+        &[
+            "link",
+            "set",
+            UPLINK,
+            "address",
+            &mac_str(uplink_mac(h)),
+            "up",
+        ],
+    );
+    ip_in(
+        ns,
+        &["addr", "add", &format!("{underlay_ip}/24"), "dev", UPLINK],
+    );
+    underlay.exec(&["ethtool", "-K", &peer, "gro", "on", "tx", "off"]);
+    ns.exec(&["ethtool", "-K", UPLINK, "gro", "on", "tx", "off"]);
+    ip_in(ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);
+    ip_in(
+        ns,
+        &[
+            "link",
+            "set",
+            HOST_BRIDGE,
+            "address",
+            &mac_str(gateway_mac(h)),
+        ],
+    );
+    ip_in(
+        ns,
+        &["addr", "add", &format!("{GATEWAY}/32"), "dev", HOST_BRIDGE],
+    );
+    ip_in(ns, &["link", "set", HOST_BRIDGE, "up"]);
+    ip_in(
+        ns,
+        &[
+            "route",
+            "add",
+            &format!("10.1.{h}.0/24"),
+            "dev",
+            HOST_BRIDGE,
+        ],
+    );
+}
+
 /// Disable IPv6 in a fresh namespace (before its interfaces exist) so the
 /// kernel sends no IPv6 of its own (DAD, MLD, router solicitations).
-fn no_ipv6(ns: &Netns) {
+pub fn no_ipv6(ns: &Netns) {
     ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]);
     ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]);
 }
@@ -236,75 +301,8 @@ impl Topology {
         for h in 1..=HOSTS {
             let ns = Netns::new(&unique("nfh"));
             no_ipv6(&ns);
-            let peer = format!("h{h}");
             let underlay_ip = Ipv4Addr::new(172, 31, underlay_net, h);
-            ip_in(
-                &underlay,
-                &[
-                    "link", "add", &peer, "type", "veth", "peer", "name", UPLINK, "netns", &ns.name,
-                ],
-            );
-            ip_in(&underlay, &["link", "set", &peer, "master", "ubr", "up"]);
-            ip_in(
-                &ns,
-                &[
-                    "link",
-                    "set",
-                    UPLINK,
-                    "address",
-                    &mac_str(uplink_mac(h)),
-                    "up",
-                ],
-            );
-            ip_in(
-                &ns,
-                &["addr", "add", &format!("{underlay_ip}/24"), "dev", UPLINK],
-            );
-            // Harmless for the datapath (nothing XDP-redirects into these),
-            // and what TOOLCHAIN.md recommends for veth ends next to XDP.
-            underlay.exec(&["ethtool", "-K", &peer, "gro", "on"]);
-            ns.exec(&["ethtool", "-K", UPLINK, "gro", "on"]);
-            // A wire carries complete checksums. A veth does not: it passes
-            // CHECKSUM_PARTIAL skbs (TCP/UDP checksum still to be filled in)
-            // to its peer, and XDP on the receiving uplink turns them into
-            // xdp_frames that lose that state, so the destination container
-            // drops them (TcpInCsumErrors). This happens on both hops of the
-            // underlay: out of the sending uplink, and out of the underlay
-            // bridge port towards the receiving uplink (GRO there merges
-            // segments, and the bridge re-segments them with partial
-            // checksums). A physical NIC fills the checksum in on transmit;
-            // without TX checksum offload on both ends of the veth the
-            // kernel does it before transmitting (and segments GSO packets
-            // in software), which is what a wire would carry.
-            underlay.exec(&["ethtool", "-K", &peer, "tx", "off"]);
-            ns.exec(&["ethtool", "-K", UPLINK, "tx", "off"]);
-
-            ip_in(&ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);
-            ip_in(
-                &ns,
-                &[
-                    "link",
-                    "set",
-                    HOST_BRIDGE,
-                    "address",
-                    &mac_str(gateway_mac(h)),
-                ],
-            );
-            ip_in(
-                &ns,
-                &["addr", "add", &format!("{GATEWAY}/32"), "dev", HOST_BRIDGE],
-            );
-            ip_in(&ns, &["link", "set", HOST_BRIDGE, "up"]);
-            ip_in(
-                &ns,
-                &[
-                    "route",
-                    "add",
-                    &format!("10.1.{h}.0/24"),
-                    "dev",
-                    HOST_BRIDGE,
-                ],
-            );
+            plumb_host(&underlay, &ns, h, underlay_ip);
             let uplink_ifindex = ns.ifindex(UPLINK);
             host_nss.push(HostNs {
                 octet: h,

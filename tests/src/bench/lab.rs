@@ -20,8 +20,8 @@ use std::{
 };
 
 use crate::{
-    netns::{Netns, sh},
-    topology::{CONTAINER_DEV, GATEWAY, HOST_BRIDGE, UPLINK, container_mac, gateway_mac, mac_str},
+    netns::Netns,
+    topology::{CONTAINER_DEV, HOST_BRIDGE, UPLINK, container_mac, ip_in, no_ipv6},
 };
 
 /// Underlay /24: `172.31.UNDERLAY_NET.<host>` (inside the lab's namespaces).
@@ -73,17 +73,6 @@ pub fn remove_stale() {
     }
 }
 
-fn ip_in(ns: &Netns, args: &[&str]) {
-    let mut full = vec!["ip", "-n", ns.name.as_str()];
-    full.extend_from_slice(args);
-    sh(&full);
-}
-
-fn quiet_ns(ns: &Netns) {
-    ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]);
-}
-
 pub fn uplink_mac(host: u8) -> [u8; 6] {
     crate::topology::uplink_mac(host)
 }
@@ -128,73 +117,14 @@ impl Lab {
     /// Two hosts; containers [`SENDER`], [`LOCAL_RECEIVER`], [`REMOTE_RECEIVER`].
     pub fn build() -> Lab {
         let underlay = Netns::new(&name("u"));
-        quiet_ns(&underlay);
+        no_ipv6(&underlay);
         ip_in(&underlay, &["link", "add", "ubr", "type", "bridge"]);
         ip_in(&underlay, &["link", "set", "ubr", "up"]);
         let mut hosts = Vec::new();
         for h in 1..=2u8 {
             let ns = Netns::new(&name("h"));
-            quiet_ns(&ns);
-            let peer = format!("h{h}");
-            ip_in(
-                &underlay,
-                &[
-                    "link", "add", &peer, "type", "veth", "peer", "name", UPLINK, "netns", &ns.name,
-                ],
-            );
-            ip_in(&underlay, &["link", "set", &peer, "master", "ubr", "up"]);
-            ip_in(
-                &ns,
-                &[
-                    "link",
-                    "set",
-                    UPLINK,
-                    "address",
-                    &mac_str(uplink_mac(h)),
-                    "up",
-                ],
-            );
-            ip_in(
-                &ns,
-                &[
-                    "addr",
-                    "add",
-                    &format!("{}/24", underlay_ip(h)),
-                    "dev",
-                    UPLINK,
-                ],
-            );
-            // As in the topology: GRO where XDP may redirect into a veth,
-            // no TX checksum offload on the underlay veths (a wire carries
-            // complete checksums). The same for every peer.
-            underlay.exec(&["ethtool", "-K", &peer, "gro", "on", "tx", "off"]);
-            ns.exec(&["ethtool", "-K", UPLINK, "gro", "on", "tx", "off"]);
-            ip_in(&ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);
-            ip_in(
-                &ns,
-                &[
-                    "link",
-                    "set",
-                    HOST_BRIDGE,
-                    "address",
-                    &mac_str(gateway_mac(h)),
-                    "up",
-                ],
-            );
-            ip_in(
-                &ns,
-                &["addr", "add", &format!("{GATEWAY}/32"), "dev", HOST_BRIDGE],
-            );
-            ip_in(
-                &ns,
-                &[
-                    "route",
-                    "add",
-                    &format!("10.1.{h}.0/24"),
-                    "dev",
-                    HOST_BRIDGE,
-                ],
-            );
+            no_ipv6(&ns);
+            crate::topology::plumb_host(&underlay, &ns, h, underlay_ip(h));
             // flannel host-gw: the other host's containers via its underlay IP.
             let other = 3 - h;
             ip_in(
@@ -232,7 +162,7 @@ impl Lab {
         for (h, c) in [SENDER, LOCAL_RECEIVER, REMOTE_RECEIVER] {
             let host = &hosts[usize::from(h - 1)].ns;
             let ns = Netns::new(&name("c"));
-            quiet_ns(&ns);
+            no_ipv6(&ns);
             let ip = Ipv4Addr::new(10, 1, h, c);
             let mac = container_mac(h, c);
             let port = format!("nfp{c}");
