@@ -42,9 +42,14 @@ pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`DropEvent`]s for `netfabric monitor`.
 pub const DROP_EVENTS: &str = "DROP_EVENTS";
 pub const DROP_EVENTS_BYTES: u32 = 256 * 1024;
+/// `Array<MonitorLease>` with one entry: drop events go to `DROP_EVENTS` only
+/// while a monitor holds this lease (nobody reads them otherwise, and a
+/// flood of drops should cost no more than forwarding).
+pub const MONITOR_LEASE: &str = "MONITOR_LEASE";
+pub const MONITOR_LEASE_ENTRIES: u32 = 1;
 
 /// Every map, for pinning and `maps list`.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 10] = [
     ZONE_BY_PREFIX,
     ENDPOINTS,
     NEXT_HOPS,
@@ -54,6 +59,7 @@ pub const ALL_MAPS: [&str; 9] = [
     GROUP_PAIRS,
     COUNTERS,
     DROP_EVENTS,
+    MONITOR_LEASE,
 ];
 
 /// The reserved owner that may talk to every container (load balancers,
@@ -177,6 +183,21 @@ pub struct DropEvent {
     pub _pad2: u32,
 }
 
+/// Value of `MONITOR_LEASE`: until when drop events are wanted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MonitorLease {
+    /// CLOCK_MONOTONIC nanoseconds (the programs compare it with
+    /// `bpf_ktime_get_coarse_ns()`); [`MonitorLease::NONE`]: no monitor,
+    /// [`MonitorLease::FOREVER`]: always (tests).
+    pub until_ns: u64,
+}
+
+impl MonitorLease {
+    pub const NONE: MonitorLease = MonitorLease { until_ns: 0 };
+    pub const FOREVER: MonitorLease = MonitorLease { until_ns: u64::MAX };
+}
+
 const _: () = {
     assert!(core::mem::size_of::<Endpoint>() == 8);
     assert!(core::mem::size_of::<NextHop>() == 12);
@@ -185,6 +206,7 @@ const _: () = {
     assert!(core::mem::size_of::<OwnerPair>() == 8);
     assert!(core::mem::size_of::<Counter>() == 16);
     assert!(core::mem::size_of::<DropEvent>() == 40);
+    assert!(core::mem::size_of::<MonitorLease>() == 8);
 };
 
 #[cfg(feature = "user")]
@@ -198,4 +220,5 @@ mod pod {
     unsafe impl aya::Pod for super::OwnerPair {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::DropEvent {}
+    unsafe impl aya::Pod for super::MonitorLease {}
 }

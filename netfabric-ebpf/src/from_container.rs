@@ -29,11 +29,7 @@ pub fn linear_packet(ctx: &TcContext) -> Packet {
     if have < WANT && len > have {
         let _ = ctx.pull_data(if len < WANT { len } else { WANT } as u32);
     }
-    Packet {
-        data: ctx.data(),
-        end: ctx.data_end(),
-        frame_len: len,
-    }
+    Packet::tc(ctx.data(), ctx.data_end(), len)
 }
 
 #[classifier]
@@ -54,16 +50,16 @@ fn try_from_container(
     ifindex: u32,
     seen: &mut Seen,
 ) -> Result<(Forward, i32), DropReason> {
-    let pkt = linear_packet(ctx);
+    let mut pkt = linear_packet(ctx);
     let (eth, ether_type) = eth::parse(&pkt)?;
-    let eth_src = unsafe { (*eth).src };
+    let eth_src = eth::src_mac(eth);
     let host = host_config()?;
     match ether_type {
         eth::ETH_P_IP => {}
         eth::ETH_P_ARP => {
             let (sender_mac, sender_ip) = arp::parse(&pkt)?;
             seen.src_ip = sender_ip;
-            spoof::check_container_arp(host, ifindex, &eth_src, &sender_mac, sender_ip)?;
+            spoof::check_container_arp(host, ifindex, eth_src, sender_mac, sender_ip)?;
             // Honest ARP goes on to the host bridge (gateway resolution).
             return Ok((Forward::Stack, TC_ACT_OK));
         }
@@ -71,16 +67,16 @@ fn try_from_container(
         _ => return Err(DropReason::Malformed),
     }
 
-    let ip = ipv4::parse(&pkt)?;
+    let ip = ipv4::parse(&mut pkt)?;
     seen.src_ip = ip.src;
     seen.dst_ip = ip.dst;
-    spoof::check_container_ipv4(host, ifindex, &eth_src, ip.src)?;
+    spoof::check_container_ipv4(host, ifindex, eth_src, ip.src)?;
     // The source is in this host's /24 (checked above): its zone is ours.
     // A port whose address has no owner fails closed.
     let src_owner = owner_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
     seen.src_owner = src_owner;
 
-    let (dst_zone, dst_owner) = match locate(ip.dst) {
+    let (dst_zone, dst_owner) = match locate(host, ip.dst) {
         Place::Container { zone_slot, owner } => (zone_slot, owner),
         Place::Vacant => return Err(DropReason::UnknownDestination),
         // Outside every zone: the host stack routes (and NATs) it. Make sure

@@ -9,33 +9,26 @@
 //! passes to the stack untouched. IPv4 whose header cannot be parsed is
 //! dropped as `malformed`: its destination cannot be trusted, and the stack
 //! would drop it too.
+//!
+//! Declared multi-buffer aware (`frags`), so it can run on uplinks with jumbo
+//! MTUs; only the linear part is parsed.
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_redirect, bpf_xdp_get_buff_len},
-    macros::xdp,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
 use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 
 use crate::{
     metrics::{Seen, record},
     parse::{Packet, eth, ipv4},
-    policy::{Place, check, host_config, locate},
+    policy::{Place, check, host_config, locate, owner_in_zone},
     route::{check_ttl, is_local, local_port, rewrite},
     spoof,
 };
 
-#[xdp]
+#[xdp(frags)]
 pub fn from_uplink(ctx: XdpContext) -> u32 {
-    let pkt = Packet {
-        data: ctx.data(),
-        end: ctx.data_end(),
-        // Linear part plus multi-buffer fragments (jumbo frames).
-        frame_len: unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize,
-    };
+    let mut pkt = Packet::xdp(ctx.ctx, ctx.data(), ctx.data_end());
     let mut seen = Seen::default();
-    let (verdict, action) = match try_from_uplink(&pkt, &mut seen) {
+    let (verdict, action) = match try_from_uplink(&mut pkt, &mut seen) {
         Ok((forward, action)) => (Verdict::Forwarded(forward), action),
         Err(reason) => (Verdict::Dropped(reason), xdp_action::XDP_DROP),
     };
@@ -53,9 +46,11 @@ pub fn from_uplink(ctx: XdpContext) -> u32 {
 const PASS: Result<(Forward, u32), DropReason> = Ok((Forward::Stack, xdp_action::XDP_PASS));
 
 #[inline(always)]
-fn try_from_uplink(pkt: &Packet, seen: &mut Seen) -> Result<(Forward, u32), DropReason> {
+fn try_from_uplink(pkt: &mut Packet, seen: &mut Seen) -> Result<(Forward, u32), DropReason> {
     let (eth, ether_type) = eth::parse(pkt)?;
     if ether_type != eth::ETH_P_IP {
+        // Counted with the whole frame's length (it may be multi-buffer).
+        pkt.load_frame_len();
         return PASS;
     }
     let ip = ipv4::parse(pkt)?;
@@ -68,21 +63,18 @@ fn try_from_uplink(pkt: &Packet, seen: &mut Seen) -> Result<(Forward, u32), Drop
     // SPEC §2: a packet claiming a container source must come from that
     // container's host, whatever its destination (so that nothing the stack
     // gets from here carries a forged container identity).
-    let eth_src = unsafe { (*eth).src };
-    let src_place = locate(ip.src);
+    let src_place = locate(host, ip.src);
     if let Place::Container { zone_slot, owner } = src_place {
         seen.src_owner = owner;
-        spoof::check_uplink_source(host, &eth_src, ip.src, zone_slot)?;
+        spoof::check_uplink_source(host, eth::src_mac(eth), ip.src, zone_slot)?;
     }
     if !is_local(host, ip.dst) {
         return PASS;
     }
 
-    // From here on the packet is for this host's /24, which only containers use.
-    let dst_owner = match locate(ip.dst) {
-        Place::Container { owner, .. } => owner,
-        _ => return Err(DropReason::UnknownDestination),
-    };
+    // From here on the packet is for this host's /24 (of this host's zone),
+    // which only containers use.
+    let dst_owner = owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
     seen.dst_owner = dst_owner;
     let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
     let src = match src_place {

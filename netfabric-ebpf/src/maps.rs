@@ -8,8 +8,9 @@ use aya_ebpf::{
 };
 use netfabric_common::{
     COUNTER_SLOTS, Counter, DROP_EVENTS_BYTES, ENDPOINTS_ENTRIES, Endpoint, GROUP_PAIRS_ENTRIES,
-    HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort, NEXT_HOPS_ENTRIES, NextHop,
-    OwnerPair, ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
+    HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort, MONITOR_LEASE_ENTRIES,
+    MonitorLease, NEXT_HOPS_ENTRIES, NextHop, OwnerPair, ZONE_BY_PREFIX_ENTRIES,
+    ZONE_GATEWAYS_ENTRIES,
 };
 
 #[map]
@@ -39,3 +40,6 @@ pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTE
 
 #[map]
 pub static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);
+
+#[map]
+pub static MONITOR_LEASE: Array<MonitorLease> = Array::with_max_entries(MONITOR_LEASE_ENTRIES, 0);

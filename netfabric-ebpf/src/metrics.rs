@@ -1,9 +1,9 @@
 //! The one place where a verdict is counted and a drop reported.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netfabric_common::{Direction, DropEvent, MONITOR_LOST_SLOT, Verdict};
+use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
+use netfabric_common::{Direction, DropEvent, MONITOR_LOST_SLOT, MonitorLease, Verdict};
 
-use crate::maps::{COUNTERS, DROP_EVENTS};
+use crate::maps::{COUNTERS, DROP_EVENTS, MONITOR_LEASE};
 
 /// What the decision learned about the packet, for the drop event.
 #[derive(Default)]
@@ -25,12 +25,30 @@ fn bump(slot: u32, bytes: u64) {
     }
 }
 
-/// Count `verdict` for a packet of `len` bytes and, for a drop, send an
-/// event to the monitor (or count it as lost when the ring buffer is full).
+/// Does a monitor want drop events? Its lease is renewed every second; one
+/// that died stops mattering when the lease runs out. No monitor costs one
+/// array lookup, a monitor gone without ending its lease also a coarse clock
+/// read (no clock source access).
+#[inline(always)]
+fn monitored() -> bool {
+    match MONITOR_LEASE.get(0) {
+        Some(lease) if lease.until_ns == MonitorLease::NONE.until_ns => false,
+        Some(lease) if lease.until_ns == MonitorLease::FOREVER.until_ns => true,
+        Some(lease) => (unsafe { bpf_ktime_get_coarse_ns() }) < lease.until_ns,
+        None => false,
+    }
+}
+
+/// Count `verdict` for a packet of `len` bytes and, for a drop while a
+/// monitor listens, send it an event (or count it as lost when the ring
+/// buffer is full).
 #[inline(always)]
 pub fn record(direction: Direction, verdict: Verdict, len: u32, ifindex: u32, seen: &Seen) {
     bump(verdict.counter_slot(direction), len as u64);
     if let Verdict::Dropped(reason) = verdict {
+        if !monitored() {
+            return;
+        }
         let event = DropEvent {
             timestamp_ns: unsafe { bpf_ktime_get_ns() },
             src_ip: seen.src_ip,

@@ -1,26 +1,26 @@
 //! Source checks: identity comes from the source address, so it must be
-//! trustworthy (SPEC §2).
+//! trustworthy (SPEC §2). MACs are compared as [`mac_bits`].
 
 use netfabric_common::{
-    DropReason, HostConfig,
+    DropReason, FLAG_PRESENT, HostConfig,
     plan::{host_octet, next_hop_index},
 };
 
 use crate::{
     maps::NEXT_HOPS,
-    parse::mac_eq,
+    parse::mac_bits,
     route::{is_local, local_port},
 };
 
 /// Is `ip` the address of the container behind port `ifindex`? Returns that
 /// container's MAC.
 #[inline(always)]
-fn own_mac(host: &HostConfig, ip: u32, ifindex: u32) -> Option<[u8; 6]> {
+fn own_mac(host: &HostConfig, ip: u32, ifindex: u32) -> Option<u64> {
     if !is_local(host, ip) {
         return None;
     }
     match local_port(ip) {
-        Some(p) if p.ifindex == ifindex => Some(p.mac),
+        Some(p) if p.ifindex == ifindex => Some(mac_bits(&p.mac)),
         _ => None,
     }
 }
@@ -30,11 +30,11 @@ fn own_mac(host: &HostConfig, ip: u32, ifindex: u32) -> Option<[u8; 6]> {
 pub fn check_container_ipv4(
     host: &HostConfig,
     ifindex: u32,
-    eth_src: &[u8; 6],
+    eth_src: u64,
     src_ip: u32,
 ) -> Result<(), DropReason> {
     let mac = own_mac(host, src_ip, ifindex).ok_or(DropReason::SpoofedSourceIp)?;
-    if !mac_eq(&mac, eth_src) {
+    if mac != eth_src {
         return Err(DropReason::SpoofedSourceMac);
     }
     Ok(())
@@ -46,12 +46,12 @@ pub fn check_container_ipv4(
 pub fn check_container_arp(
     host: &HostConfig,
     ifindex: u32,
-    eth_src: &[u8; 6],
-    sender_mac: &[u8; 6],
+    eth_src: u64,
+    sender_mac: u64,
     sender_ip: u32,
 ) -> Result<(), DropReason> {
     match own_mac(host, sender_ip, ifindex) {
-        Some(mac) if mac_eq(&mac, sender_mac) && mac_eq(&mac, eth_src) => Ok(()),
+        Some(mac) if mac == sender_mac && mac == eth_src => Ok(()),
         _ => Err(DropReason::SpoofedArp),
     }
 }
@@ -62,7 +62,7 @@ pub fn check_container_arp(
 #[inline(always)]
 pub fn check_uplink_source(
     host: &HostConfig,
-    eth_src: &[u8; 6],
+    eth_src: u64,
     src_ip: u32,
     src_zone: u32,
 ) -> Result<(), DropReason> {
@@ -71,16 +71,18 @@ pub fn check_uplink_source(
             return Err(DropReason::SpoofedWrongHost);
         }
         match NEXT_HOPS.get(next_hop_index(src_zone, host_octet(src_ip))) {
-            Some(nh) if nh.flags & netfabric_common::FLAG_PRESENT != 0 => &nh.mac,
+            Some(nh) if nh.flags & FLAG_PRESENT != 0 => mac_bits(&nh.mac),
             _ => return Err(DropReason::SpoofedWrongHost),
         }
-    } else if mac_eq(&host.zone_router_mac, &[0; 6]) {
-        // No router configured: nothing may claim another zone's source.
-        return Err(DropReason::SpoofedWrongHost);
     } else {
-        &host.zone_router_mac
+        // No router configured (all zeros): nothing may claim another
+        // zone's source.
+        match mac_bits(&host.zone_router_mac) {
+            0 => return Err(DropReason::SpoofedWrongHost),
+            router => router,
+        }
     };
-    if mac_eq(expected, eth_src) {
+    if expected == eth_src {
         Ok(())
     } else {
         Err(DropReason::SpoofedWrongHost)

@@ -15,7 +15,7 @@ use crate::{
     from_container::linear_packet,
     metrics::{Seen, record},
     parse::{eth, ipv4},
-    policy::{Place, check, host_config, locate},
+    policy::{Place, check, host_config, locate, owner_in_zone},
     route::{is_local, local_port},
 };
 
@@ -33,7 +33,7 @@ pub fn to_container(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Forward, DropReason> {
-    let pkt = linear_packet(ctx);
+    let mut pkt = linear_packet(ctx);
     let (_, ether_type) = eth::parse(&pkt)?;
     match ether_type {
         eth::ETH_P_IP => {}
@@ -42,7 +42,7 @@ fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Fo
         eth::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
         _ => return Err(DropReason::Malformed),
     }
-    let ip = ipv4::parse(&pkt)?;
+    let ip = ipv4::parse(&mut pkt)?;
     seen.src_ip = ip.src;
     seen.dst_ip = ip.dst;
     let host = host_config()?;
@@ -50,12 +50,12 @@ fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Fo
     // Only the container behind this port may receive here.
     let port_matches =
         is_local(host, ip.dst) && local_port(ip.dst).is_some_and(|p| p.ifindex == ifindex);
-    let dst_owner = match locate(ip.dst) {
-        Place::Container { owner, .. } if port_matches => owner,
-        _ => return Err(DropReason::UnknownDestination),
+    let dst_owner = match port_matches {
+        true => owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?,
+        false => return Err(DropReason::UnknownDestination),
     };
     seen.dst_owner = dst_owner;
-    let src = match locate(ip.src) {
+    let src = match locate(host, ip.src) {
         Place::Container { owner, .. } => {
             seen.src_owner = owner;
             Party::Owner(owner)

@@ -633,8 +633,12 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// Drop events are on for good (a monitor lease that never runs out), so
+    /// every drop's event can be checked.
     pub fn new(mut dp: Datapath) -> Self {
         let events = dp.take_drop_events().expect("drop events ring buffer");
+        dp.set_monitor_lease(netfabric_common::MonitorLease::FOREVER)
+            .expect("monitor lease");
         Harness { dp, events }
     }
 

@@ -14,7 +14,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netfabric::datapath::{Datapath, LoadOptions};
-use netfabric_common::{DropReason as R, Forward, SYSTEM_OWNER};
+use netfabric_common::{Direction, DropReason as R, Forward, MonitorLease, SYSTEM_OWNER, Verdict};
 use netfabric_tests::{
     ensure_bpffs,
     model::{
@@ -1543,4 +1543,62 @@ fn unconfigured_host_fails_closed() {
         ),
     ];
     run_table(&mut w, "unconfigured host", rows);
+}
+
+/// Drop events go to the ring buffer only while a monitor holds the lease;
+/// the drop is counted either way. (Every other fixture runs with a lease
+/// that never runs out, see `Harness::new`.)
+#[test]
+fn drop_events_only_while_a_monitor_holds_the_lease() {
+    let mut w = world(true);
+    let _in = w._ns.enter();
+    let p10 = Prog::FromContainer(w.port(10));
+    let denied = Ipv4Frame::new(cmac(10), GW_MAC, l(10), l(20)).build();
+    let now_ns = {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    for (lease, want_event, what) in [
+        (MonitorLease::NONE, false, "no monitor"),
+        (
+            MonitorLease {
+                until_ns: now_ns.saturating_sub(1_000_000_000),
+            },
+            false,
+            "a lease that ran out a second ago",
+        ),
+        (
+            MonitorLease {
+                until_ns: now_ns + 60_000_000_000,
+            },
+            true,
+            "a lease held for another minute",
+        ),
+        (MonitorLease::FOREVER, true, "a lease that never runs out"),
+    ] {
+        w.h.dp.set_monitor_lease(lease).expect("monitor lease");
+        let got = w.h.run(p10, &denied).expect("test run");
+        let counted = got
+            .counted
+            .by_verdict
+            .get(&(Direction::FromContainer, Verdict::Dropped(R::PolicyDenied)));
+        assert_eq!(
+            counted.map(|c| c.packets),
+            Some(1),
+            "{what}: the drop must be counted ({:?})",
+            got.counted
+        );
+        let reasons: Vec<u8> = got.events.iter().map(|e| e.reason).collect();
+        let want: Vec<u8> = if want_event {
+            vec![R::PolicyDenied as u8]
+        } else {
+            vec![]
+        };
+        assert_eq!(reasons, want, "{what}: drop events");
+    }
 }

@@ -2,7 +2,7 @@
 
 use netfabric_common::DropReason;
 
-use super::{Packet, eth::ETH_HLEN};
+use super::{Packet, eth::ETH_HLEN, mac_bits};
 
 #[repr(C)]
 pub struct ArpHdr {
@@ -17,9 +17,10 @@ pub struct ArpHdr {
     pub target_ip: [u8; 4],
 }
 
-/// Sender MAC and sender IP (host order) of an Ethernet/IPv4 ARP packet.
+/// Sender MAC (as [`mac_bits`]) and sender IP (host order) of an
+/// Ethernet/IPv4 ARP packet.
 #[inline(always)]
-pub fn parse(pkt: &Packet) -> Result<([u8; 6], u32), DropReason> {
+pub fn parse(pkt: &Packet) -> Result<(u64, u32), DropReason> {
     let arp: *const ArpHdr = pkt.ptr_at(ETH_HLEN)?;
     unsafe {
         if u16::from_be_bytes((*arp).htype) != 1
@@ -29,6 +30,9 @@ pub fn parse(pkt: &Packet) -> Result<([u8; 6], u32), DropReason> {
         {
             return Err(DropReason::Malformed);
         }
-        Ok(((*arp).sender_mac, u32::from_be_bytes((*arp).sender_ip)))
+        Ok((
+            mac_bits(&raw const (*arp).sender_mac),
+            u32::from_be_bytes((*arp).sender_ip),
+        ))
     }
 }

@@ -30,9 +30,11 @@ pub struct Ipv4 {
 
 /// Validate the IPv4 header after the Ethernet header: version 4, IHL of at
 /// least 5 words and within the packet, total length covering the header and
-/// within the frame (frames may carry padding after it).
+/// within the frame (frames may carry padding after it). A total length
+/// beyond the linear part makes XDP ask for the whole (multi-buffer) frame's
+/// length, which then becomes `pkt.frame_len`.
 #[inline(always)]
-pub fn parse(pkt: &Packet) -> Result<Ipv4, DropReason> {
+pub fn parse(pkt: &mut Packet) -> Result<Ipv4, DropReason> {
     let hdr: *mut Ipv4Hdr = pkt.ptr_at(ETH_HLEN)?;
     let (version_ihl, tot_len, src, dst) = unsafe {
         (
@@ -47,7 +49,10 @@ pub fn parse(pkt: &Packet) -> Result<Ipv4, DropReason> {
         return Err(DropReason::Malformed);
     }
     if ETH_HLEN + tot_len > pkt.len() {
-        return Err(DropReason::Malformed);
+        pkt.load_frame_len();
+        if ETH_HLEN + tot_len > pkt.len() {
+            return Err(DropReason::Malformed);
+        }
     }
     Ok(Ipv4 { hdr, src, dst })
 }

@@ -7,7 +7,7 @@ use netfabric_common::DropReason;
 use serde::Serialize;
 
 use super::{GlobalArgs, OutputFormat, maps::HostSelect};
-use crate::observe::monitor::{self, DropRecord, Filter, Reader};
+use crate::observe::monitor::{self, DropRecord, Filter, Lease, Reader};
 
 /// `netfabric monitor`
 #[derive(Debug, clap::Args)]
@@ -26,7 +26,8 @@ pub struct MonitorArgs {
     /// `table`: one line per drop; `json`: one JSON object per line.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: OutputFormat,
-    /// Also show the drops queued before the monitor started.
+    /// Also show the drops queued before the monitor started (events an
+    /// earlier monitor left unread; none are produced while no monitor runs).
     #[arg(long)]
     pub backlog: bool,
     /// Stop after this many drops were shown.
@@ -61,6 +62,9 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         container: args.container.clone(),
     };
     let started_ns = monitor::Clock::monotonic_ns();
+    // Drop events flow while we hold the lease; given back when we return.
+    let mut lease =
+        Lease::take(&dir).with_context(|| format!("starting the drop events of {host}"))?;
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -74,6 +78,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut last_reload = Instant::now();
     let json = args.output == OutputFormat::Json;
     loop {
+        lease.renew_if_due()?;
         for raw in reader.poll(Duration::from_millis(100)) {
             let Some(mut d) = monitor::decode(&raw, &host, &names, &reader.clock) else {
                 continue;

@@ -25,7 +25,7 @@ use aya::{
 };
 use netfabric_common::{
     self as common, Counter, Direction, Endpoint, HostConfig, LocalPort, MAX_ZONES,
-    MONITOR_LOST_SLOT, NextHop, OwnerPair, Verdict,
+    MONITOR_LOST_SLOT, MonitorLease, NextHop, OwnerPair, Verdict,
     plan::{endpoint_index, next_hop_index, zone_prefix_index},
 };
 
@@ -153,6 +153,7 @@ pub struct Datapath {
     group_pairs_capacity: u32,
     counters: PerCpuArray<MapData, Counter>,
     drop_events: Option<RingBuf<MapData>>,
+    monitor_lease: Array<MapData, MonitorLease>,
 }
 
 impl Datapath {
@@ -198,6 +199,7 @@ impl Datapath {
             group_pairs_capacity,
             counters: take(&mut ebpf, common::COUNTERS)?,
             drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
+            monitor_lease: take(&mut ebpf, common::MONITOR_LEASE)?,
             ebpf,
         })
     }
@@ -218,6 +220,14 @@ impl Datapath {
     /// The ring buffer of drop events (once; the monitor owns it after that).
     pub fn take_drop_events(&mut self) -> Option<RingBuf<MapData>> {
         self.drop_events.take()
+    }
+
+    /// Until when the programs send drop events (see [`MonitorLease`]);
+    /// `netfabric monitor` renews it on the pinned map while it runs.
+    pub fn set_monitor_lease(&mut self, lease: MonitorLease) -> Result<()> {
+        self.monitor_lease
+            .set(0, lease, 0)
+            .map_err(map_err(common::MONITOR_LEASE))
     }
 
     // ---- host and zones -------------------------------------------------

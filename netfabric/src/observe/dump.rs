@@ -7,7 +7,7 @@ use std::{net::Ipv4Addr, path::Path};
 
 use netfabric_common::{
     self as common, Counter, DropReason, Endpoint, FORWARD_SLOT_BASE, HostConfig, LocalPort,
-    MONITOR_LOST_SLOT, NextHop, OwnerPair, SLOTS_PER_DIRECTION, Verdict,
+    MONITOR_LOST_SLOT, MonitorLease, NextHop, OwnerPair, SLOTS_PER_DIRECTION, Verdict,
 };
 use serde::Serialize;
 
@@ -93,6 +93,7 @@ pub fn dump(pin_dir: &Path, name: &str, names: &Names) -> Result<Decoded> {
         common::HOST_CONFIG => host_config(&raw, names),
         common::GROUP_PAIRS => group_pairs(&raw, names),
         common::COUNTERS => counters(&raw),
+        common::MONITOR_LEASE => monitor_lease(&raw),
         _ => return Err(ObserveError::UnknownMap(name.to_owned())),
     })
 }
@@ -386,6 +387,27 @@ fn host_config(raw: &RawEntries, names: &Names) -> Decoded {
         }
         d.json
             .push(serde_json::to_value(&row).expect("host config serializes"));
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct MonitorLeaseRow {
+    /// CLOCK_MONOTONIC ns; 0: none, u64::MAX: forever.
+    until_ns: u64,
+    state: String,
+}
+
+fn monitor_lease(raw: &RawEntries) -> Decoded {
+    let mut d = Decoded::new(common::MONITOR_LEASE, &["until (monotonic ns)", "state"]);
+    let now = super::monitor::Clock::monotonic_ns();
+    for i in 0..raw.count {
+        let lease: MonitorLease = pod(raw.value(i));
+        let row = MonitorLeaseRow {
+            until_ns: lease.until_ns,
+            state: super::monitor::lease_state(lease, now),
+        };
+        d.push(&row, vec![row.until_ns.to_string(), row.state.clone()]);
     }
     d
 }

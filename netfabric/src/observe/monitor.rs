@@ -1,6 +1,12 @@
 //! `netfabric monitor`: drop events from the pinned `DROP_EVENTS` ring
 //! buffer, decoded into names, filtered, one line each.
 //!
+//! The programs send drop events only while a monitor holds the
+//! `MONITOR_LEASE` ([`Lease`]): nobody else reads them, and a flood of drops
+//! should cost the datapath no more than forwarding does. The lease runs
+//! [`Lease::TERM`] and is renewed every [`Lease::RENEW_EVERY`]; a monitor
+//! that is killed stops the events when its lease runs out.
+//!
 //! The ring buffer has a single consumer position shared by everyone who
 //! maps it, so exactly one monitor per host should run; the agent never
 //! reads it. Events the kernel could not queue (buffer full) are counted in
@@ -11,11 +17,11 @@ use std::{
     net::Ipv4Addr,
     os::fd::{AsFd as _, AsRawFd as _},
     path::Path,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use aya::maps::{Map, MapData, RingBuf};
-use netfabric_common::{self as common, Direction, DropEvent, DropReason};
+use aya::maps::{Array, Map, MapData, RingBuf};
+use netfabric_common::{self as common, Direction, DropEvent, DropReason, MonitorLease};
 use serde::Serialize;
 
 use super::{ObserveError, dump, names::Names, pins};
@@ -202,6 +208,80 @@ pub fn line(d: &DropRecord) -> String {
     )
 }
 
+/// A monitor's hold on one host's drop events (`MONITOR_LEASE`): taken by
+/// [`Lease::take`], kept by [`Lease::renew_if_due`], given back on drop.
+pub struct Lease {
+    map: Array<MapData, MonitorLease>,
+    renewed: Instant,
+}
+
+impl Lease {
+    /// How long a lease lasts without renewal.
+    pub const TERM: Duration = Duration::from_secs(3);
+    /// How often a running monitor renews it.
+    pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+
+    /// Takes the lease of the host pinned at `pin_dir`: drop events start.
+    pub fn take(pin_dir: &Path) -> Result<Self, ObserveError> {
+        let data = pins::open(pin_dir, common::MONITOR_LEASE)?;
+        let map = Array::try_from(Map::Array(data)).map_err(|source| ObserveError::Map {
+            name: common::MONITOR_LEASE.to_owned(),
+            path: pin_dir.join(common::MONITOR_LEASE),
+            source: Box::new(source),
+        })?;
+        let mut lease = Lease {
+            map,
+            renewed: Instant::now(),
+        };
+        lease.renew()?;
+        Ok(lease)
+    }
+
+    fn write(&mut self, value: MonitorLease) -> Result<(), ObserveError> {
+        self.map
+            .set(0, value, 0)
+            .map_err(|source| ObserveError::Map {
+                name: common::MONITOR_LEASE.to_owned(),
+                path: Default::default(),
+                source: Box::new(source),
+            })
+    }
+
+    fn renew(&mut self) -> Result<(), ObserveError> {
+        self.renewed = Instant::now();
+        let until_ns = Clock::monotonic_ns() + Self::TERM.as_nanos() as u64;
+        self.write(MonitorLease { until_ns })
+    }
+
+    /// Renews the lease if [`Lease::RENEW_EVERY`] has passed.
+    pub fn renew_if_due(&mut self) -> Result<(), ObserveError> {
+        if self.renewed.elapsed() >= Self::RENEW_EVERY {
+            self.renew()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Best effort: an unreleased lease runs out by itself.
+        let _ = self.write(MonitorLease::NONE);
+    }
+}
+
+/// What `MONITOR_LEASE` says, for `maps dump`.
+pub fn lease_state(lease: MonitorLease, now_ns: u64) -> String {
+    match lease {
+        MonitorLease::NONE => "none: no drop events".to_owned(),
+        MonitorLease::FOREVER => "forever: drop events always".to_owned(),
+        MonitorLease { until_ns } if until_ns > now_ns => format!(
+            "held: drop events for {:.1} s more",
+            (until_ns - now_ns) as f64 / 1e9
+        ),
+        MonitorLease { .. } => "expired: no drop events".to_owned(),
+    }
+}
+
 /// A reader of one host's drop events.
 pub struct Reader {
     ring: RingBuf<MapData>,
@@ -268,6 +348,28 @@ mod tests {
         assert_eq!(
             format_utc_ns(1_709_251_199_123_000_000),
             "2024-02-29T23:59:59.123Z"
+        );
+    }
+
+    #[test]
+    fn lease_states_read_as_text() {
+        assert_eq!(lease_state(MonitorLease::NONE, 5), "none: no drop events");
+        assert_eq!(
+            lease_state(MonitorLease::FOREVER, 5),
+            "forever: drop events always"
+        );
+        assert_eq!(
+            lease_state(
+                MonitorLease {
+                    until_ns: 2_500_000_000
+                },
+                1_000_000_000
+            ),
+            "held: drop events for 1.5 s more"
+        );
+        assert_eq!(
+            lease_state(MonitorLease { until_ns: 10 }, 11),
+            "expired: no drop events"
         );
     }
 

@@ -251,16 +251,18 @@ fn decision_md(md: &mut String, d: &Decision) -> Result<()> {
     )?;
     writeln!(
         md,
-        "Every run is its own BPF_PROG_TEST_RUN call (the kernel's `repeat` would rerun a \
-         forwarding program on the packet it rewrote: the TTL reaches 1 after 63 rounds), so \
-         `ns/pkt` includes the kernel's per-call timing overhead, and so does `empty (call)`, \
-         the empty program of the same type timed the same way in the same repetitions. \
-         `delta` = path - empty (call): what the decision itself costs. `empty` = the empty \
-         program's own cost (the kernel's repeat loop, exact for a program that rewrites \
-         nothing). `ratio` = (empty + delta) / empty. `flat` = ratio in this zone / ratio at \
-         10 containers. `hot`: one packet again and again; `spread`: every packet once, \
-         addresses over the whole zone. Means without the slowest 2% of runs. Goal: ratio \
-         <= 2.0, flat <= 1.10.\n"
+        "`hot`: one packet run by the kernel's own `repeat` loop, {} rounds per call, as the \
+         empty programs are (the bench zone gives every host, port and gateway one MAC and \
+         the packets start with TTL 255, so a rewritten packet takes the same path again; \
+         the last round's return code is checked after every call); `empty (call)` is the \
+         empty program of the same type timed the same way, `ratio` = ns/pkt / empty \
+         (call). `spread`: every packet once, each in its own call, addresses over the \
+         whole zone (cache and TLB misses); `ns/pkt` and `empty (call)` then include the \
+         kernel's per-call timing overhead, `delta` = path - empty (call) is what the \
+         decision itself costs, `empty` the empty program's loop cost and `ratio` = (empty \
+         + delta) / empty. `flat` = ratio in this zone / ratio at 10 containers. Means \
+         without the slowest 2% of calls. Goal: ratio <= 2.0, flat <= 1.10.\n",
+        super::decision::HOT_ROUNDS
     )?;
     writeln!(
         md,
