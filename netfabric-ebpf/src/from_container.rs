@@ -13,7 +13,7 @@ use aya_ebpf::{
 use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 
 use crate::{
-    metrics::{Seen, record},
+    metrics::record,
     parse::{Packet, arp, eth, ipv4},
     policy::{Place, check, host_config, locate, owner_in_zone},
     route::{Hop, check_ttl, next_hop, rewrite},
@@ -35,30 +35,24 @@ pub fn linear_packet(ctx: &TcContext) -> Packet {
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let mut seen = Seen::default();
-    let (verdict, action) = match try_from_container(&ctx, ifindex, &mut seen) {
+    let mut pkt = linear_packet(&ctx);
+    let (verdict, action) = match try_from_container(&mut pkt, ifindex) {
         Ok((forward, action)) => (Verdict::Forwarded(forward), action),
         Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
-    record(Direction::FromContainer, verdict, ctx.len(), ifindex, &seen);
+    record(Direction::FromContainer, verdict, &pkt, ifindex);
     action
 }
 
 #[inline(always)]
-fn try_from_container(
-    ctx: &TcContext,
-    ifindex: u32,
-    seen: &mut Seen,
-) -> Result<(Forward, i32), DropReason> {
-    let mut pkt = linear_packet(ctx);
-    let (eth, ether_type) = eth::parse(&pkt)?;
+fn try_from_container(pkt: &mut Packet, ifindex: u32) -> Result<(Forward, i32), DropReason> {
+    let (eth, ether_type) = eth::parse(pkt)?;
     let eth_src = eth::src_mac(eth);
     let host = host_config()?;
     match ether_type {
         eth::ETH_P_IP => {}
         eth::ETH_P_ARP => {
-            let (sender_mac, sender_ip) = arp::parse(&pkt)?;
-            seen.src_ip = sender_ip;
+            let (sender_mac, sender_ip) = arp::parse(pkt)?;
             spoof::check_container_arp(host, ifindex, eth_src, sender_mac, sender_ip)?;
             // Honest ARP goes on to the host bridge (gateway resolution).
             return Ok((Forward::Stack, TC_ACT_OK));
@@ -67,14 +61,11 @@ fn try_from_container(
         _ => return Err(DropReason::Malformed),
     }
 
-    let ip = ipv4::parse(&mut pkt)?;
-    seen.src_ip = ip.src;
-    seen.dst_ip = ip.dst;
+    let ip = ipv4::parse(pkt)?;
     spoof::check_container_ipv4(host, ifindex, eth_src, ip.src)?;
     // The source is in this host's /24 (checked above): its zone is ours.
     // A port whose address has no owner fails closed.
     let src_owner = owner_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
-    seen.src_owner = src_owner;
 
     let (dst_zone, dst_owner) = match locate(host, ip.dst) {
         Place::Container { zone_slot, owner } => (zone_slot, owner),
@@ -86,7 +77,6 @@ fn try_from_container(
             return Ok((Forward::Stack, TC_ACT_OK));
         }
     };
-    seen.dst_owner = dst_owner;
 
     check(Party::Owner(src_owner), Party::Owner(dst_owner))?;
     check_ttl(&ip)?;

@@ -17,7 +17,7 @@ use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, program
 use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 
 use crate::{
-    metrics::{Seen, record},
+    metrics::record,
     parse::{Packet, eth, ipv4},
     policy::{Place, check, host_config, locate, owner_in_zone},
     route::{check_ttl, is_local, local_port, rewrite},
@@ -27,26 +27,19 @@ use crate::{
 #[xdp(frags)]
 pub fn from_uplink(ctx: XdpContext) -> u32 {
     let mut pkt = Packet::xdp(ctx.ctx, ctx.data(), ctx.data_end());
-    let mut seen = Seen::default();
-    let (verdict, action) = match try_from_uplink(&mut pkt, &mut seen) {
+    let (verdict, action) = match try_from_uplink(&mut pkt) {
         Ok((forward, action)) => (Verdict::Forwarded(forward), action),
         Err(reason) => (Verdict::Dropped(reason), xdp_action::XDP_DROP),
     };
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    record(
-        Direction::FromUplink,
-        verdict,
-        pkt.len() as u32,
-        ifindex,
-        &seen,
-    );
+    record(Direction::FromUplink, verdict, &pkt, ifindex);
     action
 }
 
 const PASS: Result<(Forward, u32), DropReason> = Ok((Forward::Stack, xdp_action::XDP_PASS));
 
 #[inline(always)]
-fn try_from_uplink(pkt: &mut Packet, seen: &mut Seen) -> Result<(Forward, u32), DropReason> {
+fn try_from_uplink(pkt: &mut Packet) -> Result<(Forward, u32), DropReason> {
     let (eth, ether_type) = eth::parse(pkt)?;
     if ether_type != eth::ETH_P_IP {
         // Counted with the whole frame's length (it may be multi-buffer).
@@ -54,8 +47,6 @@ fn try_from_uplink(pkt: &mut Packet, seen: &mut Seen) -> Result<(Forward, u32), 
         return PASS;
     }
     let ip = ipv4::parse(pkt)?;
-    seen.src_ip = ip.src;
-    seen.dst_ip = ip.dst;
     let Ok(host) = host_config() else {
         return PASS;
     };
@@ -64,8 +55,7 @@ fn try_from_uplink(pkt: &mut Packet, seen: &mut Seen) -> Result<(Forward, u32), 
     // container's host, whatever its destination (so that nothing the stack
     // gets from here carries a forged container identity).
     let src_place = locate(host, ip.src);
-    if let Place::Container { zone_slot, owner } = src_place {
-        seen.src_owner = owner;
+    if let Place::Container { zone_slot, .. } = src_place {
         spoof::check_uplink_source(host, eth::src_mac(eth), ip.src, zone_slot)?;
     }
     if !is_local(host, ip.dst) {
@@ -75,7 +65,6 @@ fn try_from_uplink(pkt: &mut Packet, seen: &mut Seen) -> Result<(Forward, u32), 
     // From here on the packet is for this host's /24 (of this host's zone),
     // which only containers use.
     let dst_owner = owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
-    seen.dst_owner = dst_owner;
     let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
     let src = match src_place {
         Place::Container { owner, .. } => Party::Owner(owner),

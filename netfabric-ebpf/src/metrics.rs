@@ -1,18 +1,19 @@
 //! The one place where a verdict is counted and a drop reported.
+//!
+//! The drop event is described here, from the packet, and only while a
+//! monitor listens: the decision itself carries nothing for it (what it
+//! would keep for the event costs registers and stack on every packet).
 
 use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
-use netfabric_common::{Direction, DropEvent, MONITOR_LOST_SLOT, MonitorLease, Verdict};
+use netfabric_common::{
+    Direction, DropEvent, DropReason, MONITOR_LOST_SLOT, MonitorLease, NO_OWNER, Verdict,
+};
 
-use crate::maps::{COUNTERS, DROP_EVENTS, MONITOR_LEASE};
-
-/// What the decision learned about the packet, for the drop event.
-#[derive(Default)]
-pub struct Seen {
-    pub src_ip: u32,
-    pub dst_ip: u32,
-    pub src_owner: u32,
-    pub dst_owner: u32,
-}
+use crate::{
+    maps::{COUNTERS, DROP_EVENTS, MONITOR_LEASE},
+    parse::{Packet, arp, eth, ipv4},
+    policy::{Place, host_config, locate},
+};
 
 #[inline(always)]
 fn bump(slot: u32, bytes: u64) {
@@ -39,31 +40,75 @@ fn monitored() -> bool {
     }
 }
 
-/// Count `verdict` for a packet of `len` bytes and, for a drop while a
+/// Count `verdict` for `pkt` (its whole length) and, for a drop while a
 /// monitor listens, send it an event (or count it as lost when the ring
-/// buffer is full).
+/// buffer is full). `pkt` must be the packet as the decision saw it (drops
+/// rewrite nothing).
 #[inline(always)]
-pub fn record(direction: Direction, verdict: Verdict, len: u32, ifindex: u32, seen: &Seen) {
-    bump(verdict.counter_slot(direction), len as u64);
+pub fn record(direction: Direction, verdict: Verdict, pkt: &Packet, ifindex: u32) {
+    bump(verdict.counter_slot(direction), pkt.len() as u64);
     if let Verdict::Dropped(reason) = verdict {
-        if !monitored() {
-            return;
+        if monitored() {
+            report(direction, reason, pkt, ifindex);
         }
-        let event = DropEvent {
-            timestamp_ns: unsafe { bpf_ktime_get_ns() },
-            src_ip: seen.src_ip,
-            dst_ip: seen.dst_ip,
-            src_owner: seen.src_owner,
-            dst_owner: seen.dst_owner,
-            ifindex,
-            direction: direction as u8,
-            reason: reason as u8,
-            _pad: [0; 2],
-            len,
-            _pad2: 0,
+    }
+}
+
+/// Who the dropped packet claims to be from and to: IPv4 source and
+/// destination (ARP: sender and target) and, for IPv4, their owners. A
+/// spoofed source's owner is left out (it would name the victim).
+#[inline(always)]
+fn describe(pkt: &Packet, reason: DropReason) -> (u32, u32, u32, u32) {
+    let Ok((_, ether_type)) = eth::parse(pkt) else {
+        return (0, 0, NO_OWNER, NO_OWNER);
+    };
+    if ether_type == eth::ETH_P_ARP {
+        return match arp::addresses(pkt) {
+            Ok((sender, target)) => (sender, target, NO_OWNER, NO_OWNER),
+            Err(_) => (0, 0, NO_OWNER, NO_OWNER),
         };
-        if DROP_EVENTS.output::<DropEvent>(&event, 0).is_err() {
-            bump(MONITOR_LOST_SLOT, 0);
-        }
+    }
+    if ether_type != eth::ETH_P_IP {
+        return (0, 0, NO_OWNER, NO_OWNER);
+    }
+    let Ok((src, dst)) = ipv4::addresses(pkt) else {
+        return (0, 0, NO_OWNER, NO_OWNER);
+    };
+    let Ok(host) = host_config() else {
+        return (src, dst, NO_OWNER, NO_OWNER);
+    };
+    let owner = |addr| match locate(host, addr) {
+        Place::Container { owner, .. } => owner,
+        _ => NO_OWNER,
+    };
+    let spoofed = matches!(
+        reason,
+        DropReason::SpoofedSourceIp
+            | DropReason::SpoofedSourceMac
+            | DropReason::SpoofedArp
+            | DropReason::SpoofedWrongHost
+    );
+    let src_owner = if spoofed { NO_OWNER } else { owner(src) };
+    (src, dst, src_owner, owner(dst))
+}
+
+#[inline(always)]
+fn report(direction: Direction, reason: DropReason, pkt: &Packet, ifindex: u32) {
+    let (src_ip, dst_ip, src_owner, dst_owner) = describe(pkt, reason);
+    let event = DropEvent {
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        src_ip,
+        dst_ip,
+        src_owner,
+        dst_owner,
+        ifindex,
+        direction: direction as u8,
+        reason: reason as u8,
+        _pad: [0; 2],
+        len: pkt.len() as u32,
+        _pad2: 0,
+    };
+    if DROP_EVENTS.output::<DropEvent>(&event, 0).is_err() {
+        bump(MONITOR_LOST_SLOT, 0);
     }
 }

@@ -13,8 +13,8 @@ use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 
 use crate::{
     from_container::linear_packet,
-    metrics::{Seen, record},
-    parse::{eth, ipv4},
+    metrics::record,
+    parse::{Packet, eth, ipv4},
     policy::{Place, check, host_config, locate, owner_in_zone},
     route::{is_local, local_port},
 };
@@ -22,19 +22,18 @@ use crate::{
 #[classifier]
 pub fn to_container(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let mut seen = Seen::default();
-    let (verdict, action) = match try_to_container(&ctx, ifindex, &mut seen) {
+    let mut pkt = linear_packet(&ctx);
+    let (verdict, action) = match try_to_container(&mut pkt, ifindex) {
         Ok(forward) => (Verdict::Forwarded(forward), TC_ACT_OK),
         Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
-    record(Direction::ToContainer, verdict, ctx.len(), ifindex, &seen);
+    record(Direction::ToContainer, verdict, &pkt, ifindex);
     action
 }
 
 #[inline(always)]
-fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Forward, DropReason> {
-    let mut pkt = linear_packet(ctx);
-    let (_, ether_type) = eth::parse(&pkt)?;
+fn try_to_container(pkt: &mut Packet, ifindex: u32) -> Result<Forward, DropReason> {
+    let (_, ether_type) = eth::parse(pkt)?;
     match ether_type {
         eth::ETH_P_IP => {}
         // The bridge answering the container's gateway ARP.
@@ -42,9 +41,7 @@ fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Fo
         eth::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
         _ => return Err(DropReason::Malformed),
     }
-    let ip = ipv4::parse(&mut pkt)?;
-    seen.src_ip = ip.src;
-    seen.dst_ip = ip.dst;
+    let ip = ipv4::parse(pkt)?;
     let host = host_config()?;
 
     // Only the container behind this port may receive here.
@@ -54,12 +51,8 @@ fn try_to_container(ctx: &TcContext, ifindex: u32, seen: &mut Seen) -> Result<Fo
         true => owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?,
         false => return Err(DropReason::UnknownDestination),
     };
-    seen.dst_owner = dst_owner;
     let src = match locate(host, ip.src) {
-        Place::Container { owner, .. } => {
-            seen.src_owner = owner;
-            Party::Owner(owner)
-        }
+        Place::Container { owner, .. } => Party::Owner(owner),
         Place::Vacant => return Err(DropReason::UnknownSource),
         Place::Outside => Party::Outside,
     };

@@ -713,14 +713,20 @@ pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec
         ));
     }
     match want.verdict {
-        Verdict::Dropped(reason) => match got.events.as_slice() {
-            [e] if e.reason == reason as u8
-                && e.direction == dir as u8
-                && e.len == input.len() as u32 => {}
-            evs => errs.push(format!(
-                "drop events {evs:?}, want one {reason:?} in {dir:?}"
-            )),
-        },
+        Verdict::Dropped(reason) => {
+            let (src, dst) = event_addresses(input);
+            match got.events.as_slice() {
+                [e] if e.reason == reason as u8
+                    && e.direction == dir as u8
+                    && e.len == input.len() as u32
+                    && (e.src_ip, e.dst_ip) == (src, dst) => {}
+                evs => errs.push(format!(
+                    "drop events {evs:?}, want one {reason:?} in {dir:?} from {} to {}",
+                    Ipv4Addr::from(src),
+                    Ipv4Addr::from(dst)
+                )),
+            }
+        }
         Verdict::Forwarded(_) => {
             if !got.events.is_empty() {
                 errs.push(format!("drop events for a forward: {:?}", got.events));
@@ -755,6 +761,18 @@ pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec
         }
     }
     errs
+}
+
+/// The addresses a drop event names: IPv4 source and destination of a frame
+/// long enough for an IPv4 header, ARP sender and target of one long enough
+/// for an ARP body, else none (0), valid headers or not.
+fn event_addresses(pkt: &[u8]) -> (u32, u32) {
+    let at = |i: usize| u32::from_be_bytes(pkt[i..i + 4].try_into().unwrap());
+    match pkt.get(12..14) {
+        Some([0x08, 0x00]) if pkt.len() >= ETH_HLEN + 20 => (at(26), at(30)),
+        Some([0x08, 0x06]) if pkt.len() >= ETH_HLEN + 28 => (at(28), at(38)),
+        _ => (0, 0),
+    }
 }
 
 /// Create interfaces `names` inside `ns` and return their ifindexes (TC

@@ -1600,5 +1600,25 @@ fn drop_events_only_while_a_monitor_holds_the_lease() {
             vec![]
         };
         assert_eq!(reasons, want, "{what}: drop events");
+        if let [e] = got.events.as_slice() {
+            assert_eq!(
+                (e.src_ip, e.dst_ip, e.src_owner, e.dst_owner),
+                (u32::from(l(10)), u32::from(l(20)), ALICE, BOB),
+                "{what}: who the event names"
+            );
+        }
     }
+    // A spoofed source's owner is not named (it would be the victim's).
+    let spoofed = Ipv4Frame::new(cmac(10), GW_MAC, l(11), l(20)).build();
+    let got = w.h.run(p10, &spoofed).expect("test run");
+    let named: Vec<_> = got
+        .events
+        .iter()
+        .map(|e| (e.reason, e.src_ip, e.src_owner, e.dst_owner))
+        .collect();
+    assert_eq!(
+        named,
+        vec![(R::SpoofedSourceIp as u8, u32::from(l(11)), 0, BOB)],
+        "spoofed source: event"
+    );
 }

@@ -36,3 +36,16 @@ pub fn parse(pkt: &Packet) -> Result<(u64, u32), DropReason> {
         ))
     }
 }
+
+/// Sender and target IP (host order) of an ARP packet long enough to hold
+/// them, unvalidated (for drop events).
+#[inline(always)]
+pub fn addresses(pkt: &Packet) -> Result<(u32, u32), DropReason> {
+    let arp: *const ArpHdr = pkt.ptr_at(ETH_HLEN)?;
+    unsafe {
+        Ok((
+            u32::from_be_bytes((*arp).sender_ip),
+            u32::from_be_bytes((*arp).target_ip),
+        ))
+    }
+}

@@ -73,3 +73,16 @@ impl Ipv4 {
         }
     }
 }
+
+/// Source and destination (host order) of a packet long enough to hold an
+/// IPv4 header, unvalidated (for drop events).
+#[inline(always)]
+pub fn addresses(pkt: &Packet) -> Result<(u32, u32), DropReason> {
+    let hdr: *const Ipv4Hdr = pkt.ptr_at(ETH_HLEN)?;
+    unsafe {
+        Ok((
+            u32::from_be_bytes((*hdr).src),
+            u32::from_be_bytes((*hdr).dst),
+        ))
+    }
+}
