@@ -47,10 +47,10 @@ fn monitored() -> bool {
 #[inline(always)]
 pub fn record(direction: Direction, verdict: Verdict, pkt: &Packet, ifindex: u32) {
     bump(verdict.counter_slot(direction), pkt.len() as u64);
-    if let Verdict::Dropped(reason) = verdict {
-        if monitored() {
-            report(direction, reason, pkt, ifindex);
-        }
+    if let Verdict::Dropped(reason) = verdict
+        && monitored()
+    {
+        report(direction, reason, pkt, ifindex);
     }
 }
 
