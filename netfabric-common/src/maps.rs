@@ -77,8 +77,12 @@ pub const FLAG_PRESENT: u16 = 1;
 pub struct Endpoint {
     /// Owner id; [`NO_OWNER`] marks an empty slot.
     pub owner: u32,
-    /// Reserved for per-container flags; zero today.
-    pub flags: u32,
+    /// The owner's groups as a bloom filter
+    /// ([`crate::policy::groups_bloom`]): two owners whose blooms share no
+    /// bit share no group, and the programs deny without looking up
+    /// `GROUP_PAIRS`. 0 (bit [`crate::policy::GROUPS_KNOWN`] clear, as in
+    /// maps written before the field existed): unknown, always look up.
+    pub groups: u32,
 }
 
 /// An L2 next hop on the underlay.

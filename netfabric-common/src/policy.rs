@@ -34,9 +34,90 @@ pub fn allows(src: Party, dst: Party, shares_group: impl FnOnce(&OwnerPair) -> b
     }
 }
 
+/// `Endpoint::groups`: set when the other 31 bits are the owner's groups
+/// bloom; clear means unknown (every pair is looked up).
+pub const GROUPS_KNOWN: u32 = 1 << 31;
+const GROUP_BITS: u32 = !GROUPS_KNOWN;
+
+/// The bloom bit of the group with key `group` (the agent: a hash of the
+/// group's name): one of 31, spread by murmur3's finaliser.
+#[inline(always)]
+pub const fn group_bit(group: u32) -> u32 {
+    let mut h = group;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    1 << (h % 31)
+}
+
+/// The `Endpoint::groups` value of an owner in `groups` (keys as for
+/// [`group_bit`]); an owner in no group gets [`GROUPS_KNOWN`] alone.
+pub fn groups_bloom(groups: impl IntoIterator<Item = u32>) -> u32 {
+    groups
+        .into_iter()
+        .fold(GROUPS_KNOWN, |bloom, g| bloom | group_bit(g))
+}
+
+/// May two owners with these `Endpoint::groups` share a group? `false` is
+/// exact (no common group); `true` means "ask `GROUP_PAIRS`". Either bloom
+/// unknown: `true`.
+#[inline(always)]
+pub const fn may_share_group(a: u32, b: u32) -> bool {
+    let both = a & b;
+    both & GROUPS_KNOWN == 0 || both & GROUP_BITS != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blooms_never_hide_a_shared_group() {
+        // Owners in overlapping sets of groups always may share one.
+        for shared in 0..2_000u32 {
+            let a = groups_bloom([shared, shared.wrapping_mul(7) + 1]);
+            let b = groups_bloom([shared, shared ^ 0x5555]);
+            assert!(may_share_group(a, b), "group {shared}");
+        }
+        // No groups at all: exact "no".
+        assert!(!may_share_group(groups_bloom([]), groups_bloom([3, 4])));
+        // Unknown on either side: ask.
+        assert!(may_share_group(0, groups_bloom([])));
+        assert!(may_share_group(groups_bloom([]), 0));
+        // 31 bits: every group key lands on one of them, and they spread.
+        let all = (0..1_000).map(group_bit).fold(0, |acc, b| {
+            assert!(b.count_ones() == 1 && b & GROUPS_KNOWN == 0);
+            acc | b
+        });
+        assert_eq!(all, !GROUPS_KNOWN, "all 31 bits in use");
+    }
+
+    #[test]
+    fn disjoint_owners_mostly_skip_the_lookup() {
+        // 1,000 groups, owners in two each: most disjoint pairs are told
+        // apart by the bloom alone.
+        let owner = |i: u32| groups_bloom([i % 1_000, (i * 37 + 11) % 1_000]);
+        let mut skipped = 0;
+        let mut pairs = 0;
+        for i in 0..300u32 {
+            for j in 0..300u32 {
+                let (gi, gj) = (
+                    [i % 1_000, (i * 37 + 11) % 1_000],
+                    [j % 1_000, (j * 37 + 11) % 1_000],
+                );
+                if gi.iter().any(|g| gj.contains(g)) {
+                    continue;
+                }
+                pairs += 1;
+                if !may_share_group(owner(i), owner(j)) {
+                    skipped += 1;
+                }
+            }
+        }
+        assert!(skipped * 100 > pairs * 80, "{skipped} of {pairs} skipped");
+    }
 
     fn never(_: &OwnerPair) -> bool {
         panic!("the group table must not be consulted here")

@@ -65,7 +65,7 @@ fn try_from_container(pkt: &mut Packet, ifindex: u32) -> Result<(Forward, i32), 
     spoof::check_container_ipv4(host, ifindex, eth_src, ip.src)?;
     // The source is in this host's /24 (checked above): its zone is ours.
     // A port whose address has no owner fails closed.
-    let src_owner = owner_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
+    let src = owner_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
 
     let (dst_zone, dst_owner) = match locate(host, ip.dst) {
         Place::Container { zone_slot, owner } => (zone_slot, owner),
@@ -78,7 +78,7 @@ fn try_from_container(pkt: &mut Packet, ifindex: u32) -> Result<(Forward, i32), 
         }
     };
 
-    check(Party::Owner(src_owner), Party::Owner(dst_owner))?;
+    check(Party::Owner(src.id), src.groups, dst_owner)?;
     check_ttl(&ip)?;
     match next_hop(host, ip.dst, dst_zone)? {
         Hop::Local(port) => {

@@ -14,12 +14,12 @@
 //! MTUs; only the linear part is parsed.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, macros::xdp, programs::XdpContext};
-use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+use netfabric_common::{Direction, DropReason, Forward, Verdict};
 
 use crate::{
     metrics::record,
     parse::{Packet, eth, ipv4},
-    policy::{Place, check, host_config, locate, owner_in_zone},
+    policy::{Place, check, host_config, locate, owner_in_zone, source_party},
     route::{check_ttl, is_local, local_port, rewrite},
     spoof,
 };
@@ -66,13 +66,8 @@ fn try_from_uplink(pkt: &mut Packet) -> Result<(Forward, u32), DropReason> {
     // which only containers use.
     let dst_owner = owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
     let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
-    let src = match src_place {
-        Place::Container { owner, .. } => Party::Owner(owner),
-        Place::Vacant => return Err(DropReason::UnknownSource),
-        Place::Outside => Party::Outside,
-    };
-
-    check(src, Party::Owner(dst_owner))?;
+    let (src, src_groups) = source_party(&src_place)?;
+    check(src, src_groups, dst_owner)?;
     check_ttl(&ip)?;
     rewrite(eth, &ip, &host.gateway_mac, &port.mac);
     Ok((Forward::Local, unsafe { bpf_redirect(port.ifindex, 0) }

@@ -4,17 +4,25 @@
 use netfabric_common::{
     DropReason, HostConfig, NO_OWNER,
     plan::{endpoint_index, zone_prefix_index},
-    policy::{Party, allows},
+    policy::{Party, allows, may_share_group},
 };
 
 use crate::maps::{ENDPOINTS, GROUP_PAIRS, ZONE_BY_PREFIX};
+
+/// A container's owner, as `ENDPOINTS` holds it.
+#[derive(Clone, Copy)]
+pub struct Owner {
+    pub id: u32,
+    /// Bloom of the owner's groups (`Endpoint::groups`).
+    pub groups: u32,
+}
 
 /// Where an address sits in the address plan.
 pub enum Place {
     /// Outside every zone.
     Outside,
     /// A container of `owner` in zone slot `zone_slot`.
-    Container { zone_slot: u32, owner: u32 },
+    Container { zone_slot: u32, owner: Owner },
     /// Inside a zone, but no container has this address.
     Vacant,
 }
@@ -43,20 +51,40 @@ pub fn locate(host: &HostConfig, addr: u32) -> Place {
 
 /// The owner of `addr`, known to be in zone `zone_slot`: one array lookup.
 #[inline(always)]
-pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<u32> {
+pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<Owner> {
     match ENDPOINTS.get(endpoint_index(zone_slot, addr)) {
-        Some(e) if e.owner != NO_OWNER => Some(e.owner),
+        Some(e) if e.owner != NO_OWNER => Some(Owner {
+            id: e.owner,
+            groups: e.groups,
+        }),
         _ => None,
     }
 }
 
-/// At most one hash lookup, and only when two different non-system owners meet.
+/// May `src` (with groups bloom `src_groups`; unused for `Outside`) reach a
+/// container of `dst`? At most one hash lookup, only when two different
+/// non-system owners meet whose group blooms overlap (disjoint blooms: no
+/// shared group, denied without it).
 #[inline(always)]
-pub fn check(src: Party, dst: Party) -> Result<(), DropReason> {
-    if allows(src, dst, |pair| unsafe { GROUP_PAIRS.get(pair) }.is_some()) {
+pub fn check(src: Party, src_groups: u32, dst: Owner) -> Result<(), DropReason> {
+    let shares_group = |pair: &_| {
+        may_share_group(src_groups, dst.groups) && unsafe { GROUP_PAIRS.get(pair) }.is_some()
+    };
+    if allows(src, Party::Owner(dst.id), shares_group) {
         Ok(())
     } else {
         Err(DropReason::PolicyDenied)
+    }
+}
+
+/// The policy party of a source at `place` and its groups bloom; a vacant
+/// zone address is `UnknownSource`.
+#[inline(always)]
+pub fn source_party(place: &Place) -> Result<(Party, u32), DropReason> {
+    match *place {
+        Place::Container { owner, .. } => Ok((Party::Owner(owner.id), owner.groups)),
+        Place::Vacant => Err(DropReason::UnknownSource),
+        Place::Outside => Ok((Party::Outside, 0)),
     }
 }
 

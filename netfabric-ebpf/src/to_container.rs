@@ -9,13 +9,13 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+use netfabric_common::{Direction, DropReason, Forward, Verdict};
 
 use crate::{
     from_container::linear_packet,
     metrics::record,
     parse::{Packet, eth, ipv4},
-    policy::{Place, check, host_config, locate, owner_in_zone},
+    policy::{check, host_config, locate, owner_in_zone, source_party},
     route::{is_local, local_port},
 };
 
@@ -51,11 +51,7 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32) -> Result<Forward, DropReaso
         true => owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?,
         false => return Err(DropReason::UnknownDestination),
     };
-    let src = match locate(host, ip.src) {
-        Place::Container { owner, .. } => Party::Owner(owner),
-        Place::Vacant => return Err(DropReason::UnknownSource),
-        Place::Outside => Party::Outside,
-    };
-    check(src, Party::Owner(dst_owner))?;
+    let (src, src_groups) = source_party(&locate(host, ip.src))?;
+    check(src, src_groups, dst_owner)?;
     Ok(Forward::Local)
 }

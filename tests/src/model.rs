@@ -153,6 +153,10 @@ pub struct Model {
     pub ports: BTreeMap<u8, PortModel>,
     /// Group id → member owners.
     pub groups: BTreeMap<u32, BTreeSet<u32>>,
+    /// Container addresses whose `ENDPOINTS` entry leaves the groups bloom
+    /// unknown (0: every pair is looked up, as maps written before the bloom
+    /// existed); every other entry carries its owner's bloom.
+    pub unknown_blooms: BTreeSet<Ipv4Addr>,
     /// Derived: (low, high) → number of groups the two owners share.
     pairs: BTreeMap<(u32, u32), u32>,
 }
@@ -215,6 +219,44 @@ impl Model {
             }
         }
         changes
+    }
+
+    /// `Endpoint::groups` of `owner`, as the agent computes it (group ids
+    /// are the bloom keys).
+    pub fn groups_bloom(&self, owner: u32) -> u32 {
+        netfabric_common::policy::groups_bloom(
+            self.groups
+                .iter()
+                .filter(|(_, m)| m.contains(&owner))
+                .map(|(g, _)| *g),
+        )
+    }
+
+    /// Write the `ENDPOINTS` entry of container `addr` (zone slot `slot`)
+    /// as the model has it.
+    pub fn write_endpoint(&self, dp: &mut Datapath, slot: u32, addr: Ipv4Addr) {
+        let owner = self.owners[&addr];
+        if self.unknown_blooms.contains(&addr) {
+            dp.set_endpoint(slot, addr, owner).expect("set_endpoint");
+        } else {
+            dp.set_endpoint_groups(slot, addr, owner, self.groups_bloom(owner))
+                .expect("set_endpoint_groups");
+        }
+    }
+
+    /// Rewrite the groups bloom of every container of `owner` (after its
+    /// memberships changed), as the agent would.
+    pub fn sync_blooms(&self, dp: &mut Datapath, owner: u32) {
+        let addrs: Vec<Ipv4Addr> = self
+            .owners
+            .iter()
+            .filter(|(_, o)| **o == owner)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in addrs {
+            let slot = self.zone_of(addr).expect("container address inside a zone");
+            self.write_endpoint(dp, slot, addr);
+        }
     }
 
     /// The derived pair table.
@@ -324,11 +366,11 @@ impl Model {
             )
             .expect("set_next_hop");
         }
-        for (addr, owner) in &self.owners {
+        for addr in self.owners.keys() {
             let slot = self
                 .zone_of(*addr)
                 .expect("container address inside a zone");
-            dp.set_endpoint(slot, *addr, *owner).expect("set_endpoint");
+            self.write_endpoint(dp, slot, *addr);
         }
         for (octet, p) in &self.ports {
             dp.set_local_port(*octet, p.ifindex, p.mac)

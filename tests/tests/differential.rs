@@ -229,6 +229,13 @@ fn scenario(rng: &mut Rng, devices: &[u32]) -> Scenario {
     }
     let strays = free_devices;
     m.host = Some(host);
+    // A few containers without a groups bloom (unknown: looked up always).
+    let owned: Vec<Ipv4Addr> = m.owners.keys().copied().collect();
+    for addr in owned {
+        if rng.chance(15) {
+            m.unknown_blooms.insert(addr);
+        }
+    }
     Scenario {
         model: m,
         local_ports,
@@ -416,6 +423,8 @@ fn change(rng: &mut Rng, s: &mut Scenario, dp: &mut Datapath) -> String {
                     ("joins", s.model.add_member(g, o))
                 };
             Model::apply_pair_changes(dp, &changes);
+            // The owner's containers get the new groups bloom.
+            s.model.sync_blooms(dp, o);
             format!("owner {o} {what} group {g}: {changes:?}")
         }
         7 => {
@@ -445,7 +454,14 @@ fn change(rng: &mut Rng, s: &mut Scenario, dp: &mut Datapath) -> String {
             };
             let owner = rng.pick(&s.owners);
             s.model.owners.insert(addr, owner);
-            dp.set_endpoint(slot, addr, owner).expect("set_endpoint");
+            // Now and then written without a groups bloom (unknown: every
+            // pair looked up), as by an agent older than the bloom.
+            if rng.chance(15) {
+                s.model.unknown_blooms.insert(addr);
+            } else {
+                s.model.unknown_blooms.remove(&addr);
+            }
+            s.model.write_endpoint(dp, slot, addr);
             format!("container {addr} created for owner {owner}")
         }
     }

@@ -222,12 +222,14 @@ fn leave(group: u32, owner: u32) -> Step {
     Box::new(move |m: &mut Model, dp: &mut Datapath| {
         let changes = m.remove_member(group, owner);
         Model::apply_pair_changes(dp, &changes);
+        m.sync_blooms(dp, owner);
     })
 }
 
 fn join(group: u32, owner: u32) -> Step {
     Box::new(move |m: &mut Model, dp: &mut Datapath| {
         let changes = m.add_member(group, owner);
+        m.sync_blooms(dp, owner);
         Model::apply_pair_changes(dp, &changes);
     })
 }

@@ -469,7 +469,7 @@ pub fn apply(dp: &mut Datapath, op: &Op) -> Result<(), DatapathError> {
         Op::SetHost(h) => dp.set_host(&h),
         Op::SetZone(p, s) => dp.set_zone(zone_addr(p), s),
         Op::ClearZone(p) => dp.clear_zone(zone_addr(p)),
-        Op::SetEndpoint(s, l, o) => dp.set_endpoint(s, low(l), o),
+        Op::SetEndpoint(s, l, o, g) => dp.set_endpoint_groups(s, low(l), o, g),
         Op::ClearEndpoint(s, l) => dp.clear_endpoint(s, low(l)),
         Op::SetNextHop(s, h, hop) => dp.set_next_hop(s, h, hop.mac, hop.underlay),
         Op::ClearNextHop(s, h) => dp.clear_next_hop(s, h),
@@ -510,7 +510,7 @@ pub fn read_maps(dp: &Datapath) -> Result<HostPlan, DatapathError> {
         for low in 0..=u16::MAX {
             let e = dp.endpoint(slot, Ipv4Addr::from(u32::from(low)))?;
             if e.owner != netfabric_common::NO_OWNER {
-                plan.endpoints.insert((slot, low), e.owner);
+                plan.endpoints.insert((slot, low), (e.owner, e.groups));
             }
         }
         for h in 0..=u8::MAX {

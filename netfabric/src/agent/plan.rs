@@ -6,7 +6,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use netfabric_common::{HostConfig, LocalPort, NextHop, OwnerPair, SYSTEM_OWNER};
+use netfabric_common::{HostConfig, LocalPort, NextHop, OwnerPair, SYSTEM_OWNER, policy};
 
 use crate::{port, state::State};
 
@@ -17,8 +17,9 @@ pub struct HostPlan {
     pub host: Option<HostConfig>,
     /// `ZONE_BY_PREFIX`: top 16 bits → zone slot.
     pub zones: BTreeMap<u16, u32>,
-    /// `ENDPOINTS`: (zone slot, low 16 bits) → owner id.
-    pub endpoints: BTreeMap<(u32, u16), u32>,
+    /// `ENDPOINTS`: (zone slot, low 16 bits) → (owner id, bloom of the
+    /// owner's groups).
+    pub endpoints: BTreeMap<(u32, u16), (u32, u32)>,
     /// `NEXT_HOPS`: (zone slot, host octet) → (MAC, underlay address).
     pub next_hops: BTreeMap<(u32, u8), Hop>,
     /// `ZONE_GATEWAYS`: zone slot → next hop towards that (other) zone.
@@ -130,6 +131,17 @@ impl HostPlan {
             .iter()
             .filter_map(|h| Some((h.name.as_str(), *slot_of.get(h.zone.as_str())?)))
             .collect();
+        // Every owner's groups bloom (owners in no group: known, empty).
+        let mut groups_of: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for g in &state.groups {
+            for m in &g.members {
+                if let Some(&id) = owner_id.get(m.as_str()) {
+                    groups_of.entry(id).or_default().push(group_key(&g.name));
+                }
+            }
+        }
+        let bloom_of =
+            |owner: u32| policy::groups_bloom(groups_of.get(&owner).into_iter().flatten().copied());
         for c in &state.containers {
             let (Some(&slot), Some(&owner)) = (
                 host_zone.get(c.host.as_str()),
@@ -137,8 +149,10 @@ impl HostPlan {
             ) else {
                 continue;
             };
-            plan.endpoints
-                .insert((slot, (u32::from(c.address) & 0xffff) as u16), owner);
+            plan.endpoints.insert(
+                (slot, (u32::from(c.address) & 0xffff) as u16),
+                (owner, bloom_of(owner)),
+            );
             if c.host == host.name {
                 let octet = c.address.octets()[3];
                 if let Some(&ifindex) = rt.ready_ports.get(&octet) {
@@ -182,8 +196,10 @@ impl HostPlan {
                 ops.push(Op::ClearLocalPort(*octet));
             }
         }
-        for (key, owner) in &self.endpoints {
-            if desired.endpoints.get(key) != Some(owner) {
+        // An endpoint goes, or changes owner; a new groups bloom alone is
+        // set below without clearing (its pairs are handled around it).
+        for (key, (owner, _)) in &self.endpoints {
+            if desired.endpoints.get(key).map(|e| e.0) != Some(*owner) {
                 ops.push(Op::ClearEndpoint(key.0, key.1));
             }
         }
@@ -223,9 +239,12 @@ impl HostPlan {
                 ops.push(Op::SetGateway(*slot, *hop));
             }
         }
-        for (key, owner) in &desired.endpoints {
-            if self.endpoints.get(key) != Some(owner) {
-                ops.push(Op::SetEndpoint(key.0, key.1, *owner));
+        // After the narrowing removals of pairs, before the pairs added: a
+        // bloom losing a group's bit no longer has that group's pairs, one
+        // gaining a bit has it before the pairs that need it.
+        for (key, &(owner, groups)) in &desired.endpoints {
+            if self.endpoints.get(key) != Some(&(owner, groups)) {
+                ops.push(Op::SetEndpoint(key.0, key.1, owner, groups));
             }
         }
         for (octet, port) in &desired.local_ports {
@@ -252,8 +271,8 @@ impl HostPlan {
             Op::ClearZone(p) => {
                 self.zones.remove(&p);
             }
-            Op::SetEndpoint(s, low, o) => {
-                self.endpoints.insert((s, low), o);
+            Op::SetEndpoint(s, low, o, g) => {
+                self.endpoints.insert((s, low), (o, g));
             }
             Op::ClearEndpoint(s, low) => {
                 self.endpoints.remove(&(s, low));
@@ -295,13 +314,22 @@ impl HostPlan {
     }
 }
 
+/// The key of a group for its bloom bit (`policy::group_bit`): FNV-1a of
+/// its name, stable across agents and restarts.
+pub fn group_key(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |h: u32, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// One change to one map entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     SetHost(HostConfig),
     SetZone(u16, u32),
     ClearZone(u16),
-    SetEndpoint(u32, u16, u32),
+    /// (zone slot, low 16 bits, owner, groups bloom)
+    SetEndpoint(u32, u16, u32, u32),
     ClearEndpoint(u32, u16),
     SetNextHop(u32, u8, Hop),
     ClearNextHop(u32, u8),
@@ -414,18 +442,63 @@ mod tests {
         let alice = s.owner("alice").unwrap().id;
         let bob = s.owner("bob").unwrap().id;
         let carol = s.owner("carol").unwrap().id;
+        // bob (container b1, 10.1.2.1) is in no group any more: his bloom
+        // shrinks after his pairs are gone, without clearing the endpoint.
         assert_eq!(
             ops,
             vec![
                 Op::RemoveGroupPair(OwnerPair::new(alice, bob)),
                 Op::RemoveGroupPair(OwnerPair::new(bob, carol)),
+                Op::SetEndpoint(0, 0x0201, bob, policy::groups_bloom([])),
             ]
         );
-        // Removing one of two shared groups lowers the count.
+        // Removing one of two shared groups lowers the count; alice's bloom
+        // (container a1) keeps only "ops".
         let mut s3 = s.clone();
         s3.delete_group("team").unwrap();
         let ops = before.diff(&HostPlan::compute(&s3, "h1", &rt()).unwrap());
-        assert_eq!(ops, vec![Op::SetGroupPair(OwnerPair::new(alice, carol), 1)]);
+        let ops_only = policy::groups_bloom([group_key("ops")]);
+        let mut want = vec![Op::SetGroupPair(OwnerPair::new(alice, carol), 1)];
+        if ops_only != before.endpoints[&(0, 0x0101)].1 {
+            want.push(Op::SetEndpoint(0, 0x0101, alice, ops_only));
+        }
+        assert_eq!(ops, want);
+    }
+
+    #[test]
+    fn joining_a_group_sets_the_bloom_before_the_pairs() {
+        let s = lab();
+        let before = HostPlan::compute(&s, "h1", &rt()).unwrap();
+        let mut s2 = s.clone();
+        s2.create_group("new", &["alice".into(), "bob".into()])
+            .unwrap();
+        let after = HostPlan::compute(&s2, "h1", &rt()).unwrap();
+        let alice = s.owner("alice").unwrap().id;
+        let bob = s.owner("bob").unwrap().id;
+        let bloom = |groups: &[&str]| policy::groups_bloom(groups.iter().map(|g| group_key(g)));
+        assert_eq!(
+            after.endpoints[&(0, 0x0101)],
+            (alice, bloom(&["team", "ops", "new"]))
+        );
+        assert_eq!(after.endpoints[&(0, 0x0201)], (bob, bloom(&["ops", "new"])));
+        let ops = before.diff(&after);
+        let first_pair = ops
+            .iter()
+            .position(|op| matches!(op, Op::SetGroupPair(..)))
+            .expect("the alice-bob pair count grows");
+        assert!(
+            ops.iter()
+                .rposition(|op| matches!(op, Op::SetEndpoint(..)))
+                .is_none_or(|last| last < first_pair),
+            "blooms first: {ops:?}"
+        );
+        assert!(!ops.iter().any(|op| matches!(op, Op::ClearEndpoint(..))));
+        // Shared groups always overlap in the blooms.
+        let (a, b) = (
+            after.endpoints[&(0, 0x0101)].1,
+            after.endpoints[&(0, 0x0201)].1,
+        );
+        assert!(policy::may_share_group(a, b));
     }
 
     #[test]

@@ -275,9 +275,25 @@ impl Datapath {
 
     // ---- endpoints (owner of every container address) --------------------
 
+    /// The owner of container `addr`, its groups unknown (every pair with
+    /// another owner is looked up in `GROUP_PAIRS`).
     pub fn set_endpoint(&mut self, zone_slot: u32, addr: Ipv4Addr, owner: u32) -> Result<()> {
+        self.set_endpoint_groups(zone_slot, addr, owner, 0)
+    }
+
+    /// The owner of container `addr` and the bloom of the owner's groups
+    /// (`netfabric_common::policy::groups_bloom`): pairs whose blooms are
+    /// disjoint are denied without a `GROUP_PAIRS` lookup, so the bloom must
+    /// cover every group the owner is in.
+    pub fn set_endpoint_groups(
+        &mut self,
+        zone_slot: u32,
+        addr: Ipv4Addr,
+        owner: u32,
+        groups: u32,
+    ) -> Result<()> {
         check_slot(zone_slot)?;
-        let e = Endpoint { owner, flags: 0 };
+        let e = Endpoint { owner, groups };
         self.endpoints
             .set(endpoint_index(zone_slot, addr.into()), e, 0)
             .map_err(map_err(common::ENDPOINTS))

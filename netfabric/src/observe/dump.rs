@@ -138,6 +138,16 @@ struct EndpointRow<'a> {
     owner: Option<&'a str>,
     container: Option<&'a str>,
     host: Option<&'a str>,
+    /// `Endpoint::groups`: the owner's groups bloom, `null` when unknown
+    /// (every pair is looked up).
+    groups_bloom: Option<String>,
+}
+
+/// An `Endpoint::groups` value for people: the 31 bloom bits in hex, or
+/// `unknown`.
+fn groups_bloom(groups: u32) -> Option<String> {
+    (groups & common::policy::GROUPS_KNOWN != 0)
+        .then(|| format!("{:#010x}", groups & !common::policy::GROUPS_KNOWN))
 }
 
 fn endpoints(
@@ -147,7 +157,14 @@ fn endpoints(
 ) -> Decoded {
     let mut d = Decoded::new(
         common::ENDPOINTS,
-        &["address", "zone slot", "owner", "container", "host"],
+        &[
+            "address",
+            "zone slot",
+            "owner",
+            "container",
+            "host",
+            "groups bloom",
+        ],
     );
     for i in 0..raw.count {
         let index: u32 = pod(raw.key(i));
@@ -168,6 +185,7 @@ fn endpoints(
                 owner,
                 container: c.map(|c| c.name.as_str()),
                 host: c.map(|c| c.host.as_str()),
+                groups_bloom: groups_bloom(e.groups),
             },
             vec![
                 address.map_or_else(
@@ -178,6 +196,7 @@ fn endpoints(
                 format!("{} ({})", or_id(owner, e.owner), e.owner),
                 opt(c.map(|c| c.name.as_str())),
                 opt(c.map(|c| c.host.as_str())),
+                groups_bloom(e.groups).unwrap_or_else(|| "unknown".to_owned()),
             ],
         );
     }

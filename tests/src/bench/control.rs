@@ -72,7 +72,7 @@ fn plan_of(zone: &Zone) -> HostPlan {
     }
     for (&(h, c), &owner) in &zone.owners {
         plan.endpoints
-            .insert((0, u16::from_be_bytes([h, c])), owner);
+            .insert((0, u16::from_be_bytes([h, c])), (owner, zone.bloom(owner)));
     }
     for &(a, b) in &zone.pairs {
         plan.group_pairs.insert(OwnerPair { low: a, high: b }, 1);
@@ -97,6 +97,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
     let endpoint_only = Zone {
         owners: full.owners.clone(),
         pairs: Vec::new(),
+        blooms: Default::default(),
         owner_count: full.owner_count,
         group_count: 0,
         label: full.label.clone(),
@@ -172,8 +173,10 @@ pub fn run(settings: &Settings) -> Result<Control> {
             continue;
         }
         let key = (0, u16::from_be_bytes([h, c]));
-        let new_owner = current.endpoints[&key] + 1;
-        desired.endpoints.insert(key, new_owner);
+        let new_owner = current.endpoints[&key].0 + 1;
+        desired
+            .endpoints
+            .insert(key, (new_owner, full.bloom(new_owner)));
         let t = Instant::now();
         let ops = current.diff(&desired);
         for op in &ops {
@@ -186,7 +189,9 @@ pub fn run(settings: &Settings) -> Result<Control> {
             "one change, {} ops",
             ops.len()
         );
-        current.endpoints.insert(key, new_owner);
+        current
+            .endpoints
+            .insert(key, (new_owner, full.bloom(new_owner)));
     }
     rows.push(Timed {
         what: "single change: one endpoint (setter)",

@@ -37,7 +37,7 @@ use netfabric::datapath::{
     Datapath, LoadOptions, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FROM_CONTAINER,
     PROG_FROM_UPLINK,
 };
-use netfabric_common::{HostConfig, SYSTEM_OWNER};
+use netfabric_common::{HostConfig, SYSTEM_OWNER, policy::groups_bloom};
 use serde_json::{Value, json};
 
 use super::{Rng, Settings, Stats};
@@ -86,6 +86,8 @@ pub struct Zone {
     pub owners: BTreeMap<(u8, u8), u32>,
     /// Pairs of owners sharing a group, sorted.
     pub pairs: Vec<(u32, u32)>,
+    /// Every owner's groups bloom (`Endpoint::groups`), group index as key.
+    pub blooms: BTreeMap<u32, u32>,
     pub owner_count: u32,
     pub group_count: u32,
     pub label: String,
@@ -95,6 +97,26 @@ impl Zone {
     pub fn containers(&self) -> usize {
         self.owners.len()
     }
+
+    /// `owner`'s groups bloom, as the agent writes it.
+    pub fn bloom(&self, owner: u32) -> u32 {
+        self.blooms
+            .get(&owner)
+            .copied()
+            .unwrap_or_else(|| groups_bloom([]))
+    }
+}
+
+/// Blooms of the members of `groups` (group index as the key).
+fn blooms(groups: &[Vec<u32>]) -> BTreeMap<u32, u32> {
+    let mut out: BTreeMap<u32, u32> = BTreeMap::new();
+    for (g, members) in groups.iter().enumerate() {
+        for &o in members {
+            let b = out.entry(o).or_insert_with(|| groups_bloom([]));
+            *b |= groups_bloom([g as u32]);
+        }
+    }
+    out
 }
 
 /// 10 containers: 5 on the local host, 5 on host 2; owners 10, 11, 12;
@@ -108,6 +130,7 @@ pub fn small_zone() -> Zone {
     Zone {
         owners,
         pairs: vec![(10, 12)],
+        blooms: blooms(&[vec![10, 12]]),
         owner_count: 3,
         group_count: 1,
         label: "10 containers, 3 owners, 1 group".into(),
@@ -124,10 +147,12 @@ pub fn zone(hosts: u8, owners: u32, groups: u32, rng: &mut Rng) -> Zone {
         }
     }
     let mut pairs = BTreeSet::new();
+    let mut memberships = Vec::new();
     for _ in 0..groups {
         let members: Vec<u32> = (0..20)
             .map(|_| 100 + rng.below(owners.into()) as u32)
             .collect();
+        memberships.push(members.clone());
         for (i, a) in members.iter().enumerate() {
             for b in &members[i + 1..] {
                 if a != b {
@@ -145,6 +170,7 @@ pub fn zone(hosts: u8, owners: u32, groups: u32, rng: &mut Rng) -> Zone {
         ),
         owners: map,
         pairs: pairs.into_iter().collect(),
+        blooms: blooms(&memberships),
         owner_count: owners,
         group_count: groups,
     }
@@ -177,7 +203,7 @@ pub fn fill(dp: &mut Datapath, zone: &Zone, ports: &BTreeMap<u8, u32>) -> Result
         dp.set_next_hop(0, h, host_mac(h), Ipv4Addr::new(172, 31, 0, h))?;
     }
     for (&(h, c), &owner) in &zone.owners {
-        dp.set_endpoint(0, addr(h, c), owner)?;
+        dp.set_endpoint_groups(0, addr(h, c), owner, zone.bloom(owner))?;
     }
     for (&c, &ifindex) in ports {
         dp.set_local_port(c, ifindex, container_mac(addr(LOCAL_HOST, c)))?;
