@@ -54,8 +54,11 @@ const UPLINK_MAC: [u8; 6] = BENCH_MAC;
 const GATEWAY_MAC: [u8; 6] = BENCH_MAC;
 /// Rounds of the kernel's loop per `hot` call: the TTL (255) must stay > 1.
 pub const HOT_ROUNDS: u32 = 250;
-/// Local container ports (veth devices in the bench namespace).
-const PORTS: u8 = 8;
+/// Local container ports (veth devices in the bench namespace): their
+/// owners are the sources of the `spread` container paths and the
+/// destinations of the uplink ones, so enough of them to spread the owner
+/// pairs over the group table.
+const PORTS: u8 = 32;
 
 pub fn addr(host: u8, c: u8) -> Ipv4Addr {
     Ipv4Addr::new(ZONE[0], ZONE[1], host, c)
