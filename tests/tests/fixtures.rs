@@ -1556,15 +1556,7 @@ fn drop_events_only_while_a_monitor_holds_the_lease() {
     let _in = w._ns.enter();
     let p10 = Prog::FromContainer(w.port(10));
     let denied = Ipv4Frame::new(cmac(10), GW_MAC, l(10), l(20)).build();
-    let now_ns = {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec we own.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
+    let now_ns = netfabric::observe::monitor::Clock::monotonic_ns();
     for (lease, want_event, what) in [
         (MonitorLease::NONE, false, "no monitor"),
         (
