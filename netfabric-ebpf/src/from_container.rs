@@ -78,7 +78,7 @@ fn try_from_container(pkt: &mut Packet, ifindex: u32) -> Result<(Forward, i32), 
         }
     };
 
-    check(Party::Owner(src.id), src.groups, dst_owner)?;
+    check(Party::Owner(src.owner), src.groups, dst_owner)?;
     check_ttl(&ip)?;
     match next_hop(host, ip.dst, dst_zone)? {
         Hop::Local(port) => {

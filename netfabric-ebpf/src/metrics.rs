@@ -78,7 +78,7 @@ fn describe(pkt: &Packet, reason: DropReason) -> (u32, u32, u32, u32) {
         return (src, dst, NO_OWNER, NO_OWNER);
     };
     let owner = |addr| match locate(host, addr) {
-        Place::Container { owner, .. } => owner.id,
+        Place::Container { owner, .. } => owner.owner,
         _ => NO_OWNER,
     };
     let spoofed = matches!(

@@ -2,27 +2,19 @@
 //! is `netfabric_common::policy::allows`, shared with the reference model.
 
 use netfabric_common::{
-    DropReason, HostConfig, NO_OWNER,
+    DropReason, Endpoint, HostConfig, NO_OWNER,
     plan::{endpoint_index, zone_prefix_index},
     policy::{Party, allows, may_share_group},
 };
 
 use crate::maps::{ENDPOINTS, GROUP_PAIRS, ZONE_BY_PREFIX};
 
-/// A container's owner, as `ENDPOINTS` holds it.
-#[derive(Clone, Copy)]
-pub struct Owner {
-    pub id: u32,
-    /// Bloom of the owner's groups (`Endpoint::groups`).
-    pub groups: u32,
-}
-
 /// Where an address sits in the address plan.
 pub enum Place {
     /// Outside every zone.
     Outside,
-    /// A container of `owner` in zone slot `zone_slot`.
-    Container { zone_slot: u32, owner: Owner },
+    /// A container in zone slot `zone_slot`: its owner and groups bloom.
+    Container { zone_slot: u32, owner: Endpoint },
     /// Inside a zone, but no container has this address.
     Vacant,
 }
@@ -51,12 +43,9 @@ pub fn locate(host: &HostConfig, addr: u32) -> Place {
 
 /// The owner of `addr`, known to be in zone `zone_slot`: one array lookup.
 #[inline(always)]
-pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<Owner> {
+pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<Endpoint> {
     match ENDPOINTS.get(endpoint_index(zone_slot, addr)) {
-        Some(e) if e.owner != NO_OWNER => Some(Owner {
-            id: e.owner,
-            groups: e.groups,
-        }),
+        Some(e) if e.owner != NO_OWNER => Some(*e),
         _ => None,
     }
 }
@@ -66,11 +55,11 @@ pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<Owner> {
 /// non-system owners meet whose group blooms overlap (disjoint blooms: no
 /// shared group, denied without it).
 #[inline(always)]
-pub fn check(src: Party, src_groups: u32, dst: Owner) -> Result<(), DropReason> {
+pub fn check(src: Party, src_groups: u32, dst: Endpoint) -> Result<(), DropReason> {
     let shares_group = |pair: &_| {
         may_share_group(src_groups, dst.groups) && unsafe { GROUP_PAIRS.get(pair) }.is_some()
     };
-    if allows(src, Party::Owner(dst.id), shares_group) {
+    if allows(src, Party::Owner(dst.owner), shares_group) {
         Ok(())
     } else {
         Err(DropReason::PolicyDenied)
@@ -82,7 +71,7 @@ pub fn check(src: Party, src_groups: u32, dst: Owner) -> Result<(), DropReason> 
 #[inline(always)]
 pub fn source_party(place: &Place) -> Result<(Party, u32), DropReason> {
     match *place {
-        Place::Container { owner, .. } => Ok((Party::Owner(owner.id), owner.groups)),
+        Place::Container { owner, .. } => Ok((Party::Owner(owner.owner), owner.groups)),
         Place::Vacant => Err(DropReason::UnknownSource),
         Place::Outside => Ok((Party::Outside, 0)),
     }

@@ -47,10 +47,10 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32) -> Result<Forward, DropReaso
     // Only the container behind this port may receive here.
     let port_matches =
         is_local(host, ip.dst) && local_port(ip.dst).is_some_and(|p| p.ifindex == ifindex);
-    let dst_owner = match port_matches {
-        true => owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?,
-        false => return Err(DropReason::UnknownDestination),
-    };
+    if !port_matches {
+        return Err(DropReason::UnknownDestination);
+    }
+    let dst_owner = owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
     let (src, src_groups) = source_party(&locate(host, ip.src))?;
     check(src, src_groups, dst_owner)?;
     Ok(Forward::Local)
