@@ -15,6 +15,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+use netfabric::agent::plan::Blooms;
 use netfabric::datapath::{
     CounterSnapshot, Datapath, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER,
 };
@@ -224,12 +225,7 @@ impl Model {
     /// `Endpoint::groups` of `owner`, as the agent computes it (group ids
     /// are the bloom keys).
     pub fn groups_bloom(&self, owner: u32) -> u32 {
-        netfabric_common::policy::groups_bloom(
-            self.groups
-                .iter()
-                .filter(|(_, m)| m.contains(&owner))
-                .map(|(g, _)| *g),
-        )
+        Blooms::of_groups(self.groups.iter().map(|(g, m)| (*g, m.iter().copied()))).of(owner)
     }
 
     /// Write the `ENDPOINTS` entry of container `addr` (zone slot `slot`)

@@ -131,17 +131,13 @@ impl HostPlan {
             .iter()
             .filter_map(|h| Some((h.name.as_str(), *slot_of.get(h.zone.as_str())?)))
             .collect();
-        // Every owner's groups bloom (owners in no group: known, empty).
-        let mut groups_of: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for g in &state.groups {
-            for m in &g.members {
-                if let Some(&id) = owner_id.get(m.as_str()) {
-                    groups_of.entry(id).or_default().push(group_key(&g.name));
-                }
-            }
-        }
-        let bloom_of =
-            |owner: u32| policy::groups_bloom(groups_of.get(&owner).into_iter().flatten().copied());
+        let blooms = Blooms::of_groups(state.groups.iter().map(|g| {
+            let members = g.members.iter();
+            (
+                group_key(&g.name),
+                members.filter_map(|m| owner_id.get(m.as_str()).copied()),
+            )
+        }));
         for c in &state.containers {
             let (Some(&slot), Some(&owner)) = (
                 host_zone.get(c.host.as_str()),
@@ -151,7 +147,7 @@ impl HostPlan {
             };
             plan.endpoints.insert(
                 (slot, (u32::from(c.address) & 0xffff) as u16),
-                (owner, bloom_of(owner)),
+                (owner, blooms.of(owner)),
             );
             if c.host == host.name {
                 let octet = c.address.octets()[3];
@@ -311,6 +307,35 @@ impl HostPlan {
             mac,
             flags: netfabric_common::FLAG_PRESENT,
         }
+    }
+}
+
+/// Every owner's groups bloom (`Endpoint::groups`), from each group's key
+/// and members; the one computation the agent, the reference model and the
+/// bench share.
+#[derive(Debug, Clone, Default)]
+pub struct Blooms(BTreeMap<u32, u32>);
+
+impl Blooms {
+    /// `groups`: (group key, member owner ids).
+    pub fn of_groups<M: IntoIterator<Item = u32>>(
+        groups: impl IntoIterator<Item = (u32, M)>,
+    ) -> Self {
+        let mut out = BTreeMap::new();
+        for (key, members) in groups {
+            for owner in members {
+                *out.entry(owner).or_insert(policy::GROUPS_KNOWN) |= policy::group_bit(key);
+            }
+        }
+        Blooms(out)
+    }
+
+    /// `owner`'s bloom (an owner in no group: known, no bit).
+    pub fn of(&self, owner: u32) -> u32 {
+        self.0
+            .get(&owner)
+            .copied()
+            .unwrap_or_else(|| policy::groups_bloom([]))
     }
 }
 

@@ -145,7 +145,7 @@ struct EndpointRow<'a> {
 
 /// An `Endpoint::groups` value for people: the 31 bloom bits in hex, or
 /// `unknown`.
-fn groups_bloom(groups: u32) -> Option<String> {
+fn bloom_text(groups: u32) -> Option<String> {
     (groups & common::policy::GROUPS_KNOWN != 0)
         .then(|| format!("{:#010x}", groups & !common::policy::GROUPS_KNOWN))
 }
@@ -185,7 +185,7 @@ fn endpoints(
                 owner,
                 container: c.map(|c| c.name.as_str()),
                 host: c.map(|c| c.host.as_str()),
-                groups_bloom: groups_bloom(e.groups),
+                groups_bloom: bloom_text(e.groups),
             },
             vec![
                 address.map_or_else(
@@ -196,7 +196,7 @@ fn endpoints(
                 format!("{} ({})", or_id(owner, e.owner), e.owner),
                 opt(c.map(|c| c.name.as_str())),
                 opt(c.map(|c| c.host.as_str())),
-                groups_bloom(e.groups).unwrap_or_else(|| "unknown".to_owned()),
+                bloom_text(e.groups).unwrap_or_else(|| "unknown".to_owned()),
             ],
         );
     }

@@ -212,6 +212,8 @@ pub fn line(d: &DropRecord) -> String {
 /// [`Lease::take`], kept by [`Lease::renew_if_due`], given back on drop.
 pub struct Lease {
     map: Array<MapData, MonitorLease>,
+    /// The pin, for errors.
+    path: std::path::PathBuf,
     renewed: Instant,
 }
 
@@ -223,14 +225,12 @@ impl Lease {
 
     /// Takes the lease of the host pinned at `pin_dir`: drop events start.
     pub fn take(pin_dir: &Path) -> Result<Self, ObserveError> {
+        let path = pin_dir.join(common::MONITOR_LEASE);
         let data = pins::open(pin_dir, common::MONITOR_LEASE)?;
-        let map = Array::try_from(Map::Array(data)).map_err(|source| ObserveError::Map {
-            name: common::MONITOR_LEASE.to_owned(),
-            path: pin_dir.join(common::MONITOR_LEASE),
-            source: Box::new(source),
-        })?;
+        let map = Array::try_from(Map::Array(data)).map_err(|e| lease_error(&path, e))?;
         let mut lease = Lease {
             map,
+            path,
             renewed: Instant::now(),
         };
         lease.renew()?;
@@ -238,13 +238,8 @@ impl Lease {
     }
 
     fn write(&mut self, value: MonitorLease) -> Result<(), ObserveError> {
-        self.map
-            .set(0, value, 0)
-            .map_err(|source| ObserveError::Map {
-                name: common::MONITOR_LEASE.to_owned(),
-                path: Default::default(),
-                source: Box::new(source),
-            })
+        let path = &self.path;
+        self.map.set(0, value, 0).map_err(|e| lease_error(path, e))
     }
 
     fn renew(&mut self) -> Result<(), ObserveError> {
@@ -259,6 +254,14 @@ impl Lease {
             self.renew()?;
         }
         Ok(())
+    }
+}
+
+fn lease_error(path: &Path, source: aya::maps::MapError) -> ObserveError {
+    ObserveError::Map {
+        name: common::MONITOR_LEASE.to_owned(),
+        path: path.to_owned(),
+        source: Box::new(source),
     }
 }
 

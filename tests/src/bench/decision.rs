@@ -33,11 +33,12 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
+use netfabric::agent::plan::Blooms;
 use netfabric::datapath::{
     Datapath, LoadOptions, PROG_BASELINE_TC, PROG_BASELINE_XDP, PROG_FROM_CONTAINER,
     PROG_FROM_UPLINK,
 };
-use netfabric_common::{HostConfig, SYSTEM_OWNER, policy::groups_bloom};
+use netfabric_common::{HostConfig, SYSTEM_OWNER};
 use serde_json::{Value, json};
 
 use super::{Rng, Settings, Stats};
@@ -52,6 +53,10 @@ pub const LOCAL_HOST: u8 = 1;
 const BENCH_MAC: [u8; 6] = [0x02, 0xbe, 0, 0, 0, 1];
 const UPLINK_MAC: [u8; 6] = BENCH_MAC;
 const GATEWAY_MAC: [u8; 6] = BENCH_MAC;
+/// Every container's MAC.
+const CONTAINER_MAC: [u8; 6] = BENCH_MAC;
+/// Every other host's underlay MAC.
+const HOST_MAC: [u8; 6] = BENCH_MAC;
 /// Rounds of the kernel's loop per `hot` call: the TTL (255) must stay > 1.
 pub const HOT_ROUNDS: u32 = 250;
 /// Local container ports (veth devices in the bench namespace): their
@@ -62,14 +67,6 @@ const PORTS: u8 = 32;
 
 pub fn addr(host: u8, c: u8) -> Ipv4Addr {
     Ipv4Addr::new(ZONE[0], ZONE[1], host, c)
-}
-
-fn container_mac(_: Ipv4Addr) -> [u8; 6] {
-    BENCH_MAC
-}
-
-fn host_mac(_: u8) -> [u8; 6] {
-    BENCH_MAC
 }
 
 /// An Ethernet + IPv4 + UDP frame of 64 bytes (no FCS), TTL 255.
@@ -90,7 +87,7 @@ pub struct Zone {
     /// Pairs of owners sharing a group, sorted.
     pub pairs: Vec<(u32, u32)>,
     /// Every owner's groups bloom (`Endpoint::groups`), group index as key.
-    pub blooms: BTreeMap<u32, u32>,
+    pub blooms: Blooms,
     pub owner_count: u32,
     pub group_count: u32,
     pub label: String,
@@ -103,23 +100,18 @@ impl Zone {
 
     /// `owner`'s groups bloom, as the agent writes it.
     pub fn bloom(&self, owner: u32) -> u32 {
-        self.blooms
-            .get(&owner)
-            .copied()
-            .unwrap_or_else(|| groups_bloom([]))
+        self.blooms.of(owner)
     }
 }
 
 /// Blooms of the members of `groups` (group index as the key).
-fn blooms(groups: &[Vec<u32>]) -> BTreeMap<u32, u32> {
-    let mut out: BTreeMap<u32, u32> = BTreeMap::new();
-    for (g, members) in groups.iter().enumerate() {
-        for &o in members {
-            let b = out.entry(o).or_insert_with(|| groups_bloom([]));
-            *b |= groups_bloom([g as u32]);
-        }
-    }
-    out
+fn blooms(groups: &[Vec<u32>]) -> Blooms {
+    Blooms::of_groups(
+        groups
+            .iter()
+            .enumerate()
+            .map(|(g, members)| (g as u32, members.iter().copied())),
+    )
 }
 
 /// 10 containers: 5 on the local host, 5 on host 2; owners 10, 11, 12;
@@ -203,13 +195,13 @@ pub fn fill(dp: &mut Datapath, zone: &Zone, ports: &BTreeMap<u8, u32>) -> Result
     })?;
     dp.set_zone(addr(0, 0), 0)?;
     for h in 1..=254u8 {
-        dp.set_next_hop(0, h, host_mac(h), Ipv4Addr::new(172, 31, 0, h))?;
+        dp.set_next_hop(0, h, HOST_MAC, Ipv4Addr::new(172, 31, 0, h))?;
     }
     for (&(h, c), &owner) in &zone.owners {
         dp.set_endpoint_groups(0, addr(h, c), owner, zone.bloom(owner))?;
     }
     for (&c, &ifindex) in ports {
-        dp.set_local_port(c, ifindex, container_mac(addr(LOCAL_HOST, c)))?;
+        dp.set_local_port(c, ifindex, CONTAINER_MAC)?;
     }
     for &(a, b) in &zone.pairs {
         dp.set_group_pair(a, b, 1)?;
@@ -352,7 +344,7 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         .map(|((h, dc), c)| {
             let src = addr(LOCAL_HOST, c);
             (
-                frame(container_mac(src), GATEWAY_MAC, src, addr(h, dc)),
+                frame(CONTAINER_MAC, GATEWAY_MAC, src, addr(h, dc)),
                 ports[&c],
             )
         })
@@ -402,7 +394,7 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         .zip(chosen)
         .map(|((h, sc), c)| {
             (
-                frame(host_mac(h), UPLINK_MAC, addr(h, sc), addr(LOCAL_HOST, c)),
+                frame(HOST_MAC, UPLINK_MAC, addr(h, sc), addr(LOCAL_HOST, c)),
                 0,
             )
         })
@@ -415,7 +407,7 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
             let h = 2 + rng.below(253) as u8;
             (
                 frame(
-                    host_mac(h),
+                    HOST_MAC,
                     UPLINK_MAC,
                     Ipv4Addr::new(172, 31, 0, h),
                     Ipv4Addr::new(172, 31, 0, LOCAL_HOST),
