@@ -24,8 +24,11 @@ const BUILD_PACKAGES: &[&str] = &[
     "rust-web-clippy",
     "libzstd-dev",
     "zlib1g-dev",
-    // etcd-client generates its gRPC code with protoc.
+    // etcd-client generates its gRPC code with protoc, which needs the
+    // well-known types (google/protobuf/*.proto) of libprotobuf-dev;
+    // `--no-install-recommends` does not bring them with protobuf-compiler.
     "protobuf-compiler",
+    "libprotobuf-dev",
 ];
 /// Debian packages the tests, the lab and the benchmarks use.
 const RUNTIME_PACKAGES: &[&str] = &[
