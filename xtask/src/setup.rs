@@ -48,6 +48,8 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "iperf3",
     // promtool and the Prometheus server for the observability tests.
     "prometheus",
+    // The lab prints `curl .../metrics` lines; the lab guide test runs them.
+    "curl",
 ];
 
 fn say(msg: &str) {

@@ -648,7 +648,16 @@ fn print_try(m: &Manifest) {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "netfabric".to_owned());
-    let store = format!("--store {}", m.store_url);
+    // One line to paste: every command below then finds the lab's store
+    // through NETFABRIC_STORE (the CLI's `--store` falls back to it).
+    println!("\nPoint the CLI at the lab's store (once per shell):");
+    println!("  export NETFABRIC_STORE={}", m.store_url);
+    // Pins live under the default bpffs unless the lab was given another one.
+    let bpffs = if m.bpffs == Path::new(crate::observe::pins::DEFAULT_BPFFS) {
+        String::new()
+    } else {
+        format!(" --bpffs {}", m.bpffs.display())
+    };
     if let (Some(a), Some(a2), Some(b), Some(lb)) = (
         find("alice-web"),
         find("alice-db"),
@@ -661,7 +670,7 @@ fn print_try(m: &Manifest) {
         println!("  # different owners (alice, bob), no shared group: dropped (policy_denied)");
         println!("  ip netns exec {} ping -c 3 -W 1 {}", a.netns, b.address);
         println!("  # put bob in alice's group `team`, and the same ping works");
-        println!("  {exe} {store} group add-member team bob");
+        println!("  {exe} group add-member team bob");
         println!("  # the system owner (lb) may talk to everyone");
         println!("  ip netns exec {} ping -c 3 {}", lb.netns, b.address);
         println!(
@@ -669,7 +678,7 @@ fn print_try(m: &Manifest) {
             a2.netns, a.netns, a2.address
         );
     }
-    println!("\n  {exe} {store} container list");
+    println!("\n  {exe} container list");
     // Name the lab (and its directory, unless it is the default one) so the
     // command finds the manifest.
     let default_dir = LabName {
@@ -687,15 +696,13 @@ fn print_try(m: &Manifest) {
     }
     println!("  {exe} lab status{which}");
     if let Some(h) = m.hosts.first() {
-        let host = format!("--host {}", h.name);
+        let host = format!("--host {}{bpffs}", h.name);
         println!("\nObserve:");
-        println!(
-            "  {exe} {store} status                    # every host: programs, maps, counters"
-        );
+        println!("  {exe} status{bpffs}                    # every host: programs, maps, counters");
         println!("  {exe} maps list {host}");
-        println!("  {exe} {store} maps dump ENDPOINTS {host}     # owners and containers");
-        println!("  {exe} {store} maps dump COUNTERS {host}");
-        println!("  {exe} {store} monitor {host} --reason policy_denied   # live drops");
+        println!("  {exe} maps dump ENDPOINTS {host}     # owners and containers");
+        println!("  {exe} maps dump COUNTERS {host}");
+        println!("  {exe} monitor {host} --reason policy_denied   # live drops");
         for h in &m.hosts {
             if let Some(addr) = &h.metrics_addr {
                 println!("  curl -s http://{addr}/metrics   # agent of {}", h.name);
