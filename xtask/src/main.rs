@@ -5,7 +5,10 @@
 //! * `test`: setup, then fmt, clippy (userspace and eBPF passes) and every test.
 //! * `run [-- ARGS]`: setup, then the lab (no args) or `netfabric ARGS`.
 //! * `bench [--quick]`: setup, then the datapath benchmarks.
+//! * `fresh-check [--keep]`: the README's two commands in a pristine Debian
+//!   12 root (debootstrap), proving setup installs everything they need.
 
+mod fresh_check;
 mod setup;
 
 use std::{
@@ -44,6 +47,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// `cargo xtask test` and a `cargo xtask run` smoke in a pristine Debian
+    /// 12 root with only the README's prerequisites (about half an hour).
+    FreshCheck {
+        /// Keep the root under /var/tmp afterwards (to look around in it).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +63,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Run { args } => run(&args),
         Task::Bench { args } => bench(&args),
+        Task::FreshCheck { keep } => fresh_check::run(keep),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

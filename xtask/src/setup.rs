@@ -78,7 +78,7 @@ fn missing_packages(packages: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn apt_install(packages: &[String]) -> Result<()> {
+pub fn apt_install(packages: &[String]) -> Result<()> {
     let missing = missing_packages(packages);
     if missing.is_empty() {
         return Ok(());
