@@ -131,6 +131,45 @@ fn agent_metrics_without_a_datapath_pass_promtool() {
     promtool_accepts(&text);
 }
 
+/// Prometheus' instant query API: every series `query` returns, or why the
+/// query failed (Prometheus' own error: a typo in a dashboard shows here).
+fn prom_series(addr: &str, query: &str) -> Result<Vec<Value>, String> {
+    let body = http_get(addr, &format!("/api/v1/query?query={}", urlencode(query)))
+        .map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    v["data"]["result"]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| format!("no result in {body}"))
+}
+
+/// Every PromQL expression of a Grafana dashboard (panels nested in rows
+/// included), with the panel's title.
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            let title = p["title"].as_str().unwrap_or("?").to_owned();
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = t["expr"].as_str() {
+                    out.push((title.clone(), expr.to_owned()));
+                }
+            }
+            walk(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// Grafana's variables as Grafana would expand them here: every agent
+/// (`$instance` = All) and a rate window of a few 1 s scrapes.
+fn expand_grafana_variables(expr: &str) -> String {
+    expr.replace("$__rate_interval", "10s")
+        .replace("${instance}", ".*")
+        .replace("$instance", ".*")
+}
+
 /// Prometheus' instant query API: the single value of `query`, if any.
 fn prom_query(addr: &str, query: &str) -> Option<f64> {
     let body = http_get(addr, &format!("/api/v1/query?query={}", urlencode(query))).ok()?;
@@ -355,6 +394,46 @@ fn lab_metrics_prometheus_maps_dump_and_monitor_agree_with_known_traffic() {
         ),
         Some(1.0)
     );
+
+    // ---- the Grafana dashboard: every panel's query returns series ----------------
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/netfabric.json"),
+        )
+        .expect("dashboards/netfabric.json"),
+    )
+    .expect("the dashboard is JSON");
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 10, "only {} panel queries", queries.len());
+    for (title, expr) in &queries {
+        let query = expand_grafana_variables(expr);
+        assert!(
+            !query.contains('$'),
+            "unexpanded variable in {title:?}: {query}"
+        );
+        let series = prom_series(&prom_addr, &query)
+            .unwrap_or_else(|e| panic!("panel {title:?}: {query}: {e}"));
+        assert!(
+            !series.is_empty(),
+            "panel {title:?} returned no series: {query}"
+        );
+    }
+    // The `instance` variable lists both agents.
+    let instances = prom_series(&prom_addr, "group by (instance) (netfabric_store_up)").unwrap();
+    assert_eq!(
+        instances.len(),
+        2,
+        "instance variable values: {instances:?}"
+    );
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if v["name"] == "instance" {
+            assert_eq!(v["query"], "label_values(netfabric_store_up, instance)");
+        }
+    }
 
     // ---- maps dump round-trips what the agent wrote ------------------------------
     let containers = json(&nf(&["--store", &store, "container", "list", "-o", "json"]));
