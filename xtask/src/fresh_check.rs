@@ -6,7 +6,8 @@
 //! a pristine Debian 12 root with debootstrap (from this machine's
 //! configured apt source), adds only the README's prerequisites (git, a C
 //! compiler, CA certificates, rustup with its stable toolchain: copied from
-//! this machine, since no installer can be downloaded here), clones the
+//! this machine, since no installer can be downloaded here) and this
+//! machine's resolver and CA bundle (its network, not the project's), clones the
 //! committed `HEAD` into it and runs, as root inside it:
 //!
 //! 1. `cargo xtask test`;
@@ -193,7 +194,14 @@ fn check(root: &Path, mirror: &str, toolchain: &str) -> Result<()> {
             .arg(home.join(".cargo/bin"))
             .arg(rhome.join(".cargo")),
     )?;
+    // The machine's network setup is not the project's to install: its
+    // resolver and its trusted CAs (which may include a proxy's own).
     std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))?;
+    std::fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        root.join("etc/ssl/certs/ca-certificates.crt"),
+    )
+    .context("copying this machine's CA bundle")?;
 
     // The committed HEAD, as a fresh clone (no target/, no local changes).
     let src = workspace_root();
