@@ -5,6 +5,7 @@
 //! * `test`: setup, then fmt, clippy (userspace and eBPF passes) and every test.
 //! * `run [-- ARGS]`: setup, then the lab (no args) or `netfabric ARGS`.
 //! * `bench [--quick]`: setup, then the datapath benchmarks.
+//! * `cli-docs`: regenerates the man pages and shell completions in `docs/`.
 
 mod setup;
 
@@ -44,6 +45,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup, then regenerate the man pages (docs/man/) and shell completions
+    /// (docs/completions/) from the command line.
+    CliDocs,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Run { args } => run(&args),
         Task::Bench { args } => bench(&args),
+        Task::CliDocs => cli_docs(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +173,17 @@ fn run(args: &[String]) -> Result<()> {
     } else {
         run_release("netfabric", "netfabric", &args)
     }
+}
+
+/// The test that checks the checked-in CLI reference rewrites it when
+/// `NETFABRIC_BLESS=1`.
+fn cli_docs() -> Result<()> {
+    setup::run()?;
+    run_cmd(
+        cargo()
+            .args(["test", "--package", "netfabric", "--test", "cli_reference"])
+            .env("NETFABRIC_BLESS", "1"),
+    )
 }
 
 fn bench(args: &[String]) -> Result<()> {
