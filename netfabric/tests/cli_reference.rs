@@ -5,9 +5,13 @@
 //! in memory and fail when a checked-in copy differs, is missing or is left
 //! over; with `NETFABRIC_BLESS=1` they rewrite the copies instead
 //! (`cargo xtask cli-docs`).
+//!
+//! The reference is only useful if it can be reached: every relative link of
+//! the README, ARCHITECTURE.md and `docs/*.md`, and every `docs/<page>.md#<anchor>`
+//! cited in the code, must name an existing file and heading.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fs,
     path::{Path, PathBuf},
 };
@@ -183,5 +187,167 @@ fn a_stale_copy_is_reported() {
     assert_eq!(
         differences(&generated, &BTreeMap::new()),
         ["a.1: missing", "b.1: missing"]
+    );
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// GitHub's anchor of a heading: lowercase, spaces to `-`, punctuation
+/// other than `-` and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The Markdown of `text` outside fenced code blocks.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The anchors of the headings of a Markdown file.
+fn anchors(path: &Path) -> BTreeSet<String> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    prose(&text)
+        .lines()
+        .filter_map(|l| {
+            let title = l.trim_start_matches('#');
+            (title.len() < l.len() && title.starts_with(' ')).then(|| anchor(title))
+        })
+        .collect()
+}
+
+/// Whether `target` (a path relative to `from_dir`, with an optional
+/// `#anchor`) exists; `Err` says what is wrong.
+fn resolve(from_dir: &Path, target: &str) -> Result<(), String> {
+    let (path, fragment) = match target.split_once('#') {
+        Some((p, f)) => (p, Some(f)),
+        None => (target, None),
+    };
+    let file = from_dir.join(path);
+    if !file.exists() {
+        return Err(format!("{target}: no such file"));
+    }
+    match fragment {
+        Some(f) if !anchors(&file).contains(f) => Err(format!("{target}: no heading #{f}")),
+        _ => Ok(()),
+    }
+}
+
+/// The relative link targets `](target)` of a Markdown text.
+fn markdown_links(text: &str) -> Vec<String> {
+    prose(text)
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split([')', ' ']).next())
+        .filter(|t| !t.is_empty() && !t.contains("://") && !t.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_docs_links_resolve() {
+    let root = repo_root();
+    let mut pages = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for entry in fs::read_dir(root.join("docs")).expect("listing docs/") {
+        let path = entry.expect("a docs entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = fs::read_to_string(page).expect("reading a page");
+        let dir = page.parent().expect("a page has a directory");
+        for target in markdown_links(&text) {
+            if let Err(e) = resolve(dir, &target) {
+                broken.push(format!("{}: {e}", page.display()));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "broken links:\n  {}",
+        broken.join("\n  ")
+    );
+}
+
+/// Code comments cite the documentation as `docs/<page>.md#<anchor>`.
+#[test]
+fn the_code_cites_existing_docs_sections() {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "target") {
+                    rust_files(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = repo_root();
+    let mut files = Vec::new();
+    for krate in [
+        "netfabric",
+        "netfabric-common",
+        "netfabric-ebpf",
+        "tests",
+        "xtask",
+    ] {
+        rust_files(&root.join(krate), &mut files);
+    }
+    let mut broken = Vec::new();
+    for file in &files {
+        let text = fs::read_to_string(file).expect("reading a source file");
+        for (i, _) in text.match_indices("docs/") {
+            let cited: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '#' | '-' | '_'))
+                .collect();
+            let cited = cited.trim_end_matches('.');
+            if cited.contains(".md") {
+                if let Err(e) = resolve(&root, cited) {
+                    broken.push(format!("{}: {e}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "code cites missing docs:\n  {}",
+        broken.join("\n  ")
+    );
+}
+
+#[test]
+fn anchors_follow_github() {
+    assert_eq!(anchor(" Decision order"), "decision-order");
+    assert_eq!(anchor("from_container"), "from_container");
+    assert_eq!(anchor("Backup and restore"), "backup-and-restore");
+    assert_eq!(anchor("Store URLs"), "store-urls");
+    assert_eq!(
+        markdown_links("see [a](x.md#b) and [c](https://e)\n```\n[d](y.md)\n```\n"),
+        ["x.md#b"]
     );
 }
