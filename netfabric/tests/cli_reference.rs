@@ -326,10 +326,10 @@ fn the_code_cites_existing_docs_sections() {
                 .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '#' | '-' | '_'))
                 .collect();
             let cited = cited.trim_end_matches('.');
-            if cited.contains(".md") {
-                if let Err(e) = resolve(&root, cited) {
-                    broken.push(format!("{}: {e}", file.display()));
-                }
+            if cited.contains(".md")
+                && let Err(e) = resolve(&root, cited)
+            {
+                broken.push(format!("{}: {e}", file.display()));
             }
         }
     }
