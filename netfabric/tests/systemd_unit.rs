@@ -149,15 +149,33 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// Waits up to 10 s for `cond`.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+impl Sandbox {
+    /// Waits up to 10 s for `cond`; fails with the agent's log on a timeout
+    /// or when the agent exits first.
+    fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            let exited = self
+                .agent
+                .as_mut()
+                .is_some_and(|a| a.try_wait().is_ok_and(|status| status.is_some()));
+            if exited || start.elapsed() > Duration::from_secs(10) {
+                let log = self.agent.take().map_or_else(String::new, |mut agent| {
+                    let _ = agent.kill();
+                    agent
+                        .wait_with_output()
+                        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                        .unwrap_or_default()
+                });
+                let why = if exited {
+                    "the agent exited"
+                } else {
+                    "timed out"
+                };
+                panic!("{why} before {what}; it logged:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -267,11 +285,9 @@ fn the_agent_works_with_only_the_units_capabilities() {
 
     let pins = bpffs.join("netfabric").join(&host);
     let uplink_link = pins.join("links/uplink");
-    eventually("the agent pins the uplink's XDP link", || {
-        uplink_link.exists()
-    });
+    sandbox.wait_for("it pinned the uplink's XDP link", || uplink_link.exists());
     let bpffs_arg = bpffs.to_str().expect("a UTF-8 path");
-    eventually("the container's endpoint is in ENDPOINTS", || {
+    sandbox.wait_for("the container's endpoint was in ENDPOINTS", || {
         let out = nf(&[
             "--state-dir",
             store,
