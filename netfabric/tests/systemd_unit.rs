@@ -15,7 +15,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{BIN, nf, ok, require_root_and_bpffs, unique_name};
+use common::{BIN, ok, require_root_and_bpffs, unique_name};
+
+/// `netfabric ARGS` on this test's own store only: an exported
+/// `NETFABRIC_STORE` (as `lab up` suggests) would name another store, and
+/// clap refuses it next to `--state-dir`.
+fn nf(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NETFABRIC_STORE")
+        .output()
+        .expect("running netfabric")
+}
 
 const INSTALLED_BIN: &str = "/usr/local/bin/netfabric";
 
@@ -277,6 +288,7 @@ fn the_agent_works_with_only_the_units_capabilities() {
         ])
         .arg("--bpffs")
         .arg(&bpffs)
+        .env_remove("NETFABRIC_STORE")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
