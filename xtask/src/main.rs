@@ -7,6 +7,7 @@
 //! * `bench [--quick]`: setup, then the datapath benchmarks.
 //! * `fresh-check [--keep]`: the README's two commands in a pristine Debian
 //!   12 root (debootstrap), proving setup installs everything they need.
+//! * `cli-docs`: regenerates the man pages and shell completions in `docs/`.
 
 mod fresh_check;
 mod setup;
@@ -54,6 +55,9 @@ enum Task {
         #[arg(long)]
         keep: bool,
     },
+    /// Setup, then regenerate the man pages (docs/man/) and shell completions
+    /// (docs/completions/) from the command line.
+    CliDocs,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Task::Run { args } => run(&args),
         Task::Bench { args } => bench(&args),
         Task::FreshCheck { keep } => fresh_check::run(keep),
+        Task::CliDocs => cli_docs(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +184,17 @@ fn run(args: &[String]) -> Result<()> {
     } else {
         run_release("netfabric", "netfabric", &args)
     }
+}
+
+/// The test that checks the checked-in CLI reference rewrites it when
+/// `NETFABRIC_BLESS=1`.
+fn cli_docs() -> Result<()> {
+    setup::run()?;
+    run_cmd(
+        cargo()
+            .args(["test", "--package", "netfabric", "--test", "cli_reference"])
+            .env("NETFABRIC_BLESS", "1"),
+    )
 }
 
 fn bench(args: &[String]) -> Result<()> {

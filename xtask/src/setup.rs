@@ -50,6 +50,10 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "prometheus",
     // The lab prints `curl .../metrics` lines; the lab guide test runs them.
     "curl",
+    // The systemd unit test runs `systemd-analyze verify`, which also checks
+    // the unit's documentation links with man (man-db is not in a minimal root).
+    "systemd",
+    "man-db",
 ];
 
 fn say(msg: &str) {
