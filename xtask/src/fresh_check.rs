@@ -4,11 +4,12 @@
 //! A machine that has built the project before already has every package
 //! the build needs, so a missing install step hides there. This task builds
 //! a pristine Debian 12 root with debootstrap (from this machine's
-//! configured apt source), adds only the README's prerequisites (git, a C
-//! compiler, CA certificates, rustup with its stable toolchain: copied from
-//! this machine, since no installer can be downloaded here) and this
-//! machine's resolver and CA bundle (its network, not the project's), clones the
-//! committed `HEAD` into it and runs, as root inside it:
+//! configured apt source), adds only the README's prerequisites (the
+//! packages of its `apt-get install` line, and rustup with its stable
+//! toolchain, copied from this machine since no installer can be downloaded
+//! here) and this machine's resolver and CA bundle (its network, not the
+//! project's), clones the committed `HEAD` into it and runs, as root inside
+//! it:
 //!
 //! 1. `cargo xtask test`;
 //! 2. a non-interactive `cargo xtask run`: the lab comes up, the printed
@@ -30,9 +31,9 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{run_cmd, workspace_root};
 
-/// What the README says a fresh machine needs before its two commands
-/// (besides rustup with a stable toolchain).
-const PREREQUISITES: &[&str] = &["ca-certificates", "git", "gcc", "libc6-dev"];
+/// The README's `apt-get install` line: what a fresh machine needs before
+/// its two commands (besides rustup with a stable toolchain).
+const PREREQUISITES: &[&str] = &["build-essential", "git", "curl", "ca-certificates"];
 const SUITE: &str = "bookworm";
 
 /// The first Debian mirror of this machine's apt sources (deb822 or
