@@ -72,6 +72,23 @@ fn apt_mirror() -> Result<String> {
     bail!("no Debian mirror found in /etc/apt/sources.list{{,.d/*}}")
 }
 
+/// This machine's active apt source files, relative to `/etc/apt`.
+fn apt_sources() -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut files = Vec::new();
+    let etc = Path::new("/etc/apt");
+    if etc.join("sources.list").is_file() {
+        files.push((etc.join("sources.list"), "sources.list".into()));
+    }
+    for entry in std::fs::read_dir(etc.join("sources.list.d"))?.flatten() {
+        let name = entry.file_name();
+        let n = name.to_string_lossy();
+        if n.ends_with(".list") || n.ends_with(".sources") {
+            files.push((entry.path(), Path::new("sources.list.d").join(&name)));
+        }
+    }
+    Ok(files)
+}
+
 fn home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -173,6 +190,16 @@ fn check(root: &Path, mirror: &str, toolchain: &str) -> Result<()> {
         PREREQUISITES.join(" "),
         phase.elapsed()
     );
+
+    // The machine's apt sources, as a fresh install of it has them
+    // (bookworm-security carries the current rustc-web; debootstrap only
+    // writes the base suite).
+    let apt = root.join("etc/apt");
+    let _ = std::fs::remove_file(apt.join("sources.list"));
+    for (from, to) in apt_sources()? {
+        std::fs::copy(&from, apt.join(&to))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
 
     // rustup and its default toolchain, nothing else from this machine.
     let home = home();

@@ -14,6 +14,8 @@ use crate::run_cmd;
 pub const TOOLCHAIN: &str = "debian-web";
 const TOOLCHAIN_PREFIX: &str = "/usr";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The LLVM majors bpf-linker 0.13 can be built against.
+const BPF_LINKER_LLVM: std::ops::RangeInclusive<u32> = 21..=23;
 
 /// Debian packages the build needs (the LLVM ones are added once the
 /// compiler's LLVM major is known).
@@ -183,7 +185,39 @@ pub fn run() -> Result<std::time::Duration> {
         bail!("rust-src of the {TOOLCHAIN} toolchain is missing (package rust-web-src)");
     }
 
-    let major = llvm_major()?;
+    let mut major = llvm_major()?;
+    if !BPF_LINKER_LLVM.contains(&major) {
+        // Debian ships newer rustc-web builds through bookworm-security; a
+        // machine that installed an older one upgrades it here.
+        say(&format!(
+            "rustc-web uses LLVM {major}; bpf-linker {BPF_LINKER_VERSION} needs LLVM {}-{}: upgrading rustc-web",
+            BPF_LINKER_LLVM.start(),
+            BPF_LINKER_LLVM.end()
+        ));
+        run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+        run_cmd(
+            Command::new("apt-get")
+                .args([
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "--only-upgrade",
+                ])
+                .args(BUILD_PACKAGES.iter().filter(|p| p.contains("-web")))
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        major = llvm_major()?;
+        if !BPF_LINKER_LLVM.contains(&major) {
+            bail!(
+                "rustc-web still uses LLVM {major} after an upgrade; bpf-linker {BPF_LINKER_VERSION} needs LLVM {}-{}. \
+                 Debian publishes current rustc-web builds in bookworm-security: add \
+                 `deb http://deb.debian.org/debian-security bookworm-security main` to the apt sources",
+                BPF_LINKER_LLVM.start(),
+                BPF_LINKER_LLVM.end()
+            );
+        }
+    }
     packages = vec![format!("llvm-{major}-dev"), format!("libpolly-{major}-dev")];
     apt_install(&packages)?;
 
