@@ -553,4 +553,10 @@ pub fn read_counters(pin_dir: &Path) -> Result<(Vec<CounterRow>, u64)> {
 
 // Keep the slot layout assumptions next to the decoder that relies on them.
 const _: () = assert!(FORWARD_SLOT_BASE < SLOTS_PER_DIRECTION);
-const _: () = assert!(DropReason::Ipv6NotSupported as u32 <= FORWARD_SLOT_BASE);
+const _: () = {
+    let mut i = 0;
+    while i < DropReason::ALL.len() {
+        assert!(DropReason::ALL[i] as u32 <= FORWARD_SLOT_BASE);
+        i += 1;
+    }
+};
