@@ -102,6 +102,21 @@ impl DropReason {
         DropReason::VlanTagged,
     ];
 
+    /// Is the source address of a packet dropped for this reason only what
+    /// the packet claims (it failed a source check, or came in a VLAN tag
+    /// no check looked into)? Its owner must not be named then: that would
+    /// blame the party whose address was forged.
+    pub const fn source_unverified(self) -> bool {
+        matches!(
+            self,
+            DropReason::SpoofedSourceIp
+                | DropReason::SpoofedSourceMac
+                | DropReason::SpoofedArp
+                | DropReason::SpoofedWrongHost
+                | DropReason::VlanTagged
+        )
+    }
+
     /// Prometheus/CLI label; stable like the number.
     pub const fn label(self) -> &'static str {
         match self {

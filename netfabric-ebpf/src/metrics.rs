@@ -93,15 +93,7 @@ fn describe(pkt: &Packet, reason: DropReason) -> (u32, u32, u32, u32) {
         Place::Container { owner, .. } => owner.owner,
         _ => NO_OWNER,
     };
-    let unverified_source = matches!(
-        reason,
-        DropReason::SpoofedSourceIp
-            | DropReason::SpoofedSourceMac
-            | DropReason::SpoofedArp
-            | DropReason::SpoofedWrongHost
-            | DropReason::VlanTagged
-    );
-    let src_owner = if unverified_source {
+    let src_owner = if reason.source_unverified() {
         NO_OWNER
     } else {
         owner(src)

@@ -296,7 +296,7 @@ fn gateways(raw: &RawEntries, names: &Names) -> Decoded {
 }
 
 /// This host's /24 network, from its pinned `HOST_CONFIG`.
-fn host_subnet(pin_dir: &Path) -> Result<Option<(HostConfig, Ipv4Addr)>> {
+pub(crate) fn host_subnet(pin_dir: &Path) -> Result<Option<(HostConfig, Ipv4Addr)>> {
     let map = pins::open(pin_dir, common::HOST_CONFIG)?;
     let raw = pins::read_all(&map, common::HOST_CONFIG)?;
     if raw.count == 0 {
