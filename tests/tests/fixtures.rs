@@ -1728,6 +1728,30 @@ fn unconfigured_host_fails_closed() {
             xdp_pass(),
         ),
         row(
+            "uplink tagged IPv4 for a container is still dropped (zones are known)",
+            up,
+            Ipv4Frame::new(STRANGER, UPLINK_MAC, a(2, 10), l(10))
+                .vlan(0)
+                .build(),
+            dropped(up, R::VlanTagged),
+        ),
+        row(
+            "uplink tagged IPv4 between outside addresses passes",
+            up,
+            Ipv4Frame::new(STRANGER, UPLINK_MAC, OUTSIDE, HOST_UNDERLAY)
+                .vlan(0)
+                .build(),
+            xdp_pass(),
+        ),
+        row(
+            "stack → container with a tag in the frame",
+            e10,
+            Ipv4Frame::new(GW_MAC, cmac(10), OUTSIDE, l(50))
+                .vlan(1)
+                .build(),
+            dropped(e10, R::VlanTagged),
+        ),
+        row(
             "uplink malformed IPv4 is still dropped",
             up,
             set_ihl(
