@@ -62,6 +62,9 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32, tagged: bool) -> Result<Forw
         return Err(DropReason::UnknownDestination);
     }
     let dst_owner = owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
+    // Container traffic never comes this way (see the module doc): any zone
+    // source, vacant or not, is forged. Our own zone is checked without the
+    // map, like `locate` does.
     if ip.src & 0xffff_0000 == host.zone_prefix || in_a_zone(ip.src) {
         return Err(DropReason::SpoofedWrongHost);
     }
