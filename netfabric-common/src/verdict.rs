@@ -47,8 +47,8 @@ impl Direction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DropReason {
     /// Truncated or invalid headers (runt frame, bad version, bad IHL, bad
-    /// total length), or a protocol a container may not send (VLAN, LLDP,
-    /// ...). The IPv4 header checksum is not verified (it is updated
+    /// total length), or a protocol a container may not send (LLDP, MPLS,
+    /// ...; VLAN tags have their own reason, `vlan_tagged`). The IPv4 header checksum is not verified (it is updated
     /// incrementally, so a bad one stays bad for the receiver to drop).
     Malformed = 1,
     /// A container sent IPv4 with a source address that is not its own.
@@ -57,8 +57,11 @@ pub enum DropReason {
     SpoofedSourceMac = 3,
     /// A container sent ARP whose sender IP or MAC is not its own.
     SpoofedArp = 4,
-    /// On the uplink: a container source arrived from another MAC than its
-    /// host's underlay MAC (or, for another zone, the zone router's).
+    /// A container source arrived by a path its traffic never takes. On the
+    /// uplink: from another MAC than its host's underlay MAC (or, for another
+    /// zone, the zone router's). On a port's egress (`to_container`): through
+    /// the host stack at all, since container traffic reaches containers only
+    /// by the programs' own redirects (whatever interface it entered by).
     SpoofedWrongHost = 5,
     /// The source address is inside a zone but no container has it.
     UnknownSource = 6,
@@ -73,10 +76,18 @@ pub enum DropReason {
     TtlExceeded = 10,
     /// IPv6 is not in the address plan yet.
     Ipv6NotSupported = 11,
+    /// An 802.1Q/802.1ad tag (or a stack of them) where netfabric never
+    /// tags: a container sent a tagged frame (tag still in the frame or
+    /// already stripped into the skb), or the uplink got a tagged frame
+    /// whose inner IPv4 source or destination is inside a zone (the kernel
+    /// would strip the tag and could route it past the source checks), or a
+    /// deeper stack of tags than the uplink parses. Tagged traffic of the
+    /// host's own VLANs that touches no zone address passes.
+    VlanTagged = 12,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::SpoofedSourceIp,
         DropReason::SpoofedSourceMac,
@@ -88,7 +99,23 @@ impl DropReason {
         DropReason::NoRoute,
         DropReason::TtlExceeded,
         DropReason::Ipv6NotSupported,
+        DropReason::VlanTagged,
     ];
+
+    /// Is the source address of a packet dropped for this reason only what
+    /// the packet claims (it failed a source check, or came in a VLAN tag
+    /// no check looked into)? Its owner must not be named then: that would
+    /// blame the party whose address was forged.
+    pub const fn source_unverified(self) -> bool {
+        matches!(
+            self,
+            DropReason::SpoofedSourceIp
+                | DropReason::SpoofedSourceMac
+                | DropReason::SpoofedArp
+                | DropReason::SpoofedWrongHost
+                | DropReason::VlanTagged
+        )
+    }
 
     /// Prometheus/CLI label; stable like the number.
     pub const fn label(self) -> &'static str {
@@ -104,6 +131,7 @@ impl DropReason {
             DropReason::NoRoute => "no_route",
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::Ipv6NotSupported => "ipv6_not_supported",
+            DropReason::VlanTagged => "vlan_tagged",
         }
     }
 
@@ -120,6 +148,7 @@ impl DropReason {
             9 => Some(DropReason::NoRoute),
             10 => Some(DropReason::TtlExceeded),
             11 => Some(DropReason::Ipv6NotSupported),
+            12 => Some(DropReason::VlanTagged),
             _ => None,
         }
     }
@@ -245,7 +274,7 @@ mod tests {
     #[test]
     fn drop_reason_numbers_are_stable() {
         // These numbers are ABI: counters and events carry them. Never change them.
-        let expected: [(DropReason, u8, &str); 11] = [
+        let expected: [(DropReason, u8, &str); 12] = [
             (DropReason::Malformed, 1, "malformed"),
             (DropReason::SpoofedSourceIp, 2, "spoofed_source_ip"),
             (DropReason::SpoofedSourceMac, 3, "spoofed_source_mac"),
@@ -257,6 +286,7 @@ mod tests {
             (DropReason::NoRoute, 9, "no_route"),
             (DropReason::TtlExceeded, 10, "ttl_exceeded"),
             (DropReason::Ipv6NotSupported, 11, "ipv6_not_supported"),
+            (DropReason::VlanTagged, 12, "vlan_tagged"),
         ];
         for (r, n, label) in expected {
             assert_eq!(r as u8, n);
@@ -264,6 +294,7 @@ mod tests {
             assert_eq!(DropReason::from_u8(n), Some(r));
         }
         assert_eq!(DropReason::from_u8(0), None);
-        assert_eq!(DropReason::from_u8(12), None);
+        assert_eq!(DropReason::from_u8(13), None);
+        assert_eq!(DropReason::ALL.len(), expected.len());
     }
 }

@@ -3,6 +3,11 @@
 //! anti-spoofing → destination lookup → policy → TTL → same-host delivery
 //! (`bpf_redirect_peer` into the destination container) or out of the uplink
 //! to the next hop; destinations outside every zone go to the host stack.
+//!
+//! A container never sends a VLAN-tagged frame: the kernel strips the outer
+//! tag into the skb before TC runs (`vlan_present`), and a stacked one is
+//! still in the frame; either is `vlan_tagged` (a redirect would carry the
+//! tag out of the uplink).
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -14,7 +19,7 @@ use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 
 use crate::{
     metrics::record,
-    parse::{Packet, arp, eth, ipv4},
+    parse::{Packet, arp, eth, ipv4, vlan},
     policy::{Place, check, host_config, locate, owner_in_zone},
     route::{Hop, check_ttl, next_hop, rewrite},
     spoof,
@@ -34,9 +39,9 @@ pub fn linear_packet(ctx: &TcContext) -> Packet {
 
 #[classifier]
 pub fn from_container(ctx: TcContext) -> i32 {
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let (ifindex, tagged) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).vlan_present != 0) };
     let mut pkt = linear_packet(&ctx);
-    let (verdict, action) = match try_from_container(&mut pkt, ifindex) {
+    let (verdict, action) = match try_from_container(&mut pkt, ifindex, tagged) {
         Ok((forward, action)) => (Verdict::Forwarded(forward), action),
         Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
@@ -45,10 +50,17 @@ pub fn from_container(ctx: TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn try_from_container(pkt: &mut Packet, ifindex: u32) -> Result<(Forward, i32), DropReason> {
+fn try_from_container(
+    pkt: &mut Packet,
+    ifindex: u32,
+    tagged: bool,
+) -> Result<(Forward, i32), DropReason> {
     let (eth, ether_type) = eth::parse(pkt)?;
     let eth_src = eth::src_mac(eth);
     let host = host_config()?;
+    if tagged {
+        return Err(DropReason::VlanTagged);
+    }
     match ether_type {
         eth::ETH_P_IP => {}
         eth::ETH_P_ARP => {
@@ -58,6 +70,7 @@ fn try_from_container(pkt: &mut Packet, ifindex: u32) -> Result<(Forward, i32), 
             return Ok((Forward::Stack, TC_ACT_OK));
         }
         eth::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
+        t if vlan::is_tag(t) => return Err(DropReason::VlanTagged),
         _ => return Err(DropReason::Malformed),
     }
 

@@ -10,6 +10,16 @@
 //! dropped as `malformed`: its destination cannot be trusted, and the stack
 //! would drop it too.
 //!
+//! A frame whose EtherType is a VLAN tag (802.1Q, 802.1ad, or the old QinQ
+//! 0x9100) is looked under: one or two tags over IPv4 whose source or
+//! destination is inside a zone is dropped as `vlan_tagged` (netfabric never
+//! tags; the kernel would strip the tag, a VID-0 priority tag even without a
+//! VLAN device, and route the packet past the source check), and so is a
+//! deeper stack than that. Tagged traffic touching no zone (the host's own
+//! VLANs) passes. A NIC that strips tags itself (rx VLAN offload) hands XDP
+//! plain IPv4, which the checks above cover. Untagged IPv4 pays nothing for
+//! this: the tag test sits on the non-IPv4 branch.
+//!
 //! Declared multi-buffer aware (`frags`), so it can run on uplinks with jumbo
 //! MTUs; only the linear part is parsed.
 
@@ -18,8 +28,11 @@ use netfabric_common::{Direction, DropReason, Forward, Verdict};
 
 use crate::{
     metrics::record,
-    parse::{Packet, eth, ipv4},
-    policy::{Place, check, host_config, locate, owner_in_zone, source_party},
+    parse::{
+        Packet, eth, ipv4,
+        vlan::{self, Inner},
+    },
+    policy::{Place, check, host_config, in_a_zone, locate, owner_in_zone, source_party},
     route::{check_ttl, is_local, local_port, rewrite},
     spoof,
 };
@@ -44,6 +57,9 @@ fn try_from_uplink(pkt: &mut Packet) -> Result<(Forward, u32), DropReason> {
     if ether_type != eth::ETH_P_IP {
         // Counted with the whole frame's length (it may be multi-buffer).
         pkt.load_frame_len();
+        if vlan::is_tag(ether_type) {
+            return judge_tagged(pkt);
+        }
         return PASS;
     }
     let ip = ipv4::parse(pkt)?;
@@ -72,4 +88,14 @@ fn try_from_uplink(pkt: &mut Packet) -> Result<(Forward, u32), DropReason> {
     rewrite(eth, &ip, &host.gateway_mac, &port.mac);
     Ok((Forward::Local, unsafe { bpf_redirect(port.ifindex, 0) }
         as u32))
+}
+
+/// A frame under one or more VLAN tags: it must not carry zone traffic.
+#[inline(always)]
+fn judge_tagged(pkt: &Packet) -> Result<(Forward, u32), DropReason> {
+    match vlan::inner(pkt)? {
+        Inner::Ipv4 { src, dst } if in_a_zone(src) || in_a_zone(dst) => Err(DropReason::VlanTagged),
+        Inner::TooDeep => Err(DropReason::VlanTagged),
+        Inner::Ipv4 { .. } | Inner::Other => PASS,
+    }
 }

@@ -11,7 +11,10 @@ use netfabric_common::{
 
 use crate::{
     maps::{COUNTERS, DROP_EVENTS, MONITOR_LEASE},
-    parse::{Packet, arp, eth, ipv4},
+    parse::{
+        Packet, arp, eth, ipv4,
+        vlan::{self, Inner},
+    },
     policy::{Place, host_config, locate},
 };
 
@@ -55,8 +58,10 @@ pub fn record(direction: Direction, verdict: Verdict, pkt: &Packet, ifindex: u32
 }
 
 /// Who the dropped packet claims to be from and to: IPv4 source and
-/// destination (ARP: sender and target) and, for IPv4, their owners. A
-/// spoofed source's owner is left out (it would name the victim).
+/// destination (also under one or two VLAN tags; ARP: sender and target)
+/// and, for IPv4, their owners. The owner of a source that failed a source
+/// check (or came tagged, unchecked) is left out: it would name the victim.
+/// The monitor names the sending port from the event's ifindex instead.
 #[inline(always)]
 fn describe(pkt: &Packet, reason: DropReason) -> (u32, u32, u32, u32) {
     let Ok((_, ether_type)) = eth::parse(pkt) else {
@@ -68,10 +73,17 @@ fn describe(pkt: &Packet, reason: DropReason) -> (u32, u32, u32, u32) {
             Err(_) => (0, 0, NO_OWNER, NO_OWNER),
         };
     }
-    if ether_type != eth::ETH_P_IP {
-        return (0, 0, NO_OWNER, NO_OWNER);
-    }
-    let Ok((src, dst)) = ipv4::addresses(pkt) else {
+    let addresses = if ether_type == eth::ETH_P_IP {
+        ipv4::addresses(pkt)
+    } else if vlan::is_tag(ether_type) {
+        match vlan::inner(pkt) {
+            Ok(Inner::Ipv4 { src, dst }) => Ok((src, dst)),
+            _ => Err(DropReason::Malformed),
+        }
+    } else {
+        Err(DropReason::Malformed)
+    };
+    let Ok((src, dst)) = addresses else {
         return (0, 0, NO_OWNER, NO_OWNER);
     };
     let Ok(host) = host_config() else {
@@ -81,14 +93,11 @@ fn describe(pkt: &Packet, reason: DropReason) -> (u32, u32, u32, u32) {
         Place::Container { owner, .. } => owner.owner,
         _ => NO_OWNER,
     };
-    let spoofed = matches!(
-        reason,
-        DropReason::SpoofedSourceIp
-            | DropReason::SpoofedSourceMac
-            | DropReason::SpoofedArp
-            | DropReason::SpoofedWrongHost
-    );
-    let src_owner = if spoofed { NO_OWNER } else { owner(src) };
+    let src_owner = if reason.source_unverified() {
+        NO_OWNER
+    } else {
+        owner(src)
+    };
     (src, dst, src_owner, owner(dst))
 }
 

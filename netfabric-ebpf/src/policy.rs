@@ -41,6 +41,14 @@ pub fn locate(host: &HostConfig, addr: u32) -> Place {
     }
 }
 
+/// Is `addr` inside any zone (this host's included: the agent writes every
+/// zone into `ZONE_BY_PREFIX`)? One array lookup, no host configuration
+/// needed.
+#[inline(always)]
+pub fn in_a_zone(addr: u32) -> bool {
+    matches!(ZONE_BY_PREFIX.get(zone_prefix_index(addr)), Some(&z) if z != 0)
+}
+
 /// The owner of `addr`, known to be in zone `zone_slot`: one array lookup.
 #[inline(always)]
 pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<Endpoint> {

@@ -612,3 +612,94 @@ fn lab_metrics_prometheus_maps_dump_and_monitor_agree_with_known_traffic() {
     drop(lab);
     assert!(!Path::new(&format!("/sys/fs/bpf/netfabric/{h1}")).exists());
 }
+
+/// `monitor` blames the sender of a spoofed frame, not the party whose
+/// address it forged: the drop names the port the frame came in on (and
+/// the container behind it), and the forged address without its owner.
+#[test]
+fn monitor_names_the_sending_port_of_a_spoofed_frame() {
+    require_root_and_bpffs();
+    let name = unique_name("m");
+    let name = name.as_str();
+    let dir = format!("/tmp/netfabric-test-{name}");
+    let base = free_ports(2);
+    let lab = Lab {
+        name: name.to_owned(),
+        dir: dir.clone(),
+    };
+    ok(&nf(&[
+        "lab",
+        "up",
+        "--hosts",
+        "2",
+        "--name",
+        name,
+        "--dir",
+        &dir,
+        "--metrics-port-base",
+        &base.to_string(),
+    ]));
+    let store = format!("file://{dir}/state.json");
+    let h1 = format!("{name}-h1");
+    // alice-web (10.1.1.1, port nfc1) forges bob-web's address (10.1.1.2).
+    let aw = format!("nf-{name}-alice-web");
+    assert!(
+        common::ping(&aw, "10.1.2.1", 1),
+        "alice-web -> alice-db must pass (and resolve the gateway)"
+    );
+    ok(&in_ns(
+        &aw,
+        "sysctl -q -w net.ipv4.conf.eth0.arp_announce=2 && ip addr add 10.1.1.2/32 dev eth0",
+    )
+    .output()
+    .unwrap());
+
+    let mut monitor = Killed(
+        Command::new(BIN)
+            .args(["--store", &store, "monitor", "--host", &h1])
+            .args(["--reason", "spoofed_source_ip", "--output", "json"])
+            .args(["--count", "1", "--duration", "20"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("netfabric monitor"),
+    );
+    let mut started = BufReader::new(monitor.0.stderr.take().unwrap());
+    let mut line = String::new();
+    started.read_line(&mut line).unwrap();
+    assert!(line.contains("monitoring drops"), "monitor said: {line}");
+    let (tx, rx) = mpsc::channel();
+    let stdout = monitor.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let spoofed = in_ns(&aw, "ping -c 1 -W 1 -I 10.1.1.2 10.1.2.1")
+        .output()
+        .unwrap();
+    assert!(
+        !spoofed.status.success(),
+        "a ping from a forged source must be dropped"
+    );
+    let event = rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("no spoofed_source_ip drop event"));
+    let e: Value = serde_json::from_str(&event).unwrap();
+    assert_eq!(e["reason"], "spoofed_source_ip", "{e}");
+    assert_eq!(e["direction"], "from_container", "{e}");
+    assert_eq!(e["src"]["ip"], "10.1.1.2", "{e}");
+    assert_eq!(e["src"]["container"], Value::Null, "{e}");
+    assert_eq!(e["src"]["owner"], Value::Null, "{e}");
+    assert_eq!(e["src_unverified"], true, "{e}");
+    assert_eq!(e["sender"]["port"], "nfc1", "{e}");
+    assert_eq!(e["sender"]["ip"], "10.1.1.1", "{e}");
+    assert_eq!(e["sender"]["container"], format!("{name}-alice-web"), "{e}");
+    assert_eq!(e["sender"]["owner"], "alice", "{e}");
+    assert_eq!(e["dst"]["container"], format!("{name}-alice-db"), "{e}");
+    drop(monitor);
+    drop(lab);
+}

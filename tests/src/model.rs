@@ -424,6 +424,9 @@ impl Model {
                 ));
             }
             packets::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
+            // A container never tags (a tag the kernel already stripped
+            // into the skb cannot be expressed in a test run).
+            t if packets::is_vlan_tag(t) => return Err(DropReason::VlanTagged),
             _ => return Err(DropReason::Malformed),
         }
         let ip = parse_ipv4(pkt)?;
@@ -499,9 +502,23 @@ impl Model {
     /// router's), whatever its destination. Then only IPv4 for a container
     /// of this host is judged; everything else passes untouched.
     /// Source host → destination → source owner → policy → TTL → delivery.
+    /// A tagged frame must not carry IPv4 touching any zone (netfabric
+    /// never tags; the kernel would strip the tag and route it unchecked),
+    /// nor more than two tags; other tagged traffic passes.
     fn judge_from_uplink(&self, pkt: &[u8]) -> Result<Prediction, DropReason> {
         let pass = Prediction::forward(XDP_PASS, Forward::Stack, Expect::Untouched);
         let eth = parse_eth(pkt)?;
+        if packets::is_vlan_tag(eth.ether_type) {
+            return match parse_tagged(pkt)? {
+                Tagged::Ipv4 { src, dst }
+                    if self.zone_of(src).is_some() || self.zone_of(dst).is_some() =>
+                {
+                    Err(DropReason::VlanTagged)
+                }
+                Tagged::TooDeep => Err(DropReason::VlanTagged),
+                Tagged::Ipv4 { .. } | Tagged::Other => Ok(pass),
+            };
+        }
         if eth.ether_type != packets::ETH_P_IP {
             return Ok(pass);
         }
@@ -558,6 +575,9 @@ impl Model {
     }
 
     /// What the host stack sends into the container behind `ifindex`.
+    /// Container traffic never comes this way (the programs redirect it
+    /// past this hook), so any source inside a zone is forged; outside
+    /// sources reach system containers only.
     fn judge_to_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
         let ok = Prediction::forward(TC_ACT_OK, Forward::Local, Expect::Untouched);
         let eth = parse_eth(pkt)?;
@@ -565,6 +585,7 @@ impl Model {
             packets::ETH_P_IP => {}
             packets::ETH_P_ARP => return Ok(ok),
             packets::ETH_P_IPV6 => return Err(DropReason::Ipv6NotSupported),
+            t if packets::is_vlan_tag(t) => return Err(DropReason::VlanTagged),
             _ => return Err(DropReason::Malformed),
         }
         let ip = parse_ipv4(pkt)?;
@@ -576,12 +597,10 @@ impl Model {
             Place::Container { owner, .. } if behind_this_port => owner,
             _ => return Err(DropReason::UnknownDestination),
         };
-        let src = match self.place(ip.src) {
-            Place::Container { owner, .. } => Party::Owner(owner),
-            Place::Vacant { .. } => return Err(DropReason::UnknownSource),
-            Place::Outside => Party::Outside,
-        };
-        if !self.allowed(src, Party::Owner(dst_owner)) {
+        if self.place(ip.src) != Place::Outside {
+            return Err(DropReason::SpoofedWrongHost);
+        }
+        if !self.allowed(Party::Outside, Party::Owner(dst_owner)) {
             return Err(DropReason::PolicyDenied);
         }
         Ok(ok)
@@ -603,6 +622,60 @@ fn parse_eth(pkt: &[u8]) -> Result<EthView, DropReason> {
         src: pkt[6..12].try_into().unwrap(),
         ether_type: u16::from_be_bytes([pkt[12], pkt[13]]),
     })
+}
+
+/// What one or two VLAN tags carry.
+enum Tagged {
+    Ipv4 {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    },
+    Other,
+    /// A third tag.
+    TooDeep,
+}
+
+/// Under the tags of a frame whose EtherType is a VLAN tag: a tag cut
+/// short, or IPv4 too short for a 20-byte header, is malformed; the IPv4
+/// header is not validated otherwise (only its addresses matter).
+fn parse_tagged(pkt: &[u8]) -> Result<Tagged, DropReason> {
+    match tagged_ipv4_offset(pkt)? {
+        None => Ok(Tagged::Other),
+        Some(TagWalk::TooDeep) => Ok(Tagged::TooDeep),
+        Some(TagWalk::Ipv4At(off)) => {
+            let h = pkt.get(off..off + 20).ok_or(DropReason::Malformed)?;
+            Ok(Tagged::Ipv4 {
+                src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+                dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+            })
+        }
+    }
+}
+
+enum TagWalk {
+    Ipv4At(usize),
+    TooDeep,
+}
+
+/// Walk at most two tags: where IPv4 starts under them, a third tag, or
+/// `None` for anything else.
+fn tagged_ipv4_offset(pkt: &[u8]) -> Result<Option<TagWalk>, DropReason> {
+    let inner_type = |off: usize| {
+        pkt.get(off + 2..off + 4)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or(DropReason::Malformed)
+    };
+    let mut off = ETH_HLEN;
+    let mut t = inner_type(off)?;
+    off += 4;
+    if packets::is_vlan_tag(t) {
+        t = inner_type(off)?;
+        off += 4;
+        if packets::is_vlan_tag(t) {
+            return Ok(Some(TagWalk::TooDeep));
+        }
+    }
+    Ok((t == packets::ETH_P_IP).then_some(TagWalk::Ipv4At(off)))
 }
 
 struct ArpView {
@@ -802,13 +875,20 @@ pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec
 }
 
 /// The addresses a drop event names: IPv4 source and destination of a frame
-/// long enough for an IPv4 header, ARP sender and target of one long enough
-/// for an ARP body, else none (0), valid headers or not.
+/// long enough for an IPv4 header (also under one or two VLAN tags), ARP
+/// sender and target of one long enough for an ARP body, else none (0),
+/// valid headers or not.
 fn event_addresses(pkt: &[u8]) -> (u32, u32) {
     let at = |i: usize| u32::from_be_bytes(pkt[i..i + 4].try_into().unwrap());
     match pkt.get(12..14) {
         Some([0x08, 0x00]) if pkt.len() >= ETH_HLEN + 20 => (at(26), at(30)),
         Some([0x08, 0x06]) if pkt.len() >= ETH_HLEN + 28 => (at(28), at(38)),
+        Some(&[a, b]) if packets::is_vlan_tag(u16::from_be_bytes([a, b])) => {
+            match parse_tagged(pkt) {
+                Ok(Tagged::Ipv4 { src, dst }) => (src.into(), dst.into()),
+                _ => (0, 0),
+            }
+        }
         _ => (0, 0),
     }
 }

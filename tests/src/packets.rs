@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
     EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv4Options,
-    PacketBuilder, SingleVlanHeader, UdpHeader, VlanId,
+    PacketBuilder, UdpHeader,
 };
 
 pub type Mac = [u8; 6];
@@ -16,7 +16,15 @@ pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+/// The pre-standard QinQ outer tag.
+pub const ETH_P_QINQ: u16 = 0x9100;
 pub const ETH_P_LLDP: u16 = 0x88cc;
+
+/// Is `ether_type` a VLAN tag the kernel strips (802.1Q, 802.1ad, 0x9100)?
+pub fn is_vlan_tag(ether_type: u16) -> bool {
+    matches!(ether_type, ETH_P_8021Q | ETH_P_8021AD | ETH_P_QINQ)
+}
 
 /// A locally administered MAC `02:00:a:b:c:d`.
 pub const fn mac(a: u8, b: u8, c: u8, d: u8) -> Mac {
@@ -38,8 +46,9 @@ pub struct Ipv4Frame {
     pub more_fragments: bool,
     /// Fragment offset in 8-byte units.
     pub frag_offset: u16,
-    /// An 802.1Q tag between the Ethernet and IPv4 headers.
-    pub vlan: Option<u16>,
+    /// VLAN tags between the Ethernet and IPv4 headers, outermost first:
+    /// (TPID, VID).
+    pub tags: Vec<(u16, u16)>,
     /// Extra bytes after the IPv4 datagram (Ethernet padding).
     pub trailer: usize,
 }
@@ -56,7 +65,7 @@ impl Ipv4Frame {
             options: Vec::new(),
             more_fragments: false,
             frag_offset: 0,
-            vlan: None,
+            tags: Vec::new(),
             trailer: 0,
         }
     }
@@ -82,8 +91,16 @@ impl Ipv4Frame {
         self
     }
 
-    pub fn vlan(mut self, id: u16) -> Self {
-        self.vlan = Some(id);
+    /// Add an 802.1Q tag with VLAN id `id` (inside any tag added before).
+    pub fn vlan(self, id: u16) -> Self {
+        self.tag(ETH_P_8021Q, id)
+    }
+
+    /// Add a tag of type `tpid` (802.1Q, 802.1ad, ...) with VLAN id `id`,
+    /// inside any tag added before.
+    pub fn tag(mut self, tpid: u16, id: u16) -> Self {
+        assert!(id < 4096, "VLAN id {id}");
+        self.tags.push((tpid, id));
         self
     }
 
@@ -94,13 +111,7 @@ impl Ipv4Frame {
 
     /// Total frame length this description builds.
     pub fn len(&self) -> usize {
-        ETH_HLEN
-            + self.vlan.map_or(0, |_| 4)
-            + 20
-            + self.options.len()
-            + 8
-            + self.payload
-            + self.trailer
+        ETH_HLEN + 4 * self.tags.len() + 20 + self.options.len() + 8 + self.payload + self.trailer
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,27 +120,18 @@ impl Ipv4Frame {
 
     pub fn build(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len());
-        let eth_type = if self.vlan.is_some() {
-            EtherType::VLAN_TAGGED_FRAME
-        } else {
-            EtherType::IPV4
-        };
+        let eth_type = self.tags.first().map_or(ETH_P_IP, |(tpid, _)| *tpid);
         Ethernet2Header {
             source: self.src_mac,
             destination: self.dst_mac,
-            ether_type: eth_type,
+            ether_type: EtherType(eth_type),
         }
         .write(&mut out)
         .expect("ethernet header");
-        if let Some(id) = self.vlan {
-            SingleVlanHeader {
-                pcp: Default::default(),
-                drop_eligible_indicator: false,
-                vlan_id: VlanId::try_new(id).expect("vlan id"),
-                ether_type: EtherType::IPV4,
-            }
-            .write(&mut out)
-            .expect("vlan header");
+        for (i, (_, id)) in self.tags.iter().enumerate() {
+            let next = self.tags.get(i + 1).map_or(ETH_P_IP, |(tpid, _)| *tpid);
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&next.to_be_bytes());
         }
         let udp_len = 8 + self.payload;
         let mut ip = Ipv4Header::new(

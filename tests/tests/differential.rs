@@ -20,8 +20,8 @@ use netfabric_tests::{
     model::{Harness, HostModel, Model, PairChange, PortModel, Prog, ZoneModel, check, dummies},
     netns::Netns,
     packets::{
-        ArpFrame, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_LLDP, Ipv4Frame, Mac, hex, ipv6,
-        raw_ethernet, set_ihl, set_total_len, set_version, truncate,
+        ArpFrame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_LLDP, ETH_P_QINQ,
+        Ipv4Frame, Mac, hex, ipv6, raw_ethernet, set_ihl, set_total_len, set_version, truncate,
     },
     unique,
 };
@@ -371,7 +371,22 @@ fn packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Vec<u8> {
             Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, rng.range(1, 99) as u16),
             rng.below(64),
         ),
-        83..=86 => f.vlan(rng.range(1, 4094) as u16).build(),
+        83..=86 => {
+            // One to three tags of any kind (VID 0 included) around the
+            // frame: zone or outside addresses alike.
+            for _ in 0..rng.range(1, 3) {
+                let tpid = rng.pick(&[ETH_P_8021Q, ETH_P_8021AD, ETH_P_QINQ]);
+                let any_vid = rng.range(2, 4095) as u16;
+                f = f.tag(tpid, rng.pick(&[0, 1, any_vid]));
+            }
+            let p = f.build();
+            if rng.chance(10) {
+                let len = rng.range(14, (p.len() - 1) as u32) as usize;
+                truncate(p, len)
+            } else {
+                p
+            }
+        }
         87..=88 => raw_ethernet(
             src_mac,
             dst_mac,

@@ -3,11 +3,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use netfabric_common::DropReason;
+use netfabric_common::{Direction, DropReason};
 use serde::Serialize;
 
 use super::{GlobalArgs, OutputFormat, maps::HostSelect};
-use crate::observe::monitor::{self, DropRecord, Filter, Lease, Reader};
+use crate::observe::monitor::{self, DropRecord, Filter, Lease, Ports, Reader};
 
 /// `netfabric monitor`
 #[derive(Debug, clap::Args)]
@@ -56,6 +56,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut names = super::maps::load_names(global);
     let mut reader =
         Reader::open(&dir, &host).with_context(|| format!("opening the drop events of {host}"))?;
+    let mut ports = read_ports(&dir);
     let filter = Filter {
         reason: args.reason,
         owner: args.owner.clone(),
@@ -80,7 +81,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     loop {
         lease.renew_if_due()?;
         for raw in reader.poll(Duration::from_millis(100)) {
-            let Some(mut d) = monitor::decode(&raw, &host, &names, &reader.clock) else {
+            let Some(mut d) = monitor::decode(&raw, &host, &names, &ports, &reader.clock) else {
                 continue;
             };
             if d.timestamp_ns < started_ns && !args.backlog {
@@ -88,13 +89,17 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 continue;
             }
             let unknown = |e: &monitor::Endpoint| e.ip.is_some() && e.container.is_none();
-            if (unknown(&d.src) || unknown(&d.dst))
+            let unknown_port = d.direction == Direction::FromContainer.label()
+                && d.sender.as_ref().is_none_or(|s| s.container.is_none());
+            if (unknown(&d.src) || unknown(&d.dst) || unknown_port)
                 && last_reload.elapsed() > Duration::from_secs(1)
             {
-                // A container created after the monitor started.
+                // A container created (or a port attached) after the
+                // monitor started.
                 names = super::maps::load_names(global);
+                ports = read_ports(&dir);
                 last_reload = Instant::now();
-                d = monitor::decode(&raw, &host, &names, &reader.clock).unwrap_or(d);
+                d = monitor::decode(&raw, &host, &names, &ports, &reader.clock).unwrap_or(d);
             }
             if !filter.matches(&d) {
                 continue;
@@ -140,4 +145,13 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// The host's container ports, or none (with a note) when the pins cannot
+/// be read: drops are still shown, without their sending port.
+fn read_ports(pin_dir: &std::path::Path) -> Ports {
+    Ports::read(pin_dir).unwrap_or_else(|e| {
+        eprintln!("note: sending ports unknown: {e}");
+        Ports::default()
+    })
 }

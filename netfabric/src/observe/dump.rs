@@ -296,7 +296,7 @@ fn gateways(raw: &RawEntries, names: &Names) -> Decoded {
 }
 
 /// This host's /24 network, from its pinned `HOST_CONFIG`.
-fn host_subnet(pin_dir: &Path) -> Result<Option<(HostConfig, Ipv4Addr)>> {
+pub(crate) fn host_subnet(pin_dir: &Path) -> Result<Option<(HostConfig, Ipv4Addr)>> {
     let map = pins::open(pin_dir, common::HOST_CONFIG)?;
     let raw = pins::read_all(&map, common::HOST_CONFIG)?;
     if raw.count == 0 {
@@ -553,4 +553,10 @@ pub fn read_counters(pin_dir: &Path) -> Result<(Vec<CounterRow>, u64)> {
 
 // Keep the slot layout assumptions next to the decoder that relies on them.
 const _: () = assert!(FORWARD_SLOT_BASE < SLOTS_PER_DIRECTION);
-const _: () = assert!(DropReason::Ipv6NotSupported as u32 <= FORWARD_SLOT_BASE);
+const _: () = {
+    let mut i = 0;
+    while i < DropReason::ALL.len() {
+        assert!(DropReason::ALL[i] as u32 <= FORWARD_SLOT_BASE);
+        i += 1;
+    }
+};

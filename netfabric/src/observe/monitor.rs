@@ -14,6 +14,7 @@
 //! it grows.
 
 use std::{
+    collections::BTreeMap,
     net::Ipv4Addr,
     os::fd::{AsFd as _, AsRawFd as _},
     path::Path,
@@ -21,7 +22,7 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData, RingBuf};
-use netfabric_common::{self as common, Direction, DropEvent, DropReason, MonitorLease};
+use netfabric_common::{self as common, Direction, DropEvent, DropReason, LocalPort, MonitorLease};
 use serde::Serialize;
 
 use super::{ObserveError, dump, names::Names, pins};
@@ -36,10 +37,92 @@ pub struct DropRecord {
     pub host: String,
     pub direction: &'static str,
     pub reason: &'static str,
+    /// What the packet claims as its source. With `src_unverified` only the
+    /// address: naming its container and owner would blame the party whose
+    /// address was forged.
     pub src: Endpoint,
+    /// The source failed a source check or was never checked (`spoofed_*`,
+    /// `vlan_tagged`): `src` is only a claim; `sender` says who sent it.
+    pub src_unverified: bool,
     pub dst: Endpoint,
+    /// For drops on a container port's ingress (`from_container`): the
+    /// container behind the port the frame came in on, i.e. who really sent
+    /// it, whatever the frame claims.
+    pub sender: Option<PortSender>,
     pub ifindex: u32,
     pub len: u32,
+}
+
+/// A container port of this host and the container behind it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PortSender {
+    /// The host-side interface, `nfc<octet>`.
+    pub port: String,
+    pub ip: Ipv4Addr,
+    pub container: Option<String>,
+    pub owner: Option<String>,
+}
+
+impl PortSender {
+    fn new(ip: Ipv4Addr, names: &Names) -> Self {
+        let c = names.container(ip);
+        PortSender {
+            port: crate::port::port_name(ip),
+            ip,
+            container: c.map(|c| c.name.clone()),
+            owner: c.map(|c| c.owner.clone()),
+        }
+    }
+
+    /// `port nfc7 (web, owner alice)` for people.
+    pub fn display(&self) -> String {
+        match (&self.container, &self.owner) {
+            (Some(c), Some(o)) => format!("port {} ({c}, owner {o})", self.port),
+            (Some(c), None) => format!("port {} ({c})", self.port),
+            _ => format!("port {} ({})", self.port, self.ip),
+        }
+    }
+}
+
+/// The container ports of one host, from its pinned `LOCAL_PORTS` and
+/// `HOST_CONFIG` (so it works with no agent running): port ifindex → the
+/// address of the container behind it.
+#[derive(Debug, Clone, Default)]
+pub struct Ports {
+    by_ifindex: BTreeMap<u32, Ipv4Addr>,
+}
+
+impl Ports {
+    /// Reads the ports of the host pinned at `pin_dir` (none while the agent
+    /// has not configured the host).
+    pub fn read(pin_dir: &Path) -> Result<Self, ObserveError> {
+        let Some((_, subnet)) = dump::host_subnet(pin_dir)? else {
+            return Ok(Ports::default());
+        };
+        let map = pins::open(pin_dir, common::LOCAL_PORTS)?;
+        let raw = pins::read_all(&map, common::LOCAL_PORTS)?;
+        let by_ifindex = (0..raw.count)
+            .filter_map(|i| {
+                let octet: u32 = pins::pod(raw.key(i));
+                let p: LocalPort = pins::pod(raw.value(i));
+                (p.flags & common::FLAG_PRESENT != 0)
+                    .then(|| (p.ifindex, Ipv4Addr::from(u32::from(subnet) | octet)))
+            })
+            .collect();
+        Ok(Ports { by_ifindex })
+    }
+
+    /// Ports given as (ifindex, container address).
+    pub fn from_addresses(ports: impl IntoIterator<Item = (u32, Ipv4Addr)>) -> Self {
+        Ports {
+            by_ifindex: ports.into_iter().collect(),
+        }
+    }
+
+    /// The address of the container behind port `ifindex`.
+    pub fn address(&self, ifindex: u32) -> Option<Ipv4Addr> {
+        self.by_ifindex.get(&ifindex).copied()
+    }
 }
 
 /// One side of a dropped packet.
@@ -92,14 +175,20 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Does `d` match? Owner and container match the source, the
+    /// destination or the sending port's container.
     pub fn matches(&self, d: &DropRecord) -> bool {
+        let sender = d.sender.as_ref();
         self.reason.is_none_or(|r| r.label() == d.reason)
-            && self
-                .owner
-                .as_ref()
-                .is_none_or(|o| d.src.owner.as_ref() == Some(o) || d.dst.owner.as_ref() == Some(o))
+            && self.owner.as_ref().is_none_or(|o| {
+                d.src.owner.as_ref() == Some(o)
+                    || d.dst.owner.as_ref() == Some(o)
+                    || sender.is_some_and(|s| s.owner.as_ref() == Some(o))
+            })
             && self.container.as_ref().is_none_or(|c| {
-                d.src.container.as_ref() == Some(c) || d.dst.container.as_ref() == Some(c)
+                d.src.container.as_ref() == Some(c)
+                    || d.dst.container.as_ref() == Some(c)
+                    || sender.is_some_and(|s| s.container.as_ref() == Some(c))
             })
     }
 }
@@ -175,33 +264,67 @@ pub fn format_utc_ns(unix_ns: i128) -> String {
     )
 }
 
-/// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8], host: &str, names: &Names, clock: &Clock) -> Option<DropRecord> {
+/// Decodes one ring-buffer record; `ports` are the host's container ports.
+pub fn decode(
+    bytes: &[u8],
+    host: &str,
+    names: &Names,
+    ports: &Ports,
+    clock: &Clock,
+) -> Option<DropRecord> {
     if bytes.len() < std::mem::size_of::<DropEvent>() {
         return None;
     }
     let e: DropEvent = pins::pod(bytes);
+    let direction = Direction::from_u8(e.direction);
+    let reason = DropReason::from_u8(e.reason);
+    // Unknown reasons (a newer datapath) are not trusted either.
+    let src_unverified = reason.is_none_or(DropReason::source_unverified);
+    let src = if src_unverified {
+        Endpoint {
+            ip: (e.src_ip != 0).then(|| Ipv4Addr::from(e.src_ip)),
+            ..Endpoint::default()
+        }
+    } else {
+        Endpoint::new(e.src_ip, e.src_owner, names)
+    };
+    let sender = (direction == Some(Direction::FromContainer))
+        .then(|| ports.address(e.ifindex))
+        .flatten()
+        .map(|ip| PortSender::new(ip, names));
     Some(DropRecord {
         time: clock.format(e.timestamp_ns),
         timestamp_ns: e.timestamp_ns,
         host: host.to_owned(),
-        direction: Direction::from_u8(e.direction).map_or("unknown", Direction::label),
-        reason: DropReason::from_u8(e.reason).map_or("unknown", DropReason::label),
-        src: Endpoint::new(e.src_ip, e.src_owner, names),
+        direction: direction.map_or("unknown", Direction::label),
+        reason: reason.map_or("unknown", DropReason::label),
+        src,
+        src_unverified,
         dst: Endpoint::new(e.dst_ip, e.dst_owner, names),
+        sender,
         ifindex: e.ifindex,
         len: e.len,
     })
 }
 
-/// The line `netfabric monitor` prints for a drop.
+/// The line `netfabric monitor` prints for a drop. A forged (or unchecked)
+/// source is shown as what the sender claimed, after the sending port when
+/// the drop was on one: `port nfc7 (web, owner alice) as 10.1.1.8`.
 pub fn line(d: &DropRecord) -> String {
+    let from = match (&d.sender, d.src_unverified) {
+        (Some(s), true) => format!("{} as {}", s.display(), d.src.display()),
+        (None, true) if d.direction == Direction::FromContainer.label() => {
+            format!("ifindex {} as {}", d.ifindex, d.src.display())
+        }
+        (None, true) => format!("{} (claimed)", d.src.display()),
+        (_, false) => d.src.display(),
+    };
     format!(
         "{} {} {:<14} {} -> {}  {}  len {}",
         d.time,
         d.host,
         d.direction,
-        d.src.display(),
+        from,
         d.dst.display(),
         d.reason,
         d.len
@@ -396,12 +519,14 @@ mod tests {
                 owner: Some("alice".into()),
                 owner_id: 2,
             },
+            src_unverified: false,
             dst: Endpoint {
                 ip: Some(Ipv4Addr::new(10, 1, 1, 2)),
                 container: Some("b".into()),
                 owner: Some("bob".into()),
                 owner_id: 3,
             },
+            sender: None,
             ifindex: 1,
             len: 84,
         };
@@ -415,5 +540,109 @@ mod tests {
         assert!(!f(Some(DropReason::Malformed), None, None).matches(&d));
         assert!(!f(None, Some("carol"), None).matches(&d));
         assert!(!f(None, None, Some("c")).matches(&d));
+        // The sending port's container matches too.
+        let spoofed = DropRecord {
+            sender: Some(PortSender {
+                port: "nfc9".into(),
+                ip: Ipv4Addr::new(10, 1, 1, 9),
+                container: Some("c".into()),
+                owner: Some("carol".into()),
+            }),
+            ..d
+        };
+        assert!(f(None, Some("carol"), None).matches(&spoofed));
+        assert!(f(None, None, Some("c")).matches(&spoofed));
+    }
+
+    fn event(reason: DropReason, direction: Direction, src: Ipv4Addr, src_owner: u32) -> Vec<u8> {
+        let e = DropEvent {
+            timestamp_ns: 1,
+            src_ip: src.into(),
+            dst_ip: Ipv4Addr::new(10, 1, 2, 1).into(),
+            src_owner,
+            dst_owner: 7,
+            ifindex: 42,
+            direction: direction as u8,
+            reason: reason as u8,
+            _pad: [0; 2],
+            len: 98,
+            _pad2: 0,
+        };
+        // SAFETY: DropEvent is plain old data; these are its bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&raw const e).cast::<u8>(),
+                std::mem::size_of::<DropEvent>(),
+            )
+        }
+        .to_vec()
+    }
+
+    /// A spoofed drop names the port the frame came in on, never the owner
+    /// or container of the address it forged.
+    #[test]
+    fn spoofed_drops_name_the_sending_port_not_the_forged_party() {
+        let forged = Ipv4Addr::new(10, 1, 1, 2);
+        let names = Names::from_containers([
+            (Ipv4Addr::new(10, 1, 1, 7), "web", "alice"),
+            (forged, "victim", "bob"),
+        ]);
+        let ports = Ports::from_addresses([(42, Ipv4Addr::new(10, 1, 1, 7))]);
+        let clock = Clock::now();
+        for reason in [
+            DropReason::SpoofedSourceIp,
+            DropReason::SpoofedSourceMac,
+            DropReason::SpoofedArp,
+            DropReason::VlanTagged,
+        ] {
+            let raw = event(reason, Direction::FromContainer, forged, 0);
+            let d = decode(&raw, "h1", &names, &ports, &clock).expect("decodes");
+            assert!(d.src_unverified, "{reason:?}");
+            assert_eq!(
+                d.src,
+                Endpoint {
+                    ip: Some(forged),
+                    ..Endpoint::default()
+                },
+                "{reason:?}: the forged party is not named"
+            );
+            let s = d.sender.as_ref().expect("the sending port");
+            assert_eq!(
+                (s.port.as_str(), s.container.as_deref(), s.owner.as_deref()),
+                ("nfc7", Some("web"), Some("alice"))
+            );
+            let l = line(&d);
+            assert!(
+                l.contains("port nfc7 (web, owner alice) as 10.1.1.2 -> "),
+                "{l}"
+            );
+            assert!(!l.contains("victim") && !l.contains("bob"), "{l}");
+        }
+        // A policy drop names both parties (its source passed the checks).
+        let raw = event(
+            DropReason::PolicyDenied,
+            Direction::FromContainer,
+            Ipv4Addr::new(10, 1, 1, 7),
+            3,
+        );
+        let d = decode(&raw, "h1", &names, &ports, &clock).expect("decodes");
+        assert!(!d.src_unverified);
+        assert_eq!(d.src.container.as_deref(), Some("web"));
+        assert!(
+            line(&d).contains(" web/alice (10.1.1.7) -> "),
+            "{}",
+            line(&d)
+        );
+        // On the uplink there is no port: the claim is marked as such.
+        let raw = event(
+            DropReason::SpoofedWrongHost,
+            Direction::FromUplink,
+            forged,
+            0,
+        );
+        let d = decode(&raw, "h1", &names, &ports, &clock).expect("decodes");
+        assert_eq!(d.sender, None);
+        assert_eq!(d.src.container, None);
+        assert!(line(&d).contains(" 10.1.1.2 (claimed) -> "), "{}", line(&d));
     }
 }

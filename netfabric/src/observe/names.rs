@@ -90,6 +90,30 @@ impl Names {
         }
     }
 
+    /// Names of containers only (address, name, owner), for tests.
+    #[cfg(test)]
+    pub(crate) fn from_containers<'a>(
+        containers: impl IntoIterator<Item = (Ipv4Addr, &'a str, &'a str)>,
+    ) -> Self {
+        Names {
+            containers: containers
+                .into_iter()
+                .map(|(addr, name, owner)| {
+                    (
+                        addr,
+                        ContainerName {
+                            name: name.to_owned(),
+                            owner: owner.to_owned(),
+                            host: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+            loaded: true,
+            ..Names::default()
+        }
+    }
+
     pub fn owner(&self, id: u32) -> Option<&str> {
         self.owners.get(&id).map(String::as_str)
     }
