@@ -95,6 +95,25 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| "/root".into())
 }
 
+/// `rustup` and its proxies (`cargo`, `rustc`, ... : links to it), not the
+/// tools `cargo install` put beside them (bpf-linker is setup's to build).
+fn copy_rustup_proxies(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    let rustup = from.join("rustup");
+    std::fs::copy(&rustup, to.join("rustup")).context("copying rustup")?;
+    let rustup_id = std::fs::canonicalize(&rustup)?;
+    for entry in std::fs::read_dir(from)?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "rustup" || std::fs::canonicalize(&path).ok() != Some(rustup_id.clone()) {
+            continue;
+        }
+        std::os::unix::fs::symlink("rustup", to.join(&name))
+            .with_context(|| format!("linking {}", to.join(&name).display()))?;
+    }
+    Ok(())
+}
+
 /// rustup's default toolchain name, from `rustup default`.
 fn default_toolchain() -> Result<String> {
     let out = Command::new("rustup")
@@ -216,12 +235,7 @@ fn check(root: &Path, mirror: &str, toolchain: &str) -> Result<()> {
         rhome.join(".rustup/settings.toml"),
         format!("version = \"12\"\ndefault_toolchain = \"{toolchain}\"\nprofile = \"default\"\n"),
     )?;
-    run_cmd(
-        Command::new("cp")
-            .arg("-a")
-            .arg(home.join(".cargo/bin"))
-            .arg(rhome.join(".cargo")),
-    )?;
+    copy_rustup_proxies(&home.join(".cargo/bin"), &rhome.join(".cargo/bin"))?;
     // The machine's network setup is not the project's to install: its
     // resolver and its trusted CAs (which may include a proxy's own).
     std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))?;
