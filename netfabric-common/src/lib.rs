@@ -5,7 +5,7 @@
 //! * [`maps`]: map names, capacities and the `#[repr(C)]` key/value types.
 //! * [`plan`]: the address plan (zone /16, host /24, container octet) as bit
 //!   arithmetic, so lookups are array indexes.
-//! * [`policy`]: the SPEC §2 rule (same owner, shared group, system owner,
+//! * [`policy`]: the rule of docs/policy.md#the-rule (same owner, shared group, system owner,
 //!   outside world) as one pure function used by the kernel and by the
 //!   userspace reference model.
 //! * [`checksum`]: the incremental IPv4 checksum update for a TTL decrement.

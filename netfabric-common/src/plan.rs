@@ -1,4 +1,4 @@
-//! The address plan (SPEC §1) as bit arithmetic.
+//! The address plan (docs/address-plan.md) as bit arithmetic.
 //!
 //! A zone is a /16, a host a /24 inside it (third octet 1..=254), a container
 //! one of `.1`..=`.254` of its host's /24. Because the plan is rigid, every

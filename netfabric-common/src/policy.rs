@@ -1,4 +1,4 @@
-//! SPEC §2 as one function, used by the kernel programs and by the userspace
+//! The rule of docs/policy.md#the-rule as one function, used by the kernel programs and by the userspace
 //! reference model, so that the two cannot drift apart.
 
 use crate::{OwnerPair, SYSTEM_OWNER};

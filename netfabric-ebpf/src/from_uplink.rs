@@ -67,7 +67,7 @@ fn try_from_uplink(pkt: &mut Packet) -> Result<(Forward, u32), DropReason> {
         return PASS;
     };
 
-    // SPEC §2: a packet claiming a container source must come from that
+    // docs/policy.md#identity-comes-from-the-source-address: a packet claiming a container source must come from that
     // container's host, whatever its destination (so that nothing the stack
     // gets from here carries a forged container identity).
     let src_place = locate(host, ip.src);

@@ -1,4 +1,4 @@
-//! Who owns an address, and may two parties talk (SPEC §2). The rule itself
+//! Who owns an address, and may two parties talk (docs/policy.md#the-rule). The rule itself
 //! is `netfabric_common::policy::allows`, shared with the reference model.
 
 use netfabric_common::{

@@ -1,5 +1,5 @@
 //! Source checks: identity comes from the source address, so it must be
-//! trustworthy (SPEC §2). MACs are compared as [`mac_bits`].
+//! trustworthy (docs/policy.md#identity-comes-from-the-source-address). MACs are compared as [`mac_bits`].
 
 use netfabric_common::{
     DropReason, FLAG_PRESENT, HostConfig,

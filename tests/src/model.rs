@@ -1,4 +1,4 @@
-//! A userspace reference model of the datapath, written from SPEC §1–§3 and
+//! A userspace reference model of the datapath, written from docs/address-plan.md, docs/policy.md and docs/datapath.md#decision-order and
 //! the order of checks documented at the top of each program, plus the
 //! harness that runs a packet through the real programs and observes what
 //! they did (action, output bytes, the counter that moved, drop events).
@@ -280,7 +280,7 @@ impl Model {
             .any(|m| m.contains(&a) && m.contains(&b))
     }
 
-    /// SPEC §2.
+    /// docs/policy.md#the-rule.
     fn allowed(&self, src: Party, dst: Party) -> bool {
         match (src, dst) {
             (Party::Owner(a), Party::Owner(b)) => {
@@ -497,7 +497,7 @@ impl Model {
         ))
     }
 
-    /// SPEC §2: any IPv4 packet claiming a container source must arrive
+    /// docs/policy.md#identity-comes-from-the-source-address: any IPv4 packet claiming a container source must arrive
     /// from that container's host's underlay MAC (other zones: the zone
     /// router's), whatever its destination. Then only IPv4 for a container
     /// of this host is judged; everything else passes untouched.

@@ -1,5 +1,5 @@
 //! A zone of three hosts built from network namespaces, with the real
-//! datapath attached: the tier-3 test bed (SPEC §1, §5).
+//! datapath attached: the tier-3 test bed (docs/address-plan.md, docs/lab.md#what-the-lab-builds).
 //!
 //! ```text
 //!             underlay netns: bridge `ubr`, ports h1 h2 h3
@@ -21,7 +21,7 @@
 //! Lab choices (see the notes on [`Topology::build`]): IPv6 is disabled in
 //! every namespace so that kernel-generated IPv6 (DAD, MLD, RS) does not
 //! show up in the exact drop counters, and GRO is on where XDP redirects
-//! into a veth (TOOLCHAIN.md).
+//! into a veth (docs/development.md#notes-from-this-kernel).
 
 use std::{
     io::{Read, Write},
@@ -200,7 +200,7 @@ pub fn plumb_container(host: &Netns, ns: &Netns, ip: Ipv4Addr, mac: [u8; 6], por
 /// Plumb host `h`'s namespace `ns` the netfabric way: uplink veth `up0`
 /// (fixed MAC, `underlay_ip`/24) whose peer `h<h>` joins the bridge `ubr` of
 /// `underlay`, and the host bridge `nfbr0` (gateway MAC, 169.254.1.1/32,
-/// route to the host's /24). GRO on both uplink ends (what TOOLCHAIN.md
+/// route to the host's /24). GRO on both uplink ends (what docs/development.md#notes-from-this-kernel
 /// recommends for veth ends next to XDP) and TX checksum offload off on both:
 /// a wire carries complete checksums, a veth passes CHECKSUM_PARTIAL skbs,
 /// and XDP on the receiving uplink turns them into xdp_frames that lose that

@@ -1,7 +1,7 @@
 //! Differential test: thousands of random packets over random zone states,
 //! run through the real programs (BPF_PROG_TEST_RUN, real maps) and through
 //! the userspace reference model (`netfabric_tests::model`, written from
-//! SPEC §2/§3). Action, verdict counter (exactly one, with the right bytes),
+//! docs/policy.md#the-rule, docs/datapath.md#decision-order). Action, verdict counter (exactly one, with the right bytes),
 //! drop event and output bytes must agree on every case. Group memberships
 //! (and containers) change between packets, in the model and in the maps.
 //!

@@ -7,7 +7,7 @@
 //! (for a routed packet: both MACs, TTL - 1 and an IPv4 header checksum
 //! verified independently by etherparse and a full recompute), and for a
 //! drop exactly one ring-buffer event carrying the reason (none otherwise).
-//! Expectations are written by hand from SPEC §2/§3, not from the model.
+//! Expectations are written by hand from docs/policy.md#the-rule and docs/datapath.md#decision-order, not from the model.
 //!
 //! Run: `cargo test -p netfabric-tests --test fixtures -- --nocapture`
 
@@ -1269,7 +1269,7 @@ fn from_uplink_fixtures() {
                 .build(),
             xdp_pass(),
         ),
-        // SPEC §2: a container source is checked whatever the destination,
+        // docs/policy.md#identity-comes-from-the-source-address: a container source is checked whatever the destination,
         // so nothing the stack gets from the uplink carries a forged identity.
         row(
             "IPv4 for another host claiming our container, TTL 0",

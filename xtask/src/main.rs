@@ -179,7 +179,7 @@ fn run(args: &[String]) -> Result<()> {
     setup::run()?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     if args.is_empty() {
-        // The lab: SPEC §5. Runs in the foreground and tears down on Ctrl-C.
+        // The lab (docs/lab.md#what-the-lab-builds). Runs in the foreground and tears down on Ctrl-C.
         run_release("netfabric", "netfabric", &["lab", "run"])
     } else {
         run_release("netfabric", "netfabric", &args)

@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: everything the build and the tests need, installed
 //! on first use and checked in well under a second afterwards.
 //!
-//! See `../shared/TOOLCHAIN.md` for why: the eBPF crate needs a compiler with
+//! See `docs/development.md#the-build` for why: the eBPF crate needs a compiler with
 //! its own `rust-src` (Debian's `rustc-web`, linked into rustup as
 //! `debian-web`) and a bpf-linker built against the same LLVM major.
 

@@ -1,4 +1,4 @@
-//! `netfabric lab`: a zone of N hosts on this machine (SPEC §5).
+//! `netfabric lab`: a zone of N hosts on this machine (docs/lab.md#what-the-lab-builds).
 //!
 //! * an underlay namespace `nf-<lab>-underlay` with the bridge `ubr0`;
 //! * one namespace per host, `nf-<host>`, with the uplink `up0`

@@ -1,4 +1,4 @@
-//! Observability (SPEC §5): read the pinned maps of a host without the
+//! Observability (docs/metrics.md, docs/operations.md#troubleshooting): read the pinned maps of a host without the
 //! agent ([`pins`]), decode ids and addresses into names ([`names`],
 //! [`dump`]), stream drop events ([`monitor`]), and the agent's Prometheus
 //! metrics ([`metrics`]).

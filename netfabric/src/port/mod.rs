@@ -1,5 +1,5 @@
 //! Container ports: the veth pair between a container's network namespace
-//! and its host's bridge (SPEC §1), set up over rtnetlink.
+//! and its host's bridge (docs/address-plan.md#the-gateway), set up over rtnetlink.
 //!
 //! ## Conventions
 //! * The host-side end of a container's veth is `nfc<octet>` (the
