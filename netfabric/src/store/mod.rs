@@ -75,6 +75,13 @@ pub enum StoreError {
         #[source]
         source: Box<StateError>,
     },
+    /// The store's directory or lock could be changed by someone else
+    /// than its owner: nothing is read from or written to it.
+    #[error(
+        "refusing the store at {path}: {reason} (the store directory must be owned by root \
+         (or the user running netfabric) and writable by nobody else: chmod 700 it)"
+    )]
+    Insecure { path: PathBuf, reason: String },
     #[error(
         "timed out after {waited:?} waiting for the lock {path} (another netfabric is writing?)"
     )]
