@@ -696,3 +696,31 @@ fn tls_with_client_certificates() {
     .unwrap();
     assert!(no_cert.load().is_err());
 }
+
+/// etcd down (nothing listens on its port): the CLI gives up within the
+/// documented 5 s (asserted < 8 s), exit 1, with a message a person can act
+/// on rather than a transport error's debug dump.
+#[test]
+fn with_etcd_down_the_cli_gives_up_quickly_and_clearly() {
+    let port = free_port();
+    let url = format!("etcd://127.0.0.1:{port}");
+    for args in [&["owner", "list"][..], &["owner", "create", "alice"][..]] {
+        let started = Instant::now();
+        let out = nf(&url, args);
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(took < Duration::from_secs(8), "{args:?} took {took:?}");
+        assert!(
+            err.contains("unreachable")
+                && err.contains(&format!("127.0.0.1:{port}"))
+                && err.contains("Connection refused"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("tonic") && !err.contains("ConnectError"),
+            "{args:?}: raw transport error: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
