@@ -316,6 +316,17 @@ fn an_invalid_state_is_refused_and_the_last_valid_one_kept() {
     let out = host.nf(&["status", "--host", &host.name, "-o", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["hosts"][0]["agent"]["state_valid"], false, "{json}");
+    // Program runs: counted only with kernel.bpf_stats_enabled=1; a 0 that
+    // only means "not counted" must not be shown.
+    let stats = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let uplink = &json["hosts"][0]["programs"][0];
+    assert_eq!(uplink["program"], "from_uplink", "{json}");
+    if stats.trim() == "0" {
+        assert!(uplink["run_count"].is_null(), "{json}");
+        assert!(status.contains("runs: off"), "{status}");
+    } else {
+        assert!(uplink["run_count"].is_u64(), "{json}");
+    }
     assert_eq!(json["store"]["state_valid"], false, "{json}");
 
     // Restore the backup (an older revision): applied, and valid again.
