@@ -724,3 +724,83 @@ fn with_etcd_down_the_cli_gives_up_quickly_and_clearly() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// `etcdctl` against `endpoint` (host:port).
+fn etcdctl(endpoint: &str, args: &[&str]) -> Output {
+    let out = Command::new("etcdctl")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("etcdctl (Debian etcd-client)");
+    assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+    out
+}
+
+/// A state made invalid behind netfabric's back (a key put by hand: a
+/// second container holding an address) is reported by the watch, never
+/// delivered, and refused as a base for changes; removing it delivers the
+/// valid state again.
+#[test]
+fn an_invalid_state_put_by_hand_is_refused_until_it_is_fixed() {
+    if !etcd_or_skip() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let store = EtcdStore::open(&etcd.url()).unwrap();
+    seed(&store);
+    let ((), _) = store
+        .apply(|s| s.create_container("web", "alice", "h1", None).map(|_| ()))
+        .unwrap();
+    let watch = store.watch(0).unwrap();
+    let mut seen = Vec::new();
+    let good = wait_for(&watch, store.load().unwrap().revision, &mut seen);
+
+    let endpoint = format!("127.0.0.1:{}", etcd.cluster.members()[0].client_port);
+    let web = etcdctl(
+        &endpoint,
+        &["get", "--print-value-only", "/netfabric/containers/web"],
+    );
+    let mut intruder: serde_json::Value = serde_json::from_slice(&web.stdout).unwrap();
+    intruder["owner"] = "bob".into();
+    if intruder.get("name").is_some() {
+        intruder["name"] = "intruder".into();
+    }
+    etcdctl(
+        &endpoint,
+        &[
+            "put",
+            "/netfabric/containers/intruder",
+            &intruder.to_string(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match watch.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Some(Err(netfabric::store::StoreError::InvalidStored { source, .. })) => {
+                // Keys come sorted: whichever of the two is named, the
+                // message names the other.
+                let message = source.to_string();
+                assert!(
+                    source.field().ends_with("].address")
+                        && message.contains("10.1.1.1")
+                        && message.contains("intruder")
+                        && message.contains("web"),
+                    "{message}"
+                );
+                break;
+            }
+            Some(Ok(s)) => panic!("an invalid state was delivered: {s:?}"),
+            Some(Err(e)) => eprintln!("watch: {e}"),
+            None => panic!("the invalid state was not reported within 10 s"),
+        }
+    }
+    let err = store.apply(|s| s.create_owner("carol")).unwrap_err();
+    assert!(
+        matches!(err, netfabric::store::StoreError::InvalidStored { .. }),
+        "{err}"
+    );
+    etcdctl(&endpoint, &["del", "/netfabric/containers/intruder"]);
+    let back = wait_for(&watch, 0, &mut seen);
+    assert_eq!(back.state, good.state);
+}

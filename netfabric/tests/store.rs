@@ -607,9 +607,9 @@ fn another_user_can_neither_read_the_state_nor_take_the_lock() {
     std::fs::create_dir(&state_dir).unwrap();
     set_mode(&state_dir, 0o755);
     let store = FileStore::in_dir(&state_dir);
-    // A lock file an older netfabric left world-readable.
+    // A lock file an older netfabric left open to all (umask 000).
     std::fs::write(store.lock_path(), b"").unwrap();
-    set_mode(&store.lock_path(), 0o644);
+    set_mode(&store.lock_path(), 0o666);
     store.apply(|s| s.create_owner("alice")).unwrap();
     let lock = store.lock_path().display().to_string();
     let state = store.path().display().to_string();

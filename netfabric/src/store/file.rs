@@ -187,6 +187,18 @@ impl FileStore {
     }
 
     fn check_owner_and_mode(&self, path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+        self.check_owner(path, meta)?;
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(self.insecure(
+                path,
+                format!("its mode {mode:04o} lets other users write to it"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_owner(&self, path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
         // SAFETY: geteuid has no preconditions.
         let euid = unsafe { libc::geteuid() };
         if meta.uid() != euid && meta.uid() != 0 {
@@ -196,13 +208,6 @@ impl FileStore {
                     "it is owned by uid {}, not by root or uid {euid}",
                     meta.uid()
                 ),
-            ));
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(self.insecure(
-                path,
-                format!("its mode {mode:04o} lets other users write to it"),
             ));
         }
         Ok(())
@@ -326,11 +331,11 @@ impl FileStore {
             .map_err(self.io("opening the lock file", &path))?;
         // A lock file someone else owns or may open would let them hold the
         // lock and block every write: root-only, whatever the umask (and
-        // whatever an older netfabric left).
+        // whatever mode an older netfabric left it with).
         let meta = file
             .metadata()
             .map_err(self.io("reading the metadata of", &path))?;
-        self.check_owner_and_mode(&path, &meta)?;
+        self.check_owner(&path, &meta)?;
         if meta.mode() & 0o777 != FILE_MODE {
             file.set_permissions(Permissions::from_mode(FILE_MODE))
                 .map_err(self.io("setting the mode of", &path))?;
