@@ -76,11 +76,14 @@ fn agent_pids(host: &str) -> Vec<u32> {
 
 fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<HostStatus> {
     let (counters, lost) = dump::read_counters(dir)?;
+    let pids = agent_pids(host);
     Ok(HostStatus {
         host: host.to_owned(),
         pin_dir: dir.display().to_string(),
-        agent_pids: agent_pids(host),
-        agent: lock::read_report(Path::new(lock::RUN_DIR), dir, host),
+        // A killed agent leaves its report behind: only a running one's.
+        agent: lock::read_report(Path::new(lock::RUN_DIR), dir, host)
+            .filter(|r| pids.contains(&r.pid)),
+        agent_pids: pids,
         programs: attached_programs(dir, uplink),
         maps: pins::list(dir)?,
         counters,

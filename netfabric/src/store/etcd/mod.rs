@@ -214,9 +214,13 @@ impl From<etcd_client::Error> for EtcdFailure {
 
 impl From<tokio::time::error::Elapsed> for EtcdFailure {
     fn from(_: tokio::time::error::Elapsed) -> Self {
+        // Connections that cannot be made fail within CONNECT_TIMEOUT as
+        // transport errors; a request that outlives OP_TIMEOUT went to a
+        // member that took it but was slow to answer (an election on a
+        // loaded machine): that gets the longer allowance.
         EtcdFailure {
             retryable: true,
-            unreachable: true,
+            unreachable: false,
             reason: format!("no answer within {OP_TIMEOUT:?}"),
         }
     }
