@@ -53,7 +53,9 @@ use lock::{AgentLock, AgentReport};
 /// `netfabric agent`: run the agent of one host.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
-    /// This host's name in the desired state.
+    /// This host's name in the desired state (checked there when the host
+    /// has no pins yet). One agent per host: a second one exits 1 naming
+    /// the running one's pid.
     #[arg(long, value_name = "NAME")]
     pub host: String,
     /// Join this network namespace first (a lab host: /run/netns/nf-h1).
@@ -322,7 +324,7 @@ impl Agent {
             error = %error,
             refused_revision = ?revision,
             enforced_revision = ?self.report.enforced_revision,
-            "REFUSED the desired state from the store: it is not valid; \
+            "REFUSED the desired state from the store (invalid or unreadable); \
              the datapath keeps enforcing the last valid state"
         );
         self.metrics.state_valid.set(0);
