@@ -804,3 +804,101 @@ fn an_invalid_state_put_by_hand_is_refused_until_it_is_fixed() {
     let back = wait_for(&watch, 0, &mut seen);
     assert_eq!(back.state, good.state);
 }
+
+/// etcd restored from a backup (its data dir copied back while stopped):
+/// its revisions go back below what the watch has seen. The watch must
+/// deliver the restored state and the changes after it, not wait silently
+/// for the revision to pass the old maximum.
+#[test]
+fn etcd_restored_from_a_backup_is_delivered() {
+    if !etcd_or_skip() {
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()))
+        .try_init();
+    let dir = tempfile::Builder::new()
+        .prefix("netfabric-etcd-restore-")
+        .tempdir_in(if Path::new("/dev/shm").is_dir() {
+            "/dev/shm"
+        } else {
+            "/tmp"
+        })
+        .unwrap();
+    let mut cluster = LocalCluster::start(dir.path(), 1).expect("starting etcd");
+    let store = EtcdStore::open(&cluster.url()).unwrap();
+    seed(&store);
+    let ((), backup_revision) = store
+        .apply(|s| s.create_container("web", "alice", "h1", None).map(|_| ()))
+        .unwrap();
+    let data = cluster.members()[0].data_dir.clone();
+    let backup = dir.path().join("backup");
+    cluster.stop(0);
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&data)
+        .arg(&backup)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    cluster.restart_all().unwrap();
+    for i in 0..5 {
+        store
+            .apply(|s| s.create_owner(&format!("o{i}")).map(|_| ()))
+            .unwrap();
+    }
+    let latest = store.load().unwrap().revision;
+    let watch = store.watch(0).unwrap();
+    let mut seen = Vec::new();
+    let before = wait_for(&watch, latest, &mut seen);
+    assert!(before.state.owner("o4").is_some());
+
+    // Restore: the data dir as it was at backup_revision.
+    cluster.stop(0);
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::rename(&backup, &data).unwrap();
+    cluster.restart_all().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let restored = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the restored state was not delivered"
+        );
+        match watch.recv_timeout(Duration::from_millis(200)) {
+            Some(Ok(s)) if s.state.owner("o0").is_none() => break s,
+            Some(Ok(s)) => eprintln!("watch: revision {}", s.revision),
+            Some(Err(e)) => eprintln!("watch: {e}"),
+            None => {}
+        }
+    };
+    assert!(
+        restored.revision < latest,
+        "{} >= {latest}",
+        restored.revision
+    );
+    assert!(restored.revision >= backup_revision);
+    assert!(restored.state.container("web").is_some());
+    // A change after the restore (its revision at or below the old
+    // maximum) is delivered too.
+    let ((), revision) = store
+        .apply(|s| s.create_owner("after").map(|_| ()))
+        .unwrap();
+    assert!(
+        revision <= latest,
+        "{revision} > {latest}: not a revision the watch had seen"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the change after the restore was not delivered"
+        );
+        if let Some(Ok(s)) = watch.recv_timeout(Duration::from_millis(200))
+            && s.state.owner("after").is_some()
+        {
+            assert_eq!(s.revision, revision);
+            break;
+        }
+    }
+}

@@ -45,12 +45,17 @@
 //! ## Watch
 //! [`watch`](Store::watch) reads the prefix at revision `R` (one snapshot),
 //! then watches the prefix from `R + 1`. Every event moves the next
-//! revision to watch from past it, so a re-established watch (connection
-//! lost, member killed) continues exactly after the last event applied:
-//! nothing is missed or seen twice. If that revision was compacted meanwhile
-//! etcd cancels the watch with `compact_revision`; the feed then re-reads
-//! the whole prefix (a full resync) and carries on from there. Responses
-//! that arrive together are coalesced into one snapshot.
+//! revision to watch from past it. A watch that breaks (connection lost,
+//! member killed) or cannot be made is followed by a full resync: the
+//! prefix is read again and a snapshot is sent only if it is newer or its
+//! content differs from the mirror, so nothing is missed or seen twice. The
+//! resync also catches an etcd restored from a backup, whose revisions went
+//! back below the last one delivered: its state is delivered whatever its
+//! revision (a watch from a revision etcd has not reached would wait
+//! silently; a watch created on an etcd behind it resyncs too). If the
+//! watch's revision was compacted, etcd cancels it with `compact_revision`
+//! and the feed resyncs the same way. Responses that arrive together are
+//! coalesced into one snapshot.
 //!
 //! While etcd cannot be reached the feed sends one `Err(Unavailable)`,
 //! marks its [`StoreHealth`] down, and retries with backoff (100 ms to
@@ -917,8 +922,10 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
     let prefix_len = inner.cfg.prefix.len();
 
     // Sends a state; false when the receiver is gone.
-    let send = |mirror: &Mirror, revision: i64, last_sent: &mut i64| -> bool {
-        if revision <= *last_sent {
+    // Sends the mirror's state at `revision` if it is newer than the last
+    // one sent, or whatever its revision with `force` (etcd went back).
+    let send = |mirror: &Mirror, revision: i64, last_sent: &mut i64, force: bool| -> bool {
+        if revision <= *last_sent && !force {
             return true;
         }
         match mirror.state(&inner) {
@@ -964,16 +971,26 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                     }
                     // After a resync, a change the read shows only as a
                     // missing key (deleted by hand) still counts: send it at
-                    // the read's revision.
-                    let revision = if read.revision <= last_sent
-                        && last_sent > from
-                        && (before.objects != mirror.objects || before.bad != mirror.bad)
-                    {
+                    // the read's revision. So does a state older than the
+                    // last one sent (etcd restored from a backup: its
+                    // revisions went back), whatever its revision.
+                    let changed = last_sent > from
+                        && (before.objects != mirror.objects || before.bad != mirror.bad);
+                    let revision = if read.revision <= last_sent && changed {
                         read.at
                     } else {
                         read.revision
                     };
-                    if !send(&mirror, revision, &mut last_sent) {
+                    let went_back = changed && revision <= last_sent;
+                    if went_back {
+                        tracing::warn!(
+                            store = %inner.url,
+                            revision,
+                            last_sent,
+                            "etcd's revision went back (restored from a backup?); applying its state"
+                        );
+                    }
+                    if !send(&mirror, revision, &mut last_sent, went_back) {
                         return;
                     }
                     next = Some(read.at + 1);
@@ -1014,6 +1031,8 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                     return;
                 }
                 tokio::time::sleep(backoff.next()).await;
+                // As after a broken watch: etcd may come back from a backup.
+                next = None;
                 continue;
             }
         };
@@ -1026,6 +1045,21 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
              -> Flow {
                 if resp.created() && health.set_up() {
                     tracing::info!(store = %inner.url, "store reachable again; watching from revision {start}");
+                }
+                // etcd is behind the revision this watch continues from: it
+                // came back from a backup, and the watch would wait silently
+                // for the revision to catch up. Read everything again.
+                if resp.created()
+                    && let Some(header) = resp.header()
+                    && header.revision() + 1 < start
+                {
+                    tracing::warn!(
+                        store = %inner.url,
+                        etcd_revision = header.revision(),
+                        watch_from = start,
+                        "etcd's revision is behind this watch (restored from a backup?); full resync"
+                    );
+                    return Flow::Resync;
                 }
                 if resp.canceled() {
                     if resp.compact_revision() > 0 {
@@ -1076,7 +1110,7 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
             }
             if let Some(rev) = changed {
                 backoff = Backoff::new();
-                if !send(&mirror, rev, &mut last_sent) {
+                if !send(&mirror, rev, &mut last_sent, false) {
                     return;
                 }
             }
@@ -1092,6 +1126,11 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                     return;
                 }
                 tokio::time::sleep(backoff.next()).await;
+                // Read everything again rather than watch on from the next
+                // revision: etcd may have come back from a backup with
+                // revisions behind ours, and a watch from a revision it has
+                // not reached yet would wait silently.
+                next = None;
             }
         }
     }
