@@ -204,7 +204,11 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         for child in &mut self.agents {
-            // SAFETY: kill(2) on the pid of our own child.
+            if child.try_wait().ok().flatten().is_some() {
+                // Reaped: its pid may be someone else's by now.
+                continue;
+            }
+            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let started = Instant::now();
             while child.try_wait().ok().flatten().is_none()
@@ -328,6 +332,28 @@ fn an_invalid_state_is_refused_and_the_last_valid_one_kept() {
         assert!(uplink["run_count"].is_u64(), "{json}");
     }
     assert_eq!(json["store"]["state_valid"], false, "{json}");
+
+    // An agent killed and restarted meanwhile: the pinned maps stay as
+    // they were, and the new agent refuses the invalid state too.
+    host.agents[0].kill().unwrap();
+    host.agents[0].wait().unwrap();
+    let port = free_port();
+    let second = host.spawn_agent(&host.name.clone(), port);
+    host.eventually("the restarted agent refuses the state", || {
+        metric(&scrape(port), "netfabric_store_state_valid").as_deref() == Some("0")
+    });
+    assert_eq!(
+        host.endpoints(),
+        [("10.1.1.1".to_owned(), alice), ("10.1.1.2".to_owned(), bob)]
+    );
+    let out = host.nf(&["status", "--host", &host.name]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains(&format!("running (pid {})", host.agents[second].id()))
+            && status.contains("still enforcing the maps as pinned before it started"),
+        "{status}"
+    );
+    assert!(host.log(second).contains("REFUSED"), "{}", host.log(second));
 
     // Restore the backup (an older revision): applied, and valid again.
     std::fs::write(host.store().path(), &backup).unwrap();

@@ -226,6 +226,15 @@ pub struct AgentReport {
     pub at_ms: u64,
 }
 
+/// Removes the lock and report of the agent of `pin_dir` if no agent holds
+/// the lock (one killed with SIGKILL leaves them behind). Taking the lock
+/// and dropping it does exactly that, safely against an agent starting now.
+pub fn remove_if_unheld(run_dir: &Path, pin_dir: &Path, host: &str) {
+    if lock_path(run_dir, pin_dir, host).exists() {
+        drop(AgentLock::acquire(run_dir, pin_dir, host));
+    }
+}
+
 /// Reads the report of the agent of `pin_dir`, if one is running (its lock
 /// is held).
 pub fn read_report(run_dir: &Path, pin_dir: &Path, host: &str) -> Option<AgentReport> {
@@ -260,8 +269,23 @@ mod tests {
         let path = lock_path(run.path(), pins, "hx");
         let mode = fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // Held: left alone.
+        remove_if_unheld(run.path(), pins, "hx");
+        assert!(path.exists());
         drop(first);
         assert!(!path.exists());
         let _again = AgentLock::acquire(run.path(), pins, "hx").unwrap();
+    }
+
+    #[test]
+    fn a_lock_left_by_a_killed_holder_is_removed() {
+        let run = tempfile::tempdir().unwrap();
+        let pins = Path::new("/nonexistent/pins/hy");
+        let path = lock_path(run.path(), pins, "hy");
+        fs::write(&path, "4242\n").unwrap();
+        fs::write(report_path(run.path(), pins, "hy"), "{}").unwrap();
+        remove_if_unheld(run.path(), pins, "hy");
+        assert!(!path.exists());
+        assert!(!report_path(run.path(), pins, "hy").exists());
     }
 }

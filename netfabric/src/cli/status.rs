@@ -180,14 +180,17 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             ),
         }
         if let Some(a) = &h.agent {
-            let enforced = a
-                .enforced_revision
-                .map_or_else(|| "none yet".to_owned(), |r| r.to_string());
+            // Before its first valid state an agent leaves the pinned maps
+            // as the previous agent left them.
+            let enforced = a.enforced_revision.map_or_else(
+                || "the maps as pinned before it started".to_owned(),
+                |r| format!("revision {r}"),
+            );
             if a.state_valid {
-                println!("        enforcing the state of revision {enforced}");
+                println!("        enforcing the state of {enforced}");
             } else {
                 println!(
-                    "        REFUSED the store's state ({}); still enforcing revision {enforced}",
+                    "        REFUSED the store's state ({}); still enforcing {enforced}",
                     a.invalid_reason.as_deref().unwrap_or("invalid")
                 );
             }
