@@ -800,4 +800,12 @@ fn errors_name_each_cause_once() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    let out = Command::new(BIN)
+        .args(["--store", "http://example.invalid/", "owner", "list"])
+        .env_remove("NETFABRIC_STORE")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("http://example.invalid/").count(), 1, "{err}");
 }

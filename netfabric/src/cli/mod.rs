@@ -142,7 +142,8 @@ impl GlobalArgs {
             return Ok(Box::new(FileStore::in_dir(dir)));
         }
         let url = self.store_url();
-        let store = store::open(&url).with_context(|| format!("opening the store {url}"))?;
+        // Every error of `open` names the URL already.
+        let store = store::open(&url).context("opening the store")?;
         tracing::debug!(store = %store.url(), "store opened");
         Ok(store)
     }
