@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(()) => ExitCode::from(cli::EXIT_OK),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cli::error_message(&err));
             cli::exit_code(&err)
         }
     }

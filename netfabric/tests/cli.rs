@@ -718,3 +718,94 @@ fn the_store_flag_and_state_dir_agree() {
     );
     let _: &Path = lab.file().as_path();
 }
+
+#[test]
+fn zones_in_special_ranges_are_refused_naming_the_allowed_ones() {
+    let lab = Lab::new();
+    for prefix in [
+        "0.0.0.0/16",
+        "127.0.0.0/16",
+        "169.254.0.0/16",
+        "224.0.0.0/16",
+        "239.255.0.0/16",
+        "240.0.0.0/16",
+        "255.255.0.0/16",
+        "8.8.0.0/16",
+    ] {
+        let err = lab.refused(
+            &["zone", "create", "z2", "--prefix", prefix],
+            "zones[z2].prefix",
+        );
+        for allowed in [
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+        ] {
+            assert!(
+                err.contains(allowed),
+                "{prefix}: {err} does not name {allowed}"
+            );
+        }
+    }
+    // (192.168.0.0/16 holds the lab's underlay addresses: refused for that.)
+    for prefix in ["10.2.0.0/16", "100.64.0.0/16", "172.31.0.0/16"] {
+        let name = format!("z{}", prefix.split('.').next().unwrap());
+        lab.ok(&["zone", "create", &name, "--prefix", prefix]);
+    }
+}
+
+#[test]
+fn a_repeated_member_is_one_member() {
+    let lab = Lab::new();
+    let out = lab.ok(&[
+        "group", "create", "g2", "--member", "alice", "--member", "alice", "--member", "bob",
+    ]);
+    assert_eq!(stdout(&out).trim(), "group g2: 2 member(s)");
+    let out = lab.ok(&[
+        "group", "create", "g3", "--member", "bob", "--member", "bob",
+    ]);
+    assert_eq!(stdout(&out).trim(), "group g3: 1 member(s)");
+    assert_eq!(
+        lab.store()
+            .load()
+            .unwrap()
+            .state
+            .group("g3")
+            .unwrap()
+            .members
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn errors_name_each_cause_once() {
+    let lab = Lab::new();
+    std::fs::write(lab.file(), "{ not json").unwrap();
+    let out = lab.run(&["owner", "create", "carol"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("key must be a string").count(), 1, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("file-not-dir");
+    std::fs::write(&missing, "").unwrap();
+    let out = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(missing.join("store"))
+        .args(["owner", "create", "carol"])
+        .env_remove("NETFABRIC_STORE")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+    let out = Command::new(BIN)
+        .args(["--store", "http://example.invalid/", "owner", "list"])
+        .env_remove("NETFABRIC_STORE")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.matches("http://example.invalid/").count(), 1, "{err}");
+}

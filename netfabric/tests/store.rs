@@ -441,3 +441,252 @@ fn a_hand_broken_state_file_is_reported_as_such() {
     assert!(err.to_string().contains("fix or restore"), "{err}");
     assert_eq!(std::fs::read_to_string(store.path()).unwrap(), text);
 }
+
+// ---- Trust: what the store accepts and who may touch it -------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+
+/// Rewrites the state file by hand (as an operator with an editor would):
+/// `edit` gets the whole JSON document.
+fn hand_edit(store: &FileStore, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+    edit(&mut doc);
+    std::fs::write(store.path(), serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The next item of a feed, waiting at most 5 s.
+fn next(watch: &netfabric::store::Watch) -> Result<netfabric::store::Snapshot, StoreError> {
+    watch
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the feed delivers within 5 s")
+}
+
+#[test]
+fn a_tampered_state_file_is_refused_by_the_feed_until_it_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), 1).with_poll_interval(Duration::from_millis(10));
+    store
+        .apply(|s| s.create_container("web", "alice", "h1", None))
+        .unwrap();
+    let good = std::fs::read(store.path()).unwrap();
+    let watch = store.watch(0).unwrap();
+    let first = next(&watch).unwrap();
+    assert_eq!(first.state.containers.len(), 1);
+
+    // A second container holding alice's address, by hand.
+    hand_edit(&store, |doc| {
+        doc["revision"] = (first.revision + 1).into();
+        doc["state"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "name": "intruder", "owner": "bob", "host": "h1", "address": "10.1.1.1"
+            }));
+    });
+    match next(&watch) {
+        Err(StoreError::InvalidStored { source, .. }) => {
+            assert_eq!(source.field(), "containers[intruder].address", "{source}");
+        }
+        other => panic!("the tampered state was not refused: {other:?}"),
+    }
+    assert!(
+        watch.recv_timeout(Duration::from_millis(300)).is_none(),
+        "the tampered state is reported once, never delivered"
+    );
+    // The CLI refuses to build on it, naming the stored problem.
+    let err = store.apply(|s| s.create_owner("carol")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidStored { .. }),
+        "{err}: a change on top of an invalid file"
+    );
+    // Put back as it was (same content and revision as delivered before):
+    // the feed delivers it again, so a watcher knows the store is good.
+    std::fs::write(store.path(), &good).unwrap();
+    let back = next(&watch).unwrap();
+    assert_eq!(back, first);
+}
+
+#[test]
+fn a_restored_backup_and_the_changes_after_it_are_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), 1).with_poll_interval(Duration::from_millis(10));
+    let (_, backup_revision) = store
+        .apply(|s| s.create_container("web", "alice", "h1", None))
+        .unwrap();
+    let backup = std::fs::read(store.path()).unwrap();
+    store
+        .apply(|s| s.create_container("db", "bob", "h1", None))
+        .unwrap();
+    let (_, latest) = store.apply(|s| s.create_owner("carol")).unwrap();
+    let watch = store.watch(0).unwrap();
+    assert_eq!(next(&watch).unwrap().revision, latest);
+
+    // Restore the backup (an older revision, other content).
+    std::fs::write(store.path(), &backup).unwrap();
+    let restored = next(&watch).unwrap();
+    assert_eq!(restored.revision, backup_revision);
+    assert!(restored.state.container("db").is_none());
+    assert!(restored.state.owner("carol").is_none());
+
+    // The next change gets a revision at or below the old maximum: it is
+    // delivered all the same.
+    let (_, revision) = store.apply(|s| s.create_owner("dave")).unwrap();
+    assert!(revision <= latest, "{revision} > {latest}");
+    let after = next(&watch).unwrap();
+    assert_eq!(after.revision, revision);
+    assert!(after.state.owner("dave").is_some());
+}
+
+/// Runs the CLI with umask 000 on `state_dir`.
+fn cli_with_umask_000(state_dir: &Path, args: &[&str]) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 000; exec "$0" "$@""#)
+        .arg(BIN)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(args)
+        .env_remove("NETFABRIC_STORE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn the_store_is_root_only_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("deep").join("netfabric");
+    cli_with_umask_000(&state_dir, &["owner", "create", "alice"]);
+    let store = FileStore::in_dir(&state_dir);
+    assert_eq!(mode(&state_dir), 0o700, "store directory");
+    assert_eq!(mode(store.path()), 0o600, "state file");
+    assert_eq!(mode(&store.lock_path()), 0o600, "lock file");
+    // And again on a directory that exists (every commit writes a new file).
+    cli_with_umask_000(&state_dir, &["owner", "create", "bob"]);
+    assert_eq!(
+        mode(store.path()),
+        0o600,
+        "state file after a second commit"
+    );
+}
+
+/// Runs `cmd` as nobody (uid/gid 65534, no supplementary groups).
+fn as_nobody(cmd: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .args(cmd)
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+#[test]
+fn another_user_can_neither_read_the_state_nor_take_the_lock() {
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(unsafe { libc::getuid() }, 0, "this test needs root");
+    let dir = tempfile::tempdir().unwrap();
+    // Reachable by everyone up to the store directory, which an operator
+    // made 0755 (not writable by others: accepted).
+    set_mode(dir.path(), 0o755);
+    let state_dir = dir.path().join("netfabric");
+    std::fs::create_dir(&state_dir).unwrap();
+    set_mode(&state_dir, 0o755);
+    let store = FileStore::in_dir(&state_dir);
+    // A lock file an older netfabric left open to all (umask 000).
+    std::fs::write(store.lock_path(), b"").unwrap();
+    set_mode(&store.lock_path(), 0o666);
+    store.apply(|s| s.create_owner("alice")).unwrap();
+    let lock = store.lock_path().display().to_string();
+    let state = store.path().display().to_string();
+
+    // nobody tries to hold the lock (flock(1) opens read-only, like the
+    // attack) for a minute: it must not even open it.
+    let out = as_nobody(&["flock", "--shared", "--nonblock", &lock, "sleep", "60"]);
+    assert!(!out.status.success(), "nobody took the lock: {out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+        "{out:?}"
+    );
+    let out = as_nobody(&["cat", &state]);
+    assert!(!out.status.success(), "nobody read the state: {out:?}");
+    assert_eq!(mode(&store.lock_path()), 0o600);
+    assert_eq!(mode(store.path()), 0o600);
+    // Writes go through at once.
+    let started = Instant::now();
+    store.apply(|s| s.create_owner("bob")).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_symlink_at_the_temp_file_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("victim");
+    std::fs::write(&victim, b"precious\n").unwrap();
+    let store = lab_store(dir.path(), 1);
+    let temp = dir.path().join(".state.json.tmp");
+    std::os::unix::fs::symlink(&victim, &temp).unwrap();
+    let (_, revision) = store.apply(|s| s.create_owner("carol")).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n");
+    assert_eq!(std::fs::symlink_metadata(&victim).unwrap().len(), 9);
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.revision, revision);
+    assert!(loaded.state.owner("carol").is_some());
+    assert!(
+        std::fs::symlink_metadata(&temp).is_err(),
+        "the planted symlink is gone"
+    );
+}
+
+#[test]
+fn a_store_directory_others_can_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = lab_store(dir.path(), 1);
+    let before = std::fs::read(store.path()).unwrap();
+    for mode in [0o777, 0o1777, 0o770] {
+        set_mode(dir.path(), mode);
+        let err = store.apply(|s| s.create_owner("carol")).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Insecure { path, .. } if path == dir.path()),
+            "mode {mode:o}: {err}"
+        );
+        let err = store.load().unwrap_err();
+        assert!(matches!(err, StoreError::Insecure { .. }), "{err}");
+        assert!(
+            std::fs::symlink_metadata(dir.path().join(".state.json.tmp")).is_err(),
+            "nothing written"
+        );
+        // The CLI: a runtime error naming the directory and the fix.
+        let out = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["owner", "create", "carol"])
+            .env_remove("NETFABRIC_STORE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&dir.path().display().to_string()) && stderr.contains("chmod 700"),
+            "{stderr}"
+        );
+    }
+    set_mode(dir.path(), 0o700);
+    assert_eq!(std::fs::read(store.path()).unwrap(), before);
+    store.apply(|s| s.create_owner("carol")).unwrap();
+}

@@ -157,6 +157,7 @@ fn valid_state() -> impl Strategy<Value = State> {
 enum Corruption {
     OverlappingZone,
     ZoneNotSlash16,
+    ZoneInSpecialRange,
     HostSubnetOutsideZone,
     HostNumberOutOfRange,
     DuplicateHostNumber,
@@ -180,9 +181,10 @@ enum Corruption {
     SystemOwnerMissing,
 }
 
-const CORRUPTIONS: [Corruption; 23] = [
+const CORRUPTIONS: [Corruption; 24] = [
     Corruption::OverlappingZone,
     Corruption::ZoneNotSlash16,
+    Corruption::ZoneInSpecialRange,
     Corruption::HostSubnetOutsideZone,
     Corruption::HostNumberOutOfRange,
     Corruption::DuplicateHostNumber,
@@ -236,6 +238,23 @@ fn corrupt(
         Corruption::ZoneNotSlash16 => {
             let z = x.get_mut(&mut s.zones);
             z.prefix.len = 8 + y.index(8) as u8;
+            format!("zones[{}].prefix", z.name)
+        }
+        Corruption::ZoneInSpecialRange => {
+            // "This network", loopback, link-local, multicast, reserved,
+            // broadcast and public space: only private and shared space.
+            const SPECIAL: [[u8; 2]; 7] = [
+                [0, 0],
+                [127, 0],
+                [169, 254],
+                [224, 0],
+                [240, 0],
+                [255, 255],
+                [8, 8],
+            ];
+            let [a, b] = SPECIAL[y.index(SPECIAL.len())];
+            let z = x.get_mut(&mut s.zones);
+            z.prefix = Ipv4Prefix::new(Ipv4Addr::new(a, b, 0, 0), 16);
             format!("zones[{}].prefix", z.name)
         }
         Corruption::HostSubnetOutsideZone => {

@@ -205,8 +205,12 @@ pub fn pinned_ports(pin_dir: &Path) -> Vec<String> {
 }
 
 /// Removes every link pin (detaching the programs) and every map pin of a
-/// host, then its directory.
+/// host, then its directory, and the lock and report a killed agent of it
+/// left under [`super::lock::RUN_DIR`] (a running agent's stay).
 pub fn remove_all(pin_dir: &Path) -> std::io::Result<()> {
+    if let Some(host) = pin_dir.file_name().and_then(|h| h.to_str()) {
+        super::lock::remove_if_unheld(Path::new(super::lock::RUN_DIR), pin_dir, host);
+    }
     match std::fs::remove_dir_all(pin_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

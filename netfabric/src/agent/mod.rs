@@ -15,8 +15,16 @@
 //!   means "denied"), the error is logged and counted.
 //! * SIGTERM/SIGINT leave the datapath running; `--detach-on-exit` removes
 //!   links and pins.
+//! * One agent per host ([`lock`]): a second one exits 1 naming the first's
+//!   pid. A host that has no pins yet must be in the store: an agent started
+//!   with an unknown `--host` exits 2 and creates nothing.
+//! * Every state read from the store is validated (the same
+//!   [`State::validate`] the stores use on commit): an invalid one is
+//!   refused, logged, exported as `netfabric_store_state_valid 0` and
+//!   reported to `status`; the maps keep the last valid state.
 
 pub mod links;
+pub mod lock;
 pub mod plan;
 
 use std::{
@@ -33,18 +41,21 @@ pub use plan::{HostPlan, Op, Runtime};
 
 use crate::{
     Datapath, DatapathError,
-    cli::GlobalArgs,
+    cli::{GlobalArgs, UsageError},
     datapath::{self, LoadOptions},
     observe::metrics::{AgentMetrics, DatapathCollector},
     port,
     state::State,
-    store::{Snapshot, Store},
+    store::{Snapshot, Store, StoreError},
 };
+use lock::{AgentLock, AgentReport};
 
 /// `netfabric agent`: run the agent of one host.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
-    /// This host's name in the desired state.
+    /// This host's name in the desired state (checked there when the host
+    /// has no pins yet). One agent per host: a second one exits 1 naming
+    /// the running one's pid.
     #[arg(long, value_name = "NAME")]
     pub host: String,
     /// Join this network namespace first (a lab host: /run/netns/nf-h1).
@@ -74,6 +85,38 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // needs the store to be reachable: an agent started while etcd is down
     // adopts its pinned maps and waits (fail static).
     let store = global.open_store()?;
+    let pin_dir = datapath::pin_dir(&args.bpffs, &args.host);
+    let lock = AgentLock::acquire(Path::new(lock::RUN_DIR), &pin_dir, &args.host)?;
+    if !pin_dir.exists() {
+        // Nothing pinned yet: loading would create the pins of whatever
+        // --host says. Only for a host the store knows.
+        let snapshot = store.load().with_context(|| {
+            format!(
+                "{} has no pins yet: reading the store to check that host {} exists",
+                pin_dir.display(),
+                args.host
+            )
+        })?;
+        if snapshot.state.host(&args.host).is_none() {
+            let known: Vec<&str> = snapshot
+                .state
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect();
+            return Err(UsageError(format!(
+                "--host {}: unknown host in the store {} (known: {})",
+                args.host,
+                store.url(),
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+            .into());
+        }
+    }
     let metrics_listener = match args.metrics_addr.as_str() {
         "" => None,
         // A taken port must not stop the agent from enforcing policy: it
@@ -81,7 +124,7 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         addr => match crate::observe::metrics::bind(addr) {
             Ok(l) => Some(l),
             Err(e) if e.is::<std::io::Error>() || e.chain().any(|c| c.is::<std::io::Error>()) => {
-                tracing::error!(error = %format!("{e:#}"), "/metrics is not served");
+                tracing::error!(error = %crate::cli::error_message(&e), "/metrics is not served");
                 None
             }
             Err(e) => return Err(e),
@@ -97,7 +140,7 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    rt.block_on(run_async(args, store, metrics_listener))
+    rt.block_on(run_async(args, store, metrics_listener, lock))
 }
 
 /// Counters of the agent's own work.
@@ -123,12 +166,15 @@ struct Agent {
     /// (program, interface) pairs exported as attached.
     published_programs: BTreeSet<(&'static str, String)>,
     nl: rtnetlink::Handle,
+    lock: AgentLock,
+    report: AgentReport,
 }
 
 async fn run_async(
     args: AgentArgs,
     store: Box<dyn Store>,
     metrics_listener: Option<std::net::TcpListener>,
+    lock: AgentLock,
 ) -> anyhow::Result<()> {
     let pin_dir = datapath::pin_dir(&args.bpffs, &args.host);
     let dp = Datapath::load(&LoadOptions {
@@ -161,12 +207,20 @@ async fn run_async(
         metrics: metrics.clone(),
         published_programs: BTreeSet::new(),
         nl,
+        lock,
+        report: AgentReport {
+            pid: std::process::id(),
+            host: args.host.clone(),
+            state_valid: true,
+            ..AgentReport::default()
+        },
     };
+    agent.publish_report();
     agent.publish_maps();
     // Replace the programs of already pinned links right away (upgrade).
     agent.adopt_links().await;
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Snapshot>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Snapshot, StoreError>>(4);
     let watch = store.watch(0).context("watching the store")?;
     // Whether the store is reachable (fail static: while it is not, the maps
     // keep the last state applied). For `netfabric_store_up` and `status`.
@@ -189,14 +243,17 @@ async fn run_async(
     let feeder = tokio::task::spawn_blocking(move || {
         while !tx.is_closed() {
             match watch.recv_timeout(Duration::from_millis(200)) {
-                Some(Ok(s)) => {
-                    let Ok(()) = tx.blocking_send(s) else { break };
-                }
-                Some(Err(e @ crate::store::StoreError::Unavailable { .. })) => tracing::warn!(
+                Some(Err(e @ StoreError::Unavailable { .. })) => tracing::warn!(
                     error = %e,
                     "store unreachable; enforcing the last state applied until it is back"
                 ),
-                Some(Err(e)) => tracing::error!(error = %e, "store watch"),
+                // A state, or a state that cannot be used (invalid,
+                // unreadable): the main loop decides.
+                Some(item) => {
+                    let Ok(()) = tx.blocking_send(item) else {
+                        break;
+                    };
+                }
                 None => {}
             }
         }
@@ -209,12 +266,23 @@ async fn run_async(
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            snap = rx.recv() => match snap {
-                Some(snap) => {
-                    tracing::info!(revision = snap.revision, "desired state");
-                    agent.state = Some(snap.state);
-                    agent.reconcile().await;
-                }
+            item = rx.recv() => match item {
+                Some(Ok(snap)) => match snap.state.validate() {
+                    Ok(()) => {
+                        tracing::info!(revision = snap.revision, "desired state");
+                        agent.state = Some(snap.state);
+                        agent.accepted(snap.revision);
+                        agent.reconcile().await;
+                    }
+                    Err(e) => agent.refused(
+                        &StoreError::InvalidStored {
+                            path: store.url().into(),
+                            source: Box::new(e),
+                        },
+                        Some(snap.revision),
+                    ),
+                },
+                Some(Err(e)) => agent.refused(&e, None),
                 None => break,
             },
             _ = rescan.tick() => agent.reconcile().await,
@@ -234,6 +302,46 @@ async fn run_async(
 }
 
 impl Agent {
+    /// A valid desired state at `revision` is now what the maps follow.
+    fn accepted(&mut self, revision: u64) {
+        if !self.report.state_valid {
+            tracing::warn!(revision, "the store holds a valid state again; applying it");
+        }
+        self.metrics.state_valid.set(1);
+        self.metrics
+            .state_revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+        self.report.state_valid = true;
+        self.report.invalid_reason = None;
+        self.report.enforced_revision = Some(revision);
+        self.publish_report();
+    }
+
+    /// The store holds a state that cannot be applied: keep enforcing the
+    /// last valid one, and say so everywhere (log, metric, `status`).
+    fn refused(&mut self, error: &StoreError, revision: Option<u64>) {
+        tracing::error!(
+            error = %error,
+            refused_revision = ?revision,
+            enforced_revision = ?self.report.enforced_revision,
+            "REFUSED the desired state from the store (invalid or unreadable); \
+             the datapath keeps enforcing the last valid state"
+        );
+        self.metrics.state_valid.set(0);
+        self.report.state_valid = false;
+        self.report.invalid_reason = Some(error.to_string());
+        self.publish_report();
+    }
+
+    fn publish_report(&mut self) {
+        self.report.at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Err(e) = self.lock.report(&self.report) {
+            tracing::warn!(error = %e, "the report for `netfabric status` was not written");
+        }
+    }
+
     /// Replaces the programs of pinned links whose interface is unchanged.
     async fn adopt_links(&mut self) {
         let Some(host) = self.current.host else {

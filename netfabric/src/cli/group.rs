@@ -54,10 +54,15 @@ pub fn run(cmd: GroupCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = global.open_store()?;
     match cmd {
         GroupCommand::Create { name, members } => {
-            store
-                .apply(|s| s.create_group(&name, &members))
+            // Repeated --member names one owner once: count the group's
+            // members as stored, not the arguments.
+            let (count, _) = store
+                .apply(|s| {
+                    s.create_group(&name, &members)?;
+                    Ok(s.group(&name).map_or(0, |g| g.members.len()))
+                })
                 .with_context(|| format!("creating group {name}"))?;
-            println!("group {name}: {} member(s)", members.len());
+            println!("group {name}: {count} member(s)");
         }
         GroupCommand::Delete { name } => {
             store

@@ -78,7 +78,7 @@ pub(crate) fn load_names(global: &GlobalArgs) -> Names {
             Names::from_state(&snap.state)
         }
         Err(e) => {
-            eprintln!("note: showing numbers only: {e:#}");
+            eprintln!("note: showing numbers only: {}", super::error_message(&e));
             Names::empty()
         }
     }

@@ -142,7 +142,8 @@ impl GlobalArgs {
             return Ok(Box::new(FileStore::in_dir(dir)));
         }
         let url = self.store_url();
-        let store = store::open(&url).with_context(|| format!("opening the store {url}"))?;
+        // Every error of `open` names the URL already.
+        let store = store::open(&url).context("opening the store")?;
         tracing::debug!(store = %store.url(), "store opened");
         Ok(store)
     }
@@ -237,6 +238,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// The message of an error and its causes, `outer: inner: root`, each said
+/// once: many errors already end with their source's text (`reading X:
+/// <io error>`), which `{:#}` would repeat.
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// The exit code for an error: [`EXIT_USAGE`] for refused input,
 /// [`EXIT_RUNTIME`] otherwise.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
@@ -264,6 +283,26 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_messages_say_each_cause_once() {
+        let io = anyhow::Error::new(StoreError::Io {
+            action: "reading",
+            path: "/x/state.json".into(),
+            source: std::io::Error::other("boom"),
+        })
+        .context("creating owner a");
+        assert_eq!(
+            format!("{io:#}"),
+            "creating owner a: reading /x/state.json: boom: boom"
+        );
+        assert_eq!(
+            error_message(&io),
+            "creating owner a: reading /x/state.json: boom"
+        );
+        let plain = anyhow::anyhow!("root").context("outer");
+        assert_eq!(error_message(&plain), "outer: root");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
 use super::{GlobalArgs, OutputFormat, maps::HostSelect};
+use crate::agent::lock::{self, AgentReport};
 use crate::observe::{
     dump::{self, CounterRow},
     pins::{self, MapSummary},
@@ -31,6 +32,10 @@ struct StoreStatus {
     revision: Option<u64>,
     latency_ms: f64,
     error: Option<String>,
+    /// Whether the stored state passes validation (`None`: not read).
+    state_valid: Option<bool>,
+    /// Why it does not.
+    invalid_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +43,8 @@ struct HostStatus {
     host: String,
     pin_dir: String,
     agent_pids: Vec<u32>,
+    /// What the running agent says it enforces (from its report).
+    agent: Option<AgentReport>,
     programs: Vec<AttachedProgram>,
     maps: Vec<MapSummary>,
     counters: Vec<CounterRow>,
@@ -69,10 +76,14 @@ fn agent_pids(host: &str) -> Vec<u32> {
 
 fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<HostStatus> {
     let (counters, lost) = dump::read_counters(dir)?;
+    let pids = agent_pids(host);
     Ok(HostStatus {
         host: host.to_owned(),
         pin_dir: dir.display().to_string(),
-        agent_pids: agent_pids(host),
+        // A killed agent leaves its report behind: only a running one's.
+        agent: lock::read_report(Path::new(lock::RUN_DIR), dir, host)
+            .filter(|r| pids.contains(&r.pid)),
+        agent_pids: pids,
         programs: attached_programs(dir, uplink),
         maps: pins::list(dir)?,
         counters,
@@ -108,23 +119,30 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     });
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (store, state) = match loaded {
-        Ok(snap) => (
-            StoreStatus {
-                url: global.store_url(),
-                reachable: true,
-                revision: Some(snap.revision),
-                latency_ms,
-                error: None,
-            },
-            Some(snap.state),
-        ),
+        Ok(snap) => {
+            let invalid = snap.state.validate().err();
+            (
+                StoreStatus {
+                    url: global.store_url(),
+                    reachable: true,
+                    revision: Some(snap.revision),
+                    latency_ms,
+                    error: None,
+                    state_valid: Some(invalid.is_none()),
+                    invalid_reason: invalid.map(|e| e.to_string()),
+                },
+                Some(snap.state),
+            )
+        }
         Err(e) => (
             StoreStatus {
                 url: global.store_url(),
                 reachable: false,
                 revision: None,
                 latency_ms,
-                error: Some(format!("{e:#}")),
+                error: Some(super::error_message(&e)),
+                state_valid: None,
+                invalid_reason: None,
             },
             None,
         ),
@@ -161,6 +179,22 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     .join(", ")
             ),
         }
+        if let Some(a) = &h.agent {
+            // Before its first valid state an agent leaves the pinned maps
+            // as the previous agent left them.
+            let enforced = a.enforced_revision.map_or_else(
+                || "the maps as pinned before it started".to_owned(),
+                |r| format!("revision {r}"),
+            );
+            if a.state_valid {
+                println!("        enforcing the state of {enforced}");
+            } else {
+                println!(
+                    "        REFUSED the store's state ({}); still enforcing {enforced}",
+                    a.invalid_reason.as_deref().unwrap_or("invalid")
+                );
+            }
+        }
         if store.reachable {
             println!(
                 "store:  {} reachable (revision {}, {:.1} ms)",
@@ -168,6 +202,13 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 store.revision.unwrap_or(0),
                 store.latency_ms
             );
+            if let Some(reason) = &store.invalid_reason {
+                println!(
+                    "        STATE INVALID: {reason}\n        \
+                     (agents refuse it and keep enforcing their last valid state; \
+                     fix the store or restore a backup)"
+                );
+            }
         } else {
             println!(
                 "store:  {} UNREACHABLE: {}",
@@ -196,11 +237,18 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 p.program_id.to_string(),
                 p.link_id.to_string(),
                 p.link_type.clone(),
-                p.run_count.to_string(),
+                p.run_count
+                    .map_or_else(|| "off".to_owned(), |n| n.to_string()),
                 p.loaded_at.clone().unwrap_or_default(),
             ]);
         }
         println!("{t}");
+        if h.programs.iter().any(|p| p.run_count.is_none()) {
+            println!(
+                "runs: off: the kernel counts program runs only with \
+                 `sysctl -w kernel.bpf_stats_enabled=1` (costs ~2 clock reads a packet)"
+            );
+        }
         println!("\nmap pressure:");
         println!("{}", super::maps::map_table(&h.maps));
         println!("\ncounters since the maps were created:");

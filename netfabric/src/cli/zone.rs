@@ -24,7 +24,8 @@ pub enum ZoneCommand {
     Create {
         /// Zone name (lowercase letters, digits, '-'; starts with a letter).
         name: String,
-        /// The zone's /16, e.g. 10.1.0.0/16.
+        /// The zone's /16, e.g. 10.1.0.0/16, inside 10.0.0.0/8,
+        /// 100.64.0.0/10, 172.16.0.0/12 or 192.168.0.0/16.
         #[arg(long, value_name = "CIDR")]
         prefix: Ipv4Prefix,
         /// Underlay IPv4 of the router that hosts of other zones send this

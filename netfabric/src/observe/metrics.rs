@@ -15,6 +15,8 @@
 //! | `netfabric_reconciles_total`, `netfabric_reconcile_errors_total` | counter | |
 //! | `netfabric_reconcile_duration_seconds` | histogram | |
 //! | `netfabric_store_up` | gauge | |
+//! | `netfabric_store_state_valid` | gauge | |
+//! | `netfabric_store_state_revision` | gauge | |
 //! | `netfabric_store_outages_total` | counter | |
 //! | `netfabric_program_attached` | gauge | `program`, `interface` |
 
@@ -62,6 +64,11 @@ pub struct AgentMetrics {
     pub map_entries: Family<MapLabel, Gauge>,
     pub map_capacity: Family<MapLabel, Gauge>,
     pub program_attached: Family<ProgramLabels, Gauge>,
+    /// 1 while the last state read from the store was valid; 0 while the
+    /// agent refuses it and keeps enforcing the last valid one.
+    pub state_valid: Gauge,
+    /// Revision of the state the maps are kept equal to.
+    pub state_revision: Gauge,
 }
 
 impl Default for AgentMetrics {
@@ -75,6 +82,12 @@ impl Default for AgentMetrics {
             map_entries: Family::default(),
             map_capacity: Family::default(),
             program_attached: Family::default(),
+            state_valid: {
+                let g = Gauge::default();
+                g.set(1);
+                g
+            },
+            state_revision: Gauge::default(),
         }
     }
 }
@@ -155,6 +168,17 @@ impl AgentMetrics {
             "netfabric_program_attached",
             "1 for each datapath program attached to an interface",
             self.program_attached.clone(),
+        );
+        r.register(
+            "netfabric_store_state_valid",
+            "1 while the last desired state read from the store was valid; 0 while it is \
+             refused and the last valid state is enforced instead",
+            self.state_valid.clone(),
+        );
+        r.register(
+            "netfabric_store_state_revision",
+            "Store revision of the desired state the maps are kept equal to",
+            self.state_revision.clone(),
         );
         if let Some(c) = datapath {
             r.register_collector(Box::new(c));

@@ -23,12 +23,19 @@ pub struct AttachedProgram {
     pub program_id: u32,
     /// The program's name as the kernel knows it (`from_container`).
     pub program: String,
-    /// Runs counted by the kernel (only with `kernel.bpf_stats_enabled=1`).
-    pub run_count: u64,
+    /// Runs counted by the kernel; `None` while `kernel.bpf_stats_enabled`
+    /// is 0 (the kernel then counts nothing, and 0 would read as "idle").
+    pub run_count: Option<u64>,
     /// When the program was loaded.
     pub loaded_at: Option<String>,
     /// Why the link could not be read, if it could not.
     pub error: Option<String>,
+}
+
+/// Whether the kernel counts program runs (`sysctl kernel.bpf_stats_enabled`);
+/// it costs two clock reads per packet, so it is off unless asked for.
+pub fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|v| v.trim() != "0")
 }
 
 fn info_by_id() -> BTreeMap<u32, ProgramInfo> {
@@ -51,6 +58,7 @@ pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedPr
         .collect();
     pins.sort();
     let programs = info_by_id();
+    let stats = bpf_stats_enabled();
     pins.into_iter()
         .map(|pin| {
             let interface = if pin == "uplink" {
@@ -66,7 +74,7 @@ pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedPr
                 link_id: 0,
                 program_id: 0,
                 program: String::new(),
-                run_count: 0,
+                run_count: None,
                 loaded_at: None,
                 error: None,
             };
@@ -82,7 +90,7 @@ pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedPr
                         .map_or_else(|_| "unknown".into(), |t| format!("{t:?}").to_lowercase());
                     if let Some(p) = programs.get(&a.program_id) {
                         a.program = p.name_as_str().unwrap_or_default().to_owned();
-                        a.run_count = p.run_count();
+                        a.run_count = stats.then(|| p.run_count());
                         a.loaded_at = p.loaded_at().and_then(|t| {
                             let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
                             Some(super::monitor::format_utc_ns(d.as_nanos() as i128))

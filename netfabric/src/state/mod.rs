@@ -24,3 +24,4 @@ pub use model::{
     ParsePrefixError, SYSTEM_OWNER_ID, SYSTEM_OWNER_NAME, State, Zone, host_subnet, is_valid_name,
 };
 pub use ops::HostSpec;
+pub use validate::ZONE_RANGES;

@@ -13,11 +13,44 @@ use std::{
 use super::{
     error::{StateError, path},
     model::{
-        HOST_NUMBERS, Host, MAX_CONTAINERS_PER_HOST, MAX_ZONES, SYSTEM_OWNER_ID, SYSTEM_OWNER_NAME,
-        State, host_subnet, is_valid_interface_name, is_valid_name,
+        HOST_NUMBERS, Host, Ipv4Prefix, MAX_CONTAINERS_PER_HOST, MAX_ZONES, SYSTEM_OWNER_ID,
+        SYSTEM_OWNER_NAME, State, host_subnet, is_valid_interface_name, is_valid_name,
     },
 };
 use crate::MacAddr;
+
+/// The ranges a zone's /16 must lie in: RFC 1918 private space and RFC 6598
+/// shared space. Everything else has a meaning a container address must not
+/// take over: 0.0.0.0/8 ("this network"), 127.0.0.0/8 (loopback),
+/// 169.254.0.0/16 (link-local: the containers' gateway is 169.254.1.1),
+/// 224.0.0.0/4 (multicast), 240.0.0.0/4 (reserved, broadcast), and public
+/// space is routed to the internet by the hosts' stacks.
+pub const ZONE_RANGES: [Ipv4Prefix; 4] = [
+    Ipv4Prefix {
+        addr: Ipv4Addr::new(10, 0, 0, 0),
+        len: 8,
+    },
+    Ipv4Prefix {
+        addr: Ipv4Addr::new(100, 64, 0, 0),
+        len: 10,
+    },
+    Ipv4Prefix {
+        addr: Ipv4Addr::new(172, 16, 0, 0),
+        len: 12,
+    },
+    Ipv4Prefix {
+        addr: Ipv4Addr::new(192, 168, 0, 0),
+        len: 16,
+    },
+];
+
+fn zone_ranges_text() -> String {
+    ZONE_RANGES
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl State {
     /// Checks every rule; `Ok` means the state can be stored and applied.
@@ -96,6 +129,17 @@ impl State {
                     format!(
                         "{prefix} has host bits set (did you mean {}/16?)",
                         prefix.network()
+                    ),
+                ));
+            }
+            if !ZONE_RANGES.iter().any(|r| r.contains_prefix(prefix)) {
+                return Err(StateError::invalid(
+                    field("prefix"),
+                    format!(
+                        "{prefix} is not in a range zones may use: {} (private and shared \
+                         address space; not this host, link-local, multicast, reserved or \
+                         public addresses)",
+                        zone_ranges_text()
                     ),
                 ));
             }

@@ -6,6 +6,15 @@
 //! `<dir>/state.json.lock` is the lock file (never removed);
 //! `<dir>/.state.json.tmp` is the next version while it is being written.
 //!
+//! ## Who may touch it
+//! The state says who may talk to whom, so only its owner (root) may read
+//! or change it: the directory is created 0700 and the state, lock and temp
+//! files 0600, whatever the umask. A directory that someone else could write
+//! (group/other-writable, or owned by another user) is refused for reading
+//! and writing: whoever can rename files in it could swap the state or plant
+//! a symlink. The temp file is created with `O_EXCL|O_NOFOLLOW` after
+//! removing any stale one, so a planted symlink is never followed.
+//!
 //! ## Crash safety
 //! A commit writes the whole new file to the temp file, `fsync`s it, renames
 //! it over `state.json` (atomic on POSIX file systems) and `fsync`s the
@@ -24,13 +33,20 @@
 //! ## Change feed
 //! [`FileStore::watch`] polls the file's identity (inode, size, mtime) every
 //! [`FileStore::poll_interval`] and reads it when it changed; every commit
-//! renames a new inode into place, so no commit goes unnoticed, and the
-//! revision inside the file orders them.
+//! renames a new inode into place, so no commit goes unnoticed. A state is
+//! delivered when its content differs from the last one delivered, whatever
+//! its revision: a restored backup (a revision at or below one already seen)
+//! is delivered too, with a warning, and so are the commits after it. A
+//! state that does not validate is reported as `Err(InvalidStored)` and not
+//! delivered: the agent keeps the last valid one.
 
 use std::{
-    fs::{self, File, OpenOptions},
+    fs::{self, File, OpenOptions, Permissions},
     io::{self, Read, Write},
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{DirBuilderExt as _, MetadataExt, OpenOptionsExt as _, PermissionsExt as _},
+    },
     path::{Path, PathBuf},
     sync::atomic::Ordering,
     time::{Duration, Instant},
@@ -47,6 +63,11 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/netfabric";
 pub const STATE_FILE_NAME: &str = "state.json";
 /// Format of the state file this code reads and writes.
 pub const FORMAT: u32 = 1;
+
+/// Mode of the store directory.
+const DIR_MODE: u32 = 0o700;
+/// Mode of the state, lock and temp files.
+const FILE_MODE: u32 = 0o600;
 
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 const CONFLICT_RETRIES: usize = 3;
@@ -145,8 +166,74 @@ impl FileStore {
         }
     }
 
+    fn insecure(&self, path: &Path, reason: String) -> StoreError {
+        StoreError::Insecure {
+            path: path.to_owned(),
+            reason,
+        }
+    }
+
+    /// Refuses a store directory that anyone but its owner could change, or
+    /// whose owner is neither root nor this process's user. A missing
+    /// directory is fine (nothing to read yet; writers create it).
+    fn check_dir(&self) -> Result<(), StoreError> {
+        let dir = self.dir();
+        let meta = match fs::metadata(&dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io("reading the metadata of", &dir)(e)),
+        };
+        self.check_owner_and_mode(&dir, &meta)
+    }
+
+    fn check_owner_and_mode(&self, path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+        self.check_owner(path, meta)?;
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(self.insecure(
+                path,
+                format!("its mode {mode:04o} lets other users write to it"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_owner(&self, path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err(self.insecure(
+                path,
+                format!(
+                    "it is owned by uid {}, not by root or uid {euid}",
+                    meta.uid()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the store directory (0700 whatever the umask) if it is
+    /// missing, then checks it.
+    fn ensure_dir(&self) -> Result<(), StoreError> {
+        let dir = self.dir();
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(&dir)
+                .map_err(self.io("creating the store directory", &dir))?;
+            // The umask may have taken bits away from DIR_MODE: set it
+            // exactly (root-only, and still usable by its owner).
+            fs::set_permissions(&dir, Permissions::from_mode(DIR_MODE))
+                .map_err(self.io("setting the mode of", &dir))?;
+        }
+        self.check_dir()
+    }
+
     /// Reads the state file; a missing file is the initial state, revision 0.
     fn read(&self) -> Result<Snapshot, StoreError> {
+        self.check_dir()?;
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -232,15 +319,27 @@ impl FileStore {
 
     /// Takes the writers' lock, waiting at most [`LOCK_TIMEOUT`].
     fn lock(&self) -> Result<File, StoreError> {
-        let dir = self.dir();
-        fs::create_dir_all(&dir).map_err(self.io("creating the store directory", &dir))?;
+        self.ensure_dir()?;
         let path = self.lock_path();
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(self.io("opening the lock file", &path))?;
+        // A lock file someone else owns or may open would let them hold the
+        // lock and block every write: root-only, whatever the umask (and
+        // whatever mode an older netfabric left it with).
+        let meta = file
+            .metadata()
+            .map_err(self.io("reading the metadata of", &path))?;
+        self.check_owner(&path, &meta)?;
+        if meta.mode() & 0o777 != FILE_MODE {
+            file.set_permissions(Permissions::from_mode(FILE_MODE))
+                .map_err(self.io("setting the mode of", &path))?;
+        }
         let start = Instant::now();
         let mut backoff = Duration::from_millis(1);
         loop {
@@ -280,13 +379,25 @@ impl FileStore {
         })?;
         bytes.push(b'\n');
         let temp = self.temp_path();
+        // A stale temp file (a writer killed mid-commit) or anything planted
+        // there goes first; removing a symlink never touches its target.
+        match fs::remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io("removing the stale", &temp)(e)),
+        }
         {
+            // O_EXCL: a file (or symlink) that appeared since is an error,
+            // never opened; O_NOFOLLOW for good measure.
             let mut file = OpenOptions::new()
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .write(true)
+                .mode(FILE_MODE)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&temp)
                 .map_err(self.io("creating", &temp))?;
+            file.set_permissions(Permissions::from_mode(FILE_MODE))
+                .map_err(self.io("setting the mode of", &temp))?;
             file.write_all(&bytes).map_err(self.io("writing", &temp))?;
             file.sync_all().map_err(self.io("syncing", &temp))?;
         }
@@ -360,7 +471,7 @@ impl Store for FileStore {
     fn watch(&self, from: Revision) -> Result<Watch, StoreError> {
         let store = self.clone();
         Watch::spawn("netfabric-store-watch", move |tx, stop| {
-            let mut last_revision = from;
+            let mut feed = Feed::new(from);
             let mut last_identity = None;
             while !stop.load(Ordering::Relaxed) {
                 let identity = fs::metadata(&store.path)
@@ -368,25 +479,89 @@ impl Store for FileStore {
                     .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
                 if identity.is_some() && identity != last_identity {
                     last_identity = identity;
-                    match store.read() {
-                        Ok(snapshot) if snapshot.revision > last_revision => {
-                            last_revision = snapshot.revision;
-                            if tx.send(Ok(snapshot)).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            if tx.send(Err(e)).is_err() {
-                                return;
-                            }
-                        }
+                    let read = store.read().and_then(|snapshot| {
+                        snapshot
+                            .state
+                            .validate()
+                            .map_err(|source| StoreError::InvalidStored {
+                                path: store.path.clone(),
+                                source: Box::new(source),
+                            })?;
+                        Ok(snapshot)
+                    });
+                    if let Some(item) = feed.next(read, &store.path)
+                        && tx.send(item).is_err()
+                    {
+                        return;
                     }
                 }
                 std::thread::sleep(store.poll_interval);
             }
         })
         .map_err(self.io("starting the watch thread for", &self.path))
+    }
+}
+
+/// What the file watch has delivered, to decide what to send next.
+struct Feed {
+    /// Revision of the last state delivered (or the watch's `from`).
+    revision: Revision,
+    /// The last state delivered (`None` before the first).
+    state: Option<State>,
+    /// The last read failed (or did not validate): the next good state is
+    /// delivered even if it equals the last one delivered, so that the
+    /// watcher learns the store is good again.
+    failed: bool,
+}
+
+impl Feed {
+    fn new(from: Revision) -> Self {
+        Feed {
+            revision: from,
+            state: None,
+            failed: false,
+        }
+    }
+
+    /// The item to send for a read of the file, if any.
+    fn next(
+        &mut self,
+        read: Result<Snapshot, StoreError>,
+        path: &Path,
+    ) -> Option<Result<Snapshot, StoreError>> {
+        let snapshot = match read {
+            Ok(s) => s,
+            Err(e) => {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        };
+        let deliver = match &self.state {
+            // First read: the watcher already has `from` and older.
+            None => snapshot.revision > self.revision,
+            Some(last) => {
+                self.failed || snapshot.revision > self.revision || *last != snapshot.state
+            }
+        };
+        if !deliver {
+            // Remembered even when not delivered, so that a later restore
+            // is told apart by its content.
+            self.state.get_or_insert(snapshot.state);
+            return None;
+        }
+        if self.state.is_some() && snapshot.revision <= self.revision && !self.failed {
+            tracing::warn!(
+                path = %path.display(),
+                revision = snapshot.revision,
+                previous = self.revision,
+                "the state file went back to an older revision with other content \
+                 (a restored backup?); applying it"
+            );
+        }
+        self.failed = false;
+        self.revision = snapshot.revision;
+        self.state = Some(snapshot.state.clone());
+        Some(Ok(snapshot))
     }
 }
 

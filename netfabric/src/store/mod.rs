@@ -8,9 +8,12 @@
 //!   guarded by the prefix's revision, `watch` from an etcd watch (see
 //!   [`etcd`] for the key layout).
 //!
-//! Every committed state has a revision that only grows. A store validates
-//! the whole new state before committing it, so what a store holds is always
-//! valid, and a refused change leaves it exactly as it was.
+//! Every committed state has a revision that only grows (unless someone
+//! restores a backup of the file). A store validates the whole new state
+//! before committing it, and a refused change leaves it exactly as it was;
+//! what someone wrote behind its back (a file edited by hand, a key put
+//! with etcdctl) is validated again by every reader: the watch reports an
+//! invalid state as an error and the agent keeps its last valid one.
 
 pub mod etcd;
 mod file;
@@ -75,6 +78,13 @@ pub enum StoreError {
         #[source]
         source: Box<StateError>,
     },
+    /// The store's directory or lock could be changed by someone else
+    /// than its owner: nothing is read from or written to it.
+    #[error(
+        "refusing the store at {path}: {reason} (the store directory must be owned by root \
+         (or the user running netfabric) and writable by nobody else: chmod 700 it)"
+    )]
+    Insecure { path: PathBuf, reason: String },
     #[error(
         "timed out after {waited:?} waiting for the lock {path} (another netfabric is writing?)"
     )]
@@ -158,7 +168,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A feed of committed states: every snapshot with a revision greater
     /// than `from` (intermediate revisions may be skipped: a watcher always
     /// gets the latest state, never a stale one). `watch(0)` delivers the
-    /// current state first (if it was ever written).
+    /// current state first (if it was ever written). A state that does not
+    /// validate is sent as an `Err` and never delivered. The file store
+    /// also delivers a state whose revision went back (a restored backup)
+    /// when its content differs from the last one delivered.
     fn watch(&self, from: Revision) -> Result<Watch, StoreError>;
 }
 

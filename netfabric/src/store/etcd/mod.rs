@@ -45,12 +45,17 @@
 //! ## Watch
 //! [`watch`](Store::watch) reads the prefix at revision `R` (one snapshot),
 //! then watches the prefix from `R + 1`. Every event moves the next
-//! revision to watch from past it, so a re-established watch (connection
-//! lost, member killed) continues exactly after the last event applied:
-//! nothing is missed or seen twice. If that revision was compacted meanwhile
-//! etcd cancels the watch with `compact_revision`; the feed then re-reads
-//! the whole prefix (a full resync) and carries on from there. Responses
-//! that arrive together are coalesced into one snapshot.
+//! revision to watch from past it. A watch that breaks (connection lost,
+//! member killed) or cannot be made is followed by a full resync: the
+//! prefix is read again and a snapshot is sent only if it is newer or its
+//! content differs from the mirror, so nothing is missed or seen twice. The
+//! resync also catches an etcd restored from a backup, whose revisions went
+//! back below the last one delivered: its state is delivered whatever its
+//! revision (a watch from a revision etcd has not reached would wait
+//! silently; a watch created on an etcd behind it resyncs too). If the
+//! watch's revision was compacted, etcd cancels it with `compact_revision`
+//! and the feed resyncs the same way. Responses that arrive together are
+//! coalesced into one snapshot.
 //!
 //! While etcd cannot be reached the feed sends one `Err(Unavailable)`,
 //! marks its [`StoreHealth`] down, and retries with backoff (100 ms to
@@ -91,10 +96,14 @@ const OP_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long `update` retries conflicts.
 const CONFLICT_DEADLINE: Duration = Duration::from_secs(30);
-/// How long `load`/`update` retry an unreachable etcd: long enough to ride
-/// out a leader election after a member dies on a loaded machine (5 s was
-/// seen to fail there), short enough for a CLI to give up in bounded time.
+/// How long `load`/`update` retry an etcd that answers but cannot serve
+/// (no leader): long enough to ride out a leader election after a member
+/// dies on a loaded machine (5 s was seen to fail there).
 const UNAVAILABLE_DEADLINE: Duration = Duration::from_secs(12);
+/// How long `load`/`update` retry while no member has ever answered this
+/// process (nothing listening, host down): a CLI run with etcd down gives up
+/// after this, not after the election allowance above.
+const FIRST_CONTACT_DEADLINE: Duration = Duration::from_secs(5);
 /// Keys per page when reading the prefix.
 const PAGE: i64 = 2000;
 
@@ -123,6 +132,9 @@ struct Inner {
     /// The prefix as this process last read or wrote it: `update` tries it
     /// first (the transaction's guard catches a stale one).
     cache: Mutex<Option<Arc<Read>>>,
+    /// Some member answered a request of this process (then an unreachable
+    /// etcd is more likely a leader election than etcd being down).
+    answered: std::sync::atomic::AtomicBool,
     shutdown: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
@@ -149,7 +161,20 @@ struct Read {
 #[derive(Debug)]
 struct EtcdFailure {
     retryable: bool,
+    /// No member answered at all (connection refused or timed out, no
+    /// reply): as opposed to a member that answered with an error.
+    unreachable: bool,
     reason: String,
+}
+
+/// The innermost cause of an error (`Connection refused (os error 111)`),
+/// which is what a person needs from a transport error's long chain.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 impl From<etcd_client::Error> for EtcdFailure {
@@ -168,17 +193,39 @@ impl From<etcd_client::Error> for EtcdFailure {
             ),
             _ => false,
         };
+        let unreachable = match &e {
+            E::TransportError(_) | E::IoError(_) => true,
+            // tonic reports a failed connection as an UNAVAILABLE status
+            // carrying the transport error; a member's own refusal (no
+            // leader) carries none.
+            E::GRpcStatus(s) => std::error::Error::source(s).is_some(),
+            _ => false,
+        };
+        let reason = match &e {
+            E::GRpcStatus(s) if unreachable => match std::error::Error::source(s) {
+                Some(cause) => format!("no answer: {}", root_cause(cause)),
+                None => format!("no answer: {}", s.message()),
+            },
+            _ if unreachable => format!("no answer: {}", root_cause(&e)),
+            _ => e.to_string(),
+        };
         EtcdFailure {
             retryable,
-            reason: e.to_string(),
+            unreachable,
+            reason,
         }
     }
 }
 
 impl From<tokio::time::error::Elapsed> for EtcdFailure {
     fn from(_: tokio::time::error::Elapsed) -> Self {
+        // Connections that cannot be made fail within CONNECT_TIMEOUT as
+        // transport errors; a request that outlives OP_TIMEOUT went to a
+        // member that took it but was slow to answer (an election on a
+        // loaded machine): that gets the longer allowance.
         EtcdFailure {
             retryable: true,
+            unreachable: false,
             reason: format!("no answer within {OP_TIMEOUT:?}"),
         }
     }
@@ -222,6 +269,7 @@ impl EtcdStore {
                 handle,
                 client: tokio::sync::Mutex::new(None),
                 cache: Mutex::new(None),
+                answered: std::sync::atomic::AtomicBool::new(false),
                 shutdown: Mutex::new(Some(tx)),
             }),
         })
@@ -267,16 +315,20 @@ impl EtcdStore {
         F: Fn(Arc<Inner>) -> Fut,
         Fut: Future<Output = Result<T, EtcdFailure>> + Send + 'static,
     {
-        let deadline = Instant::now() + UNAVAILABLE_DEADLINE;
+        let since = Instant::now();
         let mut backoff = Backoff::new();
         loop {
-            match self.block(action, call(self.inner.clone()))? {
+            let result = self.block(action, call(self.inner.clone()))?;
+            self.inner.note_answer(&result);
+            match result {
                 Ok(v) => return Ok(v),
-                Err(f) if f.retryable && Instant::now() < deadline => {
-                    tracing::debug!(reason = %f.reason, "{action}: etcd request failed; retrying");
-                    std::thread::sleep(backoff.next());
-                }
-                Err(f) => return Err(self.inner.failure(action, f)),
+                Err(f) => match self.inner.retry_after(&f, since, &mut backoff) {
+                    Some(pause) => {
+                        tracing::debug!(reason = %f.reason, "{action}: etcd request failed; retrying");
+                        std::thread::sleep(pause);
+                    }
+                    None => return Err(self.inner.failure(action, f, since)),
+                },
             }
         }
     }
@@ -329,12 +381,52 @@ impl EtcdStore {
 }
 
 impl Inner {
-    fn failure(&self, action: &'static str, f: EtcdFailure) -> StoreError {
+    /// Records whether a member answered (a result, or an error of its own).
+    fn note_answer<T>(&self, result: &Result<T, EtcdFailure>) {
+        let answered = match result {
+            Ok(_) => true,
+            Err(f) => !f.unreachable,
+        };
+        if answered {
+            self.answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How long to wait before retrying `f` (failing since `since`), or
+    /// `None` to give up: a retry is never started past the deadline.
+    fn retry_after(
+        &self,
+        f: &EtcdFailure,
+        since: Instant,
+        backoff: &mut Backoff,
+    ) -> Option<Duration> {
+        if !f.retryable {
+            return None;
+        }
+        let left = self.deadline(f).checked_sub(since.elapsed())?;
+        (!left.is_zero()).then(|| backoff.next().min(left))
+    }
+
+    fn deadline(&self, f: &EtcdFailure) -> Duration {
+        if f.unreachable && !self.answered.load(std::sync::atomic::Ordering::Relaxed) {
+            FIRST_CONTACT_DEADLINE
+        } else {
+            UNAVAILABLE_DEADLINE
+        }
+    }
+
+    fn failure(&self, action: &'static str, f: EtcdFailure, since: Instant) -> StoreError {
         if f.retryable {
+            let endpoints = self.cfg.endpoints.join(", ");
             StoreError::Unavailable {
                 url: self.url.clone(),
                 action,
-                reason: f.reason,
+                reason: format!(
+                    "{} (tried {endpoints} for {:.1} s; is etcd running?)",
+                    f.reason,
+                    since.elapsed().as_secs_f64()
+                ),
             }
         } else {
             StoreError::Refused {
@@ -420,6 +512,7 @@ fn tls_options(files: &TlsFiles) -> Result<TlsOptions, EtcdFailure> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| EtcdFailure {
             retryable: false,
+            unreachable: false,
             reason: format!("reading {}: {e}", p.display()),
         })
     };
@@ -695,6 +788,7 @@ impl Store for EtcdStore {
                     resp.header().map(|h| h.revision()).unwrap_or(0),
                 ))
             })?;
+            self.inner.note_answer(&result);
             match result {
                 Ok((true, revision)) => {
                     let mut kvs: BTreeMap<String, Vec<u8>> = read
@@ -731,11 +825,11 @@ impl Store for EtcdStore {
                 Err(f) => {
                     self.set_cache(None);
                     let since = *unavailable_since.get_or_insert_with(Instant::now);
-                    if !f.retryable || since.elapsed() > UNAVAILABLE_DEADLINE {
-                        return Err(self.inner.failure("writing", f));
-                    }
+                    let Some(pause) = self.inner.retry_after(&f, since, &mut backoff) else {
+                        return Err(self.inner.failure("writing", f, since));
+                    };
                     tracing::debug!(reason = %f.reason, "etcd txn failed; retrying");
-                    std::thread::sleep(backoff.next());
+                    std::thread::sleep(pause);
                 }
             }
         }
@@ -828,8 +922,10 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
     let prefix_len = inner.cfg.prefix.len();
 
     // Sends a state; false when the receiver is gone.
-    let send = |mirror: &Mirror, revision: i64, last_sent: &mut i64| -> bool {
-        if revision <= *last_sent {
+    // Sends the mirror's state at `revision` if it is newer than the last
+    // one sent, or whatever its revision with `force` (etcd went back).
+    let send = |mirror: &Mirror, revision: i64, last_sent: &mut i64, force: bool| -> bool {
+        if revision <= *last_sent && !force {
             return true;
         }
         match mirror.state(&inner) {
@@ -875,16 +971,26 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                     }
                     // After a resync, a change the read shows only as a
                     // missing key (deleted by hand) still counts: send it at
-                    // the read's revision.
-                    let revision = if read.revision <= last_sent
-                        && last_sent > from
-                        && (before.objects != mirror.objects || before.bad != mirror.bad)
-                    {
+                    // the read's revision. So does a state older than the
+                    // last one sent (etcd restored from a backup: its
+                    // revisions went back), whatever its revision.
+                    let changed = last_sent > from
+                        && (before.objects != mirror.objects || before.bad != mirror.bad);
+                    let revision = if read.revision <= last_sent && changed {
                         read.at
                     } else {
                         read.revision
                     };
-                    if !send(&mirror, revision, &mut last_sent) {
+                    let went_back = changed && revision <= last_sent;
+                    if went_back {
+                        tracing::warn!(
+                            store = %inner.url,
+                            revision,
+                            last_sent,
+                            "etcd's revision went back (restored from a backup?); applying its state"
+                        );
+                    }
+                    if !send(&mirror, revision, &mut last_sent, went_back) {
                         return;
                     }
                     next = Some(read.at + 1);
@@ -925,6 +1031,8 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                     return;
                 }
                 tokio::time::sleep(backoff.next()).await;
+                // As after a broken watch: etcd may come back from a backup.
+                next = None;
                 continue;
             }
         };
@@ -937,6 +1045,21 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
              -> Flow {
                 if resp.created() && health.set_up() {
                     tracing::info!(store = %inner.url, "store reachable again; watching from revision {start}");
+                }
+                // etcd is behind the revision this watch continues from: it
+                // came back from a backup, and the watch would wait silently
+                // for the revision to catch up. Read everything again.
+                if resp.created()
+                    && let Some(header) = resp.header()
+                    && header.revision() + 1 < start
+                {
+                    tracing::warn!(
+                        store = %inner.url,
+                        etcd_revision = header.revision(),
+                        watch_from = start,
+                        "etcd's revision is behind this watch (restored from a backup?); full resync"
+                    );
+                    return Flow::Resync;
                 }
                 if resp.canceled() {
                     if resp.compact_revision() > 0 {
@@ -987,7 +1110,7 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
             }
             if let Some(rev) = changed {
                 backoff = Backoff::new();
-                if !send(&mirror, rev, &mut last_sent) {
+                if !send(&mirror, rev, &mut last_sent, false) {
                     return;
                 }
             }
@@ -1003,6 +1126,11 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                     return;
                 }
                 tokio::time::sleep(backoff.next()).await;
+                // Read everything again rather than watch on from the next
+                // revision: etcd may have come back from a backup with
+                // revisions behind ours, and a watch from a revision it has
+                // not reached yet would wait silently.
+                next = None;
             }
         }
     }

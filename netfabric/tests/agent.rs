@@ -1,0 +1,419 @@
+//! The agent's trust in its store and its host (needs root, bpffs,
+//! namespaces): a hand-edited invalid state is refused (log, metric,
+//! `status`) while the maps keep the last valid state; a restored backup is
+//! applied; a second agent for one host is refused naming the first's pid;
+//! an unknown `--host` leaves no pins behind.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use netfabric::{
+    MacAddr,
+    agent::lock,
+    state::HostSpec,
+    store::{FileStore, Store as _, StoreExt as _},
+};
+
+mod common;
+
+use common::{BIN, require_root_and_bpffs, unique_name};
+
+const BPFFS: &str = "/sys/fs/bpf";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One host for an agent: a store in a temp dir, a namespace with a veth
+/// uplink, and whatever the agents left (pins, locks), all removed on drop.
+struct Host {
+    name: String,
+    netns: String,
+    state: tempfile::TempDir,
+    agents: Vec<Child>,
+    logs: tempfile::TempDir,
+}
+
+impl Host {
+    fn new(tag: &str) -> Host {
+        let name = unique_name(tag);
+        let netns = format!("nf-{name}");
+        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        for args in [
+            vec!["netns", "add", &netns],
+            vec![
+                "-n", &netns, "link", "add", "up0", "type", "veth", "peer", "name", "up0p",
+            ],
+            vec!["-n", &netns, "link", "set", "up0", "up"],
+            vec!["-n", &netns, "link", "set", "up0p", "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        let host = Host {
+            name: format!("{name}-h1"),
+            netns,
+            state: tempfile::tempdir().unwrap(),
+            agents: Vec::new(),
+            logs: tempfile::tempdir().unwrap(),
+        };
+        host.store()
+            .apply(|s| {
+                s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None)?;
+                s.create_host(HostSpec {
+                    name: host.name.clone(),
+                    zone: "z1".into(),
+                    number: Some(1),
+                    subnet: None,
+                    uplink: "up0".into(),
+                    underlay_ip: Ipv4Addr::new(192, 168, 77, 1),
+                    underlay_mac: MacAddr([0x02, 0, 0xc0, 0xa8, 0x4d, 1]),
+                })?;
+                s.create_owner("alice")?;
+                s.create_owner("bob")?;
+                s.create_container("web", "alice", &host.name, None)
+            })
+            .unwrap();
+        host
+    }
+
+    fn store(&self) -> FileStore {
+        FileStore::in_dir(self.state.path()).with_poll_interval(Duration::from_millis(20))
+    }
+
+    fn pin_dir(&self, host: &str) -> PathBuf {
+        netfabric::agent::pin_dir(Path::new(BPFFS), host)
+    }
+
+    fn nf(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(args)
+            .env_remove("NETFABRIC_STORE")
+            .output()
+            .unwrap()
+    }
+
+    /// Starts `netfabric agent --host <host>`; its stderr goes to a log
+    /// file (see [`Host::log`]). Returns the index of the child.
+    fn spawn_agent(&mut self, host: &str, metrics_port: u16) -> usize {
+        let log = std::fs::File::create(self.log_path(self.agents.len())).unwrap();
+        let child = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args([
+                "agent",
+                "--host",
+                host,
+                "--netns",
+                &format!("/run/netns/{}", self.netns),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--rescan-ms",
+                "100",
+                "--detach-on-exit",
+            ])
+            .env_remove("NETFABRIC_STORE")
+            .env("RUST_LOG", "netfabric=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agents.push(child);
+        self.agents.len() - 1
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.logs.path().join(format!("agent{i}.log"))
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    /// Waits for agent `i` to exit (at most `within`).
+    fn exit_code(&mut self, i: usize, within: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Some(status) = self.agents[i].try_wait().unwrap() {
+                return status.code();
+            }
+            sleep(Duration::from_millis(50));
+        }
+        panic!("agent {i} still runs after {within:?}: {}", self.log(i));
+    }
+
+    /// ENDPOINTS as (address, owner id).
+    fn endpoints(&self) -> Vec<(String, u64)> {
+        let out = self.nf(&[
+            "maps",
+            "dump",
+            "ENDPOINTS",
+            "--host",
+            &self.name,
+            "-o",
+            "json",
+        ]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut rows: Vec<(String, u64)> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["address"].as_str().unwrap().to_owned(),
+                    e["owner_id"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn owner_id(&self, owner: &str) -> u64 {
+        u64::from(self.store().load().unwrap().state.owner(owner).unwrap().id)
+    }
+
+    /// Polls `check` for up to 10 s.
+    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if check() {
+                return;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!("not within 10 s: {what}\nagent log:\n{}", self.log(0));
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for child in &mut self.agents {
+            if child.try_wait().ok().flatten().is_some() {
+                // Reaped: its pid may be someone else's by now.
+                continue;
+            }
+            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let started = Instant::now();
+            while child.try_wait().ok().flatten().is_none()
+                && started.elapsed() < Duration::from_secs(5)
+            {
+                sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for host in [self.name.clone(), format!("{}-nope", self.name)] {
+            let pins = self.pin_dir(&host);
+            let _ = std::fs::remove_dir_all(&pins);
+            let run = Path::new(lock::RUN_DIR);
+            let _ = std::fs::remove_file(lock::lock_path(run, &pins, &host));
+            let _ = std::fs::remove_file(lock::report_path(run, &pins, &host));
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
+}
+
+/// `GET /metrics`.
+fn scrape(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn metric(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+}
+
+#[test]
+fn an_invalid_state_is_refused_and_the_last_valid_one_kept() {
+    require_root_and_bpffs();
+    let mut host = Host::new("inv");
+    let port = free_port();
+    host.spawn_agent(&host.name.clone(), port);
+    let alice = host.owner_id("alice");
+    let bob = host.owner_id("bob");
+    host.eventually("web (alice) in ENDPOINTS", || {
+        host.endpoints() == [("10.1.1.1".to_owned(), alice)]
+    });
+    // A backup of this state, then one more change the agent applies.
+    let backup = std::fs::read(host.store().path()).unwrap();
+    let backup_revision = host.store().load().unwrap().revision;
+    host.store()
+        .apply(|s| s.create_container("db", "bob", &host.name, None))
+        .unwrap();
+    host.eventually("db (bob) in ENDPOINTS", || host.endpoints().len() == 2);
+    assert_eq!(
+        metric(&scrape(port), "netfabric_store_state_valid").as_deref(),
+        Some("1")
+    );
+
+    // By hand: an intruder holding alice's address (the CLI refuses this).
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(host.store().path()).unwrap()).unwrap();
+    let revision = doc["revision"].as_u64().unwrap();
+    doc["revision"] = (revision + 1).into();
+    doc["state"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "intruder", "owner": "bob", "host": host.name, "address": "10.1.1.1"
+        }));
+    std::fs::write(
+        host.store().path(),
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+    .unwrap();
+
+    host.eventually("netfabric_store_state_valid 0", || {
+        metric(&scrape(port), "netfabric_store_state_valid").as_deref() == Some("0")
+    });
+    // The maps still hold the last valid state: 10.1.1.1 is alice's.
+    sleep(Duration::from_millis(500));
+    assert_eq!(
+        host.endpoints(),
+        [("10.1.1.1".to_owned(), alice), ("10.1.1.2".to_owned(), bob)]
+    );
+    let log = host.log(0);
+    assert!(
+        log.contains("REFUSED") && log.contains("containers[intruder].address"),
+        "{log}"
+    );
+    assert_eq!(
+        metric(&scrape(port), "netfabric_store_state_revision"),
+        Some(revision.to_string())
+    );
+    let out = host.nf(&["status", "--host", &host.name]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        status.contains("REFUSED the store's state")
+            && status.contains(&format!("still enforcing revision {revision}"))
+            && status.contains("STATE INVALID")
+            && status.contains("containers[intruder].address"),
+        "{status}"
+    );
+    let out = host.nf(&["status", "--host", &host.name, "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["hosts"][0]["agent"]["state_valid"], false, "{json}");
+    // Program runs: counted only with kernel.bpf_stats_enabled=1; a 0 that
+    // only means "not counted" must not be shown.
+    let stats = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let uplink = &json["hosts"][0]["programs"][0];
+    assert_eq!(uplink["program"], "from_uplink", "{json}");
+    if stats.trim() == "0" {
+        assert!(uplink["run_count"].is_null(), "{json}");
+        assert!(status.contains("runs: off"), "{status}");
+    } else {
+        assert!(uplink["run_count"].is_u64(), "{json}");
+    }
+    assert_eq!(json["store"]["state_valid"], false, "{json}");
+
+    // An agent killed and restarted meanwhile: the pinned maps stay as
+    // they were, and the new agent refuses the invalid state too.
+    host.agents[0].kill().unwrap();
+    host.agents[0].wait().unwrap();
+    let port = free_port();
+    let second = host.spawn_agent(&host.name.clone(), port);
+    host.eventually("the restarted agent refuses the state", || {
+        metric(&scrape(port), "netfabric_store_state_valid").as_deref() == Some("0")
+    });
+    assert_eq!(
+        host.endpoints(),
+        [("10.1.1.1".to_owned(), alice), ("10.1.1.2".to_owned(), bob)]
+    );
+    let out = host.nf(&["status", "--host", &host.name]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains(&format!("running (pid {})", host.agents[second].id()))
+            && status.contains("still enforcing the maps as pinned before it started"),
+        "{status}"
+    );
+    assert!(host.log(second).contains("REFUSED"), "{}", host.log(second));
+
+    // Restore the backup (an older revision): applied, and valid again.
+    std::fs::write(host.store().path(), &backup).unwrap();
+    host.eventually("the restored backup applied", || {
+        host.endpoints() == [("10.1.1.1".to_owned(), alice)]
+    });
+    host.eventually("netfabric_store_state_valid 1", || {
+        metric(&scrape(port), "netfabric_store_state_valid").as_deref() == Some("1")
+    });
+    assert_eq!(
+        metric(&scrape(port), "netfabric_store_state_revision"),
+        Some(backup_revision.to_string())
+    );
+    let out = host.nf(&["status", "--host", &host.name]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains(&format!(
+            "enforcing the state of revision {backup_revision}"
+        )) && !status.contains("INVALID"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_second_agent_for_a_host_is_refused_and_an_unknown_host_leaves_nothing() {
+    require_root_and_bpffs();
+    let mut host = Host::new("two");
+    let name = host.name.clone();
+    let first = host.spawn_agent(&name, free_port());
+    let alice = host.owner_id("alice");
+    host.eventually("the first agent applied the state", || {
+        host.endpoints() == [("10.1.1.1".to_owned(), alice)]
+    });
+    let pid = host.agents[first].id();
+
+    let second = host.spawn_agent(&name, free_port());
+    assert_eq!(host.exit_code(second, Duration::from_secs(10)), Some(1));
+    let log = host.log(second);
+    assert!(
+        log.contains(&format!("pid {pid}")) && log.contains(&name),
+        "{log}"
+    );
+    assert!(
+        host.agents[first].try_wait().unwrap().is_none(),
+        "the first agent keeps running"
+    );
+    assert_eq!(host.endpoints(), [("10.1.1.1".to_owned(), alice)]);
+
+    let unknown = format!("{name}-nope");
+    let third = host.spawn_agent(&unknown, free_port());
+    assert_eq!(host.exit_code(third, Duration::from_secs(10)), Some(2));
+    let log = host.log(third);
+    assert!(
+        log.contains(&format!("--host {unknown}")) && log.contains(&name),
+        "{log}"
+    );
+    let pins = host.pin_dir(&unknown);
+    assert!(!pins.exists(), "{} was left behind", pins.display());
+    assert!(
+        !lock::lock_path(Path::new(lock::RUN_DIR), &pins, &unknown).exists(),
+        "the lock of the refused agent was left behind"
+    );
+}
