@@ -348,7 +348,7 @@ fn writer_killed_at_random_points_never_tears_the_state() {
     );
 }
 
-/// SPEC §3's full zone: 254 hosts x 254 containers, 10,000 owners, 1,000
+/// A full zone (docs/datapath.md#scale): 254 hosts x 254 containers, 10,000 owners, 1,000
 /// groups. Validation is linear, and one change through the store stays
 /// well under a second or so even in a debug build.
 #[test]

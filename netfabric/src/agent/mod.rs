@@ -1,5 +1,5 @@
 //! `netfabric agent`: keeps one host's datapath equal to the desired state
-//! (SPEC §4).
+//! (docs/store-and-agent.md#the-agent).
 //!
 //! * Maps are pinned under `<bpffs>/netfabric/<host>/` and adopted on start;
 //!   what they hold is read back into a [`HostPlan`], and from then on only

@@ -1,4 +1,4 @@
-//! The desired state of a deployment (SPEC §1, §2, §4): the model, its
+//! The desired state of a deployment (docs/concepts.md#the-desired-state): the model, its
 //! validation, and the operations that change it (including persistent
 //! container addressing).
 //!

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::MacAddr;
 
-/// Name of the reserved owner that may talk to every container (SPEC §2).
+/// Name of the reserved owner that may talk to every container (docs/concepts.md#the-system-owner).
 pub const SYSTEM_OWNER_NAME: &str = "system";
 /// Id of the reserved system owner (same number as the datapath's).
 pub const SYSTEM_OWNER_ID: u32 = netfabric_common::SYSTEM_OWNER;
@@ -88,7 +88,7 @@ impl Default for State {
     }
 }
 
-/// A zone: one /16 (SPEC §1).
+/// A zone: one /16 (docs/address-plan.md#zones).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Zone {

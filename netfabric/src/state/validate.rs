@@ -1,4 +1,4 @@
-//! Whole-state validation: the rules of SPEC §1 and §4.
+//! Whole-state validation: the rules of docs/store-and-agent.md#validation.
 //!
 //! [`State::validate`] returns the first broken rule, checked in this order:
 //! names (well-formed, unique in their list), zones, owners, groups, hosts,

@@ -1,4 +1,4 @@
-//! Where the desired state lives (SPEC §4), behind the [`Store`] trait so
+//! Where the desired state lives (docs/store-and-agent.md#stores), behind the [`Store`] trait so
 //! that the agent and the CLI do not care which store it is.
 //!
 //! * [`FileStore`]: the embedded default, one JSON file on one machine

@@ -1,4 +1,4 @@
-//! The cluster store on etcd (SPEC §4), like Calico and flannel.
+//! The cluster store on etcd (docs/store-and-agent.md#the-etcd-store), like Calico and flannel.
 //!
 //! ## Key layout
 //! Under a prefix (`/netfabric/` by default, or the URL's path), one key
