@@ -809,3 +809,64 @@ fn errors_name_each_cause_once() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.matches("http://example.invalid/").count(), 1, "{err}");
 }
+
+#[test]
+fn netfabric_store_names_the_store_unless_the_command_line_does() {
+    let lab = Lab::new();
+    let url = format!("file://{}", lab.file().display());
+    let elsewhere = tempfile::tempdir().unwrap();
+    // The variable alone names the store.
+    let out = Command::new(BIN)
+        .args(["container", "list", "-o", "json"])
+        .env("NETFABRIC_STORE", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("10.1.1.1"), "{}", stdout(&out));
+    // --state-dir beats an exported variable instead of conflicting with it.
+    let out = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(elsewhere.path())
+        .args(["owner", "list", "-o", "json"])
+        .env("NETFABRIC_STORE", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("alice"), "{}", stdout(&out));
+    // So does --store.
+    let out = Command::new(BIN)
+        .args(["--store", &url, "owner", "list"])
+        .env("NETFABRIC_STORE", "etcd://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("alice"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_report_piped_into_a_closed_reader_ends_quietly() {
+    use std::os::{fd::FromRawFd as _, unix::process::ExitStatusExt as _};
+    let lab = Lab::new();
+    // A pipe whose reader is already gone: the first write fails.
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe(2) returns.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned here.
+    let (reader, writer) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
+    drop(reader);
+    let out = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .args(["container", "list"])
+        .env_remove("NETFABRIC_STORE")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+}

@@ -1,10 +1,9 @@
 //! The `netfabric` command line (clap derive): global options, the
 //! subcommand tree, and exit codes.
 //!
-//! To add a subcommand (`agent`, `maps`, `monitor`, `lab`, `status`): add a
-//! module under `cli/` with its clap `Args`/`Subcommand` type and a
-//! `run(args, &GlobalArgs) -> anyhow::Result<()>`, a variant to [`Command`]
-//! (see the marked spot) and an arm to [`run`].
+//! To add a subcommand: add a module under `cli/` with its clap
+//! `Args`/`Subcommand` type and a `run(args, &GlobalArgs) ->
+//! anyhow::Result<()>`, a variant to [`Command`] and an arm to [`run`].
 //!
 //! ## Exit codes
 //! * `0` ([`EXIT_OK`]): success.
@@ -75,7 +74,7 @@ Quick start:
 
 Store: --store file:///path/state.json (default file:///var/lib/netfabric/state.json)
 or etcd://host:port[,host:port...] (the cluster store),
-or --state-dir DIR for DIR/state.json; NETFABRIC_STORE sets --store.
+or --state-dir DIR for DIR/state.json; without either, NETFABRIC_STORE.
 
 Exit codes: 0 ok; 1 runtime error (store unreadable or unwritable, lock timeout);
 2 usage or validation error (bad arguments, refused change: nothing was applied).
@@ -108,8 +107,9 @@ pub struct GlobalArgs {
     /// Where the desired state is stored: file:///path/state.json (the
     /// embedded store; default file:///var/lib/netfabric/state.json) or the
     /// cluster store etcd://[user:pass@]host:port[,host:port...][/prefix]
-    /// (etcds:// or ?ca=..&cert=..&key=.. for TLS).
-    #[arg(long, global = true, env = "NETFABRIC_STORE", value_name = "URL")]
+    /// (etcds:// or ?ca=..&cert=..&key=.. for TLS). Without --store and
+    /// --state-dir, the environment variable NETFABRIC_STORE names it.
+    #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
 
     /// Use the embedded store in DIR (DIR/state.json); shorthand for
@@ -123,7 +123,20 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
+/// The environment variable that names the store when neither `--store`
+/// nor `--state-dir` is given (`lab up` prints a line that sets it).
+pub const STORE_ENV: &str = "NETFABRIC_STORE";
+
 impl GlobalArgs {
+    /// Fills `store` from [`STORE_ENV`] unless the command line chose a
+    /// store: an exported variable never conflicts with `--state-dir`.
+    pub fn with_store_from_env(mut self) -> Self {
+        if self.store.is_none() && self.state_dir.is_none() {
+            self.store = std::env::var(STORE_ENV).ok().filter(|s| !s.is_empty());
+        }
+        self
+    }
+
     /// The store URL these options name.
     pub fn store_url(&self) -> String {
         match (&self.store, &self.state_dir) {
@@ -207,18 +220,13 @@ pub enum Command {
     /// One screen per host: agent, programs attached, map pressure,
     /// counters by reason, store reachability.
     Status(status::StatusArgs),
-    //
-    // ---- Later subcommands go here (SPEC §5): ----------------------------
-    // Agent(agent::AgentArgs), Maps(maps::MapsCommand),
-    // Monitor(monitor::MonitorArgs), Lab(lab::LabCommand),
-    // Status(status::StatusArgs). Add the variant, its module, and an arm in
-    // `run` below.
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let global = &cli.global;
-    match cli.command {
+    let Cli { global, command } = cli;
+    let global = &global.with_store_from_env();
+    match command {
         Command::Zone(cmd) => zone::run(cmd, global),
         Command::Host(cmd) => host::run(cmd, global),
         Command::Owner(cmd) => owner::run(cmd, global),

@@ -179,7 +179,10 @@ impl Manifest {
 
 pub fn run(cmd: LabCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     let with_store = |mut args: LabArgs| {
-        args.store = global.store.clone();
+        // A file store URL (e.g. the exported NETFABRIC_STORE of a lab) is
+        // the lab's own business: the lab always keeps its file store in
+        // its directory.
+        args.store = global.store.clone().filter(|s| !s.starts_with("file://"));
         if args.store.as_deref().is_some_and(|s| s != "etcd") {
             tracing::warn!("the lab uses its own store: --store takes `etcd` or nothing here");
         }
