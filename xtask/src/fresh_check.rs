@@ -16,8 +16,9 @@
 //!    allowed ping answers and the printed denied ping does not, Ctrl-C
 //!    (SIGINT) takes it down and leaves no namespace behind.
 //!
-//! The root lives in its own mount namespace (proc, sys, dev, a bpffs of its
-//! own and a private `/run`), so nothing it mounts outlives it. It shares
+//! The root lives in its own mount namespace (bound onto itself so that it
+//! is a mount point, which `ip netns exec` needs; proc, sys, dev, a bpffs of
+//! its own and a private `/run`), so nothing it mounts outlives it. It shares
 //! the kernel: namespaces and programs are real, and the tests' unique names
 //! keep them apart from anything else running here.
 
@@ -258,6 +259,7 @@ fn check(root: &Path, mirror: &str, toolchain: &str) -> Result<()> {
     let r = root.display();
     let mounts = format!(
         "set -e
+mount --bind {r} {r}
 mount -t proc proc {r}/proc
 mount --rbind /sys {r}/sys
 mount --make-rslave {r}/sys
