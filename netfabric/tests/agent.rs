@@ -22,17 +22,9 @@ use netfabric::{
 
 mod common;
 
-use common::{BIN, require_root_and_bpffs, unique_name};
+use common::{BIN, free_ports, require_root_and_bpffs, unique_name};
 
 const BPFFS: &str = "/sys/fs/bpf";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One host for an agent: a store in a temp dir, a namespace with a veth
 /// uplink, and whatever the agents left (pins, locks), all removed on drop.
@@ -253,7 +245,7 @@ fn metric(text: &str, name: &str) -> Option<String> {
 fn an_invalid_state_is_refused_and_the_last_valid_one_kept() {
     require_root_and_bpffs();
     let mut host = Host::new("inv");
-    let port = free_port();
+    let port = free_ports(0);
     host.spawn_agent(&host.name.clone(), port);
     let alice = host.owner_id("alice");
     let bob = host.owner_id("bob");
@@ -337,7 +329,7 @@ fn an_invalid_state_is_refused_and_the_last_valid_one_kept() {
     // they were, and the new agent refuses the invalid state too.
     host.agents[0].kill().unwrap();
     host.agents[0].wait().unwrap();
-    let port = free_port();
+    let port = free_ports(0);
     let second = host.spawn_agent(&host.name.clone(), port);
     host.eventually("the restarted agent refuses the state", || {
         metric(&scrape(port), "netfabric_store_state_valid").as_deref() == Some("0")
@@ -382,14 +374,14 @@ fn a_second_agent_for_a_host_is_refused_and_an_unknown_host_leaves_nothing() {
     require_root_and_bpffs();
     let mut host = Host::new("two");
     let name = host.name.clone();
-    let first = host.spawn_agent(&name, free_port());
+    let first = host.spawn_agent(&name, free_ports(0));
     let alice = host.owner_id("alice");
     host.eventually("the first agent applied the state", || {
         host.endpoints() == [("10.1.1.1".to_owned(), alice)]
     });
     let pid = host.agents[first].id();
 
-    let second = host.spawn_agent(&name, free_port());
+    let second = host.spawn_agent(&name, free_ports(0));
     assert_eq!(host.exit_code(second, Duration::from_secs(10)), Some(1));
     let log = host.log(second);
     assert!(
@@ -403,7 +395,7 @@ fn a_second_agent_for_a_host_is_refused_and_an_unknown_host_leaves_nothing() {
     assert_eq!(host.endpoints(), [("10.1.1.1".to_owned(), alice)]);
 
     let unknown = format!("{name}-nope");
-    let third = host.spawn_agent(&unknown, free_port());
+    let third = host.spawn_agent(&unknown, free_ports(0));
     assert_eq!(host.exit_code(third, Duration::from_secs(10)), Some(2));
     let log = host.log(third);
     assert!(

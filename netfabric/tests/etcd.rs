@@ -34,7 +34,7 @@ use netfabric::{
 
 mod common;
 
-use common::{BIN, ok, ping};
+use common::{BIN, free_ports, ok, ping};
 
 /// The etcd tests need the etcd binary: fail loudly rather than pass
 /// without checking anything. Always true when it returns.
@@ -547,14 +547,6 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl TlsEtcd {
     fn start() -> TlsEtcd {
         let dir = tempfile::tempdir().unwrap();
@@ -621,7 +613,7 @@ impl TlsEtcd {
                 ],
             );
         }
-        let (port, peer) = (free_port(), free_port());
+        let (port, peer) = (free_ports(0), free_ports(0));
         let log = std::fs::File::create(d.join("etcd.log")).unwrap();
         let child = Command::new(cluster::ETCD_BIN)
             .args(["--name", "s", "--data-dir"])
@@ -702,7 +694,7 @@ fn tls_with_client_certificates() {
 /// on rather than a transport error's debug dump.
 #[test]
 fn with_etcd_down_the_cli_gives_up_quickly_and_clearly() {
-    let port = free_port();
+    let port = free_ports(0);
     let url = format!("etcd://127.0.0.1:{port}");
     for args in [&["owner", "list"][..], &["owner", "create", "alice"][..]] {
         let started = Instant::now();

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{BIN, Lab, in_ns, nf, ok, require_root_and_bpffs, unique_name};
+use common::{BIN, Lab, free_ports, in_ns, nf, ok, require_root_and_bpffs, unique_name};
 
 fn json(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).expect("JSON output")
@@ -56,22 +56,6 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// A loopback port nobody listens on now (and `n` after it).
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = l.local_addr().unwrap().port();
-        drop(l);
-        if base > 60000 {
-            continue;
-        }
-        if (0..=n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free loopback ports");
 }
 
 /// A child process killed on drop.
@@ -129,6 +113,30 @@ fn agent_metrics_without_a_datapath_pass_promtool() {
         "{text}"
     );
     promtool_accepts(&text);
+}
+
+/// `lab up` with two hosts whose agents serve metrics on `base + 1` and
+/// `base + 2`: the lab (down on drop), its directory and `base`.
+fn two_hosts_with_metrics(name: &str) -> (Lab, String, u16) {
+    let dir = format!("/tmp/netfabric-test-{name}");
+    let base = free_ports(2);
+    let lab = Lab {
+        name: name.to_owned(),
+        dir: dir.clone(),
+    };
+    ok(&nf(&[
+        "lab",
+        "up",
+        "--hosts",
+        "2",
+        "--name",
+        name,
+        "--dir",
+        &dir,
+        "--metrics-port-base",
+        &base.to_string(),
+    ]));
+    (lab, dir, base)
 }
 
 /// Prometheus' instant query API: every series `query` returns, or why the
@@ -198,24 +206,7 @@ fn lab_metrics_prometheus_maps_dump_and_monitor_agree_with_known_traffic() {
     );
     let name = unique_name("o");
     let name = name.as_str();
-    let dir = format!("/tmp/netfabric-test-{name}");
-    let base = free_ports(2);
-    let lab = Lab {
-        name: name.to_owned(),
-        dir: dir.clone(),
-    };
-    ok(&nf(&[
-        "lab",
-        "up",
-        "--hosts",
-        "2",
-        "--name",
-        name,
-        "--dir",
-        &dir,
-        "--metrics-port-base",
-        &base.to_string(),
-    ]));
+    let (lab, dir, base) = two_hosts_with_metrics(name);
     let store = format!("file://{dir}/state.json");
     let (h1, h2) = (format!("{name}-h1"), format!("{name}-h2"));
     let (m1, m2) = (
@@ -621,24 +612,7 @@ fn monitor_names_the_sending_port_of_a_spoofed_frame() {
     require_root_and_bpffs();
     let name = unique_name("m");
     let name = name.as_str();
-    let dir = format!("/tmp/netfabric-test-{name}");
-    let base = free_ports(2);
-    let lab = Lab {
-        name: name.to_owned(),
-        dir: dir.clone(),
-    };
-    ok(&nf(&[
-        "lab",
-        "up",
-        "--hosts",
-        "2",
-        "--name",
-        name,
-        "--dir",
-        &dir,
-        "--metrics-port-base",
-        &base.to_string(),
-    ]));
+    let (lab, dir, _) = two_hosts_with_metrics(name);
     let store = format!("file://{dir}/state.json");
     let h1 = format!("{name}-h1");
     // alice-web (10.1.1.1, port nfc1) forges bob-web's address (10.1.1.2).

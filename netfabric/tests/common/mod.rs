@@ -73,3 +73,19 @@ impl Drop for Lab {
         let _ = nf(&["lab", "down", "--name", &self.name, "--dir", &self.dir]);
     }
 }
+
+/// A loopback port nobody listens on now, and the `n` ports after it.
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = l.local_addr().unwrap().port();
+        drop(l);
+        if base > 60000 {
+            continue;
+        }
+        if (0..=n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free loopback ports");
+}
