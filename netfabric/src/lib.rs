@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod cli;
 pub mod datapath;
+pub mod errors;
 pub mod lab;
 pub mod mac;
 pub mod observe;
@@ -12,4 +13,5 @@ pub mod state;
 pub mod store;
 
 pub use datapath::{Datapath, DatapathError};
+pub use errors::error_message;
 pub use mac::MacAddr;
