@@ -1,5 +1,12 @@
-//! netfabric userspace: the typed datapath API (load, attach, fill maps, read
-//! counters), used by the agent, the CLI, the tests and the benchmarks.
+//! netfabric userspace. Dependencies run one way (ARCHITECTURE.md, "Layers"):
+//!
+//! * [`cli`] (all clap types, exit codes) builds plain configurations and
+//!   opens the store;
+//! * [`agent`], [`lab`] and [`observe`] do the work, without knowing the
+//!   command line: the agent takes an [`agent::AgentConfig`] and a store;
+//! * [`datapath`] (the typed datapath API: load, attach, fill maps, read
+//!   counters), [`agent::plan`], [`port`], [`store`] and [`state`] below them;
+//! * `netfabric-common` (the ABI shared with the eBPF programs) at the bottom.
 
 pub mod agent;
 pub mod cli;
