@@ -93,7 +93,7 @@ pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedPr
                         a.run_count = stats.then(|| p.run_count());
                         a.loaded_at = p.loaded_at().and_then(|t| {
                             let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-                            Some(super::monitor::format_utc_ns(d.as_nanos() as i128))
+                            Some(super::clock::format_utc_ns(d.as_nanos() as i128))
                         });
                     }
                 }
