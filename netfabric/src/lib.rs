@@ -1,6 +1,6 @@
 //! netfabric userspace. Dependencies run one way (ARCHITECTURE.md, "Layers"):
 //!
-//! * [`cli`] (all clap types, exit codes) builds plain configurations and
+//! * [`cli`] (every command-line type, exit codes) builds plain configurations and
 //!   opens the store;
 //! * [`agent`], [`lab`] and [`observe`] do the work, without knowing the
 //!   command line: the agent takes an [`agent::AgentConfig`] and a store;
