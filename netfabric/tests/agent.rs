@@ -2,7 +2,8 @@
 //! namespaces): a hand-edited invalid state is refused (log, metric,
 //! `status`) while the maps keep the last valid state; a restored backup is
 //! applied; a second agent for one host is refused naming the first's pid;
-//! an unknown `--host` leaves no pins behind.
+//! an unknown `--host` leaves no pins behind, also for an agent embedded
+//! with a plain configuration and a store.
 
 use std::{
     io::{Read as _, Write as _},
@@ -406,6 +407,67 @@ fn a_second_agent_for_a_host_is_refused_and_an_unknown_host_leaves_nothing() {
     assert!(!pins.exists(), "{} was left behind", pins.display());
     assert!(
         !lock::lock_path(Path::new(lock::RUN_DIR), &pins, &unknown).exists(),
+        "the lock of the refused agent was left behind"
+    );
+}
+
+/// Removes what an embedded agent of `host` under `bpffs` may leave: its
+/// pins and its lock files.
+struct EmbeddedCleanup {
+    pins: PathBuf,
+    host: String,
+}
+
+impl Drop for EmbeddedCleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pins);
+        let run = Path::new(lock::RUN_DIR);
+        let _ = std::fs::remove_file(lock::lock_path(run, &self.pins, &self.host));
+        let _ = std::fs::remove_file(lock::report_path(run, &self.pins, &self.host));
+    }
+}
+
+/// The agent runs from a plain configuration and any store, no command line
+/// involved (a CNI plugin or a test embeds it so); an unknown host is
+/// refused with a typed error the CLI turns into exit 2, and nothing is left.
+#[test]
+fn an_embedded_agent_takes_a_config_and_a_store() {
+    require_root_and_bpffs();
+    let state = tempfile::tempdir().unwrap();
+    let bpffs = tempfile::tempdir().unwrap();
+    let store = FileStore::in_dir(state.path());
+    store
+        .apply(|s| s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None))
+        .unwrap();
+    let host = unique_name("emb");
+    let pins = netfabric::agent::pin_dir(bpffs.path(), &host);
+    let _cleanup = EmbeddedCleanup {
+        pins: pins.clone(),
+        host: host.clone(),
+    };
+    let config = netfabric::agent::AgentConfig {
+        host: host.clone(),
+        netns: None,
+        bpffs: bpffs.path().to_owned(),
+        metrics_addr: None,
+        detach_on_exit: true,
+        rescan_interval: Duration::from_millis(100),
+    };
+
+    let err = netfabric::agent::run(config, Box::new(store)).unwrap_err();
+
+    let unknown = err
+        .downcast_ref::<netfabric::agent::UnknownHost>()
+        .unwrap_or_else(|| panic!("not an UnknownHost: {err:#}"));
+    assert_eq!(unknown.host, host);
+    assert_eq!(unknown.known, "none");
+    assert_eq!(
+        netfabric::cli::exit_code(&err),
+        std::process::ExitCode::from(netfabric::cli::EXIT_USAGE)
+    );
+    assert!(!pins.exists(), "{} was created", pins.display());
+    assert!(
+        !lock::lock_path(Path::new(lock::RUN_DIR), &pins, &host).exists(),
         "the lock of the refused agent was left behind"
     );
 }

@@ -1797,7 +1797,7 @@ fn drop_events_only_while_a_monitor_holds_the_lease() {
     let _in = w._ns.enter();
     let p10 = Prog::FromContainer(w.port(10));
     let denied = Ipv4Frame::new(cmac(10), GW_MAC, l(10), l(20)).build();
-    let now_ns = netfabric::observe::monitor::Clock::monotonic_ns();
+    let now_ns = netfabric::observe::clock::Clock::monotonic_ns();
     for (lease, want_event, what) in [
         (MonitorLease::NONE, false, "no monitor"),
         (

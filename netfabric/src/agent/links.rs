@@ -18,7 +18,7 @@ use aya::{
 
 use crate::{
     Datapath, DatapathError,
-    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER},
+    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, links_dir},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +52,6 @@ pub enum LinkPinError {
 }
 
 type Result<T, E = LinkPinError> = std::result::Result<T, E>;
-
-/// Where one host's links are pinned.
-pub fn links_dir(pin_dir: &Path) -> PathBuf {
-    pin_dir.join("links")
-}
 
 pub fn uplink_pin(pin_dir: &Path) -> PathBuf {
     links_dir(pin_dir).join("uplink")

@@ -41,7 +41,6 @@ pub use plan::{HostPlan, Op, Runtime};
 
 use crate::{
     Datapath, DatapathError,
-    cli::{GlobalArgs, UsageError},
     datapath::{self, LoadOptions},
     observe::metrics::{AgentMetrics, DatapathCollector},
     port,
@@ -50,43 +49,50 @@ use crate::{
 };
 use lock::{AgentLock, AgentReport};
 
-/// `netfabric agent`: run the agent of one host.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AgentArgs {
+/// What one agent runs with (the CLI builds it from `netfabric agent`'s
+/// options).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
     /// This host's name in the desired state (checked there when the host
-    /// has no pins yet). One agent per host: a second one exits 1 naming
-    /// the running one's pid.
-    #[arg(long, value_name = "NAME")]
+    /// has no pins yet).
     pub host: String,
-    /// Join this network namespace first (a lab host: /run/netns/nf-h1).
-    #[arg(long, value_name = "PATH")]
+    /// The network namespace to join before any datapath work (a lab host:
+    /// /run/netns/nf-h1); `None` stays in the current one.
     pub netns: Option<PathBuf>,
-    /// The bpffs mount; maps and links go under <bpffs>/netfabric/<host>/.
-    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
+    /// The bpffs mount; maps and links go under `<bpffs>/netfabric/<host>/`.
     pub bpffs: PathBuf,
     /// Where Prometheus `/metrics` is served (bound before joining
-    /// --netns, so a lab agent serves on this machine's loopback); an empty
-    /// value serves nothing.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: String,
+    /// `netns`); `None` serves nothing.
+    pub metrics_addr: Option<String>,
     /// On exit, detach the programs and remove every pin of this host.
-    #[arg(long)]
     pub detach_on_exit: bool,
-    /// How often container ports are rescanned, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 250)]
-    pub rescan_ms: u64,
+    /// How often container ports are rescanned (at least 10 ms).
+    pub rescan_interval: Duration,
 }
 
-/// Entry point from the CLI: joins the namespace, opens the store, runs.
-pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    // The store first: a cluster store's client thread (and so its sockets)
-    // stays in the namespace the agent was started in, the management
-    // network, while the datapath work happens in --netns. Opening never
-    // needs the store to be reachable: an agent started while etcd is down
-    // adopts its pinned maps and waits (fail static).
-    let store = global.open_store()?;
-    let pin_dir = datapath::pin_dir(&args.bpffs, &args.host);
-    let lock = AgentLock::acquire(Path::new(lock::RUN_DIR), &pin_dir, &args.host)?;
+/// The agent was asked to create the pins of a host the store does not
+/// know: refused input, nothing was created.
+#[derive(Debug, thiserror::Error)]
+#[error("--host {host}: unknown host in the store {store} (known: {known})")]
+pub struct UnknownHost {
+    pub host: String,
+    pub store: String,
+    /// The hosts the store knows, comma-separated, or `none`.
+    pub known: String,
+}
+
+/// Runs the agent of `config.host` on the desired state of `store` until
+/// SIGTERM or SIGINT: takes the host's lock, binds `/metrics`, joins the
+/// namespace, then reconciles.
+///
+/// The caller opens the store before: a cluster store's client thread (and
+/// so its sockets) stays in the namespace the agent was started in, the
+/// management network, while the datapath work happens in `config.netns`.
+/// Opening never needs the store to be reachable: an agent started while
+/// etcd is down adopts its pinned maps and waits (fail static).
+pub fn run(config: AgentConfig, store: Box<dyn Store>) -> anyhow::Result<()> {
+    let pin_dir = datapath::pin_dir(&config.bpffs, &config.host);
+    let lock = AgentLock::acquire(Path::new(lock::RUN_DIR), &pin_dir, &config.host)?;
     if !pin_dir.exists() {
         // Nothing pinned yet: loading would create the pins of whatever
         // --host says. Only for a host the store knows.
@@ -94,43 +100,42 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             format!(
                 "{} has no pins yet: reading the store to check that host {} exists",
                 pin_dir.display(),
-                args.host
+                config.host
             )
         })?;
-        if snapshot.state.host(&args.host).is_none() {
+        if snapshot.state.host(&config.host).is_none() {
             let known: Vec<&str> = snapshot
                 .state
                 .hosts
                 .iter()
                 .map(|h| h.name.as_str())
                 .collect();
-            return Err(UsageError(format!(
-                "--host {}: unknown host in the store {} (known: {})",
-                args.host,
-                store.url(),
-                if known.is_empty() {
+            return Err(UnknownHost {
+                host: config.host.clone(),
+                store: store.url().to_owned(),
+                known: if known.is_empty() {
                     "none".to_owned()
                 } else {
                     known.join(", ")
-                }
-            ))
+                },
+            }
             .into());
         }
     }
-    let metrics_listener = match args.metrics_addr.as_str() {
-        "" => None,
+    let metrics_listener = match config.metrics_addr.as_deref() {
+        None => None,
         // A taken port must not stop the agent from enforcing policy: it
         // runs without /metrics (Prometheus shows the target down).
-        addr => match crate::observe::metrics::bind(addr) {
+        Some(addr) => match crate::observe::metrics::bind(addr) {
             Ok(l) => Some(l),
             Err(e) if e.is::<std::io::Error>() || e.chain().any(|c| c.is::<std::io::Error>()) => {
-                tracing::error!(error = %crate::cli::error_message(&e), "/metrics is not served");
+                tracing::error!(error = %crate::error_message(&e), "/metrics is not served");
                 None
             }
             Err(e) => return Err(e),
         },
     };
-    if let Some(ns) = &args.netns {
+    if let Some(ns) = &config.netns {
         // Before any other thread of ours exists: every thread made later
         // inherits it.
         port::netns::enter(ns).with_context(|| format!("joining {}", ns.display()))?;
@@ -140,7 +145,7 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    rt.block_on(run_async(args, store, metrics_listener, lock))
+    rt.block_on(run_async(config, store, metrics_listener, lock))
 }
 
 /// Counters of the agent's own work.
@@ -171,12 +176,12 @@ struct Agent {
 }
 
 async fn run_async(
-    args: AgentArgs,
+    config: AgentConfig,
     store: Box<dyn Store>,
     metrics_listener: Option<std::net::TcpListener>,
     lock: AgentLock,
 ) -> anyhow::Result<()> {
-    let pin_dir = datapath::pin_dir(&args.bpffs, &args.host);
+    let pin_dir = datapath::pin_dir(&config.bpffs, &config.host);
     let dp = Datapath::load(&LoadOptions {
         pin_dir: Some(pin_dir.clone()),
         ..LoadOptions::default()
@@ -184,18 +189,18 @@ async fn run_async(
     .with_context(|| format!("loading the datapath pinned under {}", pin_dir.display()))?;
     let current = read_maps(&dp).context("reading the pinned maps")?;
     tracing::info!(
-        host = %args.host,
+        host = %config.host,
         pin_dir = %pin_dir.display(),
         endpoints = current.endpoints.len(),
         group_pairs = current.group_pairs.len(),
         local_ports = current.local_ports.len(),
-        metrics_addr = %args.metrics_addr,
+        metrics_addr = config.metrics_addr.as_deref().unwrap_or(""),
         "agent started; adopted the pinned maps"
     );
     let metrics = AgentMetrics::default();
     let nl = port::connect().context("netlink")?;
     let mut agent = Agent {
-        host: args.host.clone(),
+        host: config.host.clone(),
         pin_dir: pin_dir.clone(),
         dp,
         current,
@@ -210,7 +215,7 @@ async fn run_async(
         lock,
         report: AgentReport {
             pid: std::process::id(),
-            host: args.host.clone(),
+            host: config.host.clone(),
             state_valid: true,
             ..AgentReport::default()
         },
@@ -262,7 +267,7 @@ async fn run_async(
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
-    let mut rescan = tokio::time::interval(Duration::from_millis(args.rescan_ms.max(10)));
+    let mut rescan = tokio::time::interval(config.rescan_interval.max(Duration::from_millis(10)));
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -292,7 +297,7 @@ async fn run_async(
     }
     drop(rx);
     let _ = feeder.await;
-    if args.detach_on_exit {
+    if config.detach_on_exit {
         links::remove_all(&pin_dir).with_context(|| format!("removing {}", pin_dir.display()))?;
         tracing::info!(pin_dir = %pin_dir.display(), "detached: links and pins removed");
     } else {
@@ -638,7 +643,7 @@ pub fn read_maps(dp: &Datapath) -> Result<HostPlan, DatapathError> {
     Ok(plan)
 }
 
-/// Pin directory of `host` under `bpffs` (re-exported for the lab).
+/// Pin directory of `host` under `bpffs` (where this agent keeps its maps and links).
 pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
     datapath::pin_dir(bpffs, host)
 }

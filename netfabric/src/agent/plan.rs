@@ -6,7 +6,7 @@ use std::{
     net::Ipv4Addr,
 };
 
-use netfabric_common::{HostConfig, LocalPort, NextHop, OwnerPair, SYSTEM_OWNER, policy};
+use netfabric_common::{HostConfig, NextHop, OwnerPair, SYSTEM_OWNER, policy};
 
 use crate::{port, state::State};
 
@@ -297,15 +297,6 @@ impl HostPlan {
             Op::RemoveGroupPair(p) => {
                 self.group_pairs.remove(&p);
             }
-        }
-    }
-
-    /// A local port as stored in `LOCAL_PORTS`.
-    pub fn local_port_value(ifindex: u32, mac: [u8; 6]) -> LocalPort {
-        LocalPort {
-            ifindex,
-            mac,
-            flags: netfabric_common::FLAG_PRESENT,
         }
     }
 }

@@ -1,12 +1,15 @@
-//! `netfabric container create|delete|list`.
+//! `netfabric container create|delete|attach|detach|list`.
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use anyhow::Context as _;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
-use super::{GlobalArgs, OutputFormat, output::print_list};
-use crate::{state::Container, store::StoreExt as _};
+use super::{GlobalArgs, OutputFormat, UsageError, output::print_list};
+use crate::{
+    state::Container,
+    store::{Store, StoreExt as _},
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
@@ -42,9 +45,9 @@ pub enum ContainerCommand {
     /// Attach the container's network namespace: veth nfc<octet>/eth0,
     /// its persistent address and MAC, the link-local gateway and routes.
     /// The host's agent attaches the TC programs and brings the port up.
-    Attach(crate::port::cli::AttachArgs),
+    Attach(AttachArgs),
     /// Remove the container's port (both ends of the veth).
-    Detach(crate::port::cli::DetachArgs),
+    Detach(DetachArgs),
     /// List containers.
     List {
         /// Only the containers on this host.
@@ -62,8 +65,8 @@ pub enum ContainerCommand {
 pub fn run(cmd: ContainerCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     let store = global.open_store()?;
     match cmd {
-        ContainerCommand::Attach(args) => crate::port::cli::attach(args, global)?,
-        ContainerCommand::Detach(args) => crate::port::cli::detach(args, global)?,
+        ContainerCommand::Attach(args) => attach(args, store.as_ref())?,
+        ContainerCommand::Detach(args) => detach(args, store.as_ref())?,
         ContainerCommand::Create {
             name,
             owner,
@@ -110,5 +113,66 @@ pub fn run(cmd: ContainerCommand, global: &GlobalArgs) -> anyhow::Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// Attach a container's network namespace to its host.
+#[derive(Debug, Clone, Args)]
+pub struct AttachArgs {
+    /// Container name (it must exist: `container create`).
+    pub name: String,
+    /// The container's network namespace, e.g. /run/netns/web.
+    #[arg(long, value_name = "PATH")]
+    pub netns: PathBuf,
+    /// The host's network namespace (default: the current one), e.g.
+    /// /run/netns/nf-h1 in the lab.
+    #[arg(long, value_name = "PATH")]
+    pub host_netns: Option<PathBuf>,
+}
+
+/// Remove a container's port.
+#[derive(Debug, Clone, Args)]
+pub struct DetachArgs {
+    /// Container name.
+    pub name: String,
+    /// The host's network namespace (default: the current one).
+    #[arg(long, value_name = "PATH")]
+    pub host_netns: Option<PathBuf>,
+}
+
+fn lookup(store: &dyn Store, name: &str) -> anyhow::Result<(Container, Ipv4Addr)> {
+    let snap = store.load().context("reading the store")?;
+    let c = snap
+        .state
+        .container(name)
+        .cloned()
+        .ok_or_else(|| UsageError(format!("container: no container named {name:?}")))?;
+    let host = snap
+        .state
+        .host(&c.host)
+        .ok_or_else(|| UsageError(format!("container {name}: unknown host {:?}", c.host)))?;
+    Ok((c, host.subnet.network()))
+}
+
+fn attach(args: AttachArgs, store: &dyn Store) -> anyhow::Result<()> {
+    let (c, subnet) = lookup(store, &args.name)?;
+    let port = crate::port::attach(&c, subnet, &args.netns, args.host_netns.as_deref())
+        .with_context(|| format!("attaching container {}", c.name))?;
+    println!(
+        "{} {} {} (host port {}, up once the agent attached it)",
+        c.name, port.address, port.container_mac, port.name
+    );
+    Ok(())
+}
+
+fn detach(args: DetachArgs, store: &dyn Store) -> anyhow::Result<()> {
+    let (c, _) = lookup(store, &args.name)?;
+    let had = crate::port::detach(&c, args.host_netns.as_deref())
+        .with_context(|| format!("detaching container {}", c.name))?;
+    println!(
+        "container {} {}",
+        c.name,
+        if had { "detached" } else { "was not attached" }
+    );
     Ok(())
 }

@@ -14,9 +14,11 @@
 //!   change was refused (bad input such as overlapping zones, an unknown
 //!   owner, a full host). Nothing was applied.
 
+mod agent;
 mod container;
 mod group;
 mod host;
+mod lab;
 mod maps;
 mod monitor;
 mod output;
@@ -30,6 +32,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 pub use output::OutputFormat;
+
+pub use crate::errors::error_message;
 
 use crate::{
     state::StateError,
@@ -201,12 +205,12 @@ pub enum Command {
 
     /// The agent of one host: loads, attaches and pins the datapath and
     /// keeps its maps equal to the desired state.
-    Agent(crate::agent::AgentArgs),
+    Agent(agent::AgentArgs),
 
     /// The lab: a zone of hosts, containers and agents built from network
     /// namespaces on this machine (up, down, status, run).
     #[command(subcommand)]
-    Lab(crate::lab::LabCommand),
+    Lab(lab::LabCommand),
 
     /// The pinned BPF maps of a host, read from bpffs (no agent needed):
     /// list them, or dump one decoded into names and addresses.
@@ -232,8 +236,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Owner(cmd) => owner::run(cmd, global),
         Command::Group(cmd) => group::run(cmd, global),
         Command::Container(cmd) => container::run(cmd, global),
-        Command::Agent(args) => crate::agent::run(args, global),
-        Command::Lab(cmd) => crate::lab::run(cmd, global),
+        Command::Agent(args) => agent::run(args, global),
+        Command::Lab(cmd) => lab::run(cmd, global),
         Command::Maps(cmd) => maps::run(cmd, global),
         Command::Monitor(args) => monitor::run(args, global),
         Command::Status(args) => status::run(args, global),
@@ -246,37 +250,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// The message of an error and its causes, `outer: inner: root`, each said
-/// once: many errors already end with their source's text (`reading X:
-/// <io error>`), which `{:#}` would repeat.
-pub fn error_message(err: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || out.ends_with(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
 /// The exit code for an error: [`EXIT_USAGE`] for refused input,
 /// [`EXIT_RUNTIME`] otherwise.
 pub fn exit_code(err: &anyhow::Error) -> ExitCode {
     let usage = err.chain().any(|cause| {
         cause.is::<StateError>()
             || cause.is::<UsageError>()
+            || cause.is::<crate::agent::UnknownHost>()
             || matches!(
                 cause.downcast_ref::<StoreError>(),
-                Some(
-                    StoreError::Rejected(_)
-                        | StoreError::BadUrl { .. }
-                        | StoreError::Unsupported { .. }
-                )
+                Some(StoreError::Rejected(_) | StoreError::BadUrl { .. })
             )
     });
     ExitCode::from(if usage { EXIT_USAGE } else { EXIT_RUNTIME })
@@ -291,26 +274,6 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn error_messages_say_each_cause_once() {
-        let io = anyhow::Error::new(StoreError::Io {
-            action: "reading",
-            path: "/x/state.json".into(),
-            source: std::io::Error::other("boom"),
-        })
-        .context("creating owner a");
-        assert_eq!(
-            format!("{io:#}"),
-            "creating owner a: reading /x/state.json: boom: boom"
-        );
-        assert_eq!(
-            error_message(&io),
-            "creating owner a: reading /x/state.json: boom"
-        );
-        let plain = anyhow::anyhow!("root").context("outer");
-        assert_eq!(error_message(&plain), "outer: root");
     }
 
     #[test]

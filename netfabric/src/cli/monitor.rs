@@ -7,7 +7,10 @@ use netfabric_common::{Direction, DropReason};
 use serde::Serialize;
 
 use super::{GlobalArgs, OutputFormat, maps::HostSelect};
-use crate::observe::monitor::{self, DropRecord, Filter, Lease, Ports, Reader};
+use crate::observe::{
+    clock::Clock,
+    monitor::{self, DropRecord, Filter, Lease, Ports, Reader},
+};
 
 /// `netfabric monitor`
 #[derive(Debug, clap::Args)]
@@ -62,7 +65,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         owner: args.owner.clone(),
         container: args.container.clone(),
     };
-    let started_ns = monitor::Clock::monotonic_ns();
+    let started_ns = Clock::monotonic_ns();
     // Drop events flow while we hold the lease; given back when we return.
     let mut lease =
         Lease::take(&dir).with_context(|| format!("starting the drop events of {host}"))?;

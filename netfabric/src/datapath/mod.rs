@@ -551,3 +551,9 @@ where
 pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
     bpffs.join("netfabric").join(host)
 }
+
+/// Where one host's program links are pinned, under its [`pin_dir`] (the
+/// agent pins them, `status` reads them).
+pub fn links_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("links")
+}

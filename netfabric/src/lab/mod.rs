@@ -33,7 +33,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     MacAddr,
-    cli::GlobalArgs,
     state::HostSpec,
     store::{
         FileStore, Store, StoreExt as _,
@@ -44,61 +43,41 @@ use crate::{
 /// Members of the lab's etcd cluster (`--store etcd`).
 pub const LAB_ETCD_MEMBERS: usize = 3;
 
-/// `netfabric lab ...`
-#[derive(Debug, clap::Subcommand)]
-pub enum LabCommand {
-    /// Build the lab and start its agents (in the background). With
-    /// `--store etcd` the lab's store is a local three-member etcd cluster.
-    Up(LabArgs),
-    /// Remove everything the lab made (namespaces, pins, agents, state).
-    Down(LabName),
-    /// Hosts, agents (alive?) and containers of the lab.
-    Status(LabName),
-    /// Up, print what to try, wait for Ctrl-C, down.
-    Run(LabArgs),
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct LabName {
-    /// Lab name: `lab` gives hosts h1..hN; another name prefixes them.
-    #[arg(long, default_value = "lab")]
+/// Which lab, and where it keeps its things.
+#[derive(Debug, Clone)]
+pub struct LabLocation {
+    /// `lab` gives hosts h1..hN; another name prefixes them.
     pub name: String,
-    /// Directory of the lab's store, manifest and logs (default
-    /// /var/lib/netfabric/<name>).
-    #[arg(long, value_name = "DIR")]
+    /// Directory of the lab's store, manifest and logs; `None` is
+    /// `/var/lib/netfabric/<name>`.
     pub dir: Option<PathBuf>,
     /// The bpffs mount.
-    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
     pub bpffs: PathBuf,
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct LabArgs {
-    #[command(flatten)]
-    pub lab: LabName,
+/// Where the lab keeps its desired state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LabStore {
+    /// The file store `<dir>/state.json`.
+    #[default]
+    File,
+    /// A local three-member etcd cluster (data and logs under `<dir>/etcd/`).
+    Etcd,
+}
+
+/// What `up` builds.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    pub lab: LabLocation,
     /// Number of hosts (1..=9).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub hosts: u8,
-    /// The lab's store, from the global `--store`: `etcd` starts a local
-    /// three-member etcd cluster; anything else (or nothing) is the file
-    /// store `<dir>/state.json`.
-    #[arg(skip)]
-    pub store: Option<String>,
-    /// The `netfabric` executable the agents run (default: this one; a
+    pub store: LabStore,
+    /// The `netfabric` executable the agents run (`None`: this one; a
     /// benchmark binary names the real one).
-    #[arg(skip)]
     pub exe: Option<PathBuf>,
     /// The agent of host N serves /metrics on 127.0.0.1:<base + N>; 0
     /// serves none.
-    #[arg(long, value_name = "PORT", default_value_t = 9464)]
     pub metrics_port_base: u16,
-}
-
-impl LabArgs {
-    /// Whether the lab runs on its own etcd cluster.
-    pub fn on_etcd(&self) -> bool {
-        self.store.as_deref() == Some("etcd")
-    }
 }
 
 /// What a lab made, written before it is made.
@@ -138,7 +117,7 @@ pub struct LabContainer {
     pub netns: String,
 }
 
-impl LabName {
+impl LabLocation {
     pub fn dir(&self) -> PathBuf {
         self.dir
             .clone()
@@ -177,52 +156,30 @@ impl Manifest {
     }
 }
 
-pub fn run(cmd: LabCommand, global: &GlobalArgs) -> anyhow::Result<()> {
-    let with_store = |mut args: LabArgs| {
-        // A file store URL (e.g. the exported NETFABRIC_STORE of a lab) is
-        // the lab's own business: the lab always keeps its file store in
-        // its directory.
-        args.store = global.store.clone().filter(|s| !s.starts_with("file://"));
-        if args.store.as_deref().is_some_and(|s| s != "etcd") {
-            tracing::warn!("the lab uses its own store: --store takes `etcd` or nothing here");
+/// `lab run`: up, print what to try, wait for Ctrl-C (or SIGTERM), down.
+/// A failed `up` is torn down too.
+pub fn run(config: &LabConfig) -> anyhow::Result<()> {
+    let m = match up(config) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = down(&config.lab);
+            return Err(e);
         }
-        args
     };
-    match cmd {
-        LabCommand::Up(args) => {
-            let args = with_store(args);
-            let m = up(&args)?;
-            print_try(&m);
-            Ok(())
+    print_try(&m);
+    println!("\nCtrl-C tears the lab down.");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
         }
-        LabCommand::Down(name) => down(&name),
-        LabCommand::Status(name) => status(&name),
-        LabCommand::Run(args) => {
-            let args = with_store(args);
-            let m = match up(&args) {
-                Ok(m) => m,
-                Err(e) => {
-                    let _ = down(&args.lab);
-                    return Err(e);
-                }
-            };
-            print_try(&m);
-            println!("\nCtrl-C tears the lab down.");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => r,
-                    _ = term.recv() => Ok(()),
-                }
-            })?;
-            println!("tearing the lab down...");
-            down(&args.lab)
-        }
-    }
+    })?;
+    println!("tearing the lab down...");
+    down(&config.lab)
 }
 
 fn sh(args: &[&str]) -> anyhow::Result<()> {
@@ -267,7 +224,7 @@ fn add_netns(m: &mut Manifest, name: &str) -> anyhow::Result<()> {
 }
 
 /// Builds the lab; returns its manifest.
-pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
+pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
     let lab = &args.lab;
     let dir = lab.dir();
     if Manifest::load(&dir)?.is_some() {
@@ -288,7 +245,7 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
         ..Manifest::default()
     };
     m.save()?;
-    let store: Box<dyn Store> = if args.on_etcd() {
+    let store: Box<dyn Store> = if args.store == LabStore::Etcd {
         let cluster = LocalCluster::start(&dir.join("etcd"), LAB_ETCD_MEMBERS)
             .context("starting the lab's etcd cluster")?;
         m.store_url = cluster.url();
@@ -356,7 +313,7 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
         m.hosts.push(LabHost {
             name: h.clone(),
             netns: ns.clone(),
-            pin_dir: crate::agent::pin_dir(&lab.bpffs, h),
+            pin_dir: crate::datapath::pin_dir(&lab.bpffs, h),
             agent_pid: None,
             log: dir.join(format!("agent-{h}.log")),
             metrics_addr: (args.metrics_port_base != 0).then(|| {
@@ -413,7 +370,7 @@ pub fn up(args: &LabArgs) -> anyhow::Result<Manifest> {
             "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "tx", "off",
         ])?;
         // A stale pin dir of the same host name would be adopted: start clean.
-        crate::agent::links::remove_all(&crate::agent::pin_dir(&lab.bpffs, h))?;
+        crate::agent::links::remove_all(&crate::datapath::pin_dir(&lab.bpffs, h))?;
     }
     // Containers.
     let snap = store.load()?;
@@ -535,7 +492,7 @@ fn kill_agent(pid: u32, sig: i32) {
 }
 
 /// Removes everything the lab recorded. Works after a crash of `up`.
-pub fn down(lab: &LabName) -> anyhow::Result<()> {
+pub fn down(lab: &LabLocation) -> anyhow::Result<()> {
     let dir = lab.dir();
     let Some(m) = Manifest::load(&dir)? else {
         println!("no lab recorded in {}", dir.display());
@@ -581,7 +538,7 @@ pub fn down(lab: &LabName) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn status(lab: &LabName) -> anyhow::Result<()> {
+pub fn status(lab: &LabLocation) -> anyhow::Result<()> {
     let dir = lab.dir();
     let Some(m) = Manifest::load(&dir)? else {
         println!("no lab recorded in {}", dir.display());
@@ -633,7 +590,9 @@ pub fn status(lab: &LabName) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_try(m: &Manifest) {
+/// What to try in a lab that is up: its containers, the commands that show
+/// the policy at work, and where to observe it.
+pub fn print_try(m: &Manifest) {
     let find = |suffix: &str| m.containers.iter().find(|c| c.name.ends_with(suffix));
     println!(
         "lab {} is up: {} hosts, {} containers",
@@ -684,7 +643,7 @@ fn print_try(m: &Manifest) {
     println!("\n  {exe} container list");
     // Name the lab (and its directory, unless it is the default one) so the
     // command finds the manifest.
-    let default_dir = LabName {
+    let default_dir = LabLocation {
         name: m.name.clone(),
         dir: None,
         bpffs: m.bpffs.clone(),

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::{
     ObserveError,
+    clock::Clock,
     names::{Names, or_id},
     pins::{self, RawEntries, pod},
 };
@@ -419,16 +420,29 @@ struct MonitorLeaseRow {
 
 fn monitor_lease(raw: &RawEntries) -> Decoded {
     let mut d = Decoded::new(common::MONITOR_LEASE, &["until (monotonic ns)", "state"]);
-    let now = super::monitor::Clock::monotonic_ns();
+    let now = Clock::monotonic_ns();
     for i in 0..raw.count {
         let lease: MonitorLease = pod(raw.value(i));
         let row = MonitorLeaseRow {
             until_ns: lease.until_ns,
-            state: super::monitor::lease_state(lease, now),
+            state: lease_state(lease, now),
         };
         d.push(&row, vec![row.until_ns.to_string(), row.state.clone()]);
     }
     d
+}
+
+/// What `MONITOR_LEASE` says, for `maps dump`.
+pub fn lease_state(lease: MonitorLease, now_ns: u64) -> String {
+    match lease {
+        MonitorLease::NONE => "none: no drop events".to_owned(),
+        MonitorLease::FOREVER => "forever: drop events always".to_owned(),
+        MonitorLease { until_ns } if until_ns > now_ns => format!(
+            "held: drop events for {:.1} s more",
+            (until_ns - now_ns) as f64 / 1e9
+        ),
+        MonitorLease { .. } => "expired: no drop events".to_owned(),
+    }
 }
 
 #[derive(Serialize)]
@@ -560,3 +574,30 @@ const _: () = {
         i += 1;
     }
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_states_read_as_text() {
+        assert_eq!(lease_state(MonitorLease::NONE, 5), "none: no drop events");
+        assert_eq!(
+            lease_state(MonitorLease::FOREVER, 5),
+            "forever: drop events always"
+        );
+        assert_eq!(
+            lease_state(
+                MonitorLease {
+                    until_ns: 2_500_000_000
+                },
+                1_000_000_000
+            ),
+            "held: drop events for 1.5 s more"
+        );
+        assert_eq!(
+            lease_state(MonitorLease { until_ns: 10 }, 11),
+            "expired: no drop events"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! `DROP_EVENTS` ring buffer (a ring buffer has one consumer position); the
 //! agent never reads it.
 
+pub mod clock;
 pub mod dump;
 pub mod metrics;
 pub mod monitor;

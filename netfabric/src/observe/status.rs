@@ -48,7 +48,7 @@ fn info_by_id() -> BTreeMap<u32, ProgramInfo> {
 /// The links pinned under `<pin_dir>/links/`; `uplink` names the uplink
 /// interface (from the store) when known.
 pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedProgram> {
-    let dir = crate::agent::links::links_dir(pin_dir);
+    let dir = crate::datapath::links_dir(pin_dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
@@ -93,7 +93,7 @@ pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedPr
                         a.run_count = stats.then(|| p.run_count());
                         a.loaded_at = p.loaded_at().and_then(|t| {
                             let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-                            Some(super::monitor::format_utc_ns(d.as_nanos() as i128))
+                            Some(super::clock::format_utc_ns(d.as_nanos() as i128))
                         });
                     }
                 }

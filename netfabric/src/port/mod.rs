@@ -18,7 +18,6 @@
 //!   link` and `default via 169.254.1.1`; IPv6 is disabled in the namespace;
 //!   GRO is on on `eth0` (XDP redirects into a veth need NAPI on the peer).
 
-pub mod cli;
 pub mod netns;
 
 use std::{

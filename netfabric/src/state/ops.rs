@@ -1,5 +1,5 @@
-//! Changes to the desired state, as the CLI (and later the lab) asks for
-//! them, including persistent address allocation.
+//! Changes to the desired state, as the CLI and the lab ask for them,
+//! including persistent address allocation.
 //!
 //! Each operation checks what only it knows (does the object exist, is it
 //! still in use) and leaves the rest to [`State::validate`], which a store

@@ -95,8 +95,6 @@ pub enum StoreError {
     Conflict { expected: Revision, found: Revision },
     #[error("invalid store URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("store {url:?} is not supported yet: {reason}")]
-    Unsupported { url: String, reason: &'static str },
     /// The store could not be reached (or did not answer in time).
     #[error("{action} {url}: the store is unreachable: {reason}")]
     Unavailable {

@@ -12,7 +12,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use netfabric::{
-    lab::{self, LabArgs, LabName, propagation},
+    lab::{self, LabConfig, LabLocation, LabStore, propagation},
     store,
 };
 use netfabric_tests::ensure_bpffs;
@@ -72,14 +72,14 @@ fn main() -> Result<()> {
     ensure_bpffs();
     let name = format!("cpb{}", std::process::id() % 10_000);
     let dir = std::env::temp_dir().join(format!("netfabric-bench-{name}"));
-    let lab_args = LabArgs {
-        lab: LabName {
+    let lab_config = LabConfig {
+        lab: LabLocation {
             name: name.clone(),
             dir: Some(dir.clone()),
             bpffs: PathBuf::from("/sys/fs/bpf"),
         },
         hosts: args.hosts,
-        store: Some("etcd".into()),
+        store: LabStore::Etcd,
         exe: Some(netfabric_exe()?),
         metrics_port_base: 0,
     };
@@ -88,7 +88,7 @@ fn main() -> Result<()> {
         args.hosts, args.singles, args.burst
     );
     let result = (|| -> Result<propagation::Report> {
-        let m = lab::up(&lab_args).context("lab up --store etcd")?;
+        let m = lab::up(&lab_config).context("lab up --store etcd")?;
         let store = store::open(&m.store_url)?;
         let pins: Vec<PathBuf> = m.hosts.iter().map(|h| h.pin_dir.clone()).collect();
         propagation::measure(
@@ -99,7 +99,7 @@ fn main() -> Result<()> {
             Duration::from_secs(30),
         )
     })();
-    let down = lab::down(&lab_args.lab);
+    let down = lab::down(&lab_config.lab);
     let report = result?;
     down?;
     let text = format!("control plane (etcd, 3 members, loopback)\n{report}\n");
