@@ -43,7 +43,12 @@ const RUNTIME_PACKAGES: &[&str] = &[
     // The cluster store: the lab on etcd, its tests and benchmark;
     // openssl makes the certificates of the TLS test.
     "etcd-server",
+    // etcdctl: tests edit and restore a cluster behind netfabric's back.
+    "etcd-client",
     "openssl",
+    // sysctl: the lab and the tests set per-namespace knobs (IPv6 off,
+    // ip_forward, rp_filter).
+    "procps",
     // `cargo xtask bench`: the peers it measures and TCP throughput.
     "iptables",
     "nftables",
