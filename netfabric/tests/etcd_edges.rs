@@ -304,6 +304,12 @@ const HOLD_REPLIES: u8 = 1;
 const DROP_REQUESTS: u8 = 2;
 /// New connections are closed at once (etcd looks down).
 const REFUSE: u8 = 3;
+/// Passes everything until a request naming `meta/commit` (a commit's
+/// transaction) went through, then holds the replies.
+const HOLD_AFTER_COMMIT: u8 = 4;
+/// Passes everything until a request naming `meta/commit`, which it drops
+/// with every request after it.
+const DROP_COMMIT: u8 = 5;
 
 /// A TCP proxy on loopback in front of etcd, whose connections the test
 /// can cut at a chosen moment.
@@ -342,16 +348,16 @@ impl Proxy {
                     c.push(client.try_clone().unwrap());
                     c.push(server.try_clone().unwrap());
                 }
-                for (from, to, dropped) in [
+                for (from, to, requests) in [
                     (
                         client.try_clone().unwrap(),
                         server.try_clone().unwrap(),
-                        DROP_REQUESTS,
+                        true,
                     ),
-                    (server, client, HOLD_REPLIES),
+                    (server, client, false),
                 ] {
                     let mode = mode.clone();
-                    std::thread::spawn(move || pump(from, to, &mode, dropped));
+                    std::thread::spawn(move || pump(from, to, &mode, requests));
                 }
             }
         });
@@ -382,15 +388,30 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies `from` to `to`, dropping the bytes while the mode is `dropped`.
-fn pump(mut from: TcpStream, mut to: TcpStream, mode: &AtomicU8, dropped: u8) {
+/// Copies `from` to `to` (client to etcd if `requests`), dropping bytes as
+/// the mode says.
+fn pump(mut from: TcpStream, mut to: TcpStream, mode: &AtomicU8, requests: bool) {
     let mut buf = [0u8; 16384];
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if mode.load(Ordering::SeqCst) == dropped {
+        let commit = buf[..n].windows(11).any(|w| w == b"meta/commit");
+        let drop = match mode.load(Ordering::SeqCst) {
+            HOLD_REPLIES => !requests,
+            DROP_REQUESTS => requests,
+            HOLD_AFTER_COMMIT if requests && commit => {
+                mode.store(HOLD_REPLIES, Ordering::SeqCst);
+                false
+            }
+            DROP_COMMIT if requests && commit => {
+                mode.store(DROP_REQUESTS, Ordering::SeqCst);
+                true
+            }
+            _ => false,
+        };
+        if drop {
             continue;
         }
         if to.write_all(&buf[..n]).is_err() {
@@ -523,4 +544,87 @@ fn a_commit_whose_outcome_cannot_be_read_back_is_reported_unknown() {
         message.contains("outcome is unknown") && message.contains("could not be read back"),
         "{message}"
     );
+}
+
+/// The CLI through a connection cut between its commit's request and the
+/// reply: exit 0 and the stored address printed iff the commit landed
+/// (whether the request reached etcd or not), exit 1 "outcome is unknown"
+/// if etcd cannot be read back.
+#[test]
+fn the_cli_reports_a_commit_with_a_lost_answer_as_it_ended() {
+    let etcd = OneEtcd::start(&[]);
+    let direct = EtcdStore::open(&etcd.url("")).unwrap();
+    seed(&direct);
+    let proxy = Proxy::start(etcd.endpoint());
+    let create = |name: &str| {
+        Command::new(BIN)
+            .args(["--store", &proxy.url(), "container", "create", name])
+            .args(["--owner", "alice", "--host", "h1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running netfabric")
+    };
+    let stored = |name: &str| {
+        direct
+            .load()
+            .unwrap()
+            .state
+            .container(name)
+            .map(|c| c.address)
+    };
+
+    for (name, mode) in [("landed", HOLD_AFTER_COMMIT), ("retried", DROP_COMMIT)] {
+        proxy.set(mode);
+        let mut cli = create(name);
+        if mode == HOLD_AFTER_COMMIT {
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while stored(name).is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{name}: the commit did not reach etcd"
+                );
+                sleep(Duration::from_millis(20));
+            }
+        } else {
+            sleep(Duration::from_secs(2));
+            assert_eq!(
+                stored(name),
+                None,
+                "{name}: the proxy let the commit through"
+            );
+        }
+        assert!(
+            cli.try_wait().unwrap().is_none(),
+            "{name}: answered through the proxy"
+        );
+        proxy.cut();
+        proxy.set(PASS);
+        let out = cli.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+        let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let address = stored(name).expect("stored");
+        assert_eq!(printed, address.to_string(), "{name}");
+    }
+    let state = direct.load().unwrap().state;
+    assert_eq!(state.containers.len(), 2, "{:?}", state.containers);
+
+    proxy.set(HOLD_AFTER_COMMIT);
+    let cli = create("limbo");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while stored("limbo").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "limbo: the commit did not reach etcd"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    proxy.set(REFUSE);
+    proxy.cut();
+    let out = cli.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("outcome is unknown"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

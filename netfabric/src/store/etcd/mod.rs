@@ -277,6 +277,7 @@ impl EtcdStore {
         std::thread::Builder::new()
             .name("netfabric-etcd".into())
             .spawn(move || {
+                ignore_sigpipe_in_this_thread();
                 rt.block_on(async {
                     let _ = rx.await;
                 });
@@ -439,6 +440,23 @@ impl EtcdStore {
             .await??;
             Ok(rev)
         })
+    }
+}
+
+/// Blocks SIGPIPE in the calling thread. The CLI restores SIGPIPE's default
+/// action (a report piped into `head` ends quietly), and a write to a
+/// connection etcd (or something in between) reset raises SIGPIPE in the
+/// writing thread: it would kill the process without a word in the middle of
+/// a commit. Blocked, the write fails with EPIPE like any broken connection.
+/// All of the client's sockets are written from this runtime's thread.
+fn ignore_sigpipe_in_this_thread() {
+    // SAFETY: sigemptyset/sigaddset initialise a local set;
+    // pthread_sigmask changes only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
