@@ -5,7 +5,7 @@
 //!   user and a netfabric user whose role covers only the prefix): the
 //!   right password works and survives token expiry; a wrong one, none,
 //!   or a prefix outside the role is refused (exit 1), nothing written;
-//! * a change above etcd's `--max-txn-ops` is refused whole, with a clear
+//! * a change above etcd's `--max-txn-ops` (or `--max-request-bytes`) is refused whole, with a clear
 //!   error, and one at the limit is applied;
 //! * the connection to etcd broken after the commit was sent (a proxy in
 //!   the test holds etcd's reply, or swallows the request, then cuts): the
@@ -292,6 +292,32 @@ fn a_change_above_max_txn_ops_is_refused_whole_and_one_at_the_limit_applies() {
     let after = store.load().unwrap();
     assert_eq!(after.revision, rev);
     assert_eq!(after.state.owners.len(), before.state.owners.len() + 14);
+}
+
+#[test]
+fn a_change_above_max_request_bytes_is_refused_whole() {
+    let etcd = OneEtcd::start(&["--max-request-bytes", "1024"]);
+    let store = EtcdStore::open(&etcd.url("")).unwrap();
+    seed(&store);
+    let before = store.load().unwrap();
+    // 40 owners: about 40 * 60 bytes of keys and values, within the 128
+    // operations but not within 1024 bytes.
+    let err = store
+        .apply(|s| (0..40).try_for_each(|i| s.create_owner(&format!("owner-{i}")).map(|_| ())))
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Refused { .. }), "{err:?}");
+    assert!(
+        message.contains("42 operations")
+            && message.contains("--max-request-bytes")
+            && message.contains("nothing was applied"),
+        "{message}"
+    );
+    assert_eq!(
+        store.load().unwrap(),
+        before,
+        "a refused change left a trace"
+    );
 }
 
 // ---- A connection broken mid-commit -----------------------------------------

@@ -570,7 +570,13 @@ impl Inner {
             c.put(key.clone(), commit_value(&commit_id()), None),
         )
         .await??;
-        let mut at = fence.header().map(|h| h.revision()).unwrap_or(0) - 1;
+        // Without the fence's revision nothing can be concluded.
+        let fenced_at = fence.header().map(|h| h.revision()).ok_or(EtcdFailure {
+            retryable: false,
+            unreachable: false,
+            reason: "etcd's answer to the fence carries no revision".into(),
+        })?;
+        let mut at = fenced_at - 1;
         while at > after {
             let opts = GetOptions::new().with_revision(at);
             let resp = tokio::time::timeout(OP_TIMEOUT, c.get(key.clone(), Some(opts))).await??;
@@ -974,22 +980,29 @@ impl Store for EtcdStore {
                 }
                 Err(f) if !f.retryable => {
                     self.set_cache(None);
-                    if is_too_many_ops(&f.reason) || is_too_large(&f.reason) {
-                        let limit = if is_too_many_ops(&f.reason) {
-                            "its --max-txn-ops, 128 by default"
-                        } else {
-                            "its --max-request-bytes, 1.5 MiB by default"
-                        };
+                    let too_big = if is_too_many_ops(&f.reason) {
+                        Some(format!(
+                            "the change is one transaction of {op_count} operations ({} keys \
+                             changed, plus meta/commit), more than this etcd accepts (its \
+                             --max-txn-ops, 128 by default",
+                            op_count - 1
+                        ))
+                    } else if is_too_large(&f.reason) {
+                        Some(format!(
+                            "the change is one transaction of {op_count} operations, more \
+                             bytes than this etcd accepts (its --max-request-bytes, 1.5 MiB \
+                             by default"
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(what) = too_big {
                         return Err(StoreError::Refused {
                             url: self.inner.url.clone(),
                             action: "writing",
                             reason: format!(
-                                "the change is one transaction of {op_count} operations \
-                                 ({} keys changed, plus meta/commit), more than this etcd \
-                                 accepts ({limit}; etcd said: {}); nothing was applied: \
-                                 raise the limit on every member or make the change in \
-                                 smaller steps",
-                                op_count - 1,
+                                "{what}; etcd said: {}); nothing was applied: raise the \
+                                 limit on every member or make the change in smaller steps",
                                 f.reason
                             ),
                         });
