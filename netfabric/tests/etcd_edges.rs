@@ -5,12 +5,13 @@
 //!   user and a netfabric user whose role covers only the prefix): the
 //!   right password works and survives token expiry; a wrong one, none,
 //!   or a prefix outside the role is refused (exit 1), nothing written;
-//! * a change above etcd's `--max-txn-ops` (or `--max-request-bytes`) is refused whole, with a clear
-//!   error, and one at the limit is applied;
+//! * a change above etcd's `--max-txn-ops` (or `--max-request-bytes`) is
+//!   refused whole, with a clear error, and one at the limit is applied;
 //! * the connection to etcd broken after the commit was sent (a proxy in
 //!   the test holds etcd's reply, or swallows the request, then cuts): the
 //!   outcome is read back, so the commit is reported as landed iff it
-//!   landed, and applied exactly once.
+//!   landed, and applied exactly once; the CLI exits 0 in both cases, and
+//!   1 "outcome is unknown" when etcd cannot be read back.
 
 use std::{
     io::{Read as _, Write as _},
