@@ -13,7 +13,7 @@
 //! | `<prefix>groups/<name>` | [`Group`] |
 //! | `<prefix>containers/<name>` | [`Container`] |
 //! | `<prefix>meta/next_owner_id` | decimal |
-//! | `<prefix>meta/commit` | `{"by": "<pid>@<host>", "at_ms": N}`, written by every commit |
+//! | `<prefix>meta/commit` | `{"by": "<pid>@<host>", "at_ms": N, "id": "<unique>"}`, written by every commit |
 //!
 //! An empty prefix is the initial state ([`State::default`], revision 0);
 //! the first commit writes every key.
@@ -34,13 +34,33 @@
 //! therefore serialisable over the whole state, which is what the validation
 //! needs (a container create races with a host delete, not only with
 //! another create on that host); in particular two CLIs on two machines can
-//! never hand out the same address. A transaction holds at most etcd's
-//! `--max-txn-ops` (default 128) keys; every CLI command writes a few.
+//! never hand out the same address.
 //!
-//! A commit whose answer was lost (the connection broke after sending it)
-//! may have happened: the retry re-reads and re-applies the change, so an
-//! idempotent change is simply a no-op and a create reports "already
-//! exists".
+//! A transaction holds at most etcd's `--max-txn-ops` operations (128 by
+//! default; the server does not tell its limit, so its refusal is the
+//! check). A change with more (keys changed + `meta/commit`) is refused
+//! whole with [`StoreError::Refused`] naming the count and the flag:
+//! splitting it would let readers see half a change and could not keep the
+//! one-revision guard, so nothing is applied. Every CLI command writes a
+//! few keys.
+//!
+//! ## A commit whose answer is lost
+//! The transaction may have landed even though its answer never came (the
+//! connection broke or timed out after the request left). Every commit
+//! carries a unique id in `meta/commit`; on such a failure the store first
+//! *fences* (an unguarded put of `meta/commit`: from then on the lost
+//! transaction's guard can only fail, even if it is still on its way), then
+//! walks back the `meta/commit` values written since the guard's revision.
+//! Its id among them: the commit landed and is reported at its revision,
+//! never re-applied. Not among them: it never will land, and the change is
+//! retried on a fresh read. If etcd cannot be read back before the
+//! deadline, the outcome is reported as unknown ([`StoreError::Unavailable`]),
+//! never as done or not done.
+//!
+//! ## Authentication
+//! A user in the URL (`etcd://user:pass@...`) gets a token when the client
+//! connects; an expired token (etcd's `--auth-token-ttl`) is renewed
+//! automatically. TLS client certificates come from `?ca=&cert=&key=`.
 //!
 //! ## Watch
 //! [`watch`](Store::watch) reads the prefix at revision `R` (one snapshot),
@@ -257,6 +277,7 @@ impl EtcdStore {
         std::thread::Builder::new()
             .name("netfabric-etcd".into())
             .spawn(move || {
+                ignore_sigpipe_in_this_thread();
                 rt.block_on(async {
                     let _ = rx.await;
                 });
@@ -333,6 +354,48 @@ impl EtcdStore {
         }
     }
 
+    /// Finds out whether the commit `id` (guarded on revision `after`),
+    /// whose transaction failed with `failed`, landed: retries an
+    /// unreachable etcd until the deadline counted from `since`, then gives
+    /// up with an error saying the outcome is unknown.
+    fn resolve(
+        &self,
+        after: i64,
+        id: &str,
+        failed: &EtcdFailure,
+        since: Instant,
+        backoff: &mut Backoff,
+    ) -> Result<Option<i64>, StoreError> {
+        loop {
+            let (inner, id) = (self.inner.clone(), id.to_owned());
+            let result = self.block("checking whether a commit landed in", async move {
+                inner.resolve(after, &id).await
+            })?;
+            self.inner.note_answer(&result);
+            match result {
+                Ok(landed) => return Ok(landed),
+                Err(f) => match self.inner.retry_after(&f, since, backoff) {
+                    Some(pause) => {
+                        tracing::debug!(reason = %f.reason, "reading back a commit failed; retrying");
+                        std::thread::sleep(pause);
+                    }
+                    None => {
+                        return Err(StoreError::Unavailable {
+                            url: self.inner.url.clone(),
+                            action: "writing",
+                            reason: format!(
+                                "the commit's outcome is unknown: its request got no \
+                                 answer ({}) and whether it landed could not be read back \
+                                 ({}); read the state before repeating it",
+                                failed.reason, f.reason
+                            ),
+                        });
+                    }
+                },
+            }
+        }
+    }
+
     /// Reads the prefix, retrying an unreachable etcd for a while.
     fn read_retrying(&self, action: &'static str) -> Result<Arc<Read>, StoreError> {
         let r = Arc::new(self.retrying(action, |inner| async move { inner.read().await })?);
@@ -377,6 +440,23 @@ impl EtcdStore {
             .await??;
             Ok(rev)
         })
+    }
+}
+
+/// Blocks SIGPIPE in the calling thread. The CLI restores SIGPIPE's default
+/// action (a report piped into `head` ends quietly), and a write to a
+/// connection etcd (or something in between) reset raises SIGPIPE in the
+/// writing thread: it would kill the process without a word in the middle of
+/// a commit. Blocked, the write fails with EPIPE like any broken connection.
+/// All of the client's sockets are written from this runtime's thread.
+fn ignore_sigpipe_in_this_thread() {
+    // SAFETY: sigemptyset/sigaddset initialise a local set;
+    // pthread_sigmask changes only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
@@ -452,7 +532,9 @@ impl Inner {
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
             .with_require_leader(true);
         if let Some((user, pass)) = &self.cfg.user {
-            opts = opts.with_user(user, pass);
+            // etcd's simple tokens expire (`--auth-token-ttl`, 300 s idle):
+            // a long-lived agent gets a new one instead of failing.
+            opts = opts.with_user(user, pass).with_auto_token_refresh(true);
         }
         let scheme = match &self.cfg.tls {
             Some(files) => {
@@ -471,6 +553,45 @@ impl Inner {
             tokio::time::timeout(OP_TIMEOUT, Client::connect(endpoints, Some(opts))).await??;
         *slot = Some(client.clone());
         Ok(client)
+    }
+
+    /// Whether the commit `id`, whose transaction was guarded on revision
+    /// `after`, landed: `Some(its revision)` or `None`. First fences: an
+    /// unconditional put of `meta/commit` moves the prefix past `after`, so
+    /// the commit's guard fails from then on even if its request is still
+    /// on its way (etcd checks guards when it applies a transaction). The
+    /// commit can then only be among the `meta/commit` values written
+    /// between `after` and the fence: walk them back.
+    async fn resolve(&self, after: i64, id: &str) -> Result<Option<i64>, EtcdFailure> {
+        let mut c = self.client().await?;
+        let key = self.key(COMMIT);
+        let fence = tokio::time::timeout(
+            OP_TIMEOUT,
+            c.put(key.clone(), commit_value(&commit_id()), None),
+        )
+        .await??;
+        // Without the fence's revision nothing can be concluded.
+        let fenced_at = fence.header().map(|h| h.revision()).ok_or(EtcdFailure {
+            retryable: false,
+            unreachable: false,
+            reason: "etcd's answer to the fence carries no revision".into(),
+        })?;
+        let mut at = fenced_at - 1;
+        while at > after {
+            let opts = GetOptions::new().with_revision(at);
+            let resp = tokio::time::timeout(OP_TIMEOUT, c.get(key.clone(), Some(opts))).await??;
+            let Some(kv) = resp.kvs().first() else {
+                return Ok(None);
+            };
+            if kv.mod_revision() <= after {
+                return Ok(None);
+            }
+            if commit_id_of(kv.value()).as_deref() == Some(id) {
+                return Ok(Some(kv.mod_revision()));
+            }
+            at = kv.mod_revision() - 1;
+        }
+        Ok(None)
     }
 
     /// Reads the whole prefix at one revision (in pages).
@@ -693,7 +814,21 @@ impl Inner {
     }
 }
 
-fn commit_value() -> Vec<u8> {
+/// A commit id no other commit has: the read-back after a lost answer
+/// recognises this process's commit by it.
+fn commit_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let random = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{nanos:x}-{n}-{}", std::process::id(), random.trim())
+}
+
+/// The value of `meta/commit` for the commit `id`.
+fn commit_value(id: &str) -> Vec<u8> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -702,7 +837,26 @@ fn commit_value() -> Vec<u8> {
     json(&serde_json::json!({
         "by": format!("{}@{}", std::process::id(), host.trim()),
         "at_ms": at_ms,
+        "id": id,
     }))
+}
+
+/// The commit id in a `meta/commit` value (none in values written before
+/// ids existed, or by hand).
+fn commit_id_of(value: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    v.get("id")?.as_str().map(str::to_owned)
+}
+
+/// etcd's refusal of a transaction with more operations than its
+/// `--max-txn-ops` (error text of etcd's `ErrTooManyOps`).
+fn is_too_many_ops(reason: &str) -> bool {
+    reason.contains("too many operations in txn request")
+}
+
+/// etcd's refusal of a request larger than its `--max-request-bytes`.
+fn is_too_large(reason: &str) -> bool {
+    reason.contains("request is too large")
 }
 
 impl Store for EtcdStore {
@@ -769,8 +923,10 @@ impl Store for EtcdStore {
                     ops.push(TxnOp::delete(self.inner.key(k), None));
                 }
             }
-            let commit = commit_value();
+            let id = commit_id();
+            let commit = commit_value(&id);
             ops.push(TxnOp::put(self.inner.key(COMMIT), commit.clone(), None));
+            let op_count = ops.len();
             let txn = Txn::new()
                 .when([Compare::mod_revision(
                     self.inner.cfg.prefix.as_bytes(),
@@ -822,13 +978,56 @@ impl Store for EtcdStore {
                     );
                     std::thread::sleep(backoff.next());
                 }
+                Err(f) if !f.retryable => {
+                    self.set_cache(None);
+                    let too_big = if is_too_many_ops(&f.reason) {
+                        Some(format!(
+                            "the change is one transaction of {op_count} operations ({} keys \
+                             changed, plus meta/commit), more than this etcd accepts (its \
+                             --max-txn-ops, 128 by default",
+                            op_count - 1
+                        ))
+                    } else if is_too_large(&f.reason) {
+                        Some(format!(
+                            "the change is one transaction of {op_count} operations, more \
+                             bytes than this etcd accepts (its --max-request-bytes, 1.5 MiB \
+                             by default"
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(what) = too_big {
+                        return Err(StoreError::Refused {
+                            url: self.inner.url.clone(),
+                            action: "writing",
+                            reason: format!(
+                                "{what}; etcd said: {}); nothing was applied: raise the \
+                                 limit on every member or make the change in smaller steps",
+                                f.reason
+                            ),
+                        });
+                    }
+                    return Err(self.inner.failure("writing", f, Instant::now()));
+                }
                 Err(f) => {
                     self.set_cache(None);
                     let since = *unavailable_since.get_or_insert_with(Instant::now);
+                    // The request may have reached etcd and only its answer
+                    // been lost: find out before trying again, so a commit
+                    // is neither applied twice nor reported lost.
+                    if let Some(revision) = self.resolve(read.at, &id, &f, since, &mut backoff)? {
+                        tracing::info!(
+                            revision,
+                            reason = %f.reason,
+                            store = %self.inner.url,
+                            "the answer to a commit was lost; read back: it landed"
+                        );
+                        return Ok(revision as Revision);
+                    }
                     let Some(pause) = self.inner.retry_after(&f, since, &mut backoff) else {
                         return Err(self.inner.failure("writing", f, since));
                     };
-                    tracing::debug!(reason = %f.reason, "etcd txn failed; retrying");
+                    tracing::debug!(reason = %f.reason, "etcd txn failed and did not land; retrying");
                     std::thread::sleep(pause);
                 }
             }
@@ -1188,6 +1387,25 @@ mod tests {
         assert!(err.contains("\"db\""), "{err}");
         assert!(decode("things/x", b"{}").is_err());
         assert!(decode(NEXT_OWNER_ID, b"x").is_err());
+    }
+
+    #[test]
+    fn commit_ids_are_unique_and_read_back_from_the_value() {
+        let (a, b) = (commit_id(), commit_id());
+        assert_ne!(a, b);
+        assert_eq!(commit_id_of(&commit_value(&a)).as_deref(), Some(a.as_str()));
+        // A value without an id (older netfabric, put by hand) is nobody's.
+        assert_eq!(commit_id_of(br#"{"by":"1@h","at_ms":2}"#), None);
+        assert_eq!(commit_id_of(b"garbage"), None);
+    }
+
+    #[test]
+    fn etcds_size_refusals_are_recognised() {
+        assert!(is_too_many_ops(
+            "grpc request error: code: 'Client specified an invalid argument', message: \"etcdserver: too many operations in txn request\""
+        ));
+        assert!(is_too_large("etcdserver: request is too large"));
+        assert!(!is_too_many_ops("etcdserver: permission denied"));
     }
 
     #[test]
