@@ -35,7 +35,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use netfabric_common::MAX_ZONES;
 
 pub use plan::{HostPlan, Op, Runtime};
 
@@ -595,47 +594,36 @@ pub fn apply(dp: &mut Datapath, op: &Op) -> Result<(), DatapathError> {
     }
 }
 
-/// What the (adopted) maps hold, as a plan.
+/// What the (adopted) maps hold, as a plan: each map read in batches
+/// (`datapath::batch`), the endpoints only of the zones in use.
 pub fn read_maps(dp: &Datapath) -> Result<HostPlan, DatapathError> {
     let mut plan = HostPlan {
         host: dp.host()?.map(|mut h| {
             h.flags = 0;
             h
         }),
+        zones: dp.zones()?,
         ..HostPlan::default()
     };
-    let mut slots = BTreeSet::new();
-    for prefix in 0..=u16::MAX {
-        if let Some(slot) = dp.zone_of(Ipv4Addr::from(u32::from(prefix) << 16))? {
-            plan.zones.insert(prefix, slot);
-            slots.insert(slot);
-        }
-    }
+    let mut slots: BTreeSet<u32> = plan.zones.values().copied().collect();
     if let Some(h) = plan.host {
         slots.insert(h.zone_slot);
     }
-    for slot in 0..MAX_ZONES {
-        if let Some(g) = dp.zone_gateway(slot)? {
-            plan.gateways.insert(slot, g.into());
-        }
+    for (slot, g) in dp.all_zone_gateways()? {
+        plan.gateways.insert(slot, g.into());
     }
     for &slot in &slots {
-        for low in 0..=u16::MAX {
-            let e = dp.endpoint(slot, Ipv4Addr::from(u32::from(low)))?;
-            if e.owner != netfabric_common::NO_OWNER {
-                plan.endpoints.insert((slot, low), (e.owner, e.groups));
-            }
-        }
-        for h in 0..=u8::MAX {
-            if let Some(hop) = dp.next_hop(slot, h)? {
-                plan.next_hops.insert((slot, h), hop.into());
-            }
+        for (low, e) in dp.zone_endpoints(slot)? {
+            plan.endpoints.insert((slot, low), (e.owner, e.groups));
         }
     }
-    for octet in 0..=u8::MAX {
-        if let Some(p) = dp.local_port(octet)? {
-            plan.local_ports.insert(octet, (p.ifindex, p.mac));
+    for (key, hop) in dp.all_next_hops()? {
+        if slots.contains(&key.0) {
+            plan.next_hops.insert(key, hop.into());
         }
+    }
+    for (octet, p) in dp.all_local_ports()? {
+        plan.local_ports.insert(octet, (p.ifindex, p.mac));
     }
     for (pair, n) in dp.group_pairs()? {
         plan.group_pairs.insert(pair, n);

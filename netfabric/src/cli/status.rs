@@ -75,7 +75,8 @@ fn agent_pids(host: &str) -> Vec<u32> {
 }
 
 fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<HostStatus> {
-    let (counters, lost) = dump::read_counters(dir)?;
+    let snap = dump::read_counters(dir)?;
+    let (counters, lost) = (CounterRow::rows(&snap), snap.monitor_events_lost);
     let pids = agent_pids(host);
     Ok(HostStatus {
         host: host.to_owned(),
