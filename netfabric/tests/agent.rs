@@ -25,7 +25,7 @@ mod common;
 
 use common::{BIN, free_ports, require_root_and_bpffs, unique_name};
 
-const BPFFS: &str = "/sys/fs/bpf";
+const BPFFS: &str = netfabric::conventions::DEFAULT_BPFFS;
 
 /// One host for an agent: a store in a temp dir, a namespace with a veth
 /// uplink, and whatever the agents left (pins, locks), all removed on drop.
@@ -85,7 +85,7 @@ impl Host {
     }
 
     fn pin_dir(&self, host: &str) -> PathBuf {
-        netfabric::agent::pin_dir(Path::new(BPFFS), host)
+        netfabric::conventions::pin_dir(Path::new(BPFFS), host)
     }
 
     fn nf(&self, args: &[&str]) -> std::process::Output {
@@ -440,7 +440,7 @@ fn an_embedded_agent_takes_a_config_and_a_store() {
         .apply(|s| s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None))
         .unwrap();
     let host = unique_name("emb");
-    let pins = netfabric::agent::pin_dir(bpffs.path(), &host);
+    let pins = netfabric::conventions::pin_dir(bpffs.path(), &host);
     let _cleanup = EmbeddedCleanup {
         pins: pins.clone(),
         host: host.clone(),

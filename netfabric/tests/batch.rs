@@ -31,7 +31,8 @@ fn low(l: u16) -> Ipv4Addr {
 #[test]
 fn zone_ranges_are_read_in_batches_across_boundaries_and_to_the_end() {
     require_root_and_bpffs();
-    let pins = PinDir(PathBuf::from("/sys/fs/bpf").join(unique_name("batch")));
+    let pins =
+        PinDir(PathBuf::from(netfabric::conventions::DEFAULT_BPFFS).join(unique_name("batch")));
     let mut dp = Datapath::load(&LoadOptions {
         pin_dir: Some(pins.0.clone()),
         ..LoadOptions::default()

@@ -39,7 +39,7 @@ use anyhow::Context as _;
 pub use plan::{HostPlan, Op, Runtime};
 
 use crate::{
-    Datapath, DatapathError,
+    Datapath, DatapathError, conventions,
     datapath::{self, LoadOptions},
     observe::metrics::{AgentMetrics, DatapathCollector},
     port,
@@ -90,7 +90,7 @@ pub struct UnknownHost {
 /// Opening never needs the store to be reachable: an agent started while
 /// etcd is down adopts its pinned maps and waits (fail static).
 pub fn run(config: AgentConfig, store: Box<dyn Store>) -> anyhow::Result<()> {
-    let pin_dir = datapath::pin_dir(&config.bpffs, &config.host);
+    let pin_dir = conventions::pin_dir(&config.bpffs, &config.host);
     let lock = AgentLock::acquire(Path::new(lock::RUN_DIR), &pin_dir, &config.host)?;
     if !pin_dir.exists() {
         // Nothing pinned yet: loading would create the pins of whatever
@@ -180,7 +180,7 @@ async fn run_async(
     metrics_listener: Option<std::net::TcpListener>,
     lock: AgentLock,
 ) -> anyhow::Result<()> {
-    let pin_dir = datapath::pin_dir(&config.bpffs, &config.host);
+    let pin_dir = conventions::pin_dir(&config.bpffs, &config.host);
     let dp = Datapath::load(&LoadOptions {
         pin_dir: Some(pin_dir.clone()),
         ..LoadOptions::default()
@@ -359,7 +359,9 @@ impl Agent {
             }
         };
         for (name, ifindex, _) in &names {
-            if *ifindex == host.uplink_ifindex && links::uplink_pin(&self.pin_dir).exists() {
+            if *ifindex == host.uplink_ifindex
+                && conventions::uplink_link_pin(&self.pin_dir).exists()
+            {
                 match links::attach_uplink(&mut self.dp, &self.pin_dir, name, true) {
                     Ok(how) => {
                         tracing::info!(uplink = %name, ?how, "uplink program replaced");
@@ -406,7 +408,7 @@ impl Agent {
         if let Some(host) = self.current.host {
             for &octet in self.ports.keys() {
                 let addr = host.zone_prefix | host.host_octet << 8 | u32::from(octet);
-                let port = port::port_name(Ipv4Addr::from(addr));
+                let port = conventions::port_name(Ipv4Addr::from(addr));
                 attached.insert((datapath::PROG_FROM_CONTAINER, port.clone()));
                 attached.insert((datapath::PROG_TO_CONTAINER, port));
             }
@@ -433,13 +435,13 @@ impl Agent {
         };
         let present: BTreeMap<u8, (&str, u32, bool)> = names
             .iter()
-            .filter_map(|(n, i, up)| Some((port::port_octet(n)?, (n.as_str(), *i, *up))))
+            .filter_map(|(n, i, up)| Some((conventions::port_octet(n)?, (n.as_str(), *i, *up))))
             .collect();
         // Vanished or re-created interfaces.
         self.ports
             .retain(|o, i| present.get(o).map(|p| p.1) == Some(*i));
         for port in links::pinned_ports(&self.pin_dir) {
-            if port::port_octet(&port).is_none_or(|o| !present.contains_key(&o)) {
+            if conventions::port_octet(&port).is_none_or(|o| !present.contains_key(&o)) {
                 links::remove_port_pins(&self.pin_dir, &port);
             }
         }
@@ -557,7 +559,7 @@ impl Agent {
 
     async fn bring_ports_up(&mut self, names: &[(String, u32, bool)]) {
         for (name, ifindex, up) in names {
-            let Some(octet) = port::port_octet(name) else {
+            let Some(octet) = conventions::port_octet(name) else {
                 continue;
             };
             if !*up
@@ -629,9 +631,4 @@ pub fn read_maps(dp: &Datapath) -> Result<HostPlan, DatapathError> {
         plan.group_pairs.insert(pair, n);
     }
     Ok(plan)
-}
-
-/// Pin directory of `host` under `bpffs` (where this agent keeps its maps and links).
-pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
-    datapath::pin_dir(bpffs, host)
 }

@@ -10,11 +10,7 @@
 pub mod batch;
 pub mod testrun;
 
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -627,15 +623,4 @@ where
 {
     let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
     T::try_from(map).map_err(map_err(name))
-}
-
-/// Where a host's maps and links are pinned.
-pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
-    bpffs.join("netfabric").join(host)
-}
-
-/// Where one host's program links are pinned, under its [`pin_dir`] (the
-/// agent pins them, `status` reads them).
-pub fn links_dir(pin_dir: &Path) -> PathBuf {
-    pin_dir.join("links")
 }

@@ -313,7 +313,7 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
         m.hosts.push(LabHost {
             name: h.clone(),
             netns: ns.clone(),
-            pin_dir: crate::datapath::pin_dir(&lab.bpffs, h),
+            pin_dir: crate::conventions::pin_dir(&lab.bpffs, h),
             agent_pid: None,
             log: dir.join(format!("agent-{h}.log")),
             metrics_addr: (args.metrics_port_base != 0).then(|| {
@@ -370,7 +370,7 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
             "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "tx", "off",
         ])?;
         // A stale pin dir of the same host name would be adopted: start clean.
-        crate::agent::links::remove_all(&crate::datapath::pin_dir(&lab.bpffs, h))?;
+        crate::agent::links::remove_all(&crate::conventions::pin_dir(&lab.bpffs, h))?;
     }
     // Containers.
     let snap = store.load()?;
@@ -453,7 +453,7 @@ pub fn spawn_agent(
 pub fn wait_ready(m: &Manifest, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     for c in &m.containers {
-        let port = crate::port::port_name(c.address);
+        let port = crate::conventions::port_name(c.address);
         loop {
             let out = Command::new("ip")
                 .args(["-n", &format!("nf-{}", c.host), "-o", "link", "show", &port])
@@ -475,17 +475,8 @@ pub fn wait_ready(m: &Manifest, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pid_is_agent(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            let c = String::from_utf8_lossy(&c);
-            c.contains("agent") && c.contains("--host")
-        })
-        .unwrap_or(false)
-}
-
-fn kill_agent(pid: u32, sig: i32) {
-    if pid_is_agent(pid) {
+fn kill_agent(pid: u32, host: &str, sig: i32) {
+    if crate::conventions::is_agent_of(pid, host) {
         // SAFETY: plain kill(2) on a pid we checked is one of our agents.
         unsafe { libc::kill(pid as i32, sig) };
     }
@@ -500,16 +491,16 @@ pub fn down(lab: &LabLocation) -> anyhow::Result<()> {
     };
     for h in &m.hosts {
         if let Some(pid) = h.agent_pid {
-            kill_agent(pid, libc::SIGTERM);
+            kill_agent(pid, &h.name, libc::SIGTERM);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     for h in &m.hosts {
         if let Some(pid) = h.agent_pid {
-            while pid_is_agent(pid) && Instant::now() < deadline {
+            while crate::conventions::is_agent_of(pid, &h.name) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            kill_agent(pid, libc::SIGKILL);
+            kill_agent(pid, &h.name, libc::SIGKILL);
         }
     }
     let mut errors = Vec::new();
@@ -547,7 +538,9 @@ pub fn status(lab: &LabLocation) -> anyhow::Result<()> {
     println!("lab {} (store {})", m.name, m.store_url);
     println!("hosts:");
     for h in &m.hosts {
-        let alive = h.agent_pid.is_some_and(pid_is_agent);
+        let alive = h
+            .agent_pid
+            .is_some_and(|p| crate::conventions::is_agent_of(p, &h.name));
         println!(
             "  {:<12} netns {:<16} agent pid {:<8} {}",
             h.name,
@@ -615,7 +608,7 @@ pub fn print_try(m: &Manifest) {
     println!("\nPoint the CLI at the lab's store (once per shell):");
     println!("  export NETFABRIC_STORE={}", m.store_url);
     // Pins live under the default bpffs unless the lab was given another one.
-    let bpffs = if m.bpffs == Path::new(crate::observe::pins::DEFAULT_BPFFS) {
+    let bpffs = if m.bpffs == Path::new(crate::conventions::DEFAULT_BPFFS) {
         String::new()
     } else {
         format!(" --bpffs {}", m.bpffs.display())

@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::{
     MacAddr,
+    conventions::HOST_NUMBERS,
     datapath::batch,
     state::{HostSpec, MAX_CONTAINERS_PER_HOST},
     store::{Store, StoreExt as _},
@@ -184,7 +185,7 @@ pub fn measure(
         .filter(|h| h.zone == zone.name)
         .map(|h| h.number)
         .collect();
-    let numbers: Vec<u32> = (1..=254u32)
+    let numbers: Vec<u32> = HOST_NUMBERS
         .rev()
         .filter(|n| !used.contains(n))
         .take(needed)

@@ -338,7 +338,7 @@ fn local_ports(pin_dir: &Path, raw: &RawEntries, names: &Names) -> Result<Decode
         }
         let address = subnet.map(|s| Ipv4Addr::from(u32::from(s) | octet));
         let c = address.and_then(|a| names.container(a));
-        let port = address.map(crate::port::port_name);
+        let port = address.map(crate::conventions::port_name);
         d.push(
             LocalPortRow {
                 container_octet: octet,

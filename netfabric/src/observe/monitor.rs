@@ -68,7 +68,7 @@ impl PortSender {
     fn new(ip: Ipv4Addr, names: &Names) -> Self {
         let c = names.container(ip);
         PortSender {
-            port: crate::port::port_name(ip),
+            port: crate::conventions::port_name(ip),
             ip,
             container: c.map(|c| c.name.clone()),
             owner: c.map(|c| c.owner.clone()),

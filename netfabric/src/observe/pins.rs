@@ -2,27 +2,22 @@
 //! what each map is (type, sizes, capacity) and how full it is. Contents
 //! are read with the datapath's batched reader ([`batch`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aya::maps::{MapData, MapType};
 use serde::Serialize;
 
 use super::ObserveError;
-use crate::datapath::batch::{self, read_all};
+use crate::{
+    conventions::pin_root,
+    datapath::batch::{self, read_all},
+};
 
 type Result<T, E = ObserveError> = std::result::Result<T, E>;
 
-/// The bpffs mount the agent pins under by default.
-pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
-
-/// `<bpffs>/netfabric`: one directory per host.
-pub fn root(bpffs: &Path) -> PathBuf {
-    bpffs.join("netfabric")
-}
-
 /// The hosts that have a pin directory, sorted.
 pub fn hosts(bpffs: &Path) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(root(bpffs)) else {
+    let Ok(dir) = std::fs::read_dir(pin_root(bpffs)) else {
         return Vec::new();
     };
     let mut out: Vec<String> = dir
@@ -42,7 +37,7 @@ pub fn resolve_host(bpffs: &Path, host: Option<&str>) -> Result<String> {
         Some(h) if known.iter().any(|k| k == h) => Ok(h.to_owned()),
         Some(h) => Err(ObserveError::UnknownHost {
             host: h.to_owned(),
-            dir: root(bpffs),
+            dir: pin_root(bpffs),
             known: if known.is_empty() {
                 "none".into()
             } else {
@@ -50,10 +45,10 @@ pub fn resolve_host(bpffs: &Path, host: Option<&str>) -> Result<String> {
             },
         }),
         None => match known.as_slice() {
-            [] => Err(ObserveError::NoHosts(root(bpffs))),
+            [] => Err(ObserveError::NoHosts(pin_root(bpffs))),
             [one] => Ok(one.clone()),
             _ => Err(ObserveError::AmbiguousHost {
-                dir: root(bpffs),
+                dir: pin_root(bpffs),
                 hosts: known,
             }),
         },

@@ -1,7 +1,7 @@
 //! Container ports: the veth pair between a container's network namespace
 //! and its host's bridge (docs/address-plan.md#the-gateway), set up over rtnetlink.
 //!
-//! ## Conventions
+//! ## Conventions (defined in [`crate::conventions`])
 //! * The host-side end of a container's veth is `nfc<octet>` (the
 //!   container's last address octet), unique inside the host's namespace.
 //!   It is created **down**: the agent brings it up only after attaching the
@@ -35,43 +35,11 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 pub use netns::{NetnsError, in_netns};
 
-use crate::{MacAddr, state::Container};
-
-/// The bridge every container port of a host is enslaved to.
-pub const HOST_BRIDGE: &str = "nfbr0";
-/// The containers' default gateway, held by [`HOST_BRIDGE`].
-pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
-/// Name of the container-side end of the veth.
-pub const CONTAINER_IFNAME: &str = "eth0";
-/// Prefix of host-side port names: `nfc<octet>`.
-pub const PORT_PREFIX: &str = "nfc";
-
-/// Host-side port name of the container with address `addr`.
-pub fn port_name(addr: Ipv4Addr) -> String {
-    format!("{PORT_PREFIX}{}", addr.octets()[3])
-}
-
-/// The container octet of a port name (`nfc7` → 7).
-pub fn port_octet(name: &str) -> Option<u8> {
-    let rest = name.strip_prefix(PORT_PREFIX)?;
-    if rest.starts_with('0') || rest.is_empty() {
-        return None;
-    }
-    rest.parse::<u8>().ok().filter(|o| (1..=254).contains(o))
-}
-
-/// The container's MAC: `02:00:<a>:<b>:<c>:<d>` of its address.
-pub fn container_mac(addr: Ipv4Addr) -> MacAddr {
-    let [a, b, c, d] = addr.octets();
-    MacAddr([0x02, 0x00, a, b, c, d])
-}
-
-/// The host bridge's MAC (what containers resolve 169.254.1.1 to):
-/// `02:00:<a>:<b>:<c>:00` of the host's /24 (no container uses `.0`).
-pub fn bridge_mac(host_subnet: Ipv4Addr) -> MacAddr {
-    let [a, b, c, _] = host_subnet.octets();
-    MacAddr([0x02, 0x00, a, b, c, 0x00])
-}
+use crate::{
+    MacAddr,
+    conventions::{CONTAINER_IFNAME, GATEWAY, HOST_BRIDGE, bridge_mac, container_mac, port_name},
+    state::Container,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
@@ -427,24 +395,4 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         .build()
         .expect("building a current-thread tokio runtime")
         .block_on(fut)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_macs_follow_the_address() {
-        let a = Ipv4Addr::new(10, 1, 2, 7);
-        assert_eq!(port_name(a), "nfc7");
-        assert_eq!(port_octet("nfc7"), Some(7));
-        assert_eq!(port_octet("nfc07"), None);
-        assert_eq!(port_octet("nfc255"), None);
-        assert_eq!(port_octet("nfbr0"), None);
-        assert_eq!(container_mac(a).to_string(), "02:00:0a:01:02:07");
-        assert_eq!(
-            bridge_mac(Ipv4Addr::new(10, 1, 2, 0)).to_string(),
-            "02:00:0a:01:02:00"
-        );
-    }
 }

@@ -41,7 +41,7 @@ use super::{
 };
 use crate::{
     netns::{Netns, sh},
-    topology::{CONTAINER_DEV, UPLINK, gateway_mac},
+    topology::{CONTAINER_IFNAME, UPLINK, gateway_mac},
 };
 
 /// UDP destination port of the generated frames (`BENCH_UDP_PORT` in
@@ -665,8 +665,8 @@ fn measure_setup(settings: &Settings, t: &Timing, peer: Peer, owners: u32) -> Re
     let p = policy(owners, &[sender.ip, local.ip, remote.ip]);
     let applied = apply(&lab, peer, &p)?;
     let mut traffic = Traffic::load()?;
-    traffic.attach_sink(&local.ns, CONTAINER_DEV, true)?;
-    traffic.attach_sink(&remote.ns, CONTAINER_DEV, true)?;
+    traffic.attach_sink(&local.ns, CONTAINER_IFNAME, true)?;
+    traffic.attach_sink(&remote.ns, CONTAINER_IFNAME, true)?;
     // Neighbours resolved, and the allowed pairs work at all.
     for to in [local, remote] {
         if crate::topology::ping_from(&sender.ns, to.ip, 1, 2) != 1 {
