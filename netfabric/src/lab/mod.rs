@@ -13,6 +13,11 @@
 //! * one agent process per host (this executable, `agent --host H --netns
 //!   /run/netns/nf-H`), logging to `<dir>/agent-H.log`.
 //!
+//! Devices, addresses, sysctls and offloads are set over rtnetlink and
+//! ethtool ioctls ([`crate::port`]); only named namespaces are made and
+//! removed with `ip netns add/del` (it keeps their bind mounts under
+//! `/run/netns`, which `ip netns exec` and the tests rely on).
+//!
 //! Everything made is first recorded in `<dir>/manifest.json`, so `down`
 //! removes every namespace, pin and process even after a crash of `up`.
 //! The default lab is named `lab` (hosts `h1`..`hN`, containers by owner);
@@ -33,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     MacAddr,
+    port::{self, in_netns},
     state::HostSpec,
     store::{
         FileStore, Store, StoreExt as _,
@@ -196,6 +202,9 @@ fn sh(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The uplink of every lab host (veth; its peer is on the underlay bridge).
+const UPLINK: &str = "up0";
+
 fn netns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
 }
@@ -207,19 +216,17 @@ fn add_netns(m: &mut Manifest, name: &str) -> anyhow::Result<()> {
         let _ = sh(&["ip", "netns", "del", name]);
     }
     sh(&["ip", "netns", "add", name])?;
-    sh(&["ip", "-n", name, "link", "set", "lo", "up"])?;
-    for k in ["all", "default"] {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            name,
-            "sysctl",
-            "-q",
-            "-w",
-            &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
-        ])?;
-    }
+    in_netns(Some(&netns_path(name)), || {
+        for k in ["all", "default"] {
+            port::write_sysctl(&format!("net/ipv6/conf/{k}/disable_ipv6"), "1")?;
+        }
+        port::block_on(async {
+            let nl = port::connect()?;
+            let lo = port::link_index(&nl, "lo").await?;
+            port::set_up(&nl, lo).await
+        })
+    })?
+    .with_context(|| format!("setting up the namespace {name}"))?;
     Ok(())
 }
 
@@ -270,7 +277,7 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
                 zone: zone.clone(),
                 number: Some(n.into()),
                 subnet: None,
-                uplink: "up0".into(),
+                uplink: UPLINK.into(),
                 underlay_ip: Ipv4Addr::new(172, 30, 0, n),
                 underlay_mac: MacAddr([0x02, 0xfe, 0, 0, 0, n]),
             })
@@ -303,10 +310,14 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
     // The underlay.
     let underlay = format!("nf-{}-underlay", lab.name);
     add_netns(&mut m, &underlay)?;
-    sh(&[
-        "ip", "-n", &underlay, "link", "add", "ubr0", "type", "bridge",
-    ])?;
-    sh(&["ip", "-n", &underlay, "link", "set", "ubr0", "up"])?;
+    let underlay_path = netns_path(&underlay);
+    let underlay_bridge = in_netns(Some(&underlay_path), || {
+        port::block_on(async {
+            let nl = port::connect()?;
+            port::ensure_plain_bridge(&nl, "ubr0").await
+        })
+    })?
+    .context("creating the underlay bridge")?;
     for (i, h) in hosts.iter().enumerate() {
         let n = i as u8 + 1;
         let ns = format!("nf-{h}");
@@ -325,50 +336,33 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
         });
         add_netns(&mut m, &ns)?;
         let peer = format!("u{n}");
-        sh(&[
-            "ip", "-n", &underlay, "link", "add", &peer, "type", "veth", "peer", "name", "up0",
-            "netns", &ns,
-        ])?;
-        sh(&[
-            "ip", "-n", &underlay, "link", "set", &peer, "master", "ubr0", "up",
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "link",
-            "set",
-            "up0",
-            "address",
-            &MacAddr([0x02, 0xfe, 0, 0, 0, n]).to_string(),
-            "up",
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("172.30.0.{n}/24"),
-            "dev",
-            "up0",
-        ])?;
-        sh(&[
-            "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "gro", "on",
-        ])?;
-        sh(&[
-            "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "gro", "on",
-        ])?;
         // A veth passes CHECKSUM_PARTIAL skbs; redirected out of a veth
         // uplink and received by XDP they would lose their TCP checksum. A
         // real NIC fills it in on transmit: turn TX offload off here, on both
         // ends (the underlay end re-aggregates and hands on partial checksums).
-        sh(&[
-            "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "tx", "off",
-        ])?;
-        sh(&[
-            "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "tx", "off",
-        ])?;
+        let host_ns = std::fs::File::open(netns_path(&ns))
+            .with_context(|| format!("opening the namespace {ns}"))?;
+        in_netns(Some(&underlay_path), || {
+            port::block_on(async {
+                let nl = port::connect()?;
+                let index = port::add_veth_into(&nl, &peer, UPLINK, &host_ns).await?;
+                port::enslave_up(&nl, index, underlay_bridge).await?;
+                port::set_gro(&peer, true)?;
+                port::set_tx_checksum(&peer, false)
+            })
+        })?
+        .with_context(|| format!("plumbing {peer} in {underlay}"))?;
+        in_netns(Some(&netns_path(&ns)), || {
+            port::block_on(async {
+                let nl = port::connect()?;
+                let index = port::link_index(&nl, UPLINK).await?;
+                port::set_mac_up(&nl, index, MacAddr([0x02, 0xfe, 0, 0, 0, n])).await?;
+                port::add_address(&nl, index, Ipv4Addr::new(172, 30, 0, n), 24).await?;
+                port::set_gro(UPLINK, true)?;
+                port::set_tx_checksum(UPLINK, false)
+            })
+        })?
+        .with_context(|| format!("plumbing {UPLINK} in {ns}"))?;
         // A stale pin dir of the same host name would be adopted: start clean.
         crate::agent::links::remove_all(&crate::conventions::pin_dir(&lab.bpffs, h))?;
     }
@@ -454,12 +448,12 @@ pub fn wait_ready(m: &Manifest, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     for c in &m.containers {
         let port = crate::conventions::port_name(c.address);
+        let host_ns = netns_path(&format!("nf-{}", c.host));
         loop {
-            let out = Command::new("ip")
-                .args(["-n", &format!("nf-{}", c.host), "-o", "link", "show", &port])
-                .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if text.contains(",UP") || text.contains("<UP") {
+            let links = in_netns(Some(&host_ns), || {
+                port::block_on(async { port::links(&port::connect()?).await })
+            })??;
+            if links.iter().any(|(name, _, up)| *name == port && *up) {
                 break;
             }
             if Instant::now() > deadline {

@@ -59,9 +59,17 @@ pub enum PortError {
     },
     #[error("interface {0} not found")]
     NoInterface(String),
-    #[error("setting GRO on {ifname}: {source}")]
-    Gro {
+    #[error("setting {feature} on {ifname}: {source}")]
+    Ethtool {
+        feature: &'static str,
         ifname: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {value} to /proc/sys/{path}: {source}")]
+    Sysctl {
+        path: String,
+        value: String,
         #[source]
         source: std::io::Error,
     },
@@ -140,7 +148,8 @@ pub async fn set_up(handle: &Handle, ifindex: u32) -> Result<()> {
         .map_err(nl(format!("setting ifindex {ifindex} up")))
 }
 
-async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Addr, len: u8) -> Result<()> {
+/// Adds `addr/len` to a link (an existing one is fine).
+pub async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Addr, len: u8) -> Result<()> {
     match handle
         .address()
         .add(ifindex, IpAddr::V4(addr), len)
@@ -210,29 +219,134 @@ pub async fn ensure_bridge(handle: &Handle, host_subnet: Ipv4Addr) -> Result<u32
     Ok(index)
 }
 
-/// Best-effort write of a sysctl under `/proc/sys` of the calling thread's
-/// network namespace.
+/// Creates the bridge `name` if it is missing and sets it up; returns its
+/// ifindex.
+pub async fn ensure_plain_bridge(handle: &Handle, name: &str) -> Result<u32> {
+    if link_by_name(handle, name).await?.is_none() {
+        match handle
+            .link()
+            .add(LinkBridge::new(name).build())
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {}
+            Err(e) => return Err(nl(format!("creating {name}"))(e)),
+        }
+    }
+    let index = link_index(handle, name).await?;
+    set_up(handle, index).await?;
+    Ok(index)
+}
+
+/// The ifindex of the link called `name` (an error if there is none).
+pub async fn link_index(handle: &Handle, name: &str) -> Result<u32> {
+    Ok(link_by_name(handle, name)
+        .await?
+        .ok_or_else(|| PortError::NoInterface(name.into()))?
+        .header
+        .index)
+}
+
+/// Creates the veth `name` here with its peer `peer` in the network
+/// namespace open as `peer_netns`; returns the ifindex of `name`.
+pub async fn add_veth_into(
+    handle: &Handle,
+    name: &str,
+    peer: &str,
+    peer_netns: &std::fs::File,
+) -> Result<u32> {
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .setns_by_fd(peer_netns.as_raw_fd())
+        .build();
+    let veth = LinkVeth::new(name, peer)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    handle
+        .link()
+        .add(veth)
+        .execute()
+        .await
+        .map_err(nl(format!("creating the veth {name} / {peer}")))?;
+    link_index(handle, name).await
+}
+
+/// Makes link `ifindex` a port of the bridge `bridge` and sets it up.
+pub async fn enslave_up(handle: &Handle, ifindex: u32, bridge: u32) -> Result<()> {
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(ifindex)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl(format!("adding ifindex {ifindex} to bridge {bridge}")))
+}
+
+/// Sets link `ifindex`'s MAC and sets it up.
+pub async fn set_mac_up(handle: &Handle, ifindex: u32, mac: MacAddr) -> Result<()> {
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(ifindex)
+                .address(mac.0.to_vec())
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl(format!("setting ifindex {ifindex} to {mac} and up")))
+}
+
+/// Writes a sysctl under `/proc/sys` of the calling thread's network
+/// namespace.
+pub fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    std::fs::write(Path::new("/proc/sys").join(path), value).map_err(|source| PortError::Sysctl {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
+}
+
+/// Best-effort [`write_sysctl`].
 fn sysctl(path: &str, value: &str) {
-    if let Err(e) = std::fs::write(Path::new("/proc/sys").join(path), value) {
-        tracing::debug!(path, error = %e, "sysctl not written");
+    if let Err(e) = write_sysctl(path, value) {
+        tracing::debug!(error = %e, "sysctl not written");
     }
 }
 
-/// Turns GRO on with the ethtool ioctl (`ETHTOOL_SGRO`), in the calling
-/// thread's network namespace.
+/// Turns GRO on or off with the ethtool ioctl (`ETHTOOL_SGRO`), in the
+/// calling thread's network namespace.
 pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
     const ETHTOOL_SGRO: u32 = 0x0000_002c;
+    ethtool_set(ifname, "GRO", ETHTOOL_SGRO, on)
+}
+
+/// Turns TX checksum offload on or off (`ETHTOOL_STXCSUM`, what `ethtool -K
+/// DEV tx off` does; features that need it, such as TSO, go with it), in
+/// the calling thread's network namespace.
+pub fn set_tx_checksum(ifname: &str, on: bool) -> Result<()> {
+    const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
+    ethtool_set(ifname, "TX checksum offload", ETHTOOL_STXCSUM, on)
+}
+
+/// One legacy ethtool "set value" ioctl (`struct ethtool_value`).
+fn ethtool_set(ifname: &str, feature: &'static str, cmd: u32, on: bool) -> Result<()> {
     #[repr(C)]
     struct EthtoolValue {
         cmd: u32,
         data: u32,
     }
-    let err = |source| PortError::Gro {
+    let err = |source| PortError::Ethtool {
+        feature,
         ifname: ifname.to_owned(),
         source,
     };
     let mut value = EthtoolValue {
-        cmd: ETHTOOL_SGRO,
+        cmd,
         data: u32::from(on),
     };
     // SAFETY: a plain datagram socket; checked below.
