@@ -183,6 +183,25 @@ fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
     ok(&nf(&[
         "lab", "up", "--hosts", "2", "--name", name, "--dir", &dir,
     ]));
+    // The uplinks as `lab up` documents them: MAC, address, GRO on and TX
+    // checksum offload off on both ends of each veth.
+    for (n, h) in [(1, "h1"), (2, "h2")] {
+        let ns = format!("nf-{name}-{h}");
+        let link = ok(&in_ns(&ns, "ip -o link show up0; ip -o -4 addr show up0")
+            .output()
+            .unwrap());
+        assert!(link.contains(&format!("02:fe:00:00:00:0{n}")), "{link}");
+        assert!(link.contains(&format!("172.30.0.{n}/24")), "{link}");
+        assert!(link.contains(",UP") || link.contains("<UP"), "{link}");
+        for (ns, dev) in [
+            (ns.clone(), "up0".to_owned()),
+            (format!("nf-{name}-underlay"), format!("u{n}")),
+        ] {
+            let k = ok(&in_ns(&ns, &format!("ethtool -k {dev}")).output().unwrap());
+            assert!(k.contains("tx-checksumming: off"), "{ns} {dev}: {k}");
+            assert!(k.contains("generic-receive-offload: on"), "{ns} {dev}: {k}");
+        }
+    }
     let store = format!("file://{dir}/state.json");
     // alice-web on h1 (10.1.1.1), alice-db on h2 (10.1.2.1), bob-web on h1 (10.1.1.2).
     let aw = format!("nf-{name}-alice-web");

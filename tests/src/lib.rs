@@ -21,19 +21,20 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{:x}{n:x}", std::process::id() & 0xffff)
 }
 
-/// Mount bpffs at /sys/fs/bpf when it is not (idempotent).
+/// Mount bpffs at the product's default place when it is not (idempotent).
 pub fn ensure_bpffs() {
+    use netfabric::conventions::DEFAULT_BPFFS;
     let mounted = std::fs::read_to_string("/proc/mounts")
         .map(|m| {
             m.lines()
-                .any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "))
+                .any(|l| l.split_whitespace().nth(1) == Some(DEFAULT_BPFFS) && l.contains(" bpf "))
         })
         .unwrap_or(false);
     if !mounted {
         let status = std::process::Command::new("mount")
-            .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+            .args(["-t", "bpf", "bpf", DEFAULT_BPFFS])
             .status()
             .expect("running mount");
-        assert!(status.success(), "mounting bpffs at /sys/fs/bpf failed");
+        assert!(status.success(), "mounting bpffs at {DEFAULT_BPFFS} failed");
     }
 }

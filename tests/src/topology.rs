@@ -6,7 +6,7 @@
 //!              |                  |                  |
 //!   host h1: up0 (XDP)   host h2: up0 (XDP)   host h3: up0 (XDP)
 //!     nfbr0 169.254.1.1    nfbr0 169.254.1.1    nfbr0 169.254.1.1
-//!     ports nfpC (TCX)     ports nfpC (TCX)     ports nfpC (TCX)
+//!     ports nfcC (TCX)     ports nfcC (TCX)     ports nfcC (TCX)
 //!      |                    |                    |
 //!   containers 10.1.1.C  containers 10.1.2.C  containers 10.1.3.C (eth0)
 //! ```
@@ -35,7 +35,10 @@ use std::{
 };
 
 use aya::programs::XdpMode;
-use netfabric::datapath::{CounterSnapshot, Datapath, LoadOptions};
+use netfabric::{
+    conventions,
+    datapath::{CounterSnapshot, Datapath, LoadOptions},
+};
 use netfabric_common::{Direction, HostConfig, Verdict};
 
 use crate::{
@@ -46,13 +49,12 @@ use crate::{
 /// The zone's /16 and its slot.
 pub const ZONE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
 pub const ZONE_SLOT: u32 = 0;
-/// The containers' default gateway, on every host bridge.
-pub const GATEWAY: &str = "169.254.1.1";
-/// Names inside a host namespace.
-pub const HOST_BRIDGE: &str = "nfbr0";
+/// The product's names (gateway, host bridge, container device; see
+/// `netfabric::conventions`), re-exported for the tests.
+pub use netfabric::conventions::{CONTAINER_IFNAME, GATEWAY, HOST_BRIDGE};
+/// The uplink inside a host namespace: test-only (the product takes the
+/// uplink's name from the store).
 pub const UPLINK: &str = "up0";
-/// Name inside a container namespace.
-pub const CONTAINER_DEV: &str = "eth0";
 
 /// Owners.
 pub const SYSTEM: u32 = netfabric_common::SYSTEM_OWNER;
@@ -153,16 +155,19 @@ pub struct Topology {
     pub underlay_net: u8,
 }
 
+/// The product's MAC of container `10.1.<host>.<octet>`.
 pub fn container_mac(host: u8, octet: u8) -> [u8; 6] {
-    [0x02, 0x00, 0x0a, 0x01, host, octet]
+    conventions::container_mac(Ipv4Addr::new(10, 1, host, octet)).0
 }
 
+/// Test-only: the product takes underlay MACs from the store.
 pub fn uplink_mac(host: u8) -> [u8; 6] {
     [0x02, 0xfe, 0x00, 0x00, 0x00, host]
 }
 
+/// The product's MAC of host `host`'s bridge (the containers' gateway).
 pub fn gateway_mac(host: u8) -> [u8; 6] {
-    [0x02, 0xfb, 0x00, 0x00, 0x00, host]
+    conventions::bridge_mac(Ipv4Addr::new(10, 1, host, 0)).0
 }
 
 pub fn mac_str(m: [u8; 6]) -> String {
@@ -181,7 +186,8 @@ pub fn ip_in(ns: &Netns, args: &[&str]) {
 /// GRO on `eth0` (XDP on the uplink redirects into the port: the container
 /// end needs NAPI or the frames vanish). Returns the port's ifindex.
 pub fn plumb_container(host: &Netns, ns: &Netns, ip: Ipv4Addr, mac: [u8; 6], port: &str) -> u32 {
-    let dev = CONTAINER_DEV;
+    let dev = CONTAINER_IFNAME;
+    let gateway = GATEWAY.to_string();
     ip_in(
         host,
         &[
@@ -190,8 +196,11 @@ pub fn plumb_container(host: &Netns, ns: &Netns, ip: Ipv4Addr, mac: [u8; 6], por
     );
     ip_in(ns, &["link", "set", dev, "address", &mac_str(mac), "up"]);
     ip_in(ns, &["addr", "add", &format!("{ip}/32"), "dev", dev]);
-    ip_in(ns, &["route", "add", GATEWAY, "dev", dev, "scope", "link"]);
-    ip_in(ns, &["route", "add", "default", "via", GATEWAY, "dev", dev]);
+    ip_in(ns, &["route", "add", &gateway, "dev", dev, "scope", "link"]);
+    ip_in(
+        ns,
+        &["route", "add", "default", "via", &gateway, "dev", dev],
+    );
     ns.exec(&["ethtool", "-K", dev, "gro", "on"]);
     ip_in(host, &["link", "set", port, "master", HOST_BRIDGE, "up"]);
     host.ifindex(port)
@@ -326,7 +335,7 @@ impl Topology {
             no_ipv6(&ns);
             let ip = Ipv4Addr::new(10, 1, c.host, c.octet);
             let mac = container_mac(c.host, c.octet);
-            let port = format!("nfp{}", c.octet);
+            let port = conventions::port_name(ip);
             let port_ifindex = plumb_container(host, &ns, ip, mac, &port);
             built.push(Container {
                 name: c.name,
@@ -468,7 +477,7 @@ impl Topology {
                     Some(format!("{}={}", w.next()?, w.next()?))
                 })
                 .collect();
-            let stats = c.ns.try_exec(&["ethtool", "-S", CONTAINER_DEV]);
+            let stats = c.ns.try_exec(&["ethtool", "-S", CONTAINER_IFNAME]);
             let xdp: Vec<_> = String::from_utf8_lossy(&stats.stdout)
                 .lines()
                 .map(str::trim)

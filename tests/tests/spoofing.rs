@@ -20,7 +20,7 @@ use netfabric_common::{Direction, DropReason, Forward, Verdict};
 use netfabric_tests::{
     netns::Netns,
     raw::{self, Capture, RawSender, with_tags},
-    topology::{CONTAINER_DEV, Snapshot, Topology, UPLINK, ip_in, mac_str, no_ipv6},
+    topology::{CONTAINER_IFNAME, Snapshot, Topology, UPLINK, ip_in, mac_str, no_ipv6},
     unique,
 };
 
@@ -275,7 +275,7 @@ fn containers_never_put_tagged_frames_on_the_underlay() {
         seen.len()
     );
 
-    let tx = RawSender::open(&alice1.ns, CONTAINER_DEV).expect("AF_PACKET socket in alice1");
+    let tx = RawSender::open(&alice1.ns, CONTAINER_IFNAME).expect("AF_PACKET socket in alice1");
     let honest =
         |to: Ipv4Addr, payload: &[u8]| raw::ipv4_udp(alice1.mac, gw, alice1.ip, to, 7300, payload);
     let frames = [

@@ -14,7 +14,7 @@ use netfabric_common::{Direction, DropReason, Forward, Verdict};
 use netfabric_tests::{
     raw::{self, RawSender},
     topology::{
-        ALICE, CAROL, CONTAINER_DEV, Container, Snapshot, Topology, nc_connect_in, ping_from,
+        ALICE, CAROL, CONTAINER_IFNAME, Container, Snapshot, Topology, nc_connect_in, ping_from,
     },
 };
 
@@ -402,7 +402,7 @@ fn spoofed_frames_from_a_container_are_dropped_with_their_reason() {
     );
     let gw = topo.host(1).gateway_mac;
     let foreign_mac = [0x02, 0x66, 0x66, 0x66, 0x66, 0x66];
-    let tx = RawSender::open(&alice1.ns, CONTAINER_DEV).expect("AF_PACKET socket in alice1");
+    let tx = RawSender::open(&alice1.ns, CONTAINER_IFNAME).expect("AF_PACKET socket in alice1");
     let mut listener = alice3.nc_listen(7000, true);
 
     // An honest frame first: the raw path itself works.
@@ -442,7 +442,7 @@ fn spoofed_frames_from_a_container_are_dropped_with_their_reason() {
         ),
         raw::ipv4_udp(alice2.mac, gw, alice1.ip, alice3.ip, 7000, b"alice2 mac\n"),
     ];
-    let gateway: Ipv4Addr = netfabric_tests::topology::GATEWAY.parse().unwrap();
+    let gateway: Ipv4Addr = netfabric_tests::topology::GATEWAY;
     let spoofed_arp = [
         // Foreign sender IP.
         raw::arp_request(alice1.mac, alice1.mac, alice2.ip, gateway),

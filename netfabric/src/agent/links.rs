@@ -18,7 +18,8 @@ use aya::{
 
 use crate::{
     Datapath, DatapathError,
-    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER, links_dir},
+    conventions::{links_dir, port_link_pins, port_of_ingress_pin, uplink_link_pin},
+    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,18 +53,6 @@ pub enum LinkPinError {
 }
 
 type Result<T, E = LinkPinError> = std::result::Result<T, E>;
-
-pub fn uplink_pin(pin_dir: &Path) -> PathBuf {
-    links_dir(pin_dir).join("uplink")
-}
-
-pub fn port_pins(pin_dir: &Path, port: &str) -> (PathBuf, PathBuf) {
-    let d = links_dir(pin_dir);
-    (
-        d.join(format!("{port}-ingress")),
-        d.join(format!("{port}-egress")),
-    )
-}
 
 fn prog(name: &'static str) -> impl FnOnce(ProgramError) -> LinkPinError {
     move |source| LinkPinError::Program { name, source }
@@ -107,7 +96,7 @@ pub fn attach_uplink(
     ifname: &str,
     adopt: bool,
 ) -> Result<Attached> {
-    let path = uplink_pin(pin_dir);
+    let path = uplink_link_pin(pin_dir);
     let xdp = dp.xdp(PROG_FROM_UPLINK)?;
     if adopt && path.exists() {
         let old = PinnedLink::from_pin(&path).map_err(link_err(&path))?;
@@ -140,7 +129,7 @@ pub fn attach_port(
     ifname: &str,
     adopt: bool,
 ) -> Result<Attached> {
-    let (ingress, egress) = port_pins(pin_dir, ifname);
+    let (ingress, egress) = port_link_pins(pin_dir, ifname);
     if adopt && ingress.exists() && egress.exists() {
         for (name, path) in [
             (PROG_FROM_CONTAINER, &ingress),
@@ -178,7 +167,7 @@ fn remove_pin(path: &Path) {
 
 /// Unpins a port's links (a vanished interface, or detach on exit).
 pub fn remove_port_pins(pin_dir: &Path, port: &str) {
-    let (i, e) = port_pins(pin_dir, port);
+    let (i, e) = port_link_pins(pin_dir, port);
     remove_pin(&i);
     remove_pin(&e);
 }
@@ -192,7 +181,7 @@ pub fn pinned_ports(pin_dir: &Path) -> Vec<String> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix("-ingress").map(str::to_owned)
+            port_of_ingress_pin(&name).map(str::to_owned)
         })
         .collect();
     out.sort();

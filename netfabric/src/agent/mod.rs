@@ -35,12 +35,11 @@ use std::{
 };
 
 use anyhow::Context as _;
-use netfabric_common::MAX_ZONES;
 
 pub use plan::{HostPlan, Op, Runtime};
 
 use crate::{
-    Datapath, DatapathError,
+    Datapath, DatapathError, conventions,
     datapath::{self, LoadOptions},
     observe::metrics::{AgentMetrics, DatapathCollector},
     port,
@@ -91,7 +90,7 @@ pub struct UnknownHost {
 /// Opening never needs the store to be reachable: an agent started while
 /// etcd is down adopts its pinned maps and waits (fail static).
 pub fn run(config: AgentConfig, store: Box<dyn Store>) -> anyhow::Result<()> {
-    let pin_dir = datapath::pin_dir(&config.bpffs, &config.host);
+    let pin_dir = conventions::pin_dir(&config.bpffs, &config.host);
     let lock = AgentLock::acquire(Path::new(lock::RUN_DIR), &pin_dir, &config.host)?;
     if !pin_dir.exists() {
         // Nothing pinned yet: loading would create the pins of whatever
@@ -181,7 +180,7 @@ async fn run_async(
     metrics_listener: Option<std::net::TcpListener>,
     lock: AgentLock,
 ) -> anyhow::Result<()> {
-    let pin_dir = datapath::pin_dir(&config.bpffs, &config.host);
+    let pin_dir = conventions::pin_dir(&config.bpffs, &config.host);
     let dp = Datapath::load(&LoadOptions {
         pin_dir: Some(pin_dir.clone()),
         ..LoadOptions::default()
@@ -360,7 +359,9 @@ impl Agent {
             }
         };
         for (name, ifindex, _) in &names {
-            if *ifindex == host.uplink_ifindex && links::uplink_pin(&self.pin_dir).exists() {
+            if *ifindex == host.uplink_ifindex
+                && conventions::uplink_link_pin(&self.pin_dir).exists()
+            {
                 match links::attach_uplink(&mut self.dp, &self.pin_dir, name, true) {
                     Ok(how) => {
                         tracing::info!(uplink = %name, ?how, "uplink program replaced");
@@ -407,7 +408,7 @@ impl Agent {
         if let Some(host) = self.current.host {
             for &octet in self.ports.keys() {
                 let addr = host.zone_prefix | host.host_octet << 8 | u32::from(octet);
-                let port = port::port_name(Ipv4Addr::from(addr));
+                let port = conventions::port_name(Ipv4Addr::from(addr));
                 attached.insert((datapath::PROG_FROM_CONTAINER, port.clone()));
                 attached.insert((datapath::PROG_TO_CONTAINER, port));
             }
@@ -434,13 +435,13 @@ impl Agent {
         };
         let present: BTreeMap<u8, (&str, u32, bool)> = names
             .iter()
-            .filter_map(|(n, i, up)| Some((port::port_octet(n)?, (n.as_str(), *i, *up))))
+            .filter_map(|(n, i, up)| Some((conventions::port_octet(n)?, (n.as_str(), *i, *up))))
             .collect();
         // Vanished or re-created interfaces.
         self.ports
             .retain(|o, i| present.get(o).map(|p| p.1) == Some(*i));
         for port in links::pinned_ports(&self.pin_dir) {
-            if port::port_octet(&port).is_none_or(|o| !present.contains_key(&o)) {
+            if conventions::port_octet(&port).is_none_or(|o| !present.contains_key(&o)) {
                 links::remove_port_pins(&self.pin_dir, &port);
             }
         }
@@ -558,7 +559,7 @@ impl Agent {
 
     async fn bring_ports_up(&mut self, names: &[(String, u32, bool)]) {
         for (name, ifindex, up) in names {
-            let Some(octet) = port::port_octet(name) else {
+            let Some(octet) = conventions::port_octet(name) else {
                 continue;
             };
             if !*up
@@ -595,55 +596,39 @@ pub fn apply(dp: &mut Datapath, op: &Op) -> Result<(), DatapathError> {
     }
 }
 
-/// What the (adopted) maps hold, as a plan.
+/// What the (adopted) maps hold, as a plan: each map read in batches
+/// (`datapath::batch`), the endpoints only of the zones in use.
 pub fn read_maps(dp: &Datapath) -> Result<HostPlan, DatapathError> {
     let mut plan = HostPlan {
         host: dp.host()?.map(|mut h| {
             h.flags = 0;
             h
         }),
+        zones: dp.zones()?,
         ..HostPlan::default()
     };
-    let mut slots = BTreeSet::new();
-    for prefix in 0..=u16::MAX {
-        if let Some(slot) = dp.zone_of(Ipv4Addr::from(u32::from(prefix) << 16))? {
-            plan.zones.insert(prefix, slot);
-            slots.insert(slot);
-        }
-    }
+    let mut slots: BTreeSet<u32> = plan.zones.values().copied().collect();
     if let Some(h) = plan.host {
         slots.insert(h.zone_slot);
     }
-    for slot in 0..MAX_ZONES {
-        if let Some(g) = dp.zone_gateway(slot)? {
-            plan.gateways.insert(slot, g.into());
-        }
+    for (slot, g) in dp.all_zone_gateways()? {
+        plan.gateways.insert(slot, g.into());
     }
     for &slot in &slots {
-        for low in 0..=u16::MAX {
-            let e = dp.endpoint(slot, Ipv4Addr::from(u32::from(low)))?;
-            if e.owner != netfabric_common::NO_OWNER {
-                plan.endpoints.insert((slot, low), (e.owner, e.groups));
-            }
-        }
-        for h in 0..=u8::MAX {
-            if let Some(hop) = dp.next_hop(slot, h)? {
-                plan.next_hops.insert((slot, h), hop.into());
-            }
+        for (low, e) in dp.zone_endpoints(slot)? {
+            plan.endpoints.insert((slot, low), (e.owner, e.groups));
         }
     }
-    for octet in 0..=u8::MAX {
-        if let Some(p) = dp.local_port(octet)? {
-            plan.local_ports.insert(octet, (p.ifindex, p.mac));
+    for (key, hop) in dp.all_next_hops()? {
+        if slots.contains(&key.0) {
+            plan.next_hops.insert(key, hop.into());
         }
+    }
+    for (octet, p) in dp.all_local_ports()? {
+        plan.local_ports.insert(octet, (p.ifindex, p.mac));
     }
     for (pair, n) in dp.group_pairs()? {
         plan.group_pairs.insert(pair, n);
     }
     Ok(plan)
-}
-
-/// Pin directory of `host` under `bpffs` (where this agent keeps its maps and links).
-pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
-    datapath::pin_dir(bpffs, host)
 }

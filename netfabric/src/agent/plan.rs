@@ -8,7 +8,7 @@ use std::{
 
 use netfabric_common::{HostConfig, NextHop, OwnerPair, SYSTEM_OWNER, policy};
 
-use crate::{port, state::State};
+use crate::{conventions, state::State};
 
 /// What the maps of one host hold (or must hold).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl HostPlan {
                 host_octet: host.number,
                 uplink_ifindex: rt.uplink_ifindex,
                 uplink_mac: host.underlay_mac.0,
-                gateway_mac: port::bridge_mac(host.subnet.network()).0,
+                gateway_mac: conventions::bridge_mac(host.subnet.network()).0,
                 zone_router_mac: zone.gateway.map(|g| g.underlay_mac.0).unwrap_or_default(),
                 flags: 0,
             }),
@@ -153,7 +153,7 @@ impl HostPlan {
                 let octet = c.address.octets()[3];
                 if let Some(&ifindex) = rt.ready_ports.get(&octet) {
                     plan.local_ports
-                        .insert(octet, (ifindex, port::container_mac(c.address).0));
+                        .insert(octet, (ifindex, conventions::container_mac(c.address).0));
                 }
             }
         }

@@ -19,7 +19,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "PATH")]
     pub netns: Option<PathBuf>,
     /// The bpffs mount; maps and links go under <bpffs>/netfabric/<host>/.
-    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
+    #[arg(long, value_name = "DIR", default_value = crate::conventions::DEFAULT_BPFFS)]
     pub bpffs: PathBuf,
     /// Where Prometheus `/metrics` is served (bound before joining
     /// --netns, so a lab agent serves on this machine's loopback); an empty

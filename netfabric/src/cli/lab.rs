@@ -32,7 +32,7 @@ pub struct LabName {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// The bpffs mount.
-    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf")]
+    #[arg(long, value_name = "DIR", default_value = crate::conventions::DEFAULT_BPFFS)]
     pub bpffs: PathBuf,
 }
 

@@ -17,7 +17,7 @@ pub struct HostSelect {
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
     /// The bpffs mount.
-    #[arg(long, value_name = "DIR", default_value = pins::DEFAULT_BPFFS)]
+    #[arg(long, value_name = "DIR", default_value = crate::conventions::DEFAULT_BPFFS)]
     pub bpffs: PathBuf,
 }
 
@@ -25,7 +25,7 @@ impl HostSelect {
     /// The host's name and pin directory.
     pub fn resolve(&self) -> anyhow::Result<(String, PathBuf)> {
         let host = pins::resolve_host(&self.bpffs, self.host.as_deref())?;
-        let dir = crate::datapath::pin_dir(&self.bpffs, &host);
+        let dir = crate::conventions::pin_dir(&self.bpffs, &host);
         Ok((host, dir))
     }
 }

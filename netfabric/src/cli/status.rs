@@ -51,32 +51,10 @@ struct HostStatus {
     monitor_events_lost: u64,
 }
 
-/// Pids of `netfabric agent --host <host>` processes.
-fn agent_pids(host: &str) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut pids: Vec<u32> = dir
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                return false;
-            };
-            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.iter().any(|a| *a == b"agent")
-                && args
-                    .windows(2)
-                    .any(|w| w[0] == b"--host" && w[1] == host.as_bytes())
-        })
-        .collect();
-    pids.sort();
-    pids
-}
-
 fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<HostStatus> {
-    let (counters, lost) = dump::read_counters(dir)?;
-    let pids = agent_pids(host);
+    let snap = dump::read_counters(dir)?;
+    let (counters, lost) = (CounterRow::rows(&snap), snap.monitor_events_lost);
+    let pids = crate::conventions::agent_pids(host);
     Ok(HostStatus {
         host: host.to_owned(),
         pin_dir: dir.display().to_string(),
@@ -99,18 +77,20 @@ fn table(header: &[&str]) -> Table {
 }
 
 pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let hosts = match &args.select.host {
-        Some(_) => vec![args.select.resolve()?.0],
-        None => {
-            let all = pins::hosts(&args.select.bpffs);
-            if all.is_empty() {
-                return Err(
-                    crate::observe::ObserveError::NoHosts(pins::root(&args.select.bpffs)).into(),
-                );
+    let hosts =
+        match &args.select.host {
+            Some(_) => vec![args.select.resolve()?.0],
+            None => {
+                let all = pins::hosts(&args.select.bpffs);
+                if all.is_empty() {
+                    return Err(crate::observe::ObserveError::NoHosts(
+                        crate::conventions::pin_root(&args.select.bpffs),
+                    )
+                    .into());
+                }
+                all
             }
-            all
-        }
-    };
+        };
     // The store, as this machine reaches it.
     let started = Instant::now();
     let loaded = global.open_store().and_then(|s| {
@@ -149,7 +129,7 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     };
     let mut report = Vec::new();
     for host in &hosts {
-        let dir = crate::datapath::pin_dir(&args.select.bpffs, host);
+        let dir = crate::conventions::pin_dir(&args.select.bpffs, host);
         let uplink = state
             .as_ref()
             .and_then(|s| s.host(host))

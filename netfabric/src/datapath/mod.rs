@@ -7,17 +7,14 @@
 //! state across restarts; without it the maps live as long as the value
 //! (tests and benchmarks).
 
+pub mod batch;
 pub mod testrun;
 
-use std::{
-    collections::BTreeMap,
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray, RingBuf},
     programs::{
         ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId,
         xdp::XdpLinkId,
@@ -65,6 +62,8 @@ pub enum DatapathError {
     },
     #[error("map {0} is missing from the eBPF object")]
     MissingMap(&'static str),
+    #[error(transparent)]
+    Read(#[from] batch::ReadError),
     #[error("map {name} is full ({capacity} entries); the entry was not added (fail closed)")]
     MapFull { name: &'static str, capacity: u32 },
     #[error("zone slot {0} is out of range (0..{MAX_ZONES})")]
@@ -112,6 +111,39 @@ pub struct CounterSnapshot {
 }
 
 impl CounterSnapshot {
+    /// The one decoder of `COUNTERS` (as read by [`batch::read_all`]):
+    /// per-CPU values summed, slots turned into (direction, verdict).
+    pub fn from_raw(raw: &batch::RawEntries) -> CounterSnapshot {
+        let mut snap = CounterSnapshot::default();
+        for i in 0..raw.count {
+            let slot: u32 = batch::pod(raw.key(i));
+            let sum = batch::sum_per_cpu_u64(raw.value(i), std::mem::size_of::<Counter>());
+            let sum = Counter {
+                packets: sum[0],
+                bytes: sum[1],
+            };
+            if slot == MONITOR_LOST_SLOT {
+                snap.monitor_events_lost = sum.packets;
+                continue;
+            }
+            if sum.packets == 0 {
+                continue;
+            }
+            if let Some(key) = Verdict::from_counter_slot(slot) {
+                snap.by_verdict.insert(key, sum);
+            }
+        }
+        snap
+    }
+
+    /// The non-zero counters in slot order (direction, then reason code,
+    /// then forwards), as `status` and `maps dump` list them.
+    pub fn in_slot_order(&self) -> Vec<((Direction, Verdict), Counter)> {
+        let mut rows: Vec<_> = self.by_verdict.iter().map(|(k, c)| (*k, *c)).collect();
+        rows.sort_by_key(|((d, v), _)| v.counter_slot(*d));
+        rows
+    }
+
     /// Packets and bytes for one direction and verdict (zero if never seen).
     pub fn get(&self, direction: Direction, verdict: Verdict) -> Counter {
         self.by_verdict
@@ -139,6 +171,16 @@ impl CounterSnapshot {
         }
     }
 }
+
+// Keep the slot layout assumptions next to the decoder that relies on them.
+const _: () = assert!(common::FORWARD_SLOT_BASE < common::SLOTS_PER_DIRECTION);
+const _: () = {
+    let mut i = 0;
+    while i < common::DropReason::ALL.len() {
+        assert!(common::DropReason::ALL[i] as u32 <= common::FORWARD_SLOT_BASE);
+        i += 1;
+    }
+};
 
 /// One host's datapath: the loaded programs and typed handles on every map.
 pub struct Datapath {
@@ -449,41 +491,77 @@ impl Datapath {
     }
 
     pub fn group_pairs(&self) -> Result<Vec<(OwnerPair, u32)>> {
-        self.group_pairs
-            .iter()
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(map_err(common::GROUP_PAIRS))
+        let raw = batch::read_all(self.group_pairs.map(), common::GROUP_PAIRS)?;
+        Ok(raw.typed().collect())
     }
 
     pub fn group_pairs_capacity(&self) -> u32 {
         self.group_pairs_capacity
     }
 
+    // ---- whole maps, batched (the agent's start-up read-back) ---------------
+
+    /// Every zone: top 16 address bits → zone slot.
+    pub fn zones(&self) -> Result<BTreeMap<u16, u32>> {
+        let raw = batch::read_all(self.zone_by_prefix.map(), common::ZONE_BY_PREFIX)?;
+        Ok(raw
+            .typed::<u32, u32>()
+            .filter_map(|(prefix, v)| Some((u16::try_from(prefix).ok()?, v.checked_sub(1)?)))
+            .collect())
+    }
+
+    /// The occupied endpoints of zone `zone_slot`: low 16 address bits →
+    /// endpoint (65,536 slots in a few batch reads).
+    pub fn zone_endpoints(&self, zone_slot: u32) -> Result<Vec<(u16, Endpoint)>> {
+        check_slot(zone_slot)?;
+        let raw = batch::read_array_range(
+            self.endpoints.map(),
+            common::ENDPOINTS,
+            endpoint_index(zone_slot, 0),
+            1 << 16,
+        )?;
+        Ok(raw
+            .typed::<u32, Endpoint>()
+            .filter(|(_, e)| e.owner != common::NO_OWNER)
+            .map(|(i, e)| (i as u16, e))
+            .collect())
+    }
+
+    /// Every next hop set: (zone slot, host octet) → hop.
+    pub fn all_next_hops(&self) -> Result<Vec<((u32, u8), NextHop)>> {
+        let raw = batch::read_all(self.next_hops.map(), common::NEXT_HOPS)?;
+        Ok(raw
+            .typed::<u32, NextHop>()
+            .filter(|(_, h)| h.flags & common::FLAG_PRESENT != 0)
+            .map(|(i, h)| ((i >> 8, i as u8), h))
+            .collect())
+    }
+
+    /// Every zone gateway set: zone slot → hop.
+    pub fn all_zone_gateways(&self) -> Result<Vec<(u32, NextHop)>> {
+        let raw = batch::read_all(self.zone_gateways.map(), common::ZONE_GATEWAYS)?;
+        Ok(raw
+            .typed::<u32, NextHop>()
+            .filter(|(_, h)| h.flags & common::FLAG_PRESENT != 0)
+            .collect())
+    }
+
+    /// Every local port set: container octet → port.
+    pub fn all_local_ports(&self) -> Result<Vec<(u8, LocalPort)>> {
+        let raw = batch::read_all(self.local_ports.map(), common::LOCAL_PORTS)?;
+        Ok(raw
+            .typed::<u32, LocalPort>()
+            .filter(|(_, p)| p.flags & common::FLAG_PRESENT != 0)
+            .filter_map(|(i, p)| Some((u8::try_from(i).ok()?, p)))
+            .collect())
+    }
+
     // ---- counters --------------------------------------------------------------
 
     /// All counters summed over CPUs.
     pub fn counters(&self) -> Result<CounterSnapshot> {
-        let mut snap = CounterSnapshot::default();
-        for (slot, values) in self.counters.iter().enumerate() {
-            let values = values.map_err(map_err(common::COUNTERS))?;
-            let mut sum = Counter::default();
-            for v in values.iter() {
-                sum.packets += v.packets;
-                sum.bytes += v.bytes;
-            }
-            let slot = slot as u32;
-            if slot == MONITOR_LOST_SLOT {
-                snap.monitor_events_lost = sum.packets;
-                continue;
-            }
-            if sum.packets == 0 {
-                continue;
-            }
-            if let Some(key) = Verdict::from_counter_slot(slot) {
-                snap.by_verdict.insert(key, sum);
-            }
-        }
-        Ok(snap)
+        let raw = batch::read_all(self.counters.map(), common::COUNTERS)?;
+        Ok(CounterSnapshot::from_raw(&raw))
     }
 
     // ---- attaching -----------------------------------------------------------------
@@ -545,15 +623,4 @@ where
 {
     let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
     T::try_from(map).map_err(map_err(name))
-}
-
-/// Where a host's maps and links are pinned.
-pub fn pin_dir(bpffs: &Path, host: &str) -> PathBuf {
-    bpffs.join("netfabric").join(host)
-}
-
-/// Where one host's program links are pinned, under its [`pin_dir`] (the
-/// agent pins them, `status` reads them).
-pub fn links_dir(pin_dir: &Path) -> PathBuf {
-    pin_dir.join("links")
 }

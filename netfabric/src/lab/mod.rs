@@ -13,6 +13,11 @@
 //! * one agent process per host (this executable, `agent --host H --netns
 //!   /run/netns/nf-H`), logging to `<dir>/agent-H.log`.
 //!
+//! Devices, addresses, sysctls and offloads are set over rtnetlink and
+//! ethtool ioctls ([`crate::port`]); only named namespaces are made and
+//! removed with `ip netns add/del` (it keeps their bind mounts under
+//! `/run/netns`, which `ip netns exec` and the tests rely on).
+//!
 //! Everything made is first recorded in `<dir>/manifest.json`, so `down`
 //! removes every namespace, pin and process even after a crash of `up`.
 //! The default lab is named `lab` (hosts `h1`..`hN`, containers by owner);
@@ -33,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     MacAddr,
+    port::{self, in_netns},
     state::HostSpec,
     store::{
         FileStore, Store, StoreExt as _,
@@ -196,6 +202,9 @@ fn sh(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The uplink of every lab host (veth; its peer is on the underlay bridge).
+const UPLINK: &str = "up0";
+
 fn netns_path(name: &str) -> PathBuf {
     Path::new("/run/netns").join(name)
 }
@@ -207,19 +216,17 @@ fn add_netns(m: &mut Manifest, name: &str) -> anyhow::Result<()> {
         let _ = sh(&["ip", "netns", "del", name]);
     }
     sh(&["ip", "netns", "add", name])?;
-    sh(&["ip", "-n", name, "link", "set", "lo", "up"])?;
-    for k in ["all", "default"] {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            name,
-            "sysctl",
-            "-q",
-            "-w",
-            &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
-        ])?;
-    }
+    in_netns(Some(&netns_path(name)), || {
+        for k in ["all", "default"] {
+            port::write_sysctl(&format!("net/ipv6/conf/{k}/disable_ipv6"), "1")?;
+        }
+        port::block_on(async {
+            let nl = port::connect()?;
+            let lo = port::link_index(&nl, "lo").await?;
+            port::set_up(&nl, lo).await
+        })
+    })?
+    .with_context(|| format!("setting up the namespace {name}"))?;
     Ok(())
 }
 
@@ -270,7 +277,7 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
                 zone: zone.clone(),
                 number: Some(n.into()),
                 subnet: None,
-                uplink: "up0".into(),
+                uplink: UPLINK.into(),
                 underlay_ip: Ipv4Addr::new(172, 30, 0, n),
                 underlay_mac: MacAddr([0x02, 0xfe, 0, 0, 0, n]),
             })
@@ -303,17 +310,21 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
     // The underlay.
     let underlay = format!("nf-{}-underlay", lab.name);
     add_netns(&mut m, &underlay)?;
-    sh(&[
-        "ip", "-n", &underlay, "link", "add", "ubr0", "type", "bridge",
-    ])?;
-    sh(&["ip", "-n", &underlay, "link", "set", "ubr0", "up"])?;
+    let underlay_path = netns_path(&underlay);
+    let underlay_bridge = in_netns(Some(&underlay_path), || {
+        port::block_on(async {
+            let nl = port::connect()?;
+            port::ensure_plain_bridge(&nl, "ubr0").await
+        })
+    })?
+    .context("creating the underlay bridge")?;
     for (i, h) in hosts.iter().enumerate() {
         let n = i as u8 + 1;
         let ns = format!("nf-{h}");
         m.hosts.push(LabHost {
             name: h.clone(),
             netns: ns.clone(),
-            pin_dir: crate::datapath::pin_dir(&lab.bpffs, h),
+            pin_dir: crate::conventions::pin_dir(&lab.bpffs, h),
             agent_pid: None,
             log: dir.join(format!("agent-{h}.log")),
             metrics_addr: (args.metrics_port_base != 0).then(|| {
@@ -325,52 +336,35 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
         });
         add_netns(&mut m, &ns)?;
         let peer = format!("u{n}");
-        sh(&[
-            "ip", "-n", &underlay, "link", "add", &peer, "type", "veth", "peer", "name", "up0",
-            "netns", &ns,
-        ])?;
-        sh(&[
-            "ip", "-n", &underlay, "link", "set", &peer, "master", "ubr0", "up",
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "link",
-            "set",
-            "up0",
-            "address",
-            &MacAddr([0x02, 0xfe, 0, 0, 0, n]).to_string(),
-            "up",
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("172.30.0.{n}/24"),
-            "dev",
-            "up0",
-        ])?;
-        sh(&[
-            "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "gro", "on",
-        ])?;
-        sh(&[
-            "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "gro", "on",
-        ])?;
         // A veth passes CHECKSUM_PARTIAL skbs; redirected out of a veth
         // uplink and received by XDP they would lose their TCP checksum. A
         // real NIC fills it in on transmit: turn TX offload off here, on both
         // ends (the underlay end re-aggregates and hands on partial checksums).
-        sh(&[
-            "ip", "netns", "exec", &ns, "ethtool", "-K", "up0", "tx", "off",
-        ])?;
-        sh(&[
-            "ip", "netns", "exec", &underlay, "ethtool", "-K", &peer, "tx", "off",
-        ])?;
+        let host_ns = std::fs::File::open(netns_path(&ns))
+            .with_context(|| format!("opening the namespace {ns}"))?;
+        in_netns(Some(&underlay_path), || {
+            port::block_on(async {
+                let nl = port::connect()?;
+                let index = port::add_veth_into(&nl, &peer, UPLINK, &host_ns).await?;
+                port::enslave_up(&nl, index, underlay_bridge).await?;
+                port::set_gro(&peer, true)?;
+                port::set_tx_checksum(&peer, false)
+            })
+        })?
+        .with_context(|| format!("plumbing {peer} in {underlay}"))?;
+        in_netns(Some(&netns_path(&ns)), || {
+            port::block_on(async {
+                let nl = port::connect()?;
+                let index = port::link_index(&nl, UPLINK).await?;
+                port::set_mac_up(&nl, index, MacAddr([0x02, 0xfe, 0, 0, 0, n])).await?;
+                port::add_address(&nl, index, Ipv4Addr::new(172, 30, 0, n), 24).await?;
+                port::set_gro(UPLINK, true)?;
+                port::set_tx_checksum(UPLINK, false)
+            })
+        })?
+        .with_context(|| format!("plumbing {UPLINK} in {ns}"))?;
         // A stale pin dir of the same host name would be adopted: start clean.
-        crate::agent::links::remove_all(&crate::datapath::pin_dir(&lab.bpffs, h))?;
+        crate::agent::links::remove_all(&crate::conventions::pin_dir(&lab.bpffs, h))?;
     }
     // Containers.
     let snap = store.load()?;
@@ -453,13 +447,13 @@ pub fn spawn_agent(
 pub fn wait_ready(m: &Manifest, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     for c in &m.containers {
-        let port = crate::port::port_name(c.address);
+        let port = crate::conventions::port_name(c.address);
+        let host_ns = netns_path(&format!("nf-{}", c.host));
         loop {
-            let out = Command::new("ip")
-                .args(["-n", &format!("nf-{}", c.host), "-o", "link", "show", &port])
-                .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if text.contains(",UP") || text.contains("<UP") {
+            let links = in_netns(Some(&host_ns), || {
+                port::block_on(async { port::links(&port::connect()?).await })
+            })??;
+            if links.iter().any(|(name, _, up)| *name == port && *up) {
                 break;
             }
             if Instant::now() > deadline {
@@ -475,17 +469,8 @@ pub fn wait_ready(m: &Manifest, timeout: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pid_is_agent(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            let c = String::from_utf8_lossy(&c);
-            c.contains("agent") && c.contains("--host")
-        })
-        .unwrap_or(false)
-}
-
-fn kill_agent(pid: u32, sig: i32) {
-    if pid_is_agent(pid) {
+fn kill_agent(pid: u32, host: &str, sig: i32) {
+    if crate::conventions::is_agent_of(pid, host) {
         // SAFETY: plain kill(2) on a pid we checked is one of our agents.
         unsafe { libc::kill(pid as i32, sig) };
     }
@@ -500,16 +485,16 @@ pub fn down(lab: &LabLocation) -> anyhow::Result<()> {
     };
     for h in &m.hosts {
         if let Some(pid) = h.agent_pid {
-            kill_agent(pid, libc::SIGTERM);
+            kill_agent(pid, &h.name, libc::SIGTERM);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     for h in &m.hosts {
         if let Some(pid) = h.agent_pid {
-            while pid_is_agent(pid) && Instant::now() < deadline {
+            while crate::conventions::is_agent_of(pid, &h.name) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            kill_agent(pid, libc::SIGKILL);
+            kill_agent(pid, &h.name, libc::SIGKILL);
         }
     }
     let mut errors = Vec::new();
@@ -547,7 +532,9 @@ pub fn status(lab: &LabLocation) -> anyhow::Result<()> {
     println!("lab {} (store {})", m.name, m.store_url);
     println!("hosts:");
     for h in &m.hosts {
-        let alive = h.agent_pid.is_some_and(pid_is_agent);
+        let alive = h
+            .agent_pid
+            .is_some_and(|p| crate::conventions::is_agent_of(p, &h.name));
         println!(
             "  {:<12} netns {:<16} agent pid {:<8} {}",
             h.name,
@@ -615,7 +602,7 @@ pub fn print_try(m: &Manifest) {
     println!("\nPoint the CLI at the lab's store (once per shell):");
     println!("  export NETFABRIC_STORE={}", m.store_url);
     // Pins live under the default bpffs unless the lab was given another one.
-    let bpffs = if m.bpffs == Path::new(crate::observe::pins::DEFAULT_BPFFS) {
+    let bpffs = if m.bpffs == Path::new(crate::conventions::DEFAULT_BPFFS) {
         String::new()
     } else {
         format!(" --bpffs {}", m.bpffs.display())

@@ -21,12 +21,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use aya::maps::{Array, Map, MapData};
+use aya::maps::MapData;
 use netfabric_common::{Endpoint, plan::endpoint_index};
 use serde::Serialize;
 
 use crate::{
     MacAddr,
+    conventions::HOST_NUMBERS,
+    datapath::batch,
     state::{HostSpec, MAX_CONTAINERS_PER_HOST},
     store::{Store, StoreExt as _},
 };
@@ -123,24 +125,27 @@ impl std::fmt::Display for Report {
 
 /// The pinned `ENDPOINTS` map of one agent, read only.
 pub struct PinnedEndpoints {
-    map: Array<MapData, Endpoint>,
+    map: MapData,
 }
 
 impl PinnedEndpoints {
     /// Opens `<pin_dir>/ENDPOINTS`.
     pub fn open(pin_dir: &Path) -> anyhow::Result<Self> {
-        let path = pin_dir.join(netfabric_common::ENDPOINTS);
-        let data =
-            MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-        let map = Map::from_map_data(data).context("ENDPOINTS")?;
         Ok(PinnedEndpoints {
-            map: Array::try_from(map).context("ENDPOINTS is not an array")?,
+            map: batch::open_pinned(pin_dir, netfabric_common::ENDPOINTS)?,
         })
     }
 
-    /// The owner id at `addr` of zone slot `slot` (0: vacant).
+    /// The owner id at `addr` of zone slot `slot` (0: vacant): a batch of
+    /// one slot, one syscall.
     pub fn owner(&self, slot: u32, addr: Ipv4Addr) -> anyhow::Result<u32> {
-        Ok(self.map.get(&endpoint_index(slot, addr.into()), 0)?.owner)
+        let index = endpoint_index(slot, addr.into());
+        let raw = batch::read_array_range(&self.map, netfabric_common::ENDPOINTS, index, 1)?;
+        let (_, e) = raw
+            .typed::<u32, Endpoint>()
+            .next()
+            .with_context(|| format!("ENDPOINTS has no slot {index}"))?;
+        Ok(e.owner)
     }
 }
 
@@ -180,7 +185,7 @@ pub fn measure(
         .filter(|h| h.zone == zone.name)
         .map(|h| h.number)
         .collect();
-    let numbers: Vec<u32> = (1..=254u32)
+    let numbers: Vec<u32> = HOST_NUMBERS
         .rev()
         .filter(|n| !used.contains(n))
         .take(needed)

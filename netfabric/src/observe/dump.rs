@@ -6,8 +6,7 @@
 use std::{net::Ipv4Addr, path::Path};
 
 use netfabric_common::{
-    self as common, Counter, DropReason, Endpoint, FORWARD_SLOT_BASE, HostConfig, LocalPort,
-    MONITOR_LOST_SLOT, MonitorLease, NextHop, OwnerPair, SLOTS_PER_DIRECTION, Verdict,
+    self as common, Endpoint, HostConfig, LocalPort, MonitorLease, NextHop, OwnerPair,
 };
 use serde::Serialize;
 
@@ -15,9 +14,15 @@ use super::{
     ObserveError,
     clock::Clock,
     names::{Names, or_id},
-    pins::{self, RawEntries, pod},
+    pins,
 };
-use crate::MacAddr;
+use crate::{
+    MacAddr,
+    datapath::{
+        CounterSnapshot,
+        batch::{self, RawEntries, pod},
+    },
+};
 
 type Result<T, E = ObserveError> = std::result::Result<T, E>;
 
@@ -64,11 +69,11 @@ pub fn dump(pin_dir: &Path, name: &str, names: &Names) -> Result<Decoded> {
         });
     }
     let map = pins::open(pin_dir, name)?;
-    let raw = pins::read_all(&map, name)?;
+    let raw = batch::read_all(&map, name)?;
     // Zone prefixes as the pinned ZONE_BY_PREFIX says (the state may differ).
     let zone_prefixes = if name == common::ENDPOINTS || name == common::NEXT_HOPS {
         let z = pins::open(pin_dir, common::ZONE_BY_PREFIX)?;
-        let zraw = pins::read_all(&z, common::ZONE_BY_PREFIX)?;
+        let zraw = batch::read_all(&z, common::ZONE_BY_PREFIX)?;
         (0..zraw.count)
             .filter_map(|i| {
                 let v: u32 = pod(zraw.value(i));
@@ -299,7 +304,7 @@ fn gateways(raw: &RawEntries, names: &Names) -> Decoded {
 /// This host's /24 network, from its pinned `HOST_CONFIG`.
 pub(crate) fn host_subnet(pin_dir: &Path) -> Result<Option<(HostConfig, Ipv4Addr)>> {
     let map = pins::open(pin_dir, common::HOST_CONFIG)?;
-    let raw = pins::read_all(&map, common::HOST_CONFIG)?;
+    let raw = batch::read_all(&map, common::HOST_CONFIG)?;
     if raw.count == 0 {
         return Ok(None);
     }
@@ -333,7 +338,7 @@ fn local_ports(pin_dir: &Path, raw: &RawEntries, names: &Names) -> Result<Decode
         }
         let address = subnet.map(|s| Ipv4Addr::from(u32::from(s) | octet));
         let c = address.and_then(|a| names.container(a));
-        let port = address.map(crate::port::port_name);
+        let port = address.map(crate::conventions::port_name);
         d.push(
             LocalPortRow {
                 container_octet: octet,
@@ -498,35 +503,20 @@ pub struct CounterRow {
     pub bytes: u64,
 }
 
-/// Decodes the per-CPU `COUNTERS` contents: non-zero slots, and the
-/// monitor-lost count.
-pub fn counter_rows(raw: &RawEntries) -> (Vec<CounterRow>, u64) {
-    let value_size = std::mem::size_of::<Counter>();
-    let mut rows = Vec::new();
-    let mut lost = 0;
-    for i in 0..raw.count {
-        let slot: u32 = pod(raw.key(i));
-        let sum = pins::sum_per_cpu_u64(raw.value(i), value_size);
-        let (packets, bytes) = (sum[0], sum[1]);
-        if slot == MONITOR_LOST_SLOT {
-            lost = packets;
-            continue;
-        }
-        if packets == 0 {
-            continue;
-        }
-        let Some((direction, verdict)) = Verdict::from_counter_slot(slot) else {
-            continue;
-        };
-        rows.push(CounterRow {
-            direction: direction.label(),
-            verdict: verdict.verdict_label(),
-            reason: verdict.reason_label(),
-            packets,
-            bytes,
-        });
+impl CounterRow {
+    /// The non-zero counters of a snapshot as rows, in slot order.
+    pub fn rows(snap: &CounterSnapshot) -> Vec<CounterRow> {
+        snap.in_slot_order()
+            .into_iter()
+            .map(|((direction, verdict), c)| CounterRow {
+                direction: direction.label(),
+                verdict: verdict.verdict_label(),
+                reason: verdict.reason_label(),
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+            .collect()
     }
-    (rows, lost)
 }
 
 fn counters(raw: &RawEntries) -> Decoded {
@@ -534,8 +524,9 @@ fn counters(raw: &RawEntries) -> Decoded {
         common::COUNTERS,
         &["direction", "verdict", "reason", "packets", "bytes"],
     );
-    let (rows, lost) = counter_rows(raw);
-    for r in rows {
+    let snap = CounterSnapshot::from_raw(raw);
+    let lost = snap.monitor_events_lost;
+    for r in CounterRow::rows(&snap) {
         let cells = vec![
             r.direction.to_owned(),
             r.verdict.to_owned(),
@@ -559,21 +550,11 @@ fn counters(raw: &RawEntries) -> Decoded {
 }
 
 /// The counters of the host pinned at `pin_dir` (summed over CPUs).
-pub fn read_counters(pin_dir: &Path) -> Result<(Vec<CounterRow>, u64)> {
+pub fn read_counters(pin_dir: &Path) -> Result<CounterSnapshot> {
     let map = pins::open(pin_dir, common::COUNTERS)?;
-    let raw = pins::read_all(&map, common::COUNTERS)?;
-    Ok(counter_rows(&raw))
+    let raw = batch::read_all(&map, common::COUNTERS)?;
+    Ok(CounterSnapshot::from_raw(&raw))
 }
-
-// Keep the slot layout assumptions next to the decoder that relies on them.
-const _: () = assert!(FORWARD_SLOT_BASE < SLOTS_PER_DIRECTION);
-const _: () = {
-    let mut i = 0;
-    while i < DropReason::ALL.len() {
-        assert!(DropReason::ALL[i] as u32 <= FORWARD_SLOT_BASE);
-        i += 1;
-    }
-};
 
 #[cfg(test)]
 mod tests {

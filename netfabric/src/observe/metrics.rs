@@ -37,7 +37,8 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::{ObserveError, dump, pins};
+use super::{ObserveError, pins};
+use crate::datapath::{CounterSnapshot, batch};
 use crate::store::StoreHealth;
 
 /// The `map` label.
@@ -243,8 +244,8 @@ impl DatapathCollector {
 
 impl Collector for DatapathCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let (rows, lost) = match pins::read_all(&self.counters, common::COUNTERS) {
-            Ok(raw) => dump::counter_rows(&raw),
+        let snap = match batch::read_all(&self.counters, common::COUNTERS) {
+            Ok(raw) => CounterSnapshot::from_raw(&raw),
             Err(e) => {
                 // A failed read must not look like zero traffic: leave the
                 // series out (Prometheus marks them stale) and say why.
@@ -252,15 +253,7 @@ impl Collector for DatapathCollector {
                 return Ok(());
             }
         };
-        let value = |d: Direction, v: Verdict| {
-            rows.iter()
-                .find(|r| {
-                    r.direction == d.label()
-                        && r.verdict == v.verdict_label()
-                        && r.reason == v.reason_label()
-                })
-                .map_or((0, 0), |r| (r.packets, r.bytes))
-        };
+        let lost = snap.monitor_events_lost;
         for (name, help, pick) in [
             (
                 "netfabric_packets",
@@ -280,8 +273,8 @@ impl Collector for DatapathCollector {
                     ("verdict", v.verdict_label()),
                     ("reason", v.reason_label()),
                 ];
-                let (p, b) = value(d, v);
-                let n = if pick == 0 { p } else { b };
+                let c = snap.get(d, v);
+                let n = if pick == 0 { c.packets } else { c.bytes };
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
             }
         }

@@ -62,3 +62,18 @@ pub enum ObserveError {
     #[error("map {name} is a ring buffer of drop events: read it with `netfabric monitor`")]
     RingBuffer { name: String },
 }
+
+impl From<crate::datapath::batch::ReadError> for ObserveError {
+    fn from(e: crate::datapath::batch::ReadError) -> Self {
+        use crate::datapath::batch::ReadError;
+        match e {
+            ReadError::Open { name, path, source } => ObserveError::Map { name, path, source },
+            ReadError::Info { name, source } => ObserveError::Map {
+                name,
+                path: PathBuf::new(),
+                source,
+            },
+            ReadError::Syscall { name, source } => ObserveError::Syscall { name, source },
+        }
+    }
+}

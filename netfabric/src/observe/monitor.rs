@@ -26,6 +26,7 @@ use netfabric_common::{self as common, Direction, DropEvent, DropReason, LocalPo
 use serde::Serialize;
 
 use super::{ObserveError, clock::Clock, dump, names::Names, pins};
+use crate::datapath::{CounterSnapshot, batch};
 
 /// One decoded drop.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -67,7 +68,7 @@ impl PortSender {
     fn new(ip: Ipv4Addr, names: &Names) -> Self {
         let c = names.container(ip);
         PortSender {
-            port: crate::port::port_name(ip),
+            port: crate::conventions::port_name(ip),
             ip,
             container: c.map(|c| c.name.clone()),
             owner: c.map(|c| c.owner.clone()),
@@ -100,11 +101,11 @@ impl Ports {
             return Ok(Ports::default());
         };
         let map = pins::open(pin_dir, common::LOCAL_PORTS)?;
-        let raw = pins::read_all(&map, common::LOCAL_PORTS)?;
+        let raw = batch::read_all(&map, common::LOCAL_PORTS)?;
         let by_ifindex = (0..raw.count)
             .filter_map(|i| {
-                let octet: u32 = pins::pod(raw.key(i));
-                let p: LocalPort = pins::pod(raw.value(i));
+                let octet: u32 = batch::pod(raw.key(i));
+                let p: LocalPort = batch::pod(raw.value(i));
                 (p.flags & common::FLAG_PRESENT != 0)
                     .then(|| (p.ifindex, Ipv4Addr::from(u32::from(subnet) | octet)))
             })
@@ -215,7 +216,7 @@ pub fn decode(
     if bytes.len() < std::mem::size_of::<DropEvent>() {
         return None;
     }
-    let e: DropEvent = pins::pod(bytes);
+    let e: DropEvent = batch::pod(bytes);
     let direction = Direction::from_u8(e.direction);
     let reason = DropReason::from_u8(e.reason);
     // Unknown reasons (a newer datapath) are not trusted either.
@@ -363,8 +364,8 @@ impl Reader {
 
     /// The drop events the kernel could not queue, since the maps exist.
     pub fn lost(&self) -> Result<u64, ObserveError> {
-        let raw = pins::read_all(&self.counters, common::COUNTERS)?;
-        Ok(dump::counter_rows(&raw).1)
+        let raw = batch::read_all(&self.counters, common::COUNTERS)?;
+        Ok(CounterSnapshot::from_raw(&raw).monitor_events_lost)
     }
 
     /// Waits up to `timeout` for events; returns the raw records read.

@@ -1,31 +1,23 @@
 //! The pinned maps of a host, opened from bpffs: which hosts are pinned,
-//! what each map is (type, sizes, capacity), how full it is, and its raw
-//! contents read in batches (one `BPF_MAP_LOOKUP_BATCH` per few thousand
-//! entries instead of one syscall per entry: `ENDPOINTS` has a million).
+//! what each map is (type, sizes, capacity) and how full it is. Contents
+//! are read with the datapath's batched reader ([`batch`]).
 
-use std::{
-    os::fd::{AsFd as _, AsRawFd as _},
-    path::{Path, PathBuf},
-};
+use std::path::Path;
 
 use aya::maps::{MapData, MapType};
 use serde::Serialize;
 
 use super::ObserveError;
+use crate::{
+    conventions::pin_root,
+    datapath::batch::{self, read_all},
+};
 
 type Result<T, E = ObserveError> = std::result::Result<T, E>;
 
-/// The bpffs mount the agent pins under by default.
-pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
-
-/// `<bpffs>/netfabric`: one directory per host.
-pub fn root(bpffs: &Path) -> PathBuf {
-    bpffs.join("netfabric")
-}
-
 /// The hosts that have a pin directory, sorted.
 pub fn hosts(bpffs: &Path) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(root(bpffs)) else {
+    let Ok(dir) = std::fs::read_dir(pin_root(bpffs)) else {
         return Vec::new();
     };
     let mut out: Vec<String> = dir
@@ -45,7 +37,7 @@ pub fn resolve_host(bpffs: &Path, host: Option<&str>) -> Result<String> {
         Some(h) if known.iter().any(|k| k == h) => Ok(h.to_owned()),
         Some(h) => Err(ObserveError::UnknownHost {
             host: h.to_owned(),
-            dir: root(bpffs),
+            dir: pin_root(bpffs),
             known: if known.is_empty() {
                 "none".into()
             } else {
@@ -53,10 +45,10 @@ pub fn resolve_host(bpffs: &Path, host: Option<&str>) -> Result<String> {
             },
         }),
         None => match known.as_slice() {
-            [] => Err(ObserveError::NoHosts(root(bpffs))),
+            [] => Err(ObserveError::NoHosts(pin_root(bpffs))),
             [one] => Ok(one.clone()),
             _ => Err(ObserveError::AmbiguousHost {
-                dir: root(bpffs),
+                dir: pin_root(bpffs),
                 hosts: known,
             }),
         },
@@ -76,12 +68,7 @@ pub fn map_name(name: &str) -> Result<&'static str> {
 
 /// Opens the pinned map `name` of the host whose pin directory is `pin_dir`.
 pub fn open(pin_dir: &Path, name: &str) -> Result<MapData> {
-    let path = pin_dir.join(name);
-    MapData::from_pin(&path).map_err(|source| ObserveError::Map {
-        name: name.to_owned(),
-        path,
-        source: Box::new(source),
-    })
+    Ok(batch::open_pinned(pin_dir, name)?)
 }
 
 /// One pinned map as `netfabric maps list` shows it.
@@ -189,144 +176,4 @@ pub fn summarize(pin_dir: &Path, name: &str) -> Result<MapSummary> {
         entries,
         capacity: info.max_entries(),
     })
-}
-
-/// A map's keys and values as bytes, `count` of each. Per-CPU maps have
-/// one value per possible CPU, each rounded up to 8 bytes, in one stride.
-#[derive(Debug, Default)]
-pub struct RawEntries {
-    pub count: usize,
-    pub key_size: usize,
-    pub value_stride: usize,
-    pub keys: Vec<u8>,
-    pub values: Vec<u8>,
-}
-
-impl RawEntries {
-    pub fn key(&self, i: usize) -> &[u8] {
-        &self.keys[i * self.key_size..(i + 1) * self.key_size]
-    }
-
-    pub fn value(&self, i: usize) -> &[u8] {
-        &self.values[i * self.value_stride..(i + 1) * self.value_stride]
-    }
-}
-
-/// A plain-old-data value read from map bytes (unaligned).
-pub fn pod<T: aya::Pod>(bytes: &[u8]) -> T {
-    assert!(bytes.len() >= std::mem::size_of::<T>(), "short map value");
-    // SAFETY: `T: Pod` is valid for any bit pattern and the slice is long
-    // enough (checked above); the read is unaligned.
-    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
-}
-
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-/// Entries per batch call.
-const BATCH: u32 = 8192;
-
-/// `union bpf_attr` as used by the `BPF_MAP_*_BATCH` commands.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// Reads every entry of a map with `BPF_MAP_LOOKUP_BATCH`.
-pub fn read_all(map: &MapData, name: &str) -> Result<RawEntries> {
-    let syscall_err = |source| ObserveError::Syscall {
-        name: name.to_owned(),
-        source,
-    };
-    let info = map.info().map_err(|source| ObserveError::Map {
-        name: name.to_owned(),
-        path: PathBuf::new(),
-        source: Box::new(source),
-    })?;
-    let key_size = info.key_size() as usize;
-    let per_cpu = matches!(
-        info.map_type(),
-        Ok(MapType::PerCpuArray | MapType::PerCpuHash | MapType::LruPerCpuHash)
-    );
-    let value_stride = if per_cpu {
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(_, e)| e)
-            .map_err(syscall_err)?;
-        (info.value_size() as usize).next_multiple_of(8) * cpus
-    } else {
-        info.value_size() as usize
-    };
-    let fd = map.fd().as_fd();
-    let mut out = RawEntries {
-        key_size,
-        value_stride,
-        ..RawEntries::default()
-    };
-    // The batch token: for arrays and hashes a key-sized cursor.
-    let mut token_in = vec![0u8; key_size.max(8)];
-    let mut token_out = vec![0u8; key_size.max(8)];
-    let mut first = true;
-    loop {
-        let mut keys = vec![0u8; key_size * BATCH as usize];
-        let mut values = vec![0u8; value_stride * BATCH as usize];
-        let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                token_in.as_mut_ptr() as u64
-            },
-            out_batch: token_out.as_mut_ptr() as u64,
-            keys: keys.as_mut_ptr() as u64,
-            values: values.as_mut_ptr() as u64,
-            count: BATCH,
-            map_fd: fd.as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        // SAFETY: `attr` is a valid `bpf_attr` prefix for this command; every
-        // pointer in it refers to a live buffer of the size the kernel
-        // writes (`count` keys/values, a key-sized batch token).
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc < 0).then(std::io::Error::last_os_error);
-        let done = match &err {
-            None => false,
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => true,
-            Some(e) => return Err(syscall_err(std::io::Error::new(e.kind(), e.to_string()))),
-        };
-        let n = attr.count as usize;
-        out.keys.extend_from_slice(&keys[..n * key_size]);
-        out.values.extend_from_slice(&values[..n * value_stride]);
-        out.count += n;
-        if done {
-            break;
-        }
-        std::mem::swap(&mut token_in, &mut token_out);
-        first = false;
-    }
-    Ok(out)
-}
-
-/// Sums a per-CPU value over CPUs, field by field, as `u64`s (counters).
-pub fn sum_per_cpu_u64(value: &[u8], value_size: usize) -> Vec<u64> {
-    let slot = value_size.next_multiple_of(8);
-    let fields = value_size / 8;
-    let mut sum = vec![0u64; fields];
-    for cpu in value.chunks(slot) {
-        for (f, s) in sum.iter_mut().enumerate() {
-            *s += pod::<u64>(&cpu[f * 8..]);
-        }
-    }
-    sum
 }

@@ -48,7 +48,7 @@ fn info_by_id() -> BTreeMap<u32, ProgramInfo> {
 /// The links pinned under `<pin_dir>/links/`; `uplink` names the uplink
 /// interface (from the store) when known.
 pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedProgram> {
-    let dir = crate::datapath::links_dir(pin_dir);
+    let dir = crate::conventions::links_dir(pin_dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };

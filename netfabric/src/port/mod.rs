@@ -1,7 +1,7 @@
 //! Container ports: the veth pair between a container's network namespace
 //! and its host's bridge (docs/address-plan.md#the-gateway), set up over rtnetlink.
 //!
-//! ## Conventions
+//! ## Conventions (defined in [`crate::conventions`])
 //! * The host-side end of a container's veth is `nfc<octet>` (the
 //!   container's last address octet), unique inside the host's namespace.
 //!   It is created **down**: the agent brings it up only after attaching the
@@ -35,43 +35,11 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 pub use netns::{NetnsError, in_netns};
 
-use crate::{MacAddr, state::Container};
-
-/// The bridge every container port of a host is enslaved to.
-pub const HOST_BRIDGE: &str = "nfbr0";
-/// The containers' default gateway, held by [`HOST_BRIDGE`].
-pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
-/// Name of the container-side end of the veth.
-pub const CONTAINER_IFNAME: &str = "eth0";
-/// Prefix of host-side port names: `nfc<octet>`.
-pub const PORT_PREFIX: &str = "nfc";
-
-/// Host-side port name of the container with address `addr`.
-pub fn port_name(addr: Ipv4Addr) -> String {
-    format!("{PORT_PREFIX}{}", addr.octets()[3])
-}
-
-/// The container octet of a port name (`nfc7` → 7).
-pub fn port_octet(name: &str) -> Option<u8> {
-    let rest = name.strip_prefix(PORT_PREFIX)?;
-    if rest.starts_with('0') || rest.is_empty() {
-        return None;
-    }
-    rest.parse::<u8>().ok().filter(|o| (1..=254).contains(o))
-}
-
-/// The container's MAC: `02:00:<a>:<b>:<c>:<d>` of its address.
-pub fn container_mac(addr: Ipv4Addr) -> MacAddr {
-    let [a, b, c, d] = addr.octets();
-    MacAddr([0x02, 0x00, a, b, c, d])
-}
-
-/// The host bridge's MAC (what containers resolve 169.254.1.1 to):
-/// `02:00:<a>:<b>:<c>:00` of the host's /24 (no container uses `.0`).
-pub fn bridge_mac(host_subnet: Ipv4Addr) -> MacAddr {
-    let [a, b, c, _] = host_subnet.octets();
-    MacAddr([0x02, 0x00, a, b, c, 0x00])
-}
+use crate::{
+    MacAddr,
+    conventions::{CONTAINER_IFNAME, GATEWAY, HOST_BRIDGE, bridge_mac, container_mac, port_name},
+    state::Container,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
@@ -91,9 +59,17 @@ pub enum PortError {
     },
     #[error("interface {0} not found")]
     NoInterface(String),
-    #[error("setting GRO on {ifname}: {source}")]
-    Gro {
+    #[error("setting {feature} on {ifname}: {source}")]
+    Ethtool {
+        feature: &'static str,
         ifname: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {value} to /proc/sys/{path}: {source}")]
+    Sysctl {
+        path: String,
+        value: String,
         #[source]
         source: std::io::Error,
     },
@@ -172,7 +148,8 @@ pub async fn set_up(handle: &Handle, ifindex: u32) -> Result<()> {
         .map_err(nl(format!("setting ifindex {ifindex} up")))
 }
 
-async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Addr, len: u8) -> Result<()> {
+/// Adds `addr/len` to a link (an existing one is fine).
+pub async fn add_address(handle: &Handle, ifindex: u32, addr: Ipv4Addr, len: u8) -> Result<()> {
     match handle
         .address()
         .add(ifindex, IpAddr::V4(addr), len)
@@ -242,29 +219,134 @@ pub async fn ensure_bridge(handle: &Handle, host_subnet: Ipv4Addr) -> Result<u32
     Ok(index)
 }
 
-/// Best-effort write of a sysctl under `/proc/sys` of the calling thread's
-/// network namespace.
+/// Creates the bridge `name` if it is missing and sets it up; returns its
+/// ifindex.
+pub async fn ensure_plain_bridge(handle: &Handle, name: &str) -> Result<u32> {
+    if link_by_name(handle, name).await?.is_none() {
+        match handle
+            .link()
+            .add(LinkBridge::new(name).build())
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {}
+            Err(e) => return Err(nl(format!("creating {name}"))(e)),
+        }
+    }
+    let index = link_index(handle, name).await?;
+    set_up(handle, index).await?;
+    Ok(index)
+}
+
+/// The ifindex of the link called `name` (an error if there is none).
+pub async fn link_index(handle: &Handle, name: &str) -> Result<u32> {
+    Ok(link_by_name(handle, name)
+        .await?
+        .ok_or_else(|| PortError::NoInterface(name.into()))?
+        .header
+        .index)
+}
+
+/// Creates the veth `name` here with its peer `peer` in the network
+/// namespace open as `peer_netns`; returns the ifindex of `name`.
+pub async fn add_veth_into(
+    handle: &Handle,
+    name: &str,
+    peer: &str,
+    peer_netns: &std::fs::File,
+) -> Result<u32> {
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .setns_by_fd(peer_netns.as_raw_fd())
+        .build();
+    let veth = LinkVeth::new(name, peer)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    handle
+        .link()
+        .add(veth)
+        .execute()
+        .await
+        .map_err(nl(format!("creating the veth {name} / {peer}")))?;
+    link_index(handle, name).await
+}
+
+/// Makes link `ifindex` a port of the bridge `bridge` and sets it up.
+pub async fn enslave_up(handle: &Handle, ifindex: u32, bridge: u32) -> Result<()> {
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(ifindex)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl(format!("adding ifindex {ifindex} to bridge {bridge}")))
+}
+
+/// Sets link `ifindex`'s MAC and sets it up.
+pub async fn set_mac_up(handle: &Handle, ifindex: u32, mac: MacAddr) -> Result<()> {
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(ifindex)
+                .address(mac.0.to_vec())
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl(format!("setting ifindex {ifindex} to {mac} and up")))
+}
+
+/// Writes a sysctl under `/proc/sys` of the calling thread's network
+/// namespace.
+pub fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    std::fs::write(Path::new("/proc/sys").join(path), value).map_err(|source| PortError::Sysctl {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source,
+    })
+}
+
+/// Best-effort [`write_sysctl`].
 fn sysctl(path: &str, value: &str) {
-    if let Err(e) = std::fs::write(Path::new("/proc/sys").join(path), value) {
-        tracing::debug!(path, error = %e, "sysctl not written");
+    if let Err(e) = write_sysctl(path, value) {
+        tracing::debug!(error = %e, "sysctl not written");
     }
 }
 
-/// Turns GRO on with the ethtool ioctl (`ETHTOOL_SGRO`), in the calling
-/// thread's network namespace.
+/// Turns GRO on or off with the ethtool ioctl (`ETHTOOL_SGRO`), in the
+/// calling thread's network namespace.
 pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
     const ETHTOOL_SGRO: u32 = 0x0000_002c;
+    ethtool_set(ifname, "GRO", ETHTOOL_SGRO, on)
+}
+
+/// Turns TX checksum offload on or off (`ETHTOOL_STXCSUM`, what `ethtool -K
+/// DEV tx off` does; features that need it, such as TSO, go with it), in
+/// the calling thread's network namespace.
+pub fn set_tx_checksum(ifname: &str, on: bool) -> Result<()> {
+    const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
+    ethtool_set(ifname, "TX checksum offload", ETHTOOL_STXCSUM, on)
+}
+
+/// One legacy ethtool "set value" ioctl (`struct ethtool_value`).
+fn ethtool_set(ifname: &str, feature: &'static str, cmd: u32, on: bool) -> Result<()> {
     #[repr(C)]
     struct EthtoolValue {
         cmd: u32,
         data: u32,
     }
-    let err = |source| PortError::Gro {
+    let err = |source| PortError::Ethtool {
+        feature,
         ifname: ifname.to_owned(),
         source,
     };
     let mut value = EthtoolValue {
-        cmd: ETHTOOL_SGRO,
+        cmd,
         data: u32::from(on),
     };
     // SAFETY: a plain datagram socket; checked below.
@@ -427,24 +509,4 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         .build()
         .expect("building a current-thread tokio runtime")
         .block_on(fut)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_macs_follow_the_address() {
-        let a = Ipv4Addr::new(10, 1, 2, 7);
-        assert_eq!(port_name(a), "nfc7");
-        assert_eq!(port_octet("nfc7"), Some(7));
-        assert_eq!(port_octet("nfc07"), None);
-        assert_eq!(port_octet("nfc255"), None);
-        assert_eq!(port_octet("nfbr0"), None);
-        assert_eq!(container_mac(a).to_string(), "02:00:0a:01:02:07");
-        assert_eq!(
-            bridge_mac(Ipv4Addr::new(10, 1, 2, 0)).to_string(),
-            "02:00:0a:01:02:00"
-        );
-    }
 }

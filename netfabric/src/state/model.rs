@@ -17,10 +17,12 @@ use crate::MacAddr;
 pub const SYSTEM_OWNER_NAME: &str = "system";
 /// Id of the reserved system owner (same number as the datapath's).
 pub const SYSTEM_OWNER_ID: u32 = netfabric_common::SYSTEM_OWNER;
+use crate::conventions::CONTAINER_OCTETS;
+pub use crate::conventions::HOST_NUMBERS;
+
 /// Containers a host can carry: `.1`–`.254` of its /24.
-pub const MAX_CONTAINERS_PER_HOST: usize = 254;
-/// Host numbers a zone can use: 1..=254.
-pub const HOST_NUMBERS: std::ops::RangeInclusive<u32> = 1..=254;
+pub const MAX_CONTAINERS_PER_HOST: usize =
+    (*CONTAINER_OCTETS.end() - *CONTAINER_OCTETS.start()) as usize + 1;
 /// Zones a deployment can have (the datapath's zone slots).
 pub const MAX_ZONES: u32 = netfabric_common::MAX_ZONES;
 /// Longest name (a DNS label).

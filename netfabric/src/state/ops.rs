@@ -447,7 +447,8 @@ impl State {
             }
         }
         let [a, b, c, _] = host.subnet.addr.octets();
-        (1..=254u8)
+        crate::conventions::CONTAINER_OCTETS
+            .clone()
             .find(|d| !used[usize::from(*d)])
             .map(|d| Ipv4Addr::new(a, b, c, d))
     }

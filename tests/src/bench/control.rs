@@ -93,6 +93,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
     let mut setters = Vec::new();
     let mut endpoints_only = Vec::new();
     let mut via_agent = Vec::new();
+    let mut read_back = Vec::new();
     let plan = plan_of(&full);
     let endpoint_only = Zone {
         owners: full.owners.clone(),
@@ -121,6 +122,15 @@ pub fn run(settings: &Settings) -> Result<Control> {
             agent::apply(&mut dp, &op)?;
         }
         via_agent.push(t.elapsed().as_secs_f64());
+
+        // What a restarted agent does first: read the maps back (batched).
+        let t = Instant::now();
+        let read = agent::read_maps(&dp)?;
+        read_back.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            read == plan,
+            "the full zone read back differs from the plan written"
+        );
         drop(dp);
     }
     rows.push(Timed {
@@ -136,6 +146,11 @@ pub fn run(settings: &Settings) -> Result<Control> {
     rows.push(Timed {
         what: "full zone with its group pairs (agent: diff + apply)",
         seconds: Stats::of(&via_agent),
+        target: 1.0,
+    });
+    rows.push(Timed {
+        what: "full zone with its group pairs (agent start-up: read back)",
+        seconds: Stats::of(&read_back),
         target: 1.0,
     });
 

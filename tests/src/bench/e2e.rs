@@ -26,12 +26,12 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, PerCpuArray},
+    maps::{Array, IterableMap as _, PerCpuArray},
     programs::{
         SchedClassifier, TcAttachType, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
     },
 };
-use netfabric::datapath::{Datapath, EBPF_OBJECT, LoadOptions};
+use netfabric::datapath::{Datapath, EBPF_OBJECT, LoadOptions, batch};
 use netfabric_common::HostConfig;
 use serde_json::{Value, json};
 
@@ -41,7 +41,7 @@ use super::{
 };
 use crate::{
     netns::{Netns, sh},
-    topology::{CONTAINER_DEV, UPLINK, gateway_mac},
+    topology::{CONTAINER_IFNAME, UPLINK, gateway_mac},
 };
 
 /// UDP destination port of the generated frames (`BENCH_UDP_PORT` in
@@ -365,7 +365,9 @@ impl Traffic {
 
     fn received(&self) -> Result<u64> {
         let map = PerCpuArray::<_, u64>::try_from(self.ebpf.map("BENCH_RX").context("BENCH_RX")?)?;
-        Ok(map.get(&0, 0)?.iter().sum())
+        let raw = batch::read_array_range(map.map(), "BENCH_RX", 0, 1)?;
+        anyhow::ensure!(raw.count == 1, "BENCH_RX has no slot 0");
+        Ok(batch::sum_per_cpu_u64(raw.value(0), std::mem::size_of::<u64>())[0])
     }
 
     fn set_template(&mut self, frame: [u8; FRAME_LEN]) -> Result<()> {
@@ -663,8 +665,8 @@ fn measure_setup(settings: &Settings, t: &Timing, peer: Peer, owners: u32) -> Re
     let p = policy(owners, &[sender.ip, local.ip, remote.ip]);
     let applied = apply(&lab, peer, &p)?;
     let mut traffic = Traffic::load()?;
-    traffic.attach_sink(&local.ns, CONTAINER_DEV, true)?;
-    traffic.attach_sink(&remote.ns, CONTAINER_DEV, true)?;
+    traffic.attach_sink(&local.ns, CONTAINER_IFNAME, true)?;
+    traffic.attach_sink(&remote.ns, CONTAINER_IFNAME, true)?;
     // Neighbours resolved, and the allowed pairs work at all.
     for to in [local, remote] {
         if crate::topology::ping_from(&sender.ns, to.ip, 1, 2) != 1 {

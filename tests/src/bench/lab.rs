@@ -1,7 +1,7 @@
 //! The end-to-end bench's lab: two hosts of zone 10.1.0.0/16 built from
 //! network namespaces, laid out like [`crate::topology`] (underlay bridge,
 //! uplink `up0`, host bridge `nfbr0` holding the containers' gateway,
-//! container ports `nfp<octet>`) but with no datapath attached: each peer
+//! container ports `nfc<octet>`) but with no datapath attached: each peer
 //! (plain routing, netfabric, iptables, nftables) is put on top of it.
 //!
 //! Plain routing is the flannel host-gw way: IP forwarding on, each host
@@ -21,7 +21,7 @@ use std::{
 
 use crate::{
     netns::Netns,
-    topology::{CONTAINER_DEV, HOST_BRIDGE, UPLINK, container_mac, ip_in, no_ipv6},
+    topology::{CONTAINER_IFNAME, HOST_BRIDGE, UPLINK, container_mac, ip_in, no_ipv6},
 };
 
 /// Underlay /24: `172.31.UNDERLAY_NET.<host>` (inside the lab's namespaces).
@@ -165,12 +165,12 @@ impl Lab {
             no_ipv6(&ns);
             let ip = Ipv4Addr::new(10, 1, h, c);
             let mac = container_mac(h, c);
-            let port = format!("nfp{c}");
+            let port = netfabric::conventions::port_name(ip);
             // Also GRO on the port: the generator's XDP_TX out of eth0
             // lands there.
             let port_ifindex = crate::topology::plumb_container(host, &ns, ip, mac, &port);
             host.exec(&["ethtool", "-K", &port, "gro", "on"]);
-            let eth0_ifindex = ns.ifindex(CONTAINER_DEV);
+            let eth0_ifindex = ns.ifindex(CONTAINER_IFNAME);
             containers.push(LabContainer {
                 host: h,
                 octet: c,

@@ -76,7 +76,7 @@ fn main() -> Result<()> {
         lab: LabLocation {
             name: name.clone(),
             dir: Some(dir.clone()),
-            bpffs: PathBuf::from("/sys/fs/bpf"),
+            bpffs: PathBuf::from(netfabric::conventions::DEFAULT_BPFFS),
         },
         hosts: args.hosts,
         store: LabStore::Etcd,
