@@ -35,12 +35,12 @@ pub const PROG_FROM_UPLINK: &str = "from_uplink";
 pub const PROG_FROM_CONTAINER: &str = "from_container";
 /// TC egress program on a container's host-side port.
 pub const PROG_TO_CONTAINER: &str = "to_container";
-/// Empty programs, the benchmark baseline.
-pub const PROG_BASELINE_XDP: &str = "baseline_xdp";
-pub const PROG_BASELINE_TC: &str = "baseline_tc";
 
-const XDP_PROGRAMS: [&str; 2] = [PROG_FROM_UPLINK, PROG_BASELINE_XDP];
-const TC_PROGRAMS: [&str; 3] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER, PROG_BASELINE_TC];
+/// The product's programs, the only ones [`Datapath::load`] loads into the
+/// kernel. The object also holds the bench's programs (`baseline_*`,
+/// `bench_*`); a benchmark loads those itself (`dp.xdp(name)?.load()`).
+pub const XDP_PROGRAMS: [&str; 1] = [PROG_FROM_UPLINK];
+pub const TC_PROGRAMS: [&str; 2] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -199,7 +199,8 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Load the embedded object and its programs (not attached yet).
+    /// Load the embedded object's maps and the product's programs
+    /// ([`XDP_PROGRAMS`], [`TC_PROGRAMS`]; not attached yet).
     pub fn load(opts: &LoadOptions) -> Result<Self> {
         let mut loader = EbpfLoader::new();
         let pin_paths: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
