@@ -475,7 +475,7 @@ fn an_embedded_agent_takes_a_config_and_a_store() {
 /// The plan of a host whose zone (slot 0) is full, with a second zone
 /// (slot 5) partly used, next hops, a gateway, local ports and group pairs.
 fn full_zone_plan() -> netfabric::agent::HostPlan {
-    use netfabric::agent::plan::Hop;
+    use netfabric::agent::plan::UnderlayHop;
     use netfabric_common::{HostConfig, OwnerPair};
     let mut plan = netfabric::agent::HostPlan {
         host: Some(HostConfig {
@@ -501,7 +501,7 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         }
         plan.next_hops.insert(
             (0, h),
-            Hop {
+            UnderlayHop {
                 mac: [2, 0xfe, 0, 0, 0, h],
                 underlay: Ipv4Addr::new(172, 31, 0, h),
             },
@@ -512,7 +512,7 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
     }
     plan.gateways.insert(
         5,
-        Hop {
+        UnderlayHop {
             mac: [2, 0xfd, 0, 0, 0, 9],
             underlay: Ipv4Addr::new(172, 31, 9, 9),
         },

@@ -318,16 +318,24 @@ impl Datapath {
 
     // ---- endpoints (owner of every container address) --------------------
 
-    /// The owner of container `addr`, its groups unknown (every pair with
-    /// another owner is looked up in `GROUP_PAIRS`).
-    pub fn set_endpoint(&mut self, zone_slot: u32, addr: Ipv4Addr, owner: u32) -> Result<()> {
+    /// The owner of container `addr` with its groups bloom unknown (0), as
+    /// maps written before blooms existed hold it: every pair with another
+    /// owner is looked up in `GROUP_PAIRS`. The agent never writes this;
+    /// it is for tests of that case and benchmarks of the plain lookup.
+    pub fn set_endpoint_groups_unknown(
+        &mut self,
+        zone_slot: u32,
+        addr: Ipv4Addr,
+        owner: u32,
+    ) -> Result<()> {
         self.set_endpoint_groups(zone_slot, addr, owner, 0)
     }
 
     /// The owner of container `addr` and the bloom of the owner's groups
-    /// (`netfabric_common::policy::groups_bloom`): pairs whose blooms are
-    /// disjoint are denied without a `GROUP_PAIRS` lookup, so the bloom must
-    /// cover every group the owner is in.
+    /// (`agent::plan::Blooms`, `netfabric_common::policy::groups_bloom`):
+    /// what the agent writes. Pairs whose blooms are disjoint are denied
+    /// without a `GROUP_PAIRS` lookup, so the bloom must cover every group
+    /// the owner is in.
     pub fn set_endpoint_groups(
         &mut self,
         zone_slot: u32,
@@ -343,7 +351,7 @@ impl Datapath {
     }
 
     pub fn clear_endpoint(&mut self, zone_slot: u32, addr: Ipv4Addr) -> Result<()> {
-        self.set_endpoint(zone_slot, addr, common::NO_OWNER)
+        self.set_endpoint_groups(zone_slot, addr, common::NO_OWNER, 0)
     }
 
     pub fn endpoint(&self, zone_slot: u32, addr: Ipv4Addr) -> Result<Endpoint> {
