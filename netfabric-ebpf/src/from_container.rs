@@ -20,8 +20,8 @@ use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
 use crate::{
     metrics::record,
     parse::{Packet, arp, eth, ipv4, vlan},
-    policy::{Place, check, host_config, locate, owner_in_zone},
-    route::{Hop, check_ttl, next_hop, rewrite},
+    policy::{Location, check, endpoint_in_zone, host_config, locate},
+    route::{Egress, check_ttl, egress, rewrite},
     spoof,
 };
 
@@ -78,30 +78,33 @@ fn try_from_container(
     spoof::check_container_ipv4(host, ifindex, eth_src, ip.src)?;
     // The source is in this host's /24 (checked above): its zone is ours.
     // A port whose address has no owner fails closed.
-    let src = owner_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
+    let src = endpoint_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
 
-    let (dst_zone, dst_owner) = match locate(host, ip.dst) {
-        Place::Container { zone_slot, owner } => (zone_slot, owner),
-        Place::Vacant => return Err(DropReason::UnknownDestination),
+    let (dst_zone, dst) = match locate(host, ip.dst) {
+        Location::Container {
+            zone_slot,
+            endpoint,
+        } => (zone_slot, endpoint),
+        Location::Vacant => return Err(DropReason::UnknownDestination),
         // Outside every zone: the host stack routes (and NATs) it. Make sure
         // it is addressed to the host, not bridged to another port.
-        Place::Outside => {
+        Location::Outside => {
             eth::set_dst_mac(eth, &host.gateway_mac);
             return Ok((Forward::Stack, TC_ACT_OK));
         }
     };
 
-    check(Party::Owner(src.owner), src.groups, dst_owner)?;
+    check(Party::Owner(src.owner), src.groups, dst)?;
     check_ttl(&ip)?;
-    match next_hop(host, ip.dst, dst_zone)? {
-        Hop::Local(port) => {
+    match egress(host, ip.dst, dst_zone)? {
+        Egress::Port(port) => {
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
             Ok((
                 Forward::Local,
                 unsafe { bpf_redirect_peer(port.ifindex, 0) } as i32,
             ))
         }
-        Hop::Remote(nh) => {
+        Egress::Uplink(nh) => {
             rewrite(eth, &ip, &host.uplink_mac, &nh.mac);
             Ok((
                 Forward::Remote,

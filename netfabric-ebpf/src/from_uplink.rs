@@ -32,7 +32,7 @@ use crate::{
         Packet, eth, ipv4,
         vlan::{self, Inner},
     },
-    policy::{Place, check, host_config, in_a_zone, locate, owner_in_zone, source_party},
+    policy::{Location, check, endpoint_in_zone, host_config, in_a_zone, locate, source_party},
     route::{check_ttl, is_local, local_port, rewrite},
     spoof,
 };
@@ -70,8 +70,8 @@ fn try_from_uplink(pkt: &mut Packet) -> Result<(Forward, u32), DropReason> {
     // docs/policy.md#identity-comes-from-the-source-address: a packet claiming a container source must come from that
     // container's host, whatever its destination (so that nothing the stack
     // gets from here carries a forged container identity).
-    let src_place = locate(host, ip.src);
-    if let Place::Container { zone_slot, .. } = src_place {
+    let src_location = locate(host, ip.src);
+    if let Location::Container { zone_slot, .. } = src_location {
         spoof::check_uplink_source(host, eth::src_mac(eth), ip.src, zone_slot)?;
     }
     if !is_local(host, ip.dst) {
@@ -80,10 +80,10 @@ fn try_from_uplink(pkt: &mut Packet) -> Result<(Forward, u32), DropReason> {
 
     // From here on the packet is for this host's /24 (of this host's zone),
     // which only containers use.
-    let dst_owner = owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
+    let dst = endpoint_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
     let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
-    let (src, src_groups) = source_party(&src_place)?;
-    check(src, src_groups, dst_owner)?;
+    let (src, src_groups) = source_party(&src_location)?;
+    check(src, src_groups, dst)?;
     check_ttl(&ip)?;
     rewrite(eth, &ip, &host.gateway_mac, &port.mac);
     Ok((Forward::Local, unsafe { bpf_redirect(port.ifindex, 0) }

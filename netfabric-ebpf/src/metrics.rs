@@ -15,7 +15,7 @@ use crate::{
         Packet, arp, eth, ipv4,
         vlan::{self, Inner},
     },
-    policy::{Place, host_config, locate},
+    policy::{Location, host_config, locate},
 };
 
 #[inline(always)]
@@ -90,7 +90,7 @@ fn describe(pkt: &Packet, reason: DropReason) -> (u32, u32, u32, u32) {
         return (src, dst, NO_OWNER, NO_OWNER);
     };
     let owner = |addr| match locate(host, addr) {
-        Place::Container { owner, .. } => owner.owner,
+        Location::Container { endpoint, .. } => endpoint.owner,
         _ => NO_OWNER,
     };
     let src_owner = if reason.source_unverified() {

@@ -10,11 +10,12 @@ use netfabric_common::{
 use crate::maps::{ENDPOINTS, GROUP_PAIRS, ZONE_BY_PREFIX};
 
 /// Where an address sits in the address plan.
-pub enum Place {
+pub enum Location {
     /// Outside every zone.
     Outside,
-    /// A container in zone slot `zone_slot`: its owner and groups bloom.
-    Container { zone_slot: u32, owner: Endpoint },
+    /// A container in zone slot `zone_slot`: its `ENDPOINTS` entry (owner
+    /// and groups bloom).
+    Container { zone_slot: u32, endpoint: Endpoint },
     /// Inside a zone, but no container has this address.
     Vacant,
 }
@@ -23,21 +24,21 @@ pub enum Place {
 /// this host's own zone (the common case) skips the first: its slot is in
 /// `host`.
 #[inline(always)]
-pub fn locate(host: &HostConfig, addr: u32) -> Place {
+pub fn locate(host: &HostConfig, addr: u32) -> Location {
     let zone = if addr & 0xffff_0000 == host.zone_prefix {
         host.zone_slot
     } else {
         match ZONE_BY_PREFIX.get(zone_prefix_index(addr)) {
             Some(&z) if z != 0 => z - 1,
-            _ => return Place::Outside,
+            _ => return Location::Outside,
         }
     };
-    match owner_in_zone(zone, addr) {
-        Some(owner) => Place::Container {
+    match endpoint_in_zone(zone, addr) {
+        Some(endpoint) => Location::Container {
             zone_slot: zone,
-            owner,
+            endpoint,
         },
-        None => Place::Vacant,
+        None => Location::Vacant,
     }
 }
 
@@ -49,9 +50,10 @@ pub fn in_a_zone(addr: u32) -> bool {
     matches!(ZONE_BY_PREFIX.get(zone_prefix_index(addr)), Some(&z) if z != 0)
 }
 
-/// The owner of `addr`, known to be in zone `zone_slot`: one array lookup.
+/// The `ENDPOINTS` entry (owner, groups bloom) of `addr`, known to be in
+/// zone `zone_slot`, if a container has it: one array lookup.
 #[inline(always)]
-pub fn owner_in_zone(zone_slot: u32, addr: u32) -> Option<Endpoint> {
+pub fn endpoint_in_zone(zone_slot: u32, addr: u32) -> Option<Endpoint> {
     match ENDPOINTS.get(endpoint_index(zone_slot, addr)) {
         Some(e) if e.owner != NO_OWNER => Some(*e),
         _ => None,
@@ -74,14 +76,14 @@ pub fn check(src: Party, src_groups: u32, dst: Endpoint) -> Result<(), DropReaso
     }
 }
 
-/// The policy party of a source at `place` and its groups bloom; a vacant
-/// zone address is `UnknownSource`.
+/// The policy party of a source at `location` and its groups bloom; a
+/// vacant zone address is `UnknownSource`.
 #[inline(always)]
-pub fn source_party(place: &Place) -> Result<(Party, u32), DropReason> {
-    match *place {
-        Place::Container { owner, .. } => Ok((Party::Owner(owner.owner), owner.groups)),
-        Place::Vacant => Err(DropReason::UnknownSource),
-        Place::Outside => Ok((Party::Outside, 0)),
+pub fn source_party(location: &Location) -> Result<(Party, u32), DropReason> {
+    match *location {
+        Location::Container { endpoint, .. } => Ok((Party::Owner(endpoint.owner), endpoint.groups)),
+        Location::Vacant => Err(DropReason::UnknownSource),
+        Location::Outside => Ok((Party::Outside, 0)),
     }
 }
 

@@ -28,27 +28,29 @@ pub fn local_port(addr: u32) -> Option<&'static LocalPort> {
     }
 }
 
-/// Where a packet for container `dst` in zone `dst_zone` goes.
-pub enum Hop {
-    Local(&'static LocalPort),
-    Remote(&'static NextHop),
+/// Where a packet for container `dst` in zone `dst_zone` leaves this host.
+pub enum Egress {
+    /// Into a container of this host, through its port.
+    Port(&'static LocalPort),
+    /// Out of the uplink, to a host of this zone or a zone's gateway.
+    Uplink(&'static NextHop),
 }
 
 #[inline(always)]
-pub fn next_hop(host: &HostConfig, dst: u32, dst_zone: u32) -> Result<Hop, DropReason> {
+pub fn egress(host: &HostConfig, dst: u32, dst_zone: u32) -> Result<Egress, DropReason> {
     if dst_zone == host.zone_slot {
         if host_octet(dst) == host.host_octet {
             return local_port(dst)
-                .map(Hop::Local)
+                .map(Egress::Port)
                 .ok_or(DropReason::UnknownDestination);
         }
         return match NEXT_HOPS.get(next_hop_index(dst_zone, host_octet(dst))) {
-            Some(nh) if nh.flags & FLAG_PRESENT != 0 => Ok(Hop::Remote(nh)),
+            Some(nh) if nh.flags & FLAG_PRESENT != 0 => Ok(Egress::Uplink(nh)),
             _ => Err(DropReason::NoRoute),
         };
     }
     match ZONE_GATEWAYS.get(dst_zone) {
-        Some(gw) if gw.flags & FLAG_PRESENT != 0 => Ok(Hop::Remote(gw)),
+        Some(gw) if gw.flags & FLAG_PRESENT != 0 => Ok(Egress::Uplink(gw)),
         _ => Err(DropReason::NoRoute),
     }
 }

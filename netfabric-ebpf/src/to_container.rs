@@ -22,7 +22,7 @@ use crate::{
     from_container::linear_packet,
     metrics::record,
     parse::{Packet, eth, ipv4, vlan},
-    policy::{check, host_config, in_a_zone, owner_in_zone},
+    policy::{check, endpoint_in_zone, host_config, in_a_zone},
     route::{is_local, local_port},
 };
 
@@ -61,13 +61,13 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32, tagged: bool) -> Result<Forw
     if !port_matches {
         return Err(DropReason::UnknownDestination);
     }
-    let dst_owner = owner_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
+    let dst = endpoint_in_zone(host.zone_slot, ip.dst).ok_or(DropReason::UnknownDestination)?;
     // Container traffic never comes this way (see the module doc): any zone
     // source, vacant or not, is forged. Our own zone is checked without the
     // map, like `locate` does.
     if ip.src & 0xffff_0000 == host.zone_prefix || in_a_zone(ip.src) {
         return Err(DropReason::SpoofedWrongHost);
     }
-    check(Party::Outside, 0, dst_owner)?;
+    check(Party::Outside, 0, dst)?;
     Ok(Forward::Local)
 }

@@ -475,7 +475,7 @@ fn an_embedded_agent_takes_a_config_and_a_store() {
 /// The plan of a host whose zone (slot 0) is full, with a second zone
 /// (slot 5) partly used, next hops, a gateway, local ports and group pairs.
 fn full_zone_plan() -> netfabric::agent::HostPlan {
-    use netfabric::agent::plan::Hop;
+    use netfabric::agent::plan::UnderlayHop;
     use netfabric_common::{HostConfig, OwnerPair};
     let mut plan = netfabric::agent::HostPlan {
         host: Some(HostConfig {
@@ -501,7 +501,7 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         }
         plan.next_hops.insert(
             (0, h),
-            Hop {
+            UnderlayHop {
                 mac: [2, 0xfe, 0, 0, 0, h],
                 underlay: Ipv4Addr::new(172, 31, 0, h),
             },
@@ -512,7 +512,7 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
     }
     plan.gateways.insert(
         5,
-        Hop {
+        UnderlayHop {
             mac: [2, 0xfd, 0, 0, 0, 9],
             underlay: Ipv4Addr::new(172, 31, 9, 9),
         },
@@ -550,4 +550,44 @@ fn the_start_up_read_back_of_a_full_zone_is_what_was_written() {
     );
     assert_eq!(read.endpoints.len(), 254 * 254 + 3);
     assert_eq!(read, plan);
+}
+
+/// The names of the BPF programs process `pid` holds a descriptor of
+/// (`prog_id` in `/proc/<pid>/fdinfo`, named by `loaded_programs()`).
+fn programs_held_by(pid: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(info) = std::fs::read_to_string(fd.unwrap().path()) else {
+            continue;
+        };
+        ids.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .map(|id| id.trim().parse::<u32>().unwrap()),
+        );
+    }
+    let mut names: Vec<String> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| ids.contains(&p.id()))
+        .map(|p| p.name_as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_agent_loads_only_the_product_programs() {
+    require_root_and_bpffs();
+    let mut host = Host::new("progs");
+    let i = host.spawn_agent(&host.name.clone(), free_ports(0));
+    let alice = host.owner_id("alice");
+    host.eventually("web (alice) in ENDPOINTS", || {
+        host.endpoints() == [("10.1.1.1".to_owned(), alice)]
+    });
+    let held = programs_held_by(host.agents[i].id());
+    assert_eq!(
+        held,
+        ["from_container", "from_uplink", "to_container"],
+        "the agent holds exactly the product's programs (no baseline_*, bench_*)"
+    );
 }

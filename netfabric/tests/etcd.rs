@@ -29,7 +29,6 @@ use std::{
 
 use netfabric::{
     MacAddr,
-    lab::propagation::{self, PinnedEndpoints},
     state::{HostSpec, State},
     store::{
         EtcdStore, Snapshot, Store as _, StoreExt as _,
@@ -38,6 +37,13 @@ use netfabric::{
 };
 
 mod common;
+// The propagation benchmark lives with the other benchmarks in
+// `netfabric-tests` (which depends on this crate, so it cannot be a
+// dependency here); this test runs it to see agents on etcd converge.
+#[path = "../../tests/src/propagation.rs"]
+mod propagation;
+
+use propagation::PinnedEndpoints;
 
 use common::{BIN, free_ports, ok, ping};
 

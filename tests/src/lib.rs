@@ -8,6 +8,7 @@ pub mod bench;
 pub mod model;
 pub mod netns;
 pub mod packets;
+pub mod propagation;
 pub mod raw;
 pub mod topology;
 

@@ -233,7 +233,8 @@ impl Model {
     pub fn write_endpoint(&self, dp: &mut Datapath, slot: u32, addr: Ipv4Addr) {
         let owner = self.owners[&addr];
         if self.unknown_blooms.contains(&addr) {
-            dp.set_endpoint(slot, addr, owner).expect("set_endpoint");
+            dp.set_endpoint_groups_unknown(slot, addr, owner)
+                .expect("set_endpoint_groups_unknown");
         } else {
             dp.set_endpoint_groups(slot, addr, owner, self.groups_bloom(owner))
                 .expect("set_endpoint_groups");

@@ -36,6 +36,7 @@ use std::{
 
 use aya::programs::XdpMode;
 use netfabric::{
+    agent::plan::Blooms,
     conventions,
     datapath::{CounterSnapshot, Datapath, LoadOptions},
 };
@@ -286,8 +287,9 @@ impl Topology {
 
     /// Build three hosts of zone 10.1.0.0/16 (slot 0) with `containers`, load
     /// and fill one datapath per host (host config, zone, every endpoint of
-    /// every host, every host's next hop, its own local ports, `group_pairs`)
-    /// and attach XDP to each uplink and TC to each container port.
+    /// every host with the groups bloom the agent computes, every host's
+    /// next hop, its own local ports, `group_pairs`) and attach XDP to each
+    /// uplink and TC to each container port.
     pub fn build(containers: &[ContainerSpec], group_pairs: &[(u32, u32)]) -> Topology {
         crate::ensure_bpffs();
         static NET: AtomicU32 = AtomicU32::new(0);
@@ -349,6 +351,15 @@ impl Topology {
             });
         }
 
+        // The groups blooms the agent writes into `ENDPOINTS`, each pair
+        // standing for one group of its two owners.
+        let blooms = Blooms::of_groups(
+            group_pairs
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, b))| (u32::try_from(i).expect("fewer than 2^32 pairs"), [a, b])),
+        );
+
         // One datapath per host.
         let mut hosts = Vec::new();
         for hn in host_nss {
@@ -367,8 +378,8 @@ impl Topology {
             .expect("set_host");
             dp.set_zone(ZONE, ZONE_SLOT).expect("set_zone");
             for c in &built {
-                dp.set_endpoint(ZONE_SLOT, c.ip, c.owner)
-                    .expect("set_endpoint");
+                dp.set_endpoint_groups(ZONE_SLOT, c.ip, c.owner, blooms.of(c.owner))
+                    .expect("set_endpoint_groups");
             }
             for other in 1..=HOSTS {
                 let underlay_ip = Ipv4Addr::new(172, 31, underlay_net, other);
@@ -489,7 +500,8 @@ impl Topology {
         out
     }
 
-    /// Owners `a` and `b` share a group again, on every host.
+    /// Owners `a` and `b` share a group again, on every host (their blooms
+    /// still overlap: the pair of [`Topology::build`] stays in them).
     pub fn set_group_pair(&mut self, a: u32, b: u32) {
         for h in &mut self.hosts {
             h.datapath.set_group_pair(a, b, 1).expect("set_group_pair");

@@ -10,11 +10,16 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use netfabric_common::{Direction, DropReason, Forward, Verdict};
+use netfabric::agent::plan::Blooms;
+use netfabric_common::{
+    Direction, DropReason, Endpoint, Forward, Verdict,
+    policy::{GROUPS_KNOWN, may_share_group},
+};
 use netfabric_tests::{
     raw::{self, RawSender},
     topology::{
-        ALICE, CAROL, CONTAINER_IFNAME, Container, Snapshot, Topology, nc_connect_in, ping_from,
+        ALICE, BOB, CAROL, CONTAINER_IFNAME, Container, STANDARD_GROUP_PAIRS, Snapshot, Topology,
+        nc_connect_in, ping_from,
     },
 };
 
@@ -691,4 +696,37 @@ fn uplink_checks_the_sending_host_and_lets_outside_sources_reach_only_system() {
     );
 
     assert_eq!(String::from_utf8_lossy(at_alice3.received()), "via h1\n");
+}
+
+/// The namespace tier runs what the agent writes: every `ENDPOINTS` entry
+/// carries the owner's groups bloom as `agent::plan::Blooms` computes it
+/// (known, overlapping for the pair that shares a group, disjoint
+/// otherwise), not the "groups unknown" entry no agent writes.
+#[test]
+fn the_topology_writes_endpoints_with_the_agents_groups_blooms() {
+    let topo = Topology::standard();
+    let blooms = Blooms::of_groups(
+        STANDARD_GROUP_PAIRS
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| (u32::try_from(i).unwrap(), [a, b])),
+    );
+    for host in &topo.hosts {
+        for c in &topo.containers {
+            let e = host.datapath.endpoint(0, c.ip).expect("reading ENDPOINTS");
+            assert_eq!(
+                e,
+                Endpoint {
+                    owner: c.owner,
+                    groups: blooms.of(c.owner)
+                },
+                "{} on h{}",
+                c.name,
+                host.octet
+            );
+            assert_ne!(e.groups & GROUPS_KNOWN, 0, "{} on h{}", c.name, host.octet);
+        }
+    }
+    assert!(may_share_group(blooms.of(ALICE), blooms.of(CAROL)));
+    assert!(!may_share_group(blooms.of(ALICE), blooms.of(BOB)));
 }

@@ -21,25 +21,27 @@ pub struct HostPlan {
     /// owner's groups).
     pub endpoints: BTreeMap<(u32, u16), (u32, u32)>,
     /// `NEXT_HOPS`: (zone slot, host octet) → (MAC, underlay address).
-    pub next_hops: BTreeMap<(u32, u8), Hop>,
+    pub next_hops: BTreeMap<(u32, u8), UnderlayHop>,
     /// `ZONE_GATEWAYS`: zone slot → next hop towards that (other) zone.
-    pub gateways: BTreeMap<u32, Hop>,
+    pub gateways: BTreeMap<u32, UnderlayHop>,
     /// `LOCAL_PORTS`: container octet → (ifindex, container MAC).
     pub local_ports: BTreeMap<u8, (u32, [u8; 6])>,
     /// `GROUP_PAIRS`: pair of different non-system owners → shared groups.
     pub group_pairs: BTreeMap<OwnerPair, u32>,
 }
 
-/// A next hop as the plan sees it.
+/// A next hop on the underlay as the plan sees it: the MAC frames to it
+/// are sent to and the underlay address it stands for (a `NEXT_HOPS` or
+/// `ZONE_GATEWAYS` value without its flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hop {
+pub struct UnderlayHop {
     pub mac: [u8; 6],
     pub underlay: Ipv4Addr,
 }
 
-impl From<NextHop> for Hop {
+impl From<NextHop> for UnderlayHop {
     fn from(h: NextHop) -> Self {
-        Hop {
+        UnderlayHop {
             mac: h.mac,
             underlay: Ipv4Addr::from(h.underlay_ip),
         }
@@ -102,7 +104,7 @@ impl HostPlan {
             {
                 plan.gateways.insert(
                     z.slot,
-                    Hop {
+                    UnderlayHop {
                         mac: g.underlay_mac.0,
                         underlay: g.underlay_ip,
                     },
@@ -115,7 +117,7 @@ impl HostPlan {
             };
             plan.next_hops.insert(
                 (slot, h.number as u8),
-                Hop {
+                UnderlayHop {
                     mac: h.underlay_mac.0,
                     underlay: h.underlay_ip,
                 },
@@ -347,9 +349,9 @@ pub enum Op {
     /// (zone slot, low 16 bits, owner, groups bloom)
     SetEndpoint(u32, u16, u32, u32),
     ClearEndpoint(u32, u16),
-    SetNextHop(u32, u8, Hop),
+    SetNextHop(u32, u8, UnderlayHop),
     ClearNextHop(u32, u8),
-    SetGateway(u32, Hop),
+    SetGateway(u32, UnderlayHop),
     ClearGateway(u32),
     SetLocalPort(u8, u32, [u8; 6]),
     ClearLocalPort(u8),

@@ -91,7 +91,7 @@ pub fn run(args: MonitorArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 skipped += 1;
                 continue;
             }
-            let unknown = |e: &monitor::Endpoint| e.ip.is_some() && e.container.is_none();
+            let unknown = |e: &monitor::PacketSide| e.ip.is_some() && e.container.is_none();
             let unknown_port = d.direction == Direction::FromContainer.label()
                 && d.sender.as_ref().is_none_or(|s| s.container.is_none());
             if (unknown(&d.src) || unknown(&d.dst) || unknown_port)

@@ -3,8 +3,8 @@
 //! million slots). aya 0.14 has no batch operations, hence the raw syscall.
 //!
 //! Used by [`super::Datapath`] on its own maps (the agent's start-up
-//! read-back, counters), by `observe` on pinned maps, by the lab's
-//! propagation measurement and by the bench.
+//! read-back, counters), by `observe` on pinned maps, and by the tests
+//! and benchmarks (propagation, the bench's sink counter).
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},

@@ -35,12 +35,12 @@ pub const PROG_FROM_UPLINK: &str = "from_uplink";
 pub const PROG_FROM_CONTAINER: &str = "from_container";
 /// TC egress program on a container's host-side port.
 pub const PROG_TO_CONTAINER: &str = "to_container";
-/// Empty programs, the benchmark baseline.
-pub const PROG_BASELINE_XDP: &str = "baseline_xdp";
-pub const PROG_BASELINE_TC: &str = "baseline_tc";
 
-const XDP_PROGRAMS: [&str; 2] = [PROG_FROM_UPLINK, PROG_BASELINE_XDP];
-const TC_PROGRAMS: [&str; 3] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER, PROG_BASELINE_TC];
+/// The product's programs, the only ones [`Datapath::load`] loads into the
+/// kernel. The object also holds the bench's programs (`baseline_*`,
+/// `bench_*`); a benchmark loads those itself (`dp.xdp(name)?.load()`).
+pub const XDP_PROGRAMS: [&str; 1] = [PROG_FROM_UPLINK];
+pub const TC_PROGRAMS: [&str; 2] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -199,7 +199,8 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Load the embedded object and its programs (not attached yet).
+    /// Load the embedded object's maps and the product's programs
+    /// ([`XDP_PROGRAMS`], [`TC_PROGRAMS`]; not attached yet).
     pub fn load(opts: &LoadOptions) -> Result<Self> {
         let mut loader = EbpfLoader::new();
         let pin_paths: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
@@ -317,16 +318,24 @@ impl Datapath {
 
     // ---- endpoints (owner of every container address) --------------------
 
-    /// The owner of container `addr`, its groups unknown (every pair with
-    /// another owner is looked up in `GROUP_PAIRS`).
-    pub fn set_endpoint(&mut self, zone_slot: u32, addr: Ipv4Addr, owner: u32) -> Result<()> {
+    /// The owner of container `addr` with its groups bloom unknown (0), as
+    /// maps written before blooms existed hold it: every pair with another
+    /// owner is looked up in `GROUP_PAIRS`. The agent never writes this;
+    /// it is for tests of that case and benchmarks of the plain lookup.
+    pub fn set_endpoint_groups_unknown(
+        &mut self,
+        zone_slot: u32,
+        addr: Ipv4Addr,
+        owner: u32,
+    ) -> Result<()> {
         self.set_endpoint_groups(zone_slot, addr, owner, 0)
     }
 
     /// The owner of container `addr` and the bloom of the owner's groups
-    /// (`netfabric_common::policy::groups_bloom`): pairs whose blooms are
-    /// disjoint are denied without a `GROUP_PAIRS` lookup, so the bloom must
-    /// cover every group the owner is in.
+    /// (`agent::plan::Blooms`, `netfabric_common::policy::groups_bloom`):
+    /// what the agent writes. Pairs whose blooms are disjoint are denied
+    /// without a `GROUP_PAIRS` lookup, so the bloom must cover every group
+    /// the owner is in.
     pub fn set_endpoint_groups(
         &mut self,
         zone_slot: u32,
@@ -342,7 +351,7 @@ impl Datapath {
     }
 
     pub fn clear_endpoint(&mut self, zone_slot: u32, addr: Ipv4Addr) -> Result<()> {
-        self.set_endpoint(zone_slot, addr, common::NO_OWNER)
+        self.set_endpoint_groups(zone_slot, addr, common::NO_OWNER, 0)
     }
 
     pub fn endpoint(&self, zone_slot: u32, addr: Ipv4Addr) -> Result<Endpoint> {

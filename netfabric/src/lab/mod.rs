@@ -24,8 +24,6 @@
 //! other names (`--name t1`) prefix hosts and containers so several labs
 //! can coexist (the tests use that).
 
-pub mod propagation;
-
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},

@@ -41,11 +41,11 @@ pub struct DropRecord {
     /// What the packet claims as its source. With `src_unverified` only the
     /// address: naming its container and owner would blame the party whose
     /// address was forged.
-    pub src: Endpoint,
+    pub src: PacketSide,
     /// The source failed a source check or was never checked (`spoofed_*`,
     /// `vlan_tagged`): `src` is only a claim; `sender` says who sent it.
     pub src_unverified: bool,
-    pub dst: Endpoint,
+    pub dst: PacketSide,
     /// For drops on a container port's ingress (`from_container`): the
     /// container behind the port the frame came in on, i.e. who really sent
     /// it, whatever the frame claims.
@@ -128,7 +128,7 @@ impl Ports {
 
 /// One side of a dropped packet.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
-pub struct Endpoint {
+pub struct PacketSide {
     /// `None` when the packet had no IPv4 header.
     pub ip: Option<Ipv4Addr>,
     pub container: Option<String>,
@@ -137,7 +137,7 @@ pub struct Endpoint {
     pub owner_id: u32,
 }
 
-impl Endpoint {
+impl PacketSide {
     fn new(ip: u32, owner_id: u32, names: &Names) -> Self {
         let ip = (ip != 0).then(|| Ipv4Addr::from(ip));
         let c = ip.and_then(|a| names.container(a));
@@ -145,7 +145,7 @@ impl Endpoint {
             .owner(owner_id)
             .map(str::to_owned)
             .or_else(|| c.map(|c| c.owner.clone()));
-        Endpoint {
+        PacketSide {
             ip,
             container: c.map(|c| c.name.clone()),
             owner,
@@ -222,12 +222,12 @@ pub fn decode(
     // Unknown reasons (a newer datapath) are not trusted either.
     let src_unverified = reason.is_none_or(DropReason::source_unverified);
     let src = if src_unverified {
-        Endpoint {
+        PacketSide {
             ip: (e.src_ip != 0).then(|| Ipv4Addr::from(e.src_ip)),
-            ..Endpoint::default()
+            ..PacketSide::default()
         }
     } else {
-        Endpoint::new(e.src_ip, e.src_owner, names)
+        PacketSide::new(e.src_ip, e.src_owner, names)
     };
     let sender = (direction == Some(Direction::FromContainer))
         .then(|| ports.address(e.ifindex))
@@ -241,7 +241,7 @@ pub fn decode(
         reason: reason.map_or("unknown", DropReason::label),
         src,
         src_unverified,
-        dst: Endpoint::new(e.dst_ip, e.dst_owner, names),
+        dst: PacketSide::new(e.dst_ip, e.dst_owner, names),
         sender,
         ifindex: e.ifindex,
         len: e.len,
@@ -409,14 +409,14 @@ mod tests {
             host: "h1".into(),
             direction: "from_container",
             reason: "policy_denied",
-            src: Endpoint {
+            src: PacketSide {
                 ip: Some(Ipv4Addr::new(10, 1, 1, 1)),
                 container: Some("a".into()),
                 owner: Some("alice".into()),
                 owner_id: 2,
             },
             src_unverified: false,
-            dst: Endpoint {
+            dst: PacketSide {
                 ip: Some(Ipv4Addr::new(10, 1, 1, 2)),
                 container: Some("b".into()),
                 owner: Some("bob".into()),
@@ -496,9 +496,9 @@ mod tests {
             assert!(d.src_unverified, "{reason:?}");
             assert_eq!(
                 d.src,
-                Endpoint {
+                PacketSide {
                     ip: Some(forged),
-                    ..Endpoint::default()
+                    ..PacketSide::default()
                 },
                 "{reason:?}: the forged party is not named"
             );

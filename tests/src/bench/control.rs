@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr, time::Instant};
 
 use anyhow::{Context as _, Result};
 use netfabric::{
-    agent::{self, HostPlan, plan::Hop},
+    agent::{self, HostPlan, plan::UnderlayHop},
     datapath::{Datapath, LoadOptions},
 };
 use netfabric_common::{HostConfig, OwnerPair};
@@ -64,7 +64,7 @@ fn plan_of(zone: &Zone) -> HostPlan {
     for h in 1..=254u8 {
         plan.next_hops.insert(
             (0, h),
-            Hop {
+            UnderlayHop {
                 mac: [0x02, 0xaa, 0, 0, 0, h],
                 underlay: Ipv4Addr::new(172, 31, 0, h),
             },
@@ -173,7 +173,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
         let (h, c) = (1 + rng.below(254) as u8, 1 + rng.below(254) as u8);
         let owner = 100 + rng.below(10_000) as u32;
         let t = Instant::now();
-        dp.set_endpoint(0, addr(h, c), owner)?;
+        dp.set_endpoint_groups_unknown(0, addr(h, c), owner)?;
         endpoint.push(t.elapsed().as_secs_f64());
 
         let (a, b) = (200_000 + i, 300_000 + i);

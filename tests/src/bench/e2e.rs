@@ -293,7 +293,7 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
     dp.set_zone(zone, 0)?;
     let mut max_host = 2u8;
     for &(ip, owner) in &p.endpoints {
-        dp.set_endpoint(0, ip, owner)?;
+        dp.set_endpoint_groups_unknown(0, ip, owner)?;
         max_host = max_host.max(ip.octets()[2]);
     }
     for other in 1..=max_host {

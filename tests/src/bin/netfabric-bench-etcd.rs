@@ -1,7 +1,7 @@
 //! Control-plane benchmark: a lab on a local three-member etcd cluster
 //! (`lab up --store etcd`), then the time from a write through the store to
 //! the change being applied in the maps of every agent, for single changes
-//! and for a burst (see `netfabric::lab::propagation`).
+//! and for a burst (see `netfabric_tests::propagation`).
 //!
 //! `cargo run --release -p netfabric-tests --bin netfabric-bench-etcd -- [--quick] [--hosts N] [--singles N] [--burst N]`
 //! (root, bpffs; the agents run the `netfabric` binary of the same profile:
@@ -12,10 +12,10 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use netfabric::{
-    lab::{self, LabConfig, LabLocation, LabStore, propagation},
+    lab::{self, LabConfig, LabLocation, LabStore},
     store,
 };
-use netfabric_tests::ensure_bpffs;
+use netfabric_tests::{ensure_bpffs, propagation};
 
 struct Args {
     hosts: u8,

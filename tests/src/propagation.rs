@@ -8,6 +8,10 @@
 //! the lab's own hosts stay as they are, and a burst can exceed one host's
 //! 254 addresses. Everything made is removed at the end.
 //!
+//! A benchmark, not part of the product: `netfabric-bench-etcd` reports it,
+//! and `netfabric/tests/etcd.rs` includes this file (`#[path]`) to check that
+//! agents on etcd converge after a burst.
+//!
 //! * single: one write, wait until every agent applied it, next write;
 //! * burst: `burst` writes back to back from one writer (each its own
 //!   transaction), while the maps are polled; the latency of each change
@@ -25,7 +29,7 @@ use aya::maps::MapData;
 use netfabric_common::{Endpoint, plan::endpoint_index};
 use serde::Serialize;
 
-use crate::{
+use netfabric::{
     MacAddr,
     conventions::HOST_NUMBERS,
     datapath::batch,
