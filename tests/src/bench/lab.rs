@@ -235,6 +235,18 @@ impl Lab {
     pub fn host(&self, octet: u8) -> &LabHost {
         &self.hosts[usize::from(octet - 1)]
     }
+
+    /// Take back what only the packet generator needs: GRO on the ports
+    /// (its `XDP_TX` out of a container's `eth0` lands on the port, which
+    /// needs NAPI). TCP and round trips then run on each peer's own
+    /// plumbing, where a port keeps the kernel's default (GRO off).
+    pub fn generator_done(&self) {
+        for c in &self.containers {
+            self.host(c.host)
+                .ns
+                .exec(&["ethtool", "-K", &c.port, "gro", "off"]);
+        }
+    }
 }
 
 /// Host `h` of the routed-veths peer: uplink veth `up0` (fixed MAC,
