@@ -808,6 +808,36 @@ impl Measured {
     }
 }
 
+#[cfg(test)]
+impl Measured {
+    /// A measured row from given medians (one sample each), for the
+    /// report's tests: pps cross, TCP Gbit/s, round trips (p50, p99) across
+    /// hosts and on one host.
+    pub(crate) fn synthetic(
+        peer: Peer,
+        owners: u32,
+        cross: Option<f64>,
+        tcp: f64,
+        rr_cross: (f64, f64),
+        rr_same: Option<(f64, f64)>,
+    ) -> Measured {
+        let rt = |(p50, p99)| RoundTrip { p50, p99 };
+        let samples = Samples {
+            cross: cross.into_iter().collect(),
+            same: cross.into_iter().collect(),
+            tcp: vec![tcp],
+            rr_cross: vec![rt(rr_cross)],
+            rr_same: rr_same.map(rt).into_iter().collect(),
+        };
+        let applied = Applied {
+            datapaths: Vec::new(),
+            install: Duration::ZERO,
+            entries: 0,
+        };
+        Measured::from_samples(peer, owners, &applied, 0.0, samples).expect("a synthetic row")
+    }
+}
+
 pub struct E2e {
     /// The generator alone: into a veth whose peer drops everything in XDP.
     pub generator: Stats,

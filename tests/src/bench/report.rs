@@ -658,3 +658,122 @@ fn control_md(md: &mut String, c: &Control) -> Result<()> {
     writeln!(md)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::e2e::Measured;
+
+    fn run(rows: Vec<Measured>) -> E2e {
+        E2e {
+            generator: Stats::of(&[1e6]),
+            results: rows,
+        }
+    }
+
+    fn verdicts(e: &E2e) -> Vec<(String, String, bool)> {
+        peer_targets(e)
+            .into_iter()
+            .map(|t| (t.what, t.measured, t.met))
+            .collect()
+    }
+
+    #[test]
+    fn peer_goals_are_ratios_met_or_not() {
+        let e = run(vec![
+            Measured::synthetic(
+                Peer::RoutedVeths,
+                0,
+                Some(400e3),
+                17.0,
+                (60.0, 80.0),
+                Some((50.0, 100.0)),
+            ),
+            Measured::synthetic(Peer::HostToHost, 0, None, 20.0, (50.0, 70.0), None),
+            Measured::synthetic(
+                Peer::NetfabricNoPolicy,
+                0,
+                Some(500e3),
+                4.0,
+                (20.0, 40.0),
+                Some((15.0, 20.0)),
+            ),
+            Measured::synthetic(
+                Peer::Netfabric,
+                10,
+                Some(900e3),
+                30.0,
+                (1.0, 1.0),
+                Some((1.0, 1.0)),
+            ),
+            Measured::synthetic(
+                Peer::Netfabric,
+                10_000,
+                Some(480e3),
+                3.4,
+                (24.0, 88.0),
+                Some((20.0, 40.0)),
+            ),
+        ]);
+        let v = verdicts(&e);
+        let expect = [
+            ("pps, netfabric / routed veths", "1.20x", false),
+            ("pps, netfabric / netfabric without policy", "0.96x", true),
+            (
+                "TCP one stream cross-host, netfabric / routed veths",
+                "0.20x",
+                false,
+            ),
+            (
+                "TCP one stream cross-host, netfabric / host to host",
+                "0.17x",
+                false,
+            ),
+            ("p50 across hosts", "0.40x", true),
+            ("p99 across hosts", "1.10x", false),
+            ("p50 on one host", "0.40x", true),
+            ("p99 on one host", "0.40x", true),
+        ];
+        assert_eq!(v.len(), expect.len(), "{v:?}");
+        for ((what, measured, met), (part, ratio, ok)) in v.iter().zip(expect) {
+            assert!(
+                what.contains(part) && what.contains("10,000 owners"),
+                "{what}"
+            );
+            assert_eq!((measured.as_str(), *met), (ratio, ok), "{what}");
+        }
+    }
+
+    #[test]
+    fn peer_goals_need_netfabric_at_the_goal_owners() {
+        let rows = || {
+            vec![
+                Measured::synthetic(Peer::RoutedVeths, 0, Some(400e3), 17.0, (60.0, 80.0), None),
+                Measured::synthetic(Peer::Netfabric, 10, Some(900e3), 30.0, (1.0, 1.0), None),
+            ]
+        };
+        assert!(peer_targets(&run(rows())).is_empty());
+        // The peer ran without a same-host figure: that goal is not met,
+        // never silently dropped.
+        let mut r = rows();
+        r.push(Measured::synthetic(
+            Peer::Netfabric,
+            10_000,
+            Some(900e3),
+            30.0,
+            (1.0, 1.0),
+            None,
+        ));
+        let v = verdicts(&run(r));
+        let same: Vec<_> = v.iter().filter(|t| t.0.contains("on one host")).collect();
+        assert_eq!(same.len(), 2);
+        assert!(
+            same.iter().all(|t| t.1 == "not measured" && !t.2),
+            "{same:?}"
+        );
+        assert!(
+            !v.iter()
+                .any(|t| t.0.contains("host to host") || t.0.contains("without policy"))
+        );
+    }
+}
