@@ -333,3 +333,51 @@ fn routed_container(
     ip_in(host, &["route", "add", &format!("{ip}/32"), "dev", port]);
     host.ifindex(port)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::ping_from;
+
+    fn stdout(out: std::process::Output) -> String {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn routed_veths_route_without_a_bridge_on_default_offloads() {
+        let lab = Lab::build_with(Plumbing::RoutedVeths);
+        let sender = lab.container(SENDER);
+        for to in [LOCAL_RECEIVER, REMOTE_RECEIVER] {
+            let ip = lab.container(to).ip;
+            assert_eq!(ping_from(&sender.ns, ip, 1, 2), 1, "{} -> {ip}", sender.ip);
+        }
+        let host = &lab.host(1).ns;
+        assert!(
+            !host
+                .try_exec(&["ip", "link", "show", HOST_BRIDGE])
+                .status
+                .success(),
+            "no host bridge"
+        );
+        // The gateway was learnt by proxy ARP: the port's MAC.
+        let neigh = stdout(sender.ns.exec(&[
+            "ip",
+            "neigh",
+            "show",
+            &GATEWAY.to_string(),
+            "dev",
+            CONTAINER_IFNAME,
+        ]));
+        assert!(
+            neigh.contains(&mac_str(gateway_mac(1))),
+            "gateway neighbour: {neigh}"
+        );
+        let routes = stdout(host.exec(&["ip", "route", "show", "dev", &sender.port]));
+        assert!(routes.contains(&format!("{} ", sender.ip)), "{routes}");
+        let uplink = stdout(host.exec(&["ethtool", "-k", UPLINK]));
+        assert!(uplink.contains("tx-checksumming: on"), "{uplink}");
+        lab.generator_done();
+        let port = stdout(host.exec(&["ethtool", "-k", &sender.port]));
+        assert!(port.contains("generic-receive-offload: off"), "{port}");
+    }
+}
