@@ -64,6 +64,10 @@ const GEN_THREADS: usize = 2;
 const GEN_CPU: usize = 0;
 const IPERF_PORT: &str = "5201";
 const SOCKPERF_PORT: &str = "11111";
+/// Both ends of a round trip run on this CPU: on two cores, whether the
+/// scheduler puts them on one CPU or two (a wake-up across CPUs costs tens
+/// of µs in a VM) otherwise decides the figure more than the path does.
+const RR_CPU: &str = "1";
 
 /// Owner counts the policy peers and netfabric are measured at.
 pub const OWNER_COUNTS: [u32; 3] = [10, 1_000, 10_000];
@@ -668,13 +672,16 @@ pub fn parse_sockperf(out: &str) -> Option<RoundTrip> {
 
 /// TCP request/response round trips from `from` to `to`: `sockperf
 /// ping-pong` (one connection, 14-byte messages, one in flight, full round
-/// trip), `reps` runs of `secs` (sockperf spends the first part of each on
+/// trip, both ends pinned to [`RR_CPU`]), `reps` runs of `secs` (sockperf spends the first part of each on
 /// warm-up).
 fn ping_pong(from: End, to: End, reps: usize, secs: u32) -> Result<Vec<RoundTrip>> {
     let ip = to.ip.to_string();
     let _server = serve(
         to.ns,
         &[
+            "taskset",
+            "-c",
+            RR_CPU,
             "sockperf",
             "server",
             "--tcp",
@@ -688,6 +695,9 @@ fn ping_pong(from: End, to: End, reps: usize, secs: u32) -> Result<Vec<RoundTrip
     let mut out = Vec::new();
     for _ in 0..reps {
         let res = from.ns.try_exec(&[
+            "taskset",
+            "-c",
+            RR_CPU,
             "sockperf",
             "ping-pong",
             "--tcp",

@@ -539,7 +539,7 @@ fn e2e_md(md: &mut String, e: &E2e) -> Result<()> {
          small XDP (and TC ingress) program on the receiving container's `eth0`: the \
          receiver's stack is not measured. TCP: one iperf3 stream to the other host. \
          Round trips: `sockperf ping-pong --tcp --full-rtt` (one connection, one 14-byte \
-         message in flight), to the other host and on the same host. \
+         message in flight, both ends pinned to CPU 1), to the other host and on the same host. \
          `vs plain` = this / plain routing (flannel host-gw: each host routes the other's \
          container /24 via its underlay IP, no policy; on the lab's plumbing, whose uplinks \
          have TX checksum offload off as netfabric needs today). The strongest peers, no \
