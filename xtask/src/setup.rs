@@ -49,10 +49,12 @@ const RUNTIME_PACKAGES: &[&str] = &[
     // sysctl: the lab and the tests set per-namespace knobs (IPv6 off,
     // ip_forward, rp_filter).
     "procps",
-    // `cargo xtask bench`: the peers it measures and TCP throughput.
+    // `cargo xtask bench`: the peers it measures, TCP throughput and
+    // request/response round trips.
     "iptables",
     "nftables",
     "iperf3",
+    "sockperf",
     // promtool and the Prometheus server for the observability tests.
     "prometheus",
     // The lab prints `curl .../metrics` lines; the lab guide test runs them.

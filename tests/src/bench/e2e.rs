@@ -1,10 +1,12 @@
 //! End to end through namespaces: packets per second from one container to
-//! another on a different host and on the same host, and TCP throughput
-//! (iperf3), for plain routing without policy (the baseline), netfabric,
-//! and the peers enforcing the same owner policy: iptables per-pair ACCEPT
-//! rules in FORWARD with a final DROP (legacy and nft backends), nftables
-//! with a concatenated `ip saddr . ip daddr` set; at 10, 1,000 and 10,000
-//! owners.
+//! another on a different host and on the same host, TCP throughput
+//! (iperf3, one stream) and request/response latency (`sockperf`
+//! ping-pong, p50 and p99), for plain routing without policy (the
+//! baseline), the strongest peers without policy (routed veths, host to
+//! host, netfabric with policy out of the way), netfabric, and the peers
+//! enforcing the same owner policy: iptables per-pair ACCEPT rules in
+//! FORWARD with a final DROP (legacy and nft backends), nftables with a
+//! concatenated `ip saddr . ip daddr` set; at 10, 1,000 and 10,000 owners.
 //!
 //! Traffic: the eBPF object's `bench_gen` run with BPF_PROG_TEST_RUN and the
 //! XDP live-frames flag inside the sending container (`XDP_TX` out of its
@@ -37,7 +39,10 @@ use serde_json::{Value, json};
 
 use super::{
     Rng, Settings, Stats,
-    lab::{LOCAL_RECEIVER, Lab, LabContainer, REMOTE_RECEIVER, SENDER, underlay_ip, uplink_mac},
+    lab::{
+        LOCAL_RECEIVER, Lab, LabContainer, Plumbing, REMOTE_RECEIVER, SENDER, underlay_ip,
+        uplink_mac,
+    },
 };
 use crate::{
     netns::{Netns, sh},
@@ -58,14 +63,32 @@ const CALL_TIME: Duration = Duration::from_millis(100);
 const GEN_THREADS: usize = 2;
 const GEN_CPU: usize = 0;
 const IPERF_PORT: &str = "5201";
+const SOCKPERF_PORT: &str = "11111";
+/// Both ends of a round trip run on this CPU: on two cores, whether the
+/// scheduler puts them on one CPU or two (a wake-up across CPUs costs tens
+/// of µs in a VM) otherwise decides the figure more than the path does.
+const RR_CPU: &str = "1";
 
 /// Owner counts the policy peers and netfabric are measured at.
 pub const OWNER_COUNTS: [u32; 3] = [10, 1_000, 10_000];
+/// `--quick` leaves the middle count out: with the peers without policy,
+/// every count costs one lab per policy peer, and `--quick` has to stay
+/// under 3 minutes.
+pub const QUICK_OWNER_COUNTS: [u32; 2] = [10, 10_000];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
     /// Plain kernel routing, no policy (flannel host-gw): the baseline.
     Plain,
+    /// Calico without eBPF ([`Plumbing::RoutedVeths`]), no policy.
+    RoutedVeths,
+    /// The two hosts' underlay namespaces talking directly, no containers:
+    /// the machine's limit for one flow. TCP and latency only.
+    HostToHost,
+    /// Netfabric's datapath with the policy out of the way: the three lab
+    /// containers are the zone's only endpoints, all of the system owner
+    /// (see [`apply`]).
+    NetfabricNoPolicy,
     Netfabric,
     IptablesLegacy,
     IptablesNft,
@@ -73,17 +96,38 @@ pub enum Peer {
 }
 
 impl Peer {
-    pub const ALL: [Peer; 5] = [
+    pub const ALL: [Peer; 8] = [
         Peer::Plain,
+        Peer::RoutedVeths,
+        Peer::HostToHost,
+        Peer::NetfabricNoPolicy,
         Peer::Netfabric,
         Peer::IptablesLegacy,
         Peer::IptablesNft,
         Peer::Nftables,
     ];
 
+    /// Measured at every owner count (the others have no policy).
+    pub fn has_owners(self) -> bool {
+        matches!(
+            self,
+            Peer::Netfabric | Peer::IptablesLegacy | Peer::IptablesNft | Peer::Nftables
+        )
+    }
+
+    pub fn plumbing(self) -> Plumbing {
+        match self {
+            Peer::RoutedVeths | Peer::HostToHost => Plumbing::RoutedVeths,
+            _ => Plumbing::Netfabric,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
-            Peer::Plain => "plain routing (host-gw, no policy)",
+            Peer::Plain => "plain routing (host-gw, no policy, lab plumbing)",
+            Peer::RoutedVeths => "routed veths (Calico-style, no policy, default offloads)",
+            Peer::HostToHost => "host to host (underlay, no containers, default offloads)",
+            Peer::NetfabricNoPolicy => "netfabric, policy out of the way (system owner only)",
             Peer::Netfabric => "netfabric",
             Peer::IptablesLegacy => "iptables-legacy per-pair rules",
             Peer::IptablesNft => "iptables-nft per-pair rules",
@@ -94,6 +138,9 @@ impl Peer {
     pub fn key(self) -> &'static str {
         match self {
             Peer::Plain => "plain",
+            Peer::RoutedVeths => "routed-veths",
+            Peer::HostToHost => "host-to-host",
+            Peer::NetfabricNoPolicy => "netfabric-no-policy",
             Peer::Netfabric => "netfabric",
             Peer::IptablesLegacy => "iptables-legacy",
             Peer::IptablesNft => "iptables-nft",
@@ -236,12 +283,32 @@ pub struct Applied {
     pub entries: usize,
 }
 
+/// What `apply` installs for [`Peer::NetfabricNoPolicy`]: the lab's
+/// containers, all of the system owner. The datapath cannot switch its
+/// policy off, so this takes its cheapest decision: both owners are looked
+/// up in `ENDPOINTS` (the same loads tell a vacant address from a
+/// container, so they stay with policy off too) and the first comparison,
+/// same owner, allows; no other endpoint, no group pair, so the maps touch
+/// the fewest cache lines. The difference to [`Peer::Netfabric`] at N
+/// owners is what a populated policy costs that flow.
+pub fn no_policy(real: &[Ipv4Addr]) -> Policy {
+    Policy {
+        owners: 1,
+        endpoints: real
+            .iter()
+            .map(|&ip| (ip, netfabric_common::SYSTEM_OWNER))
+            .collect(),
+        allowed: Vec::new(),
+        group_pairs: Vec::new(),
+    }
+}
+
 pub fn apply(lab: &Lab, peer: Peer, p: &Policy) -> Result<Applied> {
     let started = Instant::now();
     let mut datapaths = Vec::new();
     let entries = match peer {
-        Peer::Plain => 0,
-        Peer::Netfabric => {
+        Peer::Plain | Peer::RoutedVeths | Peer::HostToHost => 0,
+        Peer::Netfabric | Peer::NetfabricNoPolicy => {
             for host in &lab.hosts {
                 datapaths.push(netfabric_host(lab, host.octet, p)?);
             }
@@ -502,40 +569,62 @@ fn generate(prog: &Xdp, from: &Gen, stop: &AtomicBool, sent: &AtomicU64) -> Resu
     Ok(())
 }
 
-// ---- TCP ------------------------------------------------------------------------------
+// ---- TCP and latency ------------------------------------------------------------
 
-/// An `iperf3 -s` in a namespace, killed on drop.
-struct IperfServer(Child);
+/// A server process in a namespace, killed on drop.
+struct Server(Child);
 
-impl Drop for IperfServer {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// TCP throughput (Gbit/s) from `from` to `to`, one stream, `secs` each.
-fn tcp(from: &LabContainer, to: &LabContainer, reps: usize, secs: u32) -> Result<Vec<f64>> {
-    let _server = IperfServer(
+/// Start `args` in `ns` and wait until something listens on TCP `port`.
+fn serve(ns: &Netns, args: &[&str], port: &str) -> Result<Server> {
+    let server = Server(
         Command::new("ip")
-            .args(["netns", "exec", &to.ns.name])
-            .args(["iperf3", "-s", "-p", IPERF_PORT])
+            .args(["netns", "exec", &ns.name])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting iperf3 -s")?,
+            .with_context(|| format!("starting {args:?}"))?,
     );
     let deadline = Instant::now() + Duration::from_secs(3);
+    let filter = format!("sport = :{port}");
     loop {
-        let out = to.ns.try_exec(&["ss", "-Hltn", "sport = :5201"]);
+        let out = ns.try_exec(&["ss", "-Hltn", &filter]);
         if !out.stdout.is_empty() {
-            break;
+            return Ok(server);
         }
         if Instant::now() > deadline {
-            bail!("iperf3 never listened in {}", to.ns.name);
+            bail!("{args:?} never listened in {}", ns.name);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// One end of a TCP measurement: a namespace and the address served there.
+#[derive(Clone, Copy)]
+pub struct End<'a> {
+    pub ns: &'a Netns,
+    pub ip: Ipv4Addr,
+}
+
+impl<'a> End<'a> {
+    pub fn container(c: &'a LabContainer) -> End<'a> {
+        End {
+            ns: &c.ns,
+            ip: c.ip,
+        }
+    }
+}
+
+/// TCP throughput (Gbit/s) from `from` to `to`, one stream, `secs` each.
+fn tcp(from: End, to: End, reps: usize, secs: u32) -> Result<Vec<f64>> {
+    let _server = serve(to.ns, &["iperf3", "-s", "-p", IPERF_PORT], IPERF_PORT)?;
     let mut out = Vec::new();
     for _ in 0..reps {
         let res = from.ns.try_exec(&[
@@ -558,36 +647,204 @@ fn tcp(from: &LabContainer, to: &LabContainer, reps: usize, secs: u32) -> Result
     Ok(out)
 }
 
+/// Round-trip percentiles of one `sockperf ping-pong` run, µs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoundTrip {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// The p50 and p99 lines of sockperf's summary
+/// (`sockperf: ---> percentile 99.000 =   75.451`).
+pub fn parse_sockperf(out: &str) -> Option<RoundTrip> {
+    let pick = |pct: &str| {
+        out.lines().find_map(|l| {
+            let rest = l.split("---> percentile ").nth(1)?;
+            let (p, v) = rest.split_once('=')?;
+            (p.trim() == pct).then(|| v.trim().parse::<f64>().ok())?
+        })
+    };
+    Some(RoundTrip {
+        p50: pick("50.000")?,
+        p99: pick("99.000")?,
+    })
+}
+
+/// TCP request/response round trips from `from` to `to`: `sockperf
+/// ping-pong` (one connection, 14-byte messages, one in flight, full round
+/// trip, both ends pinned to [`RR_CPU`]), `reps` runs of `secs` (sockperf spends the first part of each on
+/// warm-up).
+fn ping_pong(from: End, to: End, reps: usize, secs: u32) -> Result<Vec<RoundTrip>> {
+    let ip = to.ip.to_string();
+    let _server = serve(
+        to.ns,
+        &[
+            "taskset",
+            "-c",
+            RR_CPU,
+            "sockperf",
+            "server",
+            "--tcp",
+            "-i",
+            &ip,
+            "-p",
+            SOCKPERF_PORT,
+        ],
+        SOCKPERF_PORT,
+    )?;
+    let mut out = Vec::new();
+    for _ in 0..reps {
+        let res = from.ns.try_exec(&[
+            "taskset",
+            "-c",
+            RR_CPU,
+            "sockperf",
+            "ping-pong",
+            "--tcp",
+            "-i",
+            &ip,
+            "-p",
+            SOCKPERF_PORT,
+            "-t",
+            &secs.to_string(),
+            "--full-rtt",
+        ]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&res.stdout),
+            String::from_utf8_lossy(&res.stderr)
+        );
+        out.push(
+            parse_sockperf(&text)
+                .with_context(|| format!("sockperf ping-pong printed no percentiles: {text}"))?,
+        );
+    }
+    Ok(out)
+}
+
 // ---- the run -------------------------------------------------------------------------
+
+/// p50 and p99 round trip (µs) over repeated runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Latency {
+    pub p50: Stats,
+    pub p99: Stats,
+}
+
+impl Latency {
+    fn of(runs: &[RoundTrip]) -> Option<Latency> {
+        (!runs.is_empty()).then(|| Latency {
+            p50: Stats::of(&runs.iter().map(|r| r.p50).collect::<Vec<_>>()),
+            p99: Stats::of(&runs.iter().map(|r| r.p99).collect::<Vec<_>>()),
+        })
+    }
+
+    fn json(&self) -> Value {
+        json!({ "p50_us": self.p50.json(), "p99_us": self.p99.json() })
+    }
+}
+
+/// The raw samples of one configuration (pooled when it runs twice).
+#[derive(Default)]
+struct Samples {
+    cross: Vec<f64>,
+    same: Vec<f64>,
+    tcp: Vec<f64>,
+    rr_cross: Vec<RoundTrip>,
+    rr_same: Vec<RoundTrip>,
+}
 
 /// One peer at one owner count.
 pub struct Measured {
     pub peer: Peer,
-    /// 0 for plain routing (no policy).
+    /// 0 for the peers without policy.
     pub owners: u32,
     pub entries: usize,
     pub install: Duration,
-    /// Delivered packets per second, other host / same host.
-    pub cross: Stats,
-    pub same: Stats,
+    /// Delivered packets per second, other host / same host (none for
+    /// host to host: no containers).
+    pub cross: Option<Stats>,
+    pub same: Option<Stats>,
     /// Generated rate during the cross-host run.
     pub offered_cross: f64,
     /// TCP Gbit/s to the other host.
     pub tcp: Stats,
-    /// The raw samples behind `cross`, `same` and `tcp`.
-    samples: [Vec<f64>; 3],
+    /// Round trips to the other host, and on the same host (none for host
+    /// to host).
+    pub rr_cross: Latency,
+    pub rr_same: Option<Latency>,
+    samples: Samples,
 }
 
 impl Measured {
+    fn from_samples(
+        peer: Peer,
+        owners: u32,
+        applied: &Applied,
+        offered_cross: f64,
+        samples: Samples,
+    ) -> Result<Measured> {
+        let opt = |xs: &[f64]| (!xs.is_empty()).then(|| Stats::of(xs));
+        Ok(Measured {
+            peer,
+            owners,
+            entries: applied.entries,
+            install: applied.install,
+            cross: opt(&samples.cross),
+            same: opt(&samples.same),
+            offered_cross,
+            tcp: Stats::of(&samples.tcp),
+            rr_cross: Latency::of(&samples.rr_cross).context("no cross-host round trips")?,
+            rr_same: Latency::of(&samples.rr_same),
+            samples,
+        })
+    }
+
     /// Pool the samples of another run of the same configuration.
     fn merge(&mut self, other: Measured) {
-        for (mine, theirs) in self.samples.iter_mut().zip(other.samples) {
-            mine.extend(theirs);
-        }
-        self.cross = Stats::of(&self.samples[0]);
-        self.same = Stats::of(&self.samples[1]);
-        self.tcp = Stats::of(&self.samples[2]);
+        let s = &mut self.samples;
+        s.cross.extend(other.samples.cross);
+        s.same.extend(other.samples.same);
+        s.tcp.extend(other.samples.tcp);
+        s.rr_cross.extend(other.samples.rr_cross);
+        s.rr_same.extend(other.samples.rr_same);
+        let opt = |xs: &[f64]| (!xs.is_empty()).then(|| Stats::of(xs));
+        self.cross = opt(&s.cross);
+        self.same = opt(&s.same);
+        self.tcp = Stats::of(&s.tcp);
+        self.rr_cross = Latency::of(&s.rr_cross).expect("pooled round trips");
+        self.rr_same = Latency::of(&s.rr_same);
         self.offered_cross = self.offered_cross.min(other.offered_cross);
+    }
+}
+
+#[cfg(test)]
+impl Measured {
+    /// A measured row from given medians (one sample each), for the
+    /// report's tests: pps cross, TCP Gbit/s, round trips (p50, p99) across
+    /// hosts and on one host.
+    pub(crate) fn synthetic(
+        peer: Peer,
+        owners: u32,
+        cross: Option<f64>,
+        tcp: f64,
+        rr_cross: (f64, f64),
+        rr_same: Option<(f64, f64)>,
+    ) -> Measured {
+        let rt = |(p50, p99)| RoundTrip { p50, p99 };
+        let samples = Samples {
+            cross: cross.into_iter().collect(),
+            same: cross.into_iter().collect(),
+            tcp: vec![tcp],
+            rr_cross: vec![rt(rr_cross)],
+            rr_same: rr_same.map(rt).into_iter().collect(),
+        };
+        let applied = Applied {
+            datapaths: Vec::new(),
+            install: Duration::ZERO,
+            entries: 0,
+        };
+        Measured::from_samples(peer, owners, &applied, 0.0, samples).expect("a synthetic row")
     }
 }
 
@@ -595,6 +852,11 @@ pub struct E2e {
     /// The generator alone: into a veth whose peer drops everything in XDP.
     pub generator: Stats,
     pub results: Vec<Measured>,
+}
+
+/// `a / b` of two optional medians.
+fn over(a: Option<Stats>, b: Option<Stats>) -> Option<f64> {
+    Some(a?.median / b?.median)
 }
 
 impl E2e {
@@ -605,7 +867,7 @@ impl E2e {
     pub fn get(&self, peer: Peer, owners: u32) -> Option<&Measured> {
         self.results
             .iter()
-            .find(|m| m.peer == peer && (peer == Peer::Plain || m.owners == owners))
+            .find(|m| m.peer == peer && (!peer.has_owners() || m.owners == owners))
     }
 
     pub fn json(&self) -> Value {
@@ -615,11 +877,14 @@ impl E2e {
             "results": self.results.iter().map(|m| json!({
                 "peer": m.peer.key(), "owners": m.owners, "entries_per_host": m.entries,
                 "install_s": m.install.as_secs_f64(),
-                "cross_host_pps": m.cross.json(), "same_host_pps": m.same.json(),
+                "cross_host_pps": m.cross.map(|s| s.json()),
+                "same_host_pps": m.same.map(|s| s.json()),
                 "offered_cross_host_pps": m.offered_cross,
                 "tcp_gbit_s": m.tcp.json(),
-                "cross_vs_plain": plain.map(|p| m.cross.median / p.cross.median),
-                "same_vs_plain": plain.map(|p| m.same.median / p.same.median),
+                "round_trip_cross_host": m.rr_cross.json(),
+                "round_trip_same_host": m.rr_same.map(|l| l.json()),
+                "cross_vs_plain": plain.and_then(|p| over(m.cross, p.cross)),
+                "same_vs_plain": plain.and_then(|p| over(m.same, p.same)),
                 "tcp_vs_plain": plain.map(|p| m.tcp.median / p.tcp.median),
             })).collect::<Vec<_>>(),
         })
@@ -630,6 +895,8 @@ struct Timing {
     window: Duration,
     tcp_secs: u32,
     tcp_reps: usize,
+    rr_secs: u32,
+    rr_reps: usize,
 }
 
 /// The generator's ceiling: frames out of one veth end into a peer that
@@ -657,12 +924,47 @@ fn generator_only(settings: &Settings, t: &Timing) -> Result<Stats> {
     Ok(Stats::of(&rates))
 }
 
+/// TCP and round trips between the two hosts' underlay addresses.
+fn measure_host_to_host(t: &Timing) -> Result<Measured> {
+    let lab = Lab::build_with(Plumbing::RoutedVeths);
+    let from = End {
+        ns: &lab.host(1).ns,
+        ip: underlay_ip(1),
+    };
+    let to = End {
+        ns: &lab.host(2).ns,
+        ip: underlay_ip(2),
+    };
+    if crate::topology::ping_from(from.ns, to.ip, 1, 2) != 1 {
+        bail!("host-to-host: {} cannot ping {}", from.ip, to.ip);
+    }
+    let samples = Samples {
+        tcp: tcp(from, to, t.tcp_reps, t.tcp_secs)?,
+        rr_cross: ping_pong(from, to, t.rr_reps, t.rr_secs)?,
+        ..Samples::default()
+    };
+    let applied = Applied {
+        datapaths: Vec::new(),
+        install: Duration::ZERO,
+        entries: 0,
+    };
+    Measured::from_samples(Peer::HostToHost, 0, &applied, 0.0, samples)
+}
+
 fn measure_setup(settings: &Settings, t: &Timing, peer: Peer, owners: u32) -> Result<Measured> {
-    let lab = Lab::build();
+    if peer == Peer::HostToHost {
+        return measure_host_to_host(t);
+    }
+    let lab = Lab::build_with(peer.plumbing());
     let sender = lab.container(SENDER);
     let local = lab.container(LOCAL_RECEIVER);
     let remote = lab.container(REMOTE_RECEIVER);
-    let p = policy(owners, &[sender.ip, local.ip, remote.ip]);
+    let real = [sender.ip, local.ip, remote.ip];
+    let p = if peer == Peer::NetfabricNoPolicy {
+        no_policy(&real)
+    } else {
+        policy(owners, &real)
+    };
     let applied = apply(&lab, peer, &p)?;
     let mut traffic = Traffic::load()?;
     traffic.attach_sink(&local.ns, CONTAINER_IFNAME, true)?;
@@ -681,19 +983,21 @@ fn measure_setup(settings: &Settings, t: &Timing, peer: Peer, owners: u32) -> Re
     let gen_at = Gen::container(sender);
     let (cross, offered_cross) = traffic.measure(&gen_at, remote.ip, settings.reps, t.window)?;
     let (same, _) = traffic.measure(&gen_at, local.ip, settings.reps, t.window)?;
-    let tcp = tcp(sender, remote, t.tcp_reps, t.tcp_secs)?;
-    let m = Measured {
-        peer,
-        owners,
-        entries: applied.entries,
-        install: applied.install,
-        cross: Stats::of(&cross),
-        same: Stats::of(&same),
-        offered_cross,
-        tcp: Stats::of(&tcp),
-        samples: [cross, same, tcp],
-    };
+    // The sinks' XDP on the receivers' `eth0` would change how a veth
+    // passes TCP (no GSO packets into an XDP program): gone, with the
+    // generator's GRO on the ports, before TCP and round trips.
     drop(traffic);
+    lab.generator_done();
+    let end = End::container;
+    let (from, remote_end, local_end) = (end(sender), end(remote), end(local));
+    let samples = Samples {
+        cross,
+        same,
+        tcp: tcp(from, remote_end, t.tcp_reps, t.tcp_secs)?,
+        rr_cross: ping_pong(from, remote_end, t.rr_reps, t.rr_secs)?,
+        rr_same: ping_pong(from, local_end, t.rr_reps, t.rr_secs)?,
+    };
+    let m = Measured::from_samples(peer, owners, &applied, offered_cross, samples)?;
     drop(applied);
     drop(lab);
     Ok(m)
@@ -705,13 +1009,17 @@ pub fn run(settings: &Settings) -> Result<E2e> {
         Timing {
             window: Duration::from_millis(300),
             tcp_secs: 1,
-            tcp_reps: 3,
+            tcp_reps: 2,
+            rr_secs: 1,
+            rr_reps: 1,
         }
     } else {
         Timing {
             window: Duration::from_millis(1000),
             tcp_secs: 3,
             tcp_reps: 3,
+            rr_secs: 2,
+            rr_reps: 3,
         }
     };
     let generator = generator_only(settings, &t)?;
@@ -719,38 +1027,51 @@ pub fn run(settings: &Settings) -> Result<E2e> {
         "bench: e2e: generator alone {:.0} pps (min {:.0}, max {:.0})",
         generator.median, generator.min, generator.max
     );
-    let mut results = Vec::new();
+    let mut results: Vec<Measured> = Vec::new();
     // The baseline first and last: its samples are pooled, so drift of a
-    // shared machine over the run shows in its spread.
-    let mut setups = vec![(Peer::Plain, 0)];
-    for owners in OWNER_COUNTS {
-        for peer in &Peer::ALL[1..] {
+    // shared machine over the run shows in its spread. The peers without
+    // policy once each, then every policy peer at every owner count.
+    let mut setups: Vec<(Peer, u32)> = Peer::ALL
+        .iter()
+        .filter(|p| !p.has_owners())
+        .map(|&p| (p, 0))
+        .collect();
+    let counts: &[u32] = if settings.quick {
+        &QUICK_OWNER_COUNTS
+    } else {
+        &OWNER_COUNTS
+    };
+    for &owners in counts {
+        for peer in Peer::ALL.iter().filter(|p| p.has_owners()) {
             setups.push((*peer, owners));
         }
     }
     setups.push((Peer::Plain, 0));
+    let pps = |s: Option<Stats>| s.map_or_else(|| "-".to_string(), |s| format!("{:.0}", s.median));
     for (peer, owners) in setups {
         let started = Instant::now();
         let m = measure_setup(settings, &t, peer, owners)
             .with_context(|| format!("{} at {owners} owners", peer.key()))?;
         eprintln!(
-            "bench: e2e: {:<16} {:>6} owners: cross {:>9.0} pps, same {:>9.0} pps, tcp {:>6.2} Gbit/s \
-             (install {:.2?}, {} entries; {:.1?})",
+            "bench: e2e: {:<19} {:>6} owners: cross {:>9} pps, same {:>9} pps, tcp {:>6.2} Gbit/s, \
+             rtt cross p50/p99 {:.0}/{:.0} µs (install {:.2?}, {} entries; {:.1?})",
             peer.key(),
             owners,
-            m.cross.median,
-            m.same.median,
+            pps(m.cross),
+            pps(m.same),
             m.tcp.median,
+            m.rr_cross.p50.median,
+            m.rr_cross.p99.median,
             m.install,
             m.entries,
             started.elapsed()
         );
         match results
             .iter_mut()
-            .find(|r: &&mut Measured| r.peer == m.peer)
+            .find(|r: &&mut Measured| r.peer == m.peer && r.owners == m.owners)
         {
-            Some(first) if m.peer == Peer::Plain => first.merge(m),
-            _ => results.push(m),
+            Some(first) => first.merge(m),
+            None => results.push(m),
         }
     }
     Ok(E2e { generator, results })
@@ -786,6 +1107,44 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), p.endpoints.len(), "addresses are unique");
+    }
+
+    #[test]
+    fn sockperf_percentiles() {
+        let out = "sockperf: ---> <MAX> observation = 3930.593\n\
+                   sockperf: ---> percentile 99.999 = 3930.593\n\
+                   sockperf: ---> percentile 99.000 =   75.451\n\
+                   sockperf: ---> percentile 50.000 =   52.908\n\
+                   sockperf: ---> <MIN> observation =   19.468\n";
+        assert_eq!(
+            parse_sockperf(out),
+            Some(RoundTrip {
+                p50: 52.908,
+                p99: 75.451
+            })
+        );
+        assert_eq!(parse_sockperf("sockperf: no summary\n"), None);
+    }
+
+    #[test]
+    fn peers_without_policy_come_once() {
+        let no_owners: Vec<_> = Peer::ALL.iter().filter(|p| !p.has_owners()).collect();
+        assert_eq!(
+            no_owners,
+            [
+                &Peer::Plain,
+                &Peer::RoutedVeths,
+                &Peer::HostToHost,
+                &Peer::NetfabricNoPolicy
+            ]
+        );
+        let p = no_policy(&[Ipv4Addr::new(10, 1, 1, 1), Ipv4Addr::new(10, 1, 2, 1)]);
+        assert!(
+            p.endpoints
+                .iter()
+                .all(|&(_, o)| o == netfabric_common::SYSTEM_OWNER)
+        );
+        assert!(p.group_pairs.is_empty());
     }
 
     #[test]

@@ -9,6 +9,12 @@
 //! Netfabric bypasses those routes; the policy peers filter the routed
 //! packets in the FORWARD hook.
 //!
+//! The routed-veths peer gets its own plumbing ([`Plumbing::RoutedVeths`]):
+//! Calico's non-eBPF design, no host bridge, a /32 route per container port,
+//! proxy ARP for the link-local gateway, and the kernel's default offloads
+//! on every interface (the netfabric plumbing turns TX checksum offload off
+//! on the uplinks, which its datapath needs today).
+//!
 //! Everything lives in namespaces owned by [`Netns`] guards (never in the
 //! root namespace): dropping the [`Lab`], also on panic, removes every
 //! device, route, rule and attached program. Names carry the process id
@@ -21,8 +27,25 @@ use std::{
 
 use crate::{
     netns::Netns,
-    topology::{CONTAINER_IFNAME, HOST_BRIDGE, UPLINK, container_mac, ip_in, no_ipv6},
+    topology::{
+        CONTAINER_IFNAME, GATEWAY, HOST_BRIDGE, UPLINK, container_mac, gateway_mac, ip_in, mac_str,
+        no_ipv6,
+    },
 };
+
+/// How the lab's hosts and containers are wired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plumbing {
+    /// The product's layout ([`crate::topology::plumb_host`] and
+    /// [`crate::topology::plumb_container`]): host bridge, TX checksum
+    /// offload off on both uplink ends.
+    Netfabric,
+    /// Calico without eBPF: every port a routed veth (its MAC the host's
+    /// gateway MAC, as Calico gives every host-side veth one MAC), a /32
+    /// route per container, proxy ARP answering for the link-local gateway;
+    /// no ethtool change on the uplinks.
+    RoutedVeths,
+}
 
 /// Underlay /24: `172.31.UNDERLAY_NET.<host>` (inside the lab's namespaces).
 pub const UNDERLAY_NET: u8 = 251;
@@ -116,6 +139,10 @@ pub const REMOTE_RECEIVER: (u8, u8) = (2, 1);
 impl Lab {
     /// Two hosts; containers [`SENDER`], [`LOCAL_RECEIVER`], [`REMOTE_RECEIVER`].
     pub fn build() -> Lab {
+        Lab::build_with(Plumbing::Netfabric)
+    }
+
+    pub fn build_with(plumbing: Plumbing) -> Lab {
         let underlay = Netns::new(&name("u"));
         no_ipv6(&underlay);
         ip_in(&underlay, &["link", "add", "ubr", "type", "bridge"]);
@@ -124,7 +151,12 @@ impl Lab {
         for h in 1..=2u8 {
             let ns = Netns::new(&name("h"));
             no_ipv6(&ns);
-            crate::topology::plumb_host(&underlay, &ns, h, underlay_ip(h));
+            match plumbing {
+                Plumbing::Netfabric => {
+                    crate::topology::plumb_host(&underlay, &ns, h, underlay_ip(h));
+                }
+                Plumbing::RoutedVeths => routed_host(&underlay, &ns, h),
+            }
             // flannel host-gw: the other host's containers via its underlay IP.
             let other = 3 - h;
             ip_in(
@@ -143,7 +175,8 @@ impl Lab {
             // Same-host traffic is routed back out of the bridge it came
             // in on: no ICMP redirects (a per-host /32 route per port, as
             // Calico does, would not send them either).
-            for conf in ["all", "default", HOST_BRIDGE] {
+            let bridge = (plumbing == Plumbing::Netfabric).then_some(HOST_BRIDGE);
+            for conf in ["all", "default"].into_iter().chain(bridge) {
                 ns.exec(&[
                     "sysctl",
                     "-q",
@@ -168,7 +201,10 @@ impl Lab {
             let port = netfabric::conventions::port_name(ip);
             // Also GRO on the port: the generator's XDP_TX out of eth0
             // lands there.
-            let port_ifindex = crate::topology::plumb_container(host, &ns, ip, mac, &port);
+            let port_ifindex = match plumbing {
+                Plumbing::Netfabric => crate::topology::plumb_container(host, &ns, ip, mac, &port),
+                Plumbing::RoutedVeths => routed_container(host, &ns, h, ip, mac, &port),
+            };
             host.exec(&["ethtool", "-K", &port, "gro", "on"]);
             let eth0_ifindex = ns.ifindex(CONTAINER_IFNAME);
             containers.push(LabContainer {
@@ -198,5 +234,150 @@ impl Lab {
 
     pub fn host(&self, octet: u8) -> &LabHost {
         &self.hosts[usize::from(octet - 1)]
+    }
+
+    /// Take back what only the packet generator needs: GRO on the ports
+    /// (its `XDP_TX` out of a container's `eth0` lands on the port, which
+    /// needs NAPI). TCP and round trips then run on each peer's own
+    /// plumbing, where a port keeps the kernel's default (GRO off).
+    pub fn generator_done(&self) {
+        for c in &self.containers {
+            self.host(c.host)
+                .ns
+                .exec(&["ethtool", "-K", &c.port, "gro", "off"]);
+        }
+    }
+}
+
+/// Host `h` of the routed-veths peer: uplink veth `up0` (fixed MAC,
+/// underlay /24) into the underlay bridge with the kernel's default
+/// offloads, no host bridge. A real host routes the link-local gateway out
+/// of its default route, which is what lets proxy ARP answer for it on
+/// every port; the lab's hosts have no default route, so a /32 towards the
+/// underlay stands in for it (nothing is ever sent there).
+fn routed_host(underlay: &Netns, ns: &Netns, h: u8) {
+    let peer = format!("h{h}");
+    ip_in(
+        underlay,
+        &[
+            "link", "add", &peer, "type", "veth", "peer", "name", UPLINK, "netns", &ns.name,
+        ],
+    );
+    ip_in(underlay, &["link", "set", &peer, "master", "ubr", "up"]);
+    ip_in(
+        ns,
+        &[
+            "link",
+            "set",
+            UPLINK,
+            "address",
+            &mac_str(uplink_mac(h)),
+            "up",
+        ],
+    );
+    ip_in(
+        ns,
+        &[
+            "addr",
+            "add",
+            &format!("{}/24", underlay_ip(h)),
+            "dev",
+            UPLINK,
+        ],
+    );
+    ip_in(
+        ns,
+        &["route", "add", &format!("{GATEWAY}/32"), "dev", UPLINK],
+    );
+}
+
+/// A routed-veths container: veth `port` / `eth0`, the container side like
+/// the product's (`ip`/32, the link-local gateway on-link and as default
+/// route); the host side keeps no address, answers ARP for the gateway by
+/// proxy (at once: `proxy_delay` 0, as Calico sets it) and carries the
+/// container's /32 route. Returns the port's ifindex.
+fn routed_container(
+    host: &Netns,
+    ns: &Netns,
+    h: u8,
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+    port: &str,
+) -> u32 {
+    let dev = CONTAINER_IFNAME;
+    let gateway = GATEWAY.to_string();
+    ip_in(
+        host,
+        &[
+            "link", "add", port, "type", "veth", "peer", "name", dev, "netns", &ns.name,
+        ],
+    );
+    ip_in(ns, &["link", "set", dev, "address", &mac_str(mac), "up"]);
+    ip_in(ns, &["addr", "add", &format!("{ip}/32"), "dev", dev]);
+    ip_in(ns, &["route", "add", &gateway, "dev", dev, "scope", "link"]);
+    ip_in(
+        ns,
+        &["route", "add", "default", "via", &gateway, "dev", dev],
+    );
+    ip_in(
+        host,
+        &["link", "set", port, "address", &mac_str(gateway_mac(h))],
+    );
+    for knob in [
+        format!("net.ipv4.conf.{port}.proxy_arp=1"),
+        format!("net.ipv4.neigh.{port}.proxy_delay=0"),
+    ] {
+        host.exec(&["sysctl", "-q", "-w", &knob]);
+    }
+    ip_in(host, &["link", "set", port, "up"]);
+    ip_in(host, &["route", "add", &format!("{ip}/32"), "dev", port]);
+    host.ifindex(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::ping_from;
+
+    fn stdout(out: std::process::Output) -> String {
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn routed_veths_route_without_a_bridge_on_default_offloads() {
+        let lab = Lab::build_with(Plumbing::RoutedVeths);
+        let sender = lab.container(SENDER);
+        for to in [LOCAL_RECEIVER, REMOTE_RECEIVER] {
+            let ip = lab.container(to).ip;
+            assert_eq!(ping_from(&sender.ns, ip, 1, 2), 1, "{} -> {ip}", sender.ip);
+        }
+        let host = &lab.host(1).ns;
+        assert!(
+            !host
+                .try_exec(&["ip", "link", "show", HOST_BRIDGE])
+                .status
+                .success(),
+            "no host bridge"
+        );
+        // The gateway was learnt by proxy ARP: the port's MAC.
+        let neigh = stdout(sender.ns.exec(&[
+            "ip",
+            "neigh",
+            "show",
+            &GATEWAY.to_string(),
+            "dev",
+            CONTAINER_IFNAME,
+        ]));
+        assert!(
+            neigh.contains(&mac_str(gateway_mac(1))),
+            "gateway neighbour: {neigh}"
+        );
+        let routes = stdout(host.exec(&["ip", "route", "show", "dev", &sender.port]));
+        assert!(routes.contains(&format!("{} ", sender.ip)), "{routes}");
+        let uplink = stdout(host.exec(&["ethtool", "-k", UPLINK]));
+        assert!(uplink.contains("tx-checksumming: on"), "{uplink}");
+        lab.generator_done();
+        let port = stdout(host.exec(&["ethtool", "-k", &sender.port]));
+        assert!(port.contains("generic-receive-offload: off"), "{port}");
     }
 }
