@@ -45,7 +45,7 @@ mod propagation;
 
 use propagation::PinnedEndpoints;
 
-use common::{BIN, free_ports, ok, ping};
+use common::{BIN, etcd_data_dir, free_ports, init_test_logs, ok, ping};
 
 /// The etcd tests need the etcd binary: fail loudly rather than pass
 /// without checking anything. Always true when it returns.
@@ -65,19 +65,8 @@ struct Etcd {
 
 impl Etcd {
     fn start() -> Etcd {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()))
-            .try_init();
-        // Data on tmpfs when there is one: fsync is then cheap.
-        let dir = tempfile::Builder::new()
-            .prefix("netfabric-etcd-")
-            .tempdir_in(if Path::new("/dev/shm").is_dir() {
-                "/dev/shm"
-            } else {
-                "/tmp"
-            })
-            .unwrap();
+        init_test_logs();
+        let dir = etcd_data_dir("netfabric-etcd-");
         let cluster = LocalCluster::start(dir.path(), 3).expect("starting etcd");
         Etcd { cluster, _dir: dir }
     }
@@ -897,18 +886,8 @@ fn etcd_restored_from_a_backup_is_delivered() {
     if !etcd_or_skip() {
         return;
     }
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()))
-        .try_init();
-    let dir = tempfile::Builder::new()
-        .prefix("netfabric-etcd-restore-")
-        .tempdir_in(if Path::new("/dev/shm").is_dir() {
-            "/dev/shm"
-        } else {
-            "/tmp"
-        })
-        .unwrap();
+    init_test_logs();
+    let dir = etcd_data_dir("netfabric-etcd-restore-");
     let mut cluster = LocalCluster::start(dir.path(), 1).expect("starting etcd");
     let store = EtcdStore::open(&cluster.url()).unwrap();
     seed(&store);

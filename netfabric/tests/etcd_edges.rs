@@ -16,7 +16,6 @@
 use std::{
     io::{Read as _, Write as _},
     net::{Shutdown, TcpListener, TcpStream},
-    path::Path,
     process::{Child, Command, Output},
     sync::{
         Arc, Mutex,
@@ -34,7 +33,7 @@ use netfabric::{
 
 mod common;
 
-use common::{BIN, free_ports};
+use common::{BIN, etcd_data_dir, free_ports, init_test_logs};
 
 /// One etcd member on loopback with `extra` flags; killed on drop.
 struct OneEtcd {
@@ -56,18 +55,8 @@ impl OneEtcd {
             cluster::etcd_available(),
             "no etcd binary: `cargo xtask setup` installs etcd-server"
         );
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()))
-            .try_init();
-        let dir = tempfile::Builder::new()
-            .prefix("netfabric-etcd-edges-")
-            .tempdir_in(if Path::new("/dev/shm").is_dir() {
-                "/dev/shm"
-            } else {
-                "/tmp"
-            })
-            .unwrap();
+        init_test_logs();
+        let dir = etcd_data_dir("netfabric-etcd-edges-");
         let port = free_ports(1);
         let peer = port + 1;
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();

@@ -89,3 +89,25 @@ pub fn free_ports(n: u16) -> u16 {
     }
     panic!("no free loopback ports");
 }
+
+/// Test logs through the test harness's writer (`RUST_LOG` or
+/// `netfabric=info`); a second call is a no-op.
+pub fn init_test_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()))
+        .try_init();
+}
+
+/// A temporary directory for etcd members' data, on tmpfs when there is one
+/// (fsync is then cheap), removed on drop.
+pub fn etcd_data_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(if std::path::Path::new("/dev/shm").is_dir() {
+            "/dev/shm"
+        } else {
+            "/tmp"
+        })
+        .unwrap()
+}
