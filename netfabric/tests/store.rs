@@ -452,7 +452,16 @@ fn hand_edit(store: &FileStore, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
     edit(&mut doc);
-    std::fs::write(store.path(), serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    replace_file(store.path(), &serde_json::to_vec_pretty(&doc).unwrap());
+}
+
+/// Puts `bytes` in place of `path` at once (a new file renamed over it), as
+/// docs/operations.md#backup-and-restore tells operators to: a watch polling
+/// every few ms would otherwise catch the file half written.
+fn replace_file(path: &Path, bytes: &[u8]) {
+    let temp = path.with_extension("test-replace");
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, path).unwrap();
 }
 
 fn mode(path: &Path) -> u32 {
@@ -512,7 +521,7 @@ fn a_tampered_state_file_is_refused_by_the_feed_until_it_is_fixed() {
     );
     // Put back as it was (same content and revision as delivered before):
     // the feed delivers it again, so a watcher knows the store is good.
-    std::fs::write(store.path(), &good).unwrap();
+    replace_file(store.path(), &good);
     let back = next(&watch).unwrap();
     assert_eq!(back, first);
 }
@@ -533,7 +542,7 @@ fn a_restored_backup_and_the_changes_after_it_are_delivered() {
     assert_eq!(next(&watch).unwrap().revision, latest);
 
     // Restore the backup (an older revision, other content).
-    std::fs::write(store.path(), &backup).unwrap();
+    replace_file(store.path(), &backup);
     let restored = next(&watch).unwrap();
     assert_eq!(restored.revision, backup_revision);
     assert!(restored.state.container("db").is_none());
