@@ -115,6 +115,37 @@ fn agent_metrics_without_a_datapath_pass_promtool() {
     promtool_accepts(&text);
 }
 
+/// `netfabric monitor --output json` for one drop `reason` on `host`, once
+/// it has said it is monitoring: the process (killed on drop) and its
+/// stdout lines.
+fn monitor_json(store: &str, host: &str, reason: &str) -> (Killed, mpsc::Receiver<String>) {
+    let mut monitor = Killed(
+        Command::new(BIN)
+            .args(["--store", store, "monitor", "--host", host])
+            .args(["--reason", reason, "--output", "json"])
+            .args(["--count", "1", "--duration", "20"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("netfabric monitor"),
+    );
+    let mut started = BufReader::new(monitor.0.stderr.take().unwrap());
+    let mut line = String::new();
+    started.read_line(&mut line).unwrap();
+    assert!(line.contains("monitoring drops"), "monitor said: {line}");
+    let (tx, rx) = mpsc::channel();
+    let stdout = monitor.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (monitor, rx)
+}
+
 /// `lab up` with two hosts whose agents serve metrics on `base + 1` and
 /// `base + 2`: the lab (down on drop), its directory and `base`.
 fn two_hosts_with_metrics(name: &str) -> (Lab, String, u16) {
@@ -283,30 +314,7 @@ fn lab_metrics_prometheus_maps_dump_and_monitor_agree_with_known_traffic() {
     let remote_before = prom_query(&prom_addr, &remote_q).expect("forwarded remote series");
 
     // ---- monitor: a denied ping shows within a second -------------------------
-    let mut monitor = Killed(
-        Command::new(BIN)
-            .args(["--store", &store, "monitor", "--host", &h1])
-            .args(["--reason", "policy_denied", "--output", "json"])
-            .args(["--count", "1", "--duration", "20"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("netfabric monitor"),
-    );
-    let mut started = BufReader::new(monitor.0.stderr.take().unwrap());
-    let mut line = String::new();
-    started.read_line(&mut line).unwrap();
-    assert!(line.contains("monitoring drops"), "monitor said: {line}");
-    let (tx, rx) = mpsc::channel();
-    let stdout = monitor.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
+    let (monitor, rx) = monitor_json(&store, &h1, "policy_denied");
     let ping = in_ns(&aw, "ping -c 1 -W 1 10.1.1.2").spawn().unwrap();
     let sent = Instant::now();
     let event = rx
@@ -628,30 +636,7 @@ fn monitor_names_the_sending_port_of_a_spoofed_frame() {
     .output()
     .unwrap());
 
-    let mut monitor = Killed(
-        Command::new(BIN)
-            .args(["--store", &store, "monitor", "--host", &h1])
-            .args(["--reason", "spoofed_source_ip", "--output", "json"])
-            .args(["--count", "1", "--duration", "20"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("netfabric monitor"),
-    );
-    let mut started = BufReader::new(monitor.0.stderr.take().unwrap());
-    let mut line = String::new();
-    started.read_line(&mut line).unwrap();
-    assert!(line.contains("monitoring drops"), "monitor said: {line}");
-    let (tx, rx) = mpsc::channel();
-    let stdout = monitor.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines() {
-            let Ok(l) = l else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
+    let (monitor, rx) = monitor_json(&store, &h1, "spoofed_source_ip");
     let spoofed = in_ns(&aw, "ping -c 1 -W 1 -I 10.1.1.2 10.1.2.1")
         .output()
         .unwrap();

@@ -207,18 +207,10 @@ pub fn plumb_container(host: &Netns, ns: &Netns, ip: Ipv4Addr, mac: [u8; 6], por
     host.ifindex(port)
 }
 
-/// Plumb host `h`'s namespace `ns` the netfabric way: uplink veth `up0`
-/// (fixed MAC, `underlay_ip`/24) whose peer `h<h>` joins the bridge `ubr` of
-/// `underlay`, and the host bridge `nfbr0` (gateway MAC, 169.254.1.1/32,
-/// route to the host's /24). GRO on both uplink ends (what docs/development.md#notes-from-this-kernel
-/// recommends for veth ends next to XDP) and TX checksum offload off on both:
-/// a wire carries complete checksums, a veth passes CHECKSUM_PARTIAL skbs,
-/// and XDP on the receiving uplink turns them into xdp_frames that lose that
-/// state, so the destination container drops them (TcpInCsumErrors). That
-/// happens on both hops (out of the sending uplink, and out of the underlay
-/// bridge port, where GRO merged segments get re-segmented with partial
-/// checksums); with TX offload off the kernel fills them in first.
-pub fn plumb_host(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) {
+/// Host `h`'s uplink veth `up0` in `ns` (fixed MAC, `underlay_ip`/24, up),
+/// its peer `h<h>` on the underlay bridge `ubr`, with the kernel's default
+/// offloads; returns the peer's name.
+pub fn plumb_uplink(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) -> String {
     let peer = format!("h{h}");
     ip_in(
         underlay,
@@ -242,6 +234,22 @@ pub fn plumb_host(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) {
         ns,
         &["addr", "add", &format!("{underlay_ip}/24"), "dev", UPLINK],
     );
+    peer
+}
+
+/// Plumb host `h`'s namespace `ns` the netfabric way: uplink veth `up0`
+/// (fixed MAC, `underlay_ip`/24) whose peer `h<h>` joins the bridge `ubr` of
+/// `underlay`, and the host bridge `nfbr0` (gateway MAC, 169.254.1.1/32,
+/// route to the host's /24). GRO on both uplink ends (what docs/development.md#notes-from-this-kernel
+/// recommends for veth ends next to XDP) and TX checksum offload off on both:
+/// a wire carries complete checksums, a veth passes CHECKSUM_PARTIAL skbs,
+/// and XDP on the receiving uplink turns them into xdp_frames that lose that
+/// state, so the destination container drops them (TcpInCsumErrors). That
+/// happens on both hops (out of the sending uplink, and out of the underlay
+/// bridge port, where GRO merged segments get re-segmented with partial
+/// checksums); with TX offload off the kernel fills them in first.
+pub fn plumb_host(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) {
+    let peer = plumb_uplink(underlay, ns, h, underlay_ip);
     underlay.exec(&["ethtool", "-K", &peer, "gro", "on", "tx", "off"]);
     ns.exec(&["ethtool", "-K", UPLINK, "gro", "on", "tx", "off"]);
     ip_in(ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);

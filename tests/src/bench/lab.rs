@@ -256,35 +256,7 @@ impl Lab {
 /// every port; the lab's hosts have no default route, so a /32 towards the
 /// underlay stands in for it (nothing is ever sent there).
 fn routed_host(underlay: &Netns, ns: &Netns, h: u8) {
-    let peer = format!("h{h}");
-    ip_in(
-        underlay,
-        &[
-            "link", "add", &peer, "type", "veth", "peer", "name", UPLINK, "netns", &ns.name,
-        ],
-    );
-    ip_in(underlay, &["link", "set", &peer, "master", "ubr", "up"]);
-    ip_in(
-        ns,
-        &[
-            "link",
-            "set",
-            UPLINK,
-            "address",
-            &mac_str(uplink_mac(h)),
-            "up",
-        ],
-    );
-    ip_in(
-        ns,
-        &[
-            "addr",
-            "add",
-            &format!("{}/24", underlay_ip(h)),
-            "dev",
-            UPLINK,
-        ],
-    );
+    crate::topology::plumb_uplink(underlay, ns, h, underlay_ip(h));
     ip_in(
         ns,
         &["route", "add", &format!("{GATEWAY}/32"), "dev", UPLINK],
