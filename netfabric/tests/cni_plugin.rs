@@ -52,8 +52,7 @@ struct Ran {
 
 impl Ran {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
 
     fn ok(&self) -> &Self {
@@ -344,16 +343,25 @@ fn refused_adds_change_nothing() {
     // An owner the store does not know, from CNI_ARGS and from defaultOwner.
     let mallory = format!("{pod};owner=mallory");
     let doc = cni("ADD", &vars("c2", &netns, &mallory), &s.conf).failed_with(4);
-    assert!(doc["msg"].as_str().unwrap().starts_with("CNI_ARGS owner:"), "{doc}");
+    assert!(
+        doc["msg"].as_str().unwrap().starts_with("CNI_ARGS owner:"),
+        "{doc}"
+    );
     let mut default_mallory = s.conf.clone();
     default_mallory["defaultOwner"] = json!("mallory");
     let doc = cni("ADD", &vars("c2", &netns, &pod), &default_mallory).failed_with(7);
-    assert!(doc["msg"].as_str().unwrap().starts_with("defaultOwner:"), "{doc}");
+    assert!(
+        doc["msg"].as_str().unwrap().starts_with("defaultOwner:"),
+        "{doc}"
+    );
     // A misspelt field of the configuration: code 2, naming it.
     let mut misspelt = s.conf.clone();
     misspelt["defaultowner"] = json!("alice");
     let doc = cni("ADD", &vars("c2", &netns, &pod), &misspelt).failed_with(2);
-    assert!(doc["msg"].as_str().unwrap().starts_with("defaultowner:"), "{doc}");
+    assert!(
+        doc["msg"].as_str().unwrap().starts_with("defaultowner:"),
+        "{doc}"
+    );
     // A version the plugin does not speak: code 1, answered in that version.
     let mut old = s.conf.clone();
     old["cniVersion"] = json!("0.3.1");
@@ -425,7 +433,12 @@ fn parallel_adds_and_dels_on_one_host() {
     let added = run_all("ADD");
     let mut addresses: Vec<String> = added
         .iter()
-        .map(|r| r.ok().json()["ips"][0]["address"].as_str().unwrap().to_owned())
+        .map(|r| {
+            r.ok().json()["ips"][0]["address"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     for (name, ip) in names.iter().zip(&addresses) {
         assert_eq!(
@@ -436,7 +449,11 @@ fn parallel_adds_and_dels_on_one_host() {
     }
     addresses.sort();
     addresses.dedup();
-    assert_eq!(addresses.len(), N, "parallel ADDs handed out one address twice");
+    assert_eq!(
+        addresses.len(),
+        N,
+        "parallel ADDs handed out one address twice"
+    );
     for (i, (name, ns)) in names.iter().zip(&namespaces).enumerate() {
         let id = format!("id{i}");
         let args = format!("K8S_POD_NAME={name}");
@@ -468,7 +485,10 @@ fn the_plugin_binary_embeds_no_ebpf_object() {
         let bytes = std::fs::read(path).unwrap();
         bytes.windows(header.len()).any(|w| w == header)
     };
-    assert!(embeds(common::BIN), "the check must find the object in netfabric");
+    assert!(
+        embeds(common::BIN),
+        "the check must find the object in netfabric"
+    );
     assert!(!embeds(CNI), "netfabric-cni embeds the eBPF object");
     assert!(Path::new(CNI).is_file());
 }
