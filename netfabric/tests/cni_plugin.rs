@@ -269,17 +269,24 @@ fn add_check_del_against_a_lab_host() {
         ("CNI_ARGS", args.as_str()),
         ("CNI_NETNS", netns.as_str()),
     ];
-    cni("CHECK", &other_if, &s.conf).failed_with(103);
-
-    // ADD again (a runtime retrying): same address, still one port.
-    let again = cni("ADD", &v, &s.conf).ok().json();
-    assert_eq!(again["ips"], result["ips"]);
-    assert_eq!(
-        s.host_ports().matches(&format!("nfc{octet}@")).count(),
-        1,
-        "{}",
-        s.host_ports()
+    cni("CHECK", &other_if, &with_prev).failed_with(103);
+    // CHECK without prevResult: the specification requires it.
+    let doc = cni("CHECK", &v, &s.conf).failed_with(7);
+    assert!(
+        doc["msg"].as_str().unwrap().starts_with("prevResult:"),
+        "{doc}"
     );
+
+    // ADD again without DEL: the interface exists, which the specification
+    // makes an error; the attachment stays as it was.
+    let ports = s.host_ports();
+    let doc = cni("ADD", &v, &s.conf).failed_with(104);
+    assert!(
+        doc["msg"].as_str().unwrap().starts_with("CNI_IFNAME:"),
+        "{doc}"
+    );
+    assert_eq!(s.host_ports(), ports);
+    check_eventually(&v, &with_prev).ok();
 
     // DEL: the interface and its host port go, the container stays in the store.
     cni("DEL", &v, &s.conf).ok();
@@ -305,14 +312,14 @@ fn add_check_del_against_a_lab_host() {
     no_store["store"] = json!("etcd://127.0.0.1:1");
     cni("DEL", &v, &no_store).ok();
     // CHECK after DEL fails: nothing is attached.
-    cni("CHECK", &v, &s.conf).failed_with(103);
+    cni("CHECK", &v, &with_prev).failed_with(103);
 
     // A new namespace under the same name gets the same address back.
     drop(ns);
     let ns = TestNetns::new(&format!("nf-{name}"));
     let readded = cni("ADD", &v, &s.conf).ok().json();
     assert_eq!(readded["ips"], result["ips"]);
-    check_eventually(&v, &s.conf).ok();
+    check_eventually(&v, &with_prev).ok();
     assert!(ping(&format!("nf-{lab}-alice-web"), &address, 2));
     cni("DEL", &v, &s.conf).ok();
     drop(ns);
@@ -454,11 +461,13 @@ fn parallel_adds_and_dels_on_one_host() {
         N,
         "parallel ADDs handed out one address twice"
     );
-    for (i, (name, ns)) in names.iter().zip(&namespaces).enumerate() {
+    for (i, ((name, ns), ran)) in names.iter().zip(&namespaces).zip(&added).enumerate() {
         let id = format!("id{i}");
         let args = format!("K8S_POD_NAME={name}");
         let netns = ns.path();
-        check_eventually(&vars(&id, &netns, &args), &conf).ok();
+        let mut with_prev = conf.clone();
+        with_prev["prevResult"] = ran.json();
+        check_eventually(&vars(&id, &netns, &args), &with_prev).ok();
     }
     for r in run_all("DEL") {
         r.ok();
@@ -491,4 +500,113 @@ fn the_plugin_binary_embeds_no_ebpf_object() {
     );
     assert!(!embeds(CNI), "netfabric-cni embeds the eBPF object");
     assert!(Path::new(CNI).is_file());
+}
+
+/// `cni install`: bad input exits 2 naming the option and writes nothing;
+/// good input writes the plugin (executable, the same bytes) and a
+/// conflist naming the store, the host and the default owner.
+#[test]
+fn install_refuses_bad_input_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}/state.json", dir.path().display());
+    let nf_store = |args: &[&str]| {
+        let mut all = vec!["--store", store.as_str()];
+        all.extend_from_slice(args);
+        nf(&all)
+    };
+    ok(&nf_store(&[
+        "zone",
+        "create",
+        "z1",
+        "--prefix",
+        "10.1.0.0/16",
+    ]));
+    ok(&nf_store(&[
+        "host",
+        "create",
+        "h1",
+        "--zone",
+        "z1",
+        "--number",
+        "1",
+        "--uplink",
+        "eth0",
+        "--underlay-ip",
+        "192.0.2.1",
+        "--underlay-mac",
+        "02:00:00:00:00:01",
+    ]));
+    ok(&nf_store(&["owner", "create", "alice"]));
+    let bin = dir.path().join("bin");
+    let conf = dir.path().join("net.d");
+    let (bin_s, conf_s) = (bin.to_str().unwrap(), conf.to_str().unwrap());
+    let install = |args: &[&str], plugin: &str| {
+        let mut all = vec!["cni", "install", "--bin-dir", bin_s, "--conf-dir", conf_s];
+        all.extend_from_slice(&["--plugin", plugin]);
+        all.extend_from_slice(args);
+        nf_store(&all)
+    };
+    for (args, plugin, field) in [
+        (vec!["--host", "nope"], CNI, "--host"),
+        (
+            vec!["--host", "h1", "--default-owner", "bob"],
+            CNI,
+            "--default-owner",
+        ),
+        (
+            vec!["--host", "h1", "--network", "Bad_Name"],
+            CNI,
+            "--network",
+        ),
+        (
+            vec!["--host", "h1"],
+            "/nonexistent/netfabric-cni",
+            "--plugin",
+        ),
+    ] {
+        let out = install(&args, plugin);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+        assert!(!bin.exists() && !conf.exists(), "{args:?} wrote something");
+    }
+    ok(&install(
+        &[
+            "--host",
+            "h1",
+            "--default-owner",
+            "alice",
+            "--network",
+            "blue",
+        ],
+        CNI,
+    ));
+    let installed = bin.join("netfabric-cni");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(CNI).unwrap()
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    let list: Value =
+        serde_json::from_slice(&std::fs::read(conf.join("10-blue.conflist")).unwrap()).unwrap();
+    assert_eq!(
+        list,
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "blue",
+            "plugins": [{
+                "type": "netfabric-cni",
+                "store": store,
+                "host": "h1",
+                "defaultOwner": "alice",
+            }],
+        })
+    );
+    // Nothing but the two files (no temporary copies left behind).
+    assert_eq!(std::fs::read_dir(&bin).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(&conf).unwrap().count(), 1);
 }

@@ -249,6 +249,16 @@ fn add(env: &Environment, conf: &NetConf) -> Result<AddResult> {
     let ifname = required(env.ifname.as_deref(), "CNI_IFNAME")?;
     let name = container_name(env)?;
     let _lock = HostLock::take(conf)?;
+    match port::link_state(Some(netns), ifname) {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return Err(CniError::new(
+                Code::InterfaceExists,
+                format!("CNI_IFNAME: {ifname} already exists in {}", netns.display()),
+            ));
+        }
+        Err(e) => return Err(port_error(&format!("opening {}", netns.display()), e)),
+    }
     let store = open_store(conf)?;
     let (container, subnet) = find_or_create(store.as_ref(), env, conf, &name)?;
     let port = port::attach_as(
@@ -333,15 +343,20 @@ fn check(env: &Environment, conf: &NetConf) -> Result<()> {
         )));
     }
     let cidr = format!("{}/32", c.address);
-    if let Some(prev) = &conf.prev_result {
-        let listed = prev["ips"]
-            .as_array()
-            .is_some_and(|ips| ips.iter().any(|ip| ip["address"] == cidr.as_str()));
-        if !listed {
-            return Err(check_failed(format!(
-                "prevResult: the address of container {name} ({cidr}) is not in it"
-            )));
-        }
+    // The specification: the runtime passes the ADD result as prevResult.
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "prevResult: missing (CHECK compares with the result of ADD)",
+        )
+    })?;
+    let listed = prev["ips"]
+        .as_array()
+        .is_some_and(|ips| ips.iter().any(|ip| ip["address"] == cidr.as_str()));
+    if !listed {
+        return Err(check_failed(format!(
+            "prevResult: the address of container {name} ({cidr}) is not in it"
+        )));
     }
     let inside = port::inspect(netns, ifname)
         .map_err(|e| port_error(&format!("reading {ifname} in {}", netns.display()), e))?

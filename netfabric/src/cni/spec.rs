@@ -56,6 +56,9 @@ pub enum Code {
     Refused = 102,
     /// 103: CHECK found the attachment different from what ADD made.
     CheckFailed = 103,
+    /// 104: ADD found `CNI_IFNAME` in the container already (the
+    /// specification requires an error).
+    InterfaceExists = 104,
 }
 
 /// A CNI error: what the plugin prints on stdout (and exits non-zero).
