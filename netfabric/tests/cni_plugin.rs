@@ -333,6 +333,31 @@ fn add_check_del_against_a_lab_host() {
     cni("STATUS", &[], &unknown_host).failed_with(50);
     // GC: nothing per attachment to collect.
     cni("GC", &[], &v11).ok();
+
+    // The runtime names the interface: CNI_IFNAME other than eth0.
+    let name2 = s.container_name("app2");
+    let ns2 = TestNetns::new(&format!("nf-{name2}"));
+    let netns2 = ns2.path();
+    let args2 = format!("K8S_POD_NAME={name2};owner=alice");
+    let v2 = [
+        ("CNI_CONTAINERID", "c2"),
+        ("CNI_IFNAME", "net1"),
+        ("CNI_ARGS", args2.as_str()),
+        ("CNI_NETNS", netns2.as_str()),
+    ];
+    let result2 = cni("ADD", &v2, &s.conf).ok().json();
+    assert_eq!(result2["interfaces"][1]["name"], "net1");
+    let mut prev2 = s.conf.clone();
+    prev2["prevResult"] = result2.clone();
+    check_eventually(&v2, &prev2).ok();
+    let address2 = s.address_of(&name2).unwrap();
+    assert!(ping(&format!("nf-{lab}-alice-web"), &address2, 2));
+    cni("DEL", &v2, &s.conf).ok();
+    let left = ok(&Command::new("ip")
+        .args(["-n", &ns2.0, "-o", "link"])
+        .output()
+        .unwrap());
+    assert!(!left.contains("net1"), "{left}");
 }
 
 #[test]
