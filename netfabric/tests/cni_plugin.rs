@@ -213,7 +213,9 @@ fn add_check_del_against_a_lab_host() {
     );
 
     // ADD: created in the store with its owner, attached, the result says so.
+    let started = Instant::now();
     let added = cni("ADD", &v, &s.conf);
+    let add_took = started.elapsed();
     let result = added.ok().json();
     let address = s.address_of(&name).expect("ADD created the container");
     let mac = ok(&Command::new("ip")
@@ -255,6 +257,10 @@ fn add_check_del_against_a_lab_host() {
     let mut with_prev = s.conf.clone();
     with_prev["prevResult"] = result.clone();
     check_eventually(&v, &with_prev).ok();
+    println!(
+        "ADD took {add_took:?}; CHECK passed (the agent attached the port) {:?} after ADD began",
+        started.elapsed()
+    );
     // The owner's lab container reaches it; bob's does not.
     let lab = &s.lab.name;
     assert!(ping(&format!("nf-{lab}-alice-web"), &address, 2));
@@ -462,7 +468,9 @@ fn parallel_adds_and_dels_on_one_host() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         })
     };
+    let started = Instant::now();
     let added = run_all("ADD");
+    println!("{N} parallel ADDs took {:?}", started.elapsed());
     let mut addresses: Vec<String> = added
         .iter()
         .map(|r| {
