@@ -452,18 +452,18 @@ pub fn attach_as(
             if let Some(lo) = link_by_name(&handle, "lo").await? {
                 set_up(&handle, lo.header.index).await?;
             }
-            let eth0 = link_by_name(&handle, ifname)
+            let container_if = link_by_name(&handle, ifname)
                 .await?
                 .ok_or_else(|| PortError::NoInterface(ifname.into()))?
                 .header
                 .index;
-            set_up(&handle, eth0).await?;
-            add_address(&handle, eth0, addr, 32).await?;
+            set_up(&handle, container_if).await?;
+            add_address(&handle, container_if, addr, 32).await?;
             add_route(
                 &handle,
                 RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(GATEWAY, 32)
-                    .output_interface(eth0)
+                    .output_interface(container_if)
                     .scope(RouteScope::Link),
                 &format!("169.254.1.1 dev {ifname} scope link"),
             )
@@ -473,7 +473,7 @@ pub fn attach_as(
                 RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                     .gateway(GATEWAY)
-                    .output_interface(eth0),
+                    .output_interface(container_if),
                 "default via 169.254.1.1",
             )
             .await?;
