@@ -344,7 +344,42 @@ fn podman_containers_on_two_lab_hosts() {
             .output()
             .unwrap())
     };
+    let local_ports = || {
+        ok(&nf(&[
+            "--store",
+            &store,
+            "maps",
+            "dump",
+            "LOCAL_PORTS",
+            "--host",
+            &h(2),
+            "-o",
+            "json",
+        ]))
+    };
+    let pins = || {
+        ok(&Command::new("ls")
+            .arg(format!("/sys/fs/bpf/netfabric/{}/links", h(2)))
+            .output()
+            .unwrap())
+    };
+    // libcni's result cache (the runtime's, outside the test's directories).
+    let cached = || {
+        std::fs::read_dir("/var/lib/cni/results")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains(&a2_id))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let a2_quoted = format!("\"{a2_ip}\"");
+    // What rm must remove is there while a2 runs.
     assert!(links().contains(&format!("{port}@")), "{}", links());
+    assert!(local_ports().contains(&a2_quoted), "{}", local_ports());
+    assert!(pins().contains(&format!("{port}-ingress")), "{}", pins());
+    assert!(!cached().is_empty(), "no libcni cache entry for a2");
     ok(&podman.cmd(&["rm", "--force", "--time", "0", &a2]));
     assert!(
         !links().contains(&format!("{port}@")),
@@ -360,45 +395,23 @@ fn podman_containers_on_two_lab_hosts() {
         .output()
         .unwrap());
     assert!(!routes.contains(&a2_ip), "a route is left: {routes}");
-    let local_ports = || {
-        ok(&nf(&[
-            "--store",
-            &store,
-            "maps",
-            "dump",
-            "LOCAL_PORTS",
-            "--host",
-            &h(2),
-            "-o",
-            "json",
-        ]))
-    };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while local_ports().contains(&format!("\"{a2_ip}\"")) && Instant::now() < deadline {
+    while (local_ports().contains(&a2_quoted) || pins().contains(&format!("{port}-")))
+        && Instant::now() < deadline
+    {
         sleep(Duration::from_millis(100));
     }
     assert!(
-        !local_ports().contains(&format!("\"{a2_ip}\"")),
+        !local_ports().contains(&a2_quoted),
         "LOCAL_PORTS keeps a2: {}",
         local_ports()
     );
-    let pins = ok(&Command::new("ls")
-        .arg(format!("/sys/fs/bpf/netfabric/{}/links", h(2)))
-        .output()
-        .unwrap());
     assert!(
-        !pins.contains(&format!("{port}-")),
-        "pinned links left: {pins}"
+        !pins().contains(&format!("{port}-")),
+        "pinned links left: {}",
+        pins()
     );
-    let cache = std::fs::read_dir("/var/lib/cni/results")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(&a2_id))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    assert!(cache.is_empty(), "libcni's cache keeps {cache:?}");
+    assert!(cached().is_empty(), "libcni's cache keeps {:?}", cached());
     assert_eq!(in_store(&a2).2, a2_ip, "DEL must not delete the container");
     drop(podman);
     drop(work);
