@@ -19,6 +19,9 @@ _netfabric() {
             netfabric,agent)
                 cmd="netfabric__subcmd__agent"
                 ;;
+            netfabric,cni)
+                cmd="netfabric__subcmd__cni"
+                ;;
             netfabric,container)
                 cmd="netfabric__subcmd__container"
                 ;;
@@ -48,6 +51,18 @@ _netfabric() {
                 ;;
             netfabric,zone)
                 cmd="netfabric__subcmd__zone"
+                ;;
+            netfabric__subcmd__cni,help)
+                cmd="netfabric__subcmd__cni__subcmd__help"
+                ;;
+            netfabric__subcmd__cni,install)
+                cmd="netfabric__subcmd__cni__subcmd__install"
+                ;;
+            netfabric__subcmd__cni__subcmd__help,help)
+                cmd="netfabric__subcmd__cni__subcmd__help__subcmd__help"
+                ;;
+            netfabric__subcmd__cni__subcmd__help,install)
+                cmd="netfabric__subcmd__cni__subcmd__help__subcmd__install"
                 ;;
             netfabric__subcmd__container,attach)
                 cmd="netfabric__subcmd__container__subcmd__attach"
@@ -124,6 +139,9 @@ _netfabric() {
             netfabric__subcmd__help,agent)
                 cmd="netfabric__subcmd__help__subcmd__agent"
                 ;;
+            netfabric__subcmd__help,cni)
+                cmd="netfabric__subcmd__help__subcmd__cni"
+                ;;
             netfabric__subcmd__help,container)
                 cmd="netfabric__subcmd__help__subcmd__container"
                 ;;
@@ -153,6 +171,9 @@ _netfabric() {
                 ;;
             netfabric__subcmd__help,zone)
                 cmd="netfabric__subcmd__help__subcmd__zone"
+                ;;
+            netfabric__subcmd__help__subcmd__cni,install)
+                cmd="netfabric__subcmd__help__subcmd__cni__subcmd__install"
                 ;;
             netfabric__subcmd__help__subcmd__container,attach)
                 cmd="netfabric__subcmd__help__subcmd__container__subcmd__attach"
@@ -356,7 +377,7 @@ _netfabric() {
 
     case "${cmd}" in
         netfabric)
-            opts="-v -h -V --store --state-dir --verbose --help --version zone host owner group container agent lab maps monitor status help"
+            opts="-v -h -V --store --state-dir --verbose --help --version zone host owner group container agent lab maps monitor status cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -401,6 +422,124 @@ _netfabric() {
                     return 0
                     ;;
                 --rescan-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__cni)
+            opts="-v -h -V --store --state-dir --verbose --help --version install help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__cni__subcmd__help)
+            opts="install help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__cni__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__cni__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__cni__subcmd__install)
+            opts="-v -h -V --host --network --default-owner --bin-dir --conf-dir --plugin --host-netns --bpffs --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --network)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --default-owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bin-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --conf-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plugin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host-netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -932,7 +1071,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help)
-            opts="zone host owner group container agent lab maps monitor status help"
+            opts="zone host owner group container agent lab maps monitor status cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -948,6 +1087,34 @@ _netfabric() {
         netfabric__subcmd__help__subcmd__agent)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__cni)
+            opts="install"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__cni__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

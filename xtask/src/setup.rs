@@ -63,6 +63,13 @@ const RUNTIME_PACKAGES: &[&str] = &[
     // the unit's documentation links with man (man-db is not in a minimal root).
     "systemd",
     "man-db",
+    // The CNI plugin's podman test: podman 4.3 with its CNI backend, runc
+    // (crun refuses this VM's hybrid cgroups), containers run from a
+    // busybox-static root filesystem (no image registry).
+    "podman",
+    "runc",
+    "busybox-static",
+    "containernetworking-plugins",
 ];
 
 fn say(msg: &str) {

@@ -15,6 +15,7 @@
 //!   owner, a full host). Nothing was applied.
 
 mod agent;
+mod cni;
 mod container;
 mod group;
 mod host;
@@ -224,6 +225,11 @@ pub enum Command {
     /// One screen per host: agent, programs attached, map pressure,
     /// counters by reason, store reachability.
     Status(status::StatusArgs),
+
+    /// Container runtimes (podman, containerd, Kubernetes): install the
+    /// CNI plugin and its network configuration.
+    #[command(subcommand)]
+    Cni(cni::CniCommand),
 }
 
 /// Runs a parsed command line.
@@ -241,6 +247,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Maps(cmd) => maps::run(cmd, global),
         Command::Monitor(args) => monitor::run(args, global),
         Command::Status(args) => status::run(args, global),
+        Command::Cni(cmd) => cni::run(cmd, global),
     }
 }
 

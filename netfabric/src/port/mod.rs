@@ -388,6 +388,18 @@ pub fn attach(
     netns: &Path,
     host_netns: Option<&Path>,
 ) -> Result<Port> {
+    attach_as(container, host_subnet, netns, host_netns, CONTAINER_IFNAME)
+}
+
+/// [`attach`] with the container-side interface called `ifname` (a
+/// container runtime names it: CNI's `CNI_IFNAME`) instead of `eth0`.
+pub fn attach_as(
+    container: &Container,
+    host_subnet: Ipv4Addr,
+    netns: &Path,
+    host_netns: Option<&Path>,
+    ifname: &str,
+) -> Result<Port> {
     let addr = container.address;
     let name = port_name(addr);
     let mac = container_mac(addr);
@@ -413,11 +425,11 @@ pub fn attach(
                     .await
                     .map_err(nl(format!("deleting the old {name}")))?;
             }
-            let peer = LinkUnspec::new_with_name(CONTAINER_IFNAME)
+            let peer = LinkUnspec::new_with_name(ifname)
                 .address(mac.0.to_vec())
                 .setns_by_fd(ns_file.as_raw_fd())
                 .build();
-            let veth = LinkVeth::new(&name, CONTAINER_IFNAME)
+            let veth = LinkVeth::new(&name, ifname)
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                 .controller(bridge)
                 .build();
@@ -426,7 +438,7 @@ pub fn attach(
                 .add(veth)
                 .execute()
                 .await
-                .map_err(nl(format!("creating the veth {name} / {CONTAINER_IFNAME}")))?;
+                .map_err(nl(format!("creating the veth {name} / {ifname}")))?;
             let link = link_by_name(&handle, &name)
                 .await?
                 .ok_or_else(|| PortError::NoInterface(name.clone()))?;
@@ -440,20 +452,20 @@ pub fn attach(
             if let Some(lo) = link_by_name(&handle, "lo").await? {
                 set_up(&handle, lo.header.index).await?;
             }
-            let eth0 = link_by_name(&handle, CONTAINER_IFNAME)
+            let container_if = link_by_name(&handle, ifname)
                 .await?
-                .ok_or_else(|| PortError::NoInterface(CONTAINER_IFNAME.into()))?
+                .ok_or_else(|| PortError::NoInterface(ifname.into()))?
                 .header
                 .index;
-            set_up(&handle, eth0).await?;
-            add_address(&handle, eth0, addr, 32).await?;
+            set_up(&handle, container_if).await?;
+            add_address(&handle, container_if, addr, 32).await?;
             add_route(
                 &handle,
                 RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(GATEWAY, 32)
-                    .output_interface(eth0)
+                    .output_interface(container_if)
                     .scope(RouteScope::Link),
-                "169.254.1.1 dev eth0 scope link",
+                &format!("169.254.1.1 dev {ifname} scope link"),
             )
             .await?;
             add_route(
@@ -461,11 +473,11 @@ pub fn attach(
                 RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
                     .gateway(GATEWAY)
-                    .output_interface(eth0),
+                    .output_interface(container_if),
                 "default via 169.254.1.1",
             )
             .await?;
-            set_gro(CONTAINER_IFNAME, true)?;
+            set_gro(ifname, true)?;
             Ok::<_, PortError>(())
         })
     })??;
@@ -509,4 +521,168 @@ pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
         .build()
         .expect("building a current-thread tokio runtime")
         .block_on(fut)
+}
+
+/// An IPv4 route of the main table, as [`inspect`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteV4 {
+    pub destination: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    /// The output interface's ifindex.
+    pub output: Option<u32>,
+    /// Scope `link` (a directly reachable destination).
+    pub scope_link: bool,
+}
+
+/// A link as [`inspect`] and [`link_state`] report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub ifindex: u32,
+    pub mac: Option<MacAddr>,
+    /// Administratively up.
+    pub up: bool,
+    /// A veth's peer ifindex (in the peer's namespace).
+    pub peer: Option<u32>,
+}
+
+/// What an interface inside a namespace looks like: the link, its IPv4
+/// addresses and the namespace's IPv4 routes through it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    pub link: LinkState,
+    pub addresses: Vec<(Ipv4Addr, u8)>,
+    pub routes: Vec<RouteV4>,
+}
+
+fn link_state_of(link: &LinkMessage) -> LinkState {
+    let mac = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok().map(MacAddr),
+        _ => None,
+    });
+    let peer = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(index) => Some(*index),
+        _ => None,
+    });
+    LinkState {
+        ifindex: link.header.index,
+        mac,
+        peer,
+        up: link
+            .header
+            .flags
+            .contains(netlink_packet_route::link::LinkFlags::Up),
+    }
+}
+
+/// The link `name` in the namespace at `netns` (the caller's when `None`),
+/// if there is one.
+pub fn link_state(netns: Option<&Path>, name: &str) -> Result<Option<LinkState>> {
+    in_netns(netns, || {
+        block_on(async {
+            let handle = connect()?;
+            Ok(link_by_name(&handle, name)
+                .await?
+                .as_ref()
+                .map(link_state_of))
+        })
+    })?
+}
+
+/// The interface `ifname` in the namespace at `netns` with its IPv4
+/// addresses and the main table's IPv4 routes through it; `None` if the
+/// namespace has no such interface.
+pub fn inspect(netns: &Path, ifname: &str) -> Result<Option<Inspected>> {
+    use netlink_packet_route::{
+        address::AddressAttribute,
+        route::{RouteAddress, RouteAttribute, RouteHeader},
+    };
+    in_netns(Some(netns), || {
+        block_on(async {
+            let handle = connect()?;
+            let Some(link) = link_by_name(&handle, ifname).await? else {
+                return Ok(None);
+            };
+            let link = link_state_of(&link);
+            let mut addresses = Vec::new();
+            let mut stream = handle
+                .address()
+                .get()
+                .set_link_index_filter(link.ifindex)
+                .execute();
+            while let Some(msg) = stream
+                .try_next()
+                .await
+                .map_err(nl(format!("listing the addresses of {ifname}")))?
+            {
+                for attr in &msg.attributes {
+                    if let AddressAttribute::Address(IpAddr::V4(a)) = attr {
+                        addresses.push((*a, msg.header.prefix_len));
+                    }
+                }
+            }
+            let mut routes = Vec::new();
+            let mut stream = handle
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute();
+            while let Some(msg) = stream.try_next().await.map_err(nl("listing routes"))? {
+                let table = msg
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Table(t) => Some(*t),
+                        _ => None,
+                    })
+                    .unwrap_or(u32::from(msg.header.table));
+                if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+                    continue;
+                }
+                let mut route = RouteV4 {
+                    destination: Ipv4Addr::UNSPECIFIED,
+                    prefix_len: msg.header.destination_prefix_length,
+                    gateway: None,
+                    output: None,
+                    scope_link: msg.header.scope == RouteScope::Link,
+                };
+                for attr in &msg.attributes {
+                    match attr {
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) => {
+                            route.destination = *d;
+                        }
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => route.gateway = Some(*g),
+                        RouteAttribute::Oif(i) => route.output = Some(*i),
+                        _ => {}
+                    }
+                }
+                if route.output == Some(link.ifindex) {
+                    routes.push(route);
+                }
+            }
+            Ok(Some(Inspected {
+                link,
+                addresses,
+                routes,
+            }))
+        })
+    })?
+}
+
+/// Deletes the link `name` in the namespace at `netns` (the caller's when
+/// `None`); a veth takes its peer with it. Returns whether there was one.
+pub fn delete_link(netns: Option<&Path>, name: &str) -> Result<bool> {
+    in_netns(netns, || {
+        block_on(async {
+            let handle = connect()?;
+            let Some(link) = link_by_name(&handle, name).await? else {
+                return Ok(false);
+            };
+            match handle.link().del(link.header.index).execute().await {
+                Ok(()) => Ok(true),
+                // Gone meanwhile (its peer's namespace went away).
+                Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+                Err(e) => Err(nl(format!("deleting {name}"))(e)),
+            }
+        })
+    })?
 }
