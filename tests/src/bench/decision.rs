@@ -67,11 +67,12 @@ const CONTAINER_MAC: [u8; 6] = BENCH_MAC;
 const HOST_MAC: [u8; 6] = BENCH_MAC;
 /// Rounds of the kernel's loop per `hot` call: the TTL (255) must stay > 1.
 pub const HOT_ROUNDS: u32 = 250;
-/// Local container ports (veth devices in the bench namespace): their
-/// owners are the sources of the `spread` container paths and the
-/// destinations of the uplink ones, so enough of them to spread the owner
-/// pairs over the group table.
-const PORTS: u8 = 32;
+/// Local container ports (veth devices in the bench namespace), one per
+/// container of the local host, as on a full host: their owners are the
+/// sources of the `spread` container paths and the destinations of the
+/// uplink ones, so same-owner traffic reaches as many destinations as a
+/// full host's would (the containers of 254 owners), not a few warm ones.
+const PORTS: u8 = 254;
 
 pub fn addr(host: u8, c: u8) -> Ipv4Addr {
     Ipv4Addr::new(ZONE[0], ZONE[1], host, c)
