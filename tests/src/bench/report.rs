@@ -14,6 +14,7 @@ use super::{
     out_dir,
     plot::{self, Chart, Series},
     thousands,
+    zone::{self, Zone},
 };
 
 #[derive(Default)]
@@ -21,6 +22,7 @@ pub struct Results {
     pub decision: Option<Decision>,
     pub e2e: Option<E2e>,
     pub control: Option<Control>,
+    pub zone: Option<Zone>,
 }
 
 /// One target: what, the goal, the measured value (as text), met or not.
@@ -139,6 +141,41 @@ fn targets(r: &Results) -> Vec<Target> {
                 met: row.seconds.median < row.target,
             });
         }
+    }
+    if let Some(z) = &r.zone {
+        out.extend(zone_targets(z));
+    }
+    out
+}
+
+/// Issue 19's zone goals, for each design measured.
+fn zone_targets(z: &Zone) -> Vec<Target> {
+    let mut out = Vec::new();
+    for d in &z.report.designs {
+        out.push(Target {
+            what: format!(
+                "single change applied on all {} agents, p99 ({})",
+                d.agents, d.label
+            ),
+            goal: format!("< {} ms", zone::SINGLE_P99_GOAL.as_millis()),
+            measured: format!("{:.1} ms", d.single.p99.as_secs_f64() * 1e3),
+            met: d.single.p99 < zone::SINGLE_P99_GOAL,
+        });
+        out.push(Target {
+            what: format!(
+                "burst of {} changes converged on all {} agents, from its first write ({})",
+                thousands(d.burst_size as u64),
+                d.agents,
+                d.label
+            ),
+            goal: format!("< {} s", zone::BURST_GOAL.as_secs()),
+            measured: format!(
+                "{:.2} s (written in {:.2} s)",
+                d.burst_converged.as_secs_f64(),
+                d.burst_write.as_secs_f64()
+            ),
+            met: d.burst_converged < zone::BURST_GOAL,
+        });
     }
     out
 }
@@ -297,6 +334,9 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
     if let Some(c) = &r.control {
         control_md(&mut md, c)?;
     }
+    if let Some(z) = &r.zone {
+        zone_md(&mut md, z)?;
+    }
 
     std::fs::write(dir.join("report.md"), &md)?;
     let json = json!({
@@ -310,12 +350,18 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         "decision": r.decision.as_ref().map(Decision::json),
         "end_to_end": r.e2e.as_ref().map(E2e::json),
         "control_plane": r.control.as_ref().map(Control::json),
+        "zone": r.zone.as_ref().map(Zone::json),
     });
     std::fs::write(
         dir.join("report.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
     print!("{summary}");
+    if let Some(z) = &r.zone {
+        let mut t = String::new();
+        zone_table(&mut t, z)?;
+        print!("{t}");
+    }
     if let Some(e) = &r.e2e {
         let mut t = String::new();
         e2e_table(&mut t, e)?;
@@ -654,6 +700,82 @@ fn control_md(md: &mut String, c: &Control) -> Result<()> {
             budget,
             r.seconds.median / r.target
         )?;
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
+fn zone_table(md: &mut String, z: &Zone) -> Result<()> {
+    let ms = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+    let mib = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
+    writeln!(
+        md,
+        "| design | agents | single p50 / p99 / max ms | burst: written s | converged s (after last write) | burst p99 ms | etcd cores idle / singles / burst | proxy cores burst | agents cores burst | agent RSS max / mean MiB | maps kernel MiB per agent |"
+    )?;
+    writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for d in &z.report.designs {
+        writeln!(
+            md,
+            "| {} | {} | {} / {} / {} | {:.2} | {:.2} ({:.2}) | {} | {:.2} / {:.2} / {:.2} | {:.2} | {:.2} | {} / {} | {} |",
+            d.label,
+            d.agents,
+            ms(d.single.p50),
+            ms(d.single.p99),
+            ms(d.single.max),
+            d.burst_write.as_secs_f64(),
+            d.burst_converged.as_secs_f64(),
+            d.burst_after_last_write.as_secs_f64(),
+            ms(d.burst.p99),
+            d.cpu_idle.etcd_cores,
+            d.cpu_single.etcd_cores,
+            d.cpu_burst.etcd_cores,
+            d.cpu_burst.proxy_cores,
+            d.cpu_burst.agents_cores,
+            mib(d.memory.rss_max),
+            mib(d.memory.rss_mean),
+            mib(d.memory.maps_kernel),
+        )?;
+    }
+    if let Some(k) = z.kept() {
+        writeln!(
+            md,
+            "\nKept: {} (more goals met; on a tie, less etcd + proxy CPU during the burst).\n",
+            k.label
+        )?;
+    }
+    Ok(())
+}
+
+fn zone_md(md: &mut String, z: &Zone) -> Result<()> {
+    writeln!(md, "## 4. Control plane at zone scale\n")?;
+    writeln!(
+        md,
+        "One zone, one real agent per host (`netfabric agent --maps-only`: the store watch, \
+         validation, plan, diff and writes into its own pinned maps; nothing attached), on a \
+         local three-member etcd (loopback, data on tmpfs); every process shares this machine's \
+         CPUs. Each host starts with a few containers. Single changes, one at a time, cycle \
+         through a container create, its delete, an owner joining a group and leaving it; \
+         each is timed from the start of its write through the store (one transaction, as the \
+         CLI) to the change being in the pinned maps of every agent (`ENDPOINTS` slot or \
+         `GROUP_PAIRS` entry). The burst: container creates written back to back by one \
+         writer, one transaction each, while every agent's `ENDPOINTS` range of the burst's \
+         hosts is read in one batched syscall per sweep; `converged` is from the first write \
+         to the last change in every agent's maps. CPU from `/proc/<pid>/stat` of the etcd \
+         members, the proxy and the agents over each phase (idle: 2 s with every agent \
+         watching); memory is `VmRSS` after the burst, the maps' kernel memory the `memlock` \
+         of one agent's map fds. Designs: one client and watch per agent on the cluster, or \
+         every agent on one `etcd grpc-proxy` (etcd's own fan-out: one watch on the cluster \
+         re-served to every agent, as Calico's Typha serves its Felixes).\n"
+    )?;
+    zone_table(md, z)?;
+    for d in &z.report.designs {
+        writeln!(md, "\n{}: single changes by kind:\n", d.label)?;
+        for (kind, l) in &d.single_by_kind {
+            writeln!(md, "- {kind}: {l}")?;
+        }
     }
     writeln!(md)?;
     Ok(())
