@@ -58,7 +58,15 @@ fn sixteen_maps_only_agents_converge_with_either_design() {
             "{}",
             d.label
         );
-        assert_eq!(d.burst.n, 300, "{}: every burst change converged", d.label);
+        for burst in [&d.burst, &d.bulk] {
+            assert_eq!(
+                (burst.size, burst.each.n),
+                (300, 300),
+                "{}: every change of the burst converged ({burst:?})",
+                d.label
+            );
+        }
+        assert_eq!(d.bulk.per_txn, zone::BULK_TXN);
         assert!(d.memory.rss_max > 0 && d.memory.maps_kernel > 0, "{d:?}");
         assert_eq!(
             d.attached_links, 0,
