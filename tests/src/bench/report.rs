@@ -814,8 +814,90 @@ fn zone_md(md: &mut String, z: &Zone) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::bench::e2e::Measured;
+    use crate::{
+        bench::e2e::Measured,
+        propagation::Latencies,
+        zone::{Burst, Cpu, Design, DesignReport, Memory, Report},
+    };
+
+    fn burst(per_txn: usize, write_s: f64, converged_s: f64, etcd_cpu_s: f64) -> Burst {
+        let converged = Duration::from_secs_f64(converged_s);
+        let write = Duration::from_secs_f64(write_s);
+        Burst {
+            size: 1000,
+            per_txn,
+            each: Latencies::of(vec![converged; 1000]),
+            write,
+            converged,
+            after_last_write: converged - write,
+            cpu: Cpu {
+                etcd_cpu_s,
+                wall_s: converged_s,
+                ..Cpu::default()
+            },
+        }
+    }
+
+    /// A design with the single p99, the bulk burst's convergence, the
+    /// one-per-transaction burst's lag after its last write and its etcd CPU.
+    fn design(d: Design, single_p99_ms: u64, bulk_s: f64, lag_s: f64, etcd_s: f64) -> DesignReport {
+        DesignReport {
+            design: d,
+            label: d.label(),
+            agents: 254,
+            containers_before: 1017,
+            start: Duration::from_secs(30),
+            single: Latencies::of(vec![Duration::from_millis(single_p99_ms); 100]),
+            single_by_kind: Default::default(),
+            burst: burst(1, 25.0, 25.0 + lag_s, etcd_s),
+            bulk: burst(crate::zone::BULK_TXN, 0.5, bulk_s, 0.2),
+            cpu_idle: Cpu::default(),
+            cpu_single: Cpu::default(),
+            agent_cpu_per_change: Duration::from_millis(2),
+            memory: Memory::default(),
+            attached_links: 0,
+        }
+    }
+
+    fn zone_of(designs: Vec<DesignReport>) -> Zone {
+        Zone {
+            report: Report { designs },
+        }
+    }
+
+    #[test]
+    fn zone_goals_are_met_or_not_per_design_and_the_better_is_kept() {
+        let z = zone_of(vec![
+            design(Design::WatchPerAgent, 99, 2.5, 1.4, 15.0),
+            design(Design::FanOut, 100, 1.9, 1.5, 9.0),
+        ]);
+        let t: Vec<(String, bool)> = zone_targets(&z)
+            .into_iter()
+            .map(|t| (t.measured, t.met))
+            .collect();
+        assert_eq!(
+            t,
+            [
+                ("99.0 ms".to_string(), true),
+                ("2.50 s (written in 0.50 s)".into(), false),
+                ("1.40 s (written in 25.0 s, 40 changes/s)".into(), true),
+                ("100.0 ms".into(), false),
+                ("1.90 s (written in 0.50 s)".into(), true),
+                ("1.50 s (written in 25.0 s, 40 changes/s)".into(), true),
+            ]
+        );
+        // Two goals met each: the tie goes to less etcd CPU in the burst.
+        assert_eq!(z.kept().map(|d| d.design), Some(Design::FanOut));
+        // More goals met wins whatever the CPU.
+        let z = zone_of(vec![
+            design(Design::WatchPerAgent, 99, 1.5, 1.4, 15.0),
+            design(Design::FanOut, 100, 1.9, 1.5, 9.0),
+        ]);
+        assert_eq!(z.kept().map(|d| d.design), Some(Design::WatchPerAgent));
+    }
 
     fn run(rows: Vec<Measured>) -> E2e {
         E2e {
