@@ -399,7 +399,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__agent)
-            opts="-v -h -V --host --netns --bpffs --metrics-addr --detach-on-exit --rescan-ms --store --state-dir --verbose --help --version"
+            opts="-v -h -V --host --netns --bpffs --metrics-addr --detach-on-exit --rescan-ms --maps-only --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -246,6 +246,7 @@ complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -l rescan-ms 
 complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -l store -d 'Where the desired state is stored: file:///path/state.json (the embedded store; default file:///var/lib/netfabric/state.json) or the cluster store etcd://[user:pass@]host:port[,host:port...][/prefix] (etcds:// or ?ca=..&cert=..&key=.. for TLS). Without --store and --state-dir, the environment variable NETFABRIC_STORE names it' -r
 complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -l state-dir -d 'Use the embedded store in DIR (DIR/state.json); shorthand for --store file:///DIR/state.json' -r -F
 complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -l detach-on-exit -d 'On exit, detach the programs and remove every pin of this host'
+complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -l maps-only -d 'Keep the pinned maps equal to the desired state, attach nothing: no uplink or container port programs, no interface scans. For scale tests (many agents on one machine) and dry runs; the host forwards nothing'
 complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -s v -l verbose -d 'More logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides'
 complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -s h -l help -d 'Print help'
 complete -c netfabric -n "__fish_netfabric_using_subcommand agent" -s V -l version -d 'Print version'

@@ -11,6 +11,7 @@ pub mod packets;
 pub mod propagation;
 pub mod raw;
 pub mod topology;
+pub mod zone;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

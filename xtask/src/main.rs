@@ -4,7 +4,8 @@
 //!   machine (idempotent; a few hundred ms when everything is present).
 //! * `test`: setup, then fmt, clippy (userspace and eBPF passes) and every test.
 //! * `run [-- ARGS]`: setup, then the lab (no args) or `netfabric ARGS`.
-//! * `bench [--quick]`: setup, then the datapath benchmarks.
+//! * `bench [--quick] [--only decision,e2e,control,zone]`: setup, then the
+//!   benchmarks (`zone`, 254 agents on etcd, runs in full mode or when named).
 //! * `fresh-check [--keep]`: the README's two commands in a pristine Debian
 //!   12 root (debootstrap), proving setup installs everything they need.
 //! * `cli-docs`: regenerates the man pages and shell completions in `docs/`.
@@ -199,6 +200,29 @@ fn cli_docs() -> Result<()> {
 
 fn bench(args: &[String]) -> Result<()> {
     setup::run()?;
+    if bench_runs_zone(args) {
+        // The zone's agents are the `netfabric` binary of the same build.
+        run_cmd(cargo().args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "netfabric",
+            "--bin",
+            "netfabric",
+        ]))?;
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_release("netfabric-tests", "netfabric-bench", &args)
+}
+
+/// Whether `netfabric-bench ARGS` runs its `zone` part: named in `--only`,
+/// or a full run without `--only`.
+fn bench_runs_zone(args: &[String]) -> bool {
+    match args.iter().position(|a| a == "--only") {
+        Some(i) => args
+            .get(i + 1)
+            .is_some_and(|list| list.split(',').any(|p| p == "zone")),
+        None => !args.iter().any(|a| a == "--quick"),
+    }
 }

@@ -67,6 +67,11 @@ pub struct AgentConfig {
     pub detach_on_exit: bool,
     /// How often container ports are rescanned (at least 10 ms).
     pub rescan_interval: Duration,
+    /// Maps only: keep the pinned maps equal to the desired state but attach
+    /// nothing (no uplink XDP, no container ports, no interface scans; the
+    /// plan has no uplink and no local ports). For scale tests (hundreds of
+    /// agents on one machine) and dry runs; such a host forwards nothing.
+    pub maps_only: bool,
 }
 
 /// The agent was asked to create the pins of a host the store does not
@@ -157,6 +162,7 @@ pub struct Stats {
 
 struct Agent {
     host: String,
+    maps_only: bool,
     pin_dir: PathBuf,
     dp: Datapath,
     current: HostPlan,
@@ -200,6 +206,7 @@ async fn run_async(
     let nl = port::connect().context("netlink")?;
     let mut agent = Agent {
         host: config.host.clone(),
+        maps_only: config.maps_only,
         pin_dir: pin_dir.clone(),
         dp,
         current,
@@ -221,8 +228,10 @@ async fn run_async(
     };
     agent.publish_report();
     agent.publish_maps();
-    // Replace the programs of already pinned links right away (upgrade).
-    agent.adopt_links().await;
+    if !config.maps_only {
+        // Replace the programs of already pinned links right away (upgrade).
+        agent.adopt_links().await;
+    }
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Snapshot, StoreError>>(4);
     let watch = store.watch(0).context("watching the store")?;
@@ -246,7 +255,9 @@ async fn run_async(
     }
     let feeder = tokio::task::spawn_blocking(move || {
         while !tx.is_closed() {
-            match watch.recv_timeout(Duration::from_millis(200)) {
+            // Only the newest of the states waiting: a burst of changes
+            // costs one plan per state the agent can keep up with.
+            match watch.recv_latest_timeout(Duration::from_millis(200)) {
                 Some(Err(e @ StoreError::Unavailable { .. })) => tracing::warn!(
                     error = %e,
                     "store unreachable; enforcing the last state applied until it is back"
@@ -289,7 +300,7 @@ async fn run_async(
                 Some(Err(e)) => agent.refused(&e, None),
                 None => break,
             },
-            _ = rescan.tick() => agent.reconcile().await,
+            _ = rescan.tick(), if !config.maps_only => agent.reconcile().await,
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
             _ = term.recv() => { tracing::info!("SIGTERM"); break; }
         }
@@ -474,11 +485,18 @@ impl Agent {
     }
 
     async fn reconcile(&mut self) {
-        let names = match port::links(&self.nl).await {
-            Ok(l) => l,
-            Err(e) => return self.error(&format!("listing interfaces: {e}")),
+        // Maps only: no interfaces looked at, so no ports and no uplink.
+        let names = if self.maps_only {
+            Vec::new()
+        } else {
+            match port::links(&self.nl).await {
+                Ok(l) => l,
+                Err(e) => return self.error(&format!("listing interfaces: {e}")),
+            }
         };
-        self.rescan_ports(&names).await;
+        if !self.maps_only {
+            self.rescan_ports(&names).await;
+        }
         let Some(state) = &self.state else { return };
         let Some(host) = state.host(&self.host) else {
             if self.last_desired.is_some() || self.stats.reconciles == 0 {
@@ -488,7 +506,11 @@ impl Agent {
             return;
         };
         let uplink_name = host.uplink.clone();
-        let uplink_ifindex = names.iter().find(|n| n.0 == uplink_name).map(|n| n.1);
+        let uplink_ifindex = if self.maps_only {
+            Some(0)
+        } else {
+            names.iter().find(|n| n.0 == uplink_name).map(|n| n.1)
+        };
         let Some(uplink_ifindex) = uplink_ifindex else {
             return self.error(&format!("uplink {uplink_name} not found"));
         };
@@ -500,7 +522,8 @@ impl Agent {
             Ok(p) => p,
             Err(e) => return self.error(&format!("planning: {e}")),
         };
-        if self.last_desired.as_ref() == Some(&desired) && self.uplink.is_some() {
+        if self.last_desired.as_ref() == Some(&desired) && (self.uplink.is_some() || self.maps_only)
+        {
             // Nothing new; retry failed operations only when something changes.
             self.bring_ports_up(&names).await;
             self.publish_maps();
@@ -543,7 +566,7 @@ impl Agent {
             tracing::info!(applied, failed, took = ?started.elapsed(), "reconciled");
         }
         self.last_desired = Some(desired);
-        if self.uplink.as_ref().map(|u| u.1) != Some(uplink_ifindex) {
+        if !self.maps_only && self.uplink.as_ref().map(|u| u.1) != Some(uplink_ifindex) {
             let adopt = false;
             match links::attach_uplink(&mut self.dp, &self.pin_dir, &uplink_name, adopt) {
                 Ok(how) => {

@@ -32,6 +32,12 @@ pub struct AgentArgs {
     /// How often container ports are rescanned, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 250)]
     pub rescan_ms: u64,
+    /// Keep the pinned maps equal to the desired state, attach nothing: no
+    /// uplink or container port programs, no interface scans. For scale
+    /// tests (many agents on one machine) and dry runs; the host forwards
+    /// nothing.
+    #[arg(long)]
+    pub maps_only: bool,
 }
 
 impl AgentArgs {
@@ -44,6 +50,7 @@ impl AgentArgs {
             metrics_addr: Some(self.metrics_addr).filter(|a| !a.is_empty()),
             detach_on_exit: self.detach_on_exit,
             rescan_interval: Duration::from_millis(self.rescan_ms),
+            maps_only: self.maps_only,
         }
     }
 }

@@ -23,7 +23,7 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
@@ -197,6 +197,9 @@ impl<S: Store + ?Sized> StoreExt for S {}
 /// thread that stops when the `Watch` is dropped.
 pub struct Watch {
     rx: mpsc::Receiver<Result<Snapshot, StoreError>>,
+    /// An item [`Watch::recv_latest_timeout`] took from `rx` but has not
+    /// returned yet (the error after a run of snapshots).
+    held: Mutex<Option<Result<Snapshot, StoreError>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     health: Arc<StoreHealth>,
@@ -233,6 +236,7 @@ impl Watch {
             .spawn(move || body(tx, flag))?;
         Ok(Watch {
             rx,
+            held: Mutex::new(None),
             stop,
             thread: Some(thread),
             health,
@@ -245,19 +249,53 @@ impl Watch {
         self.health.clone()
     }
 
+    fn take_held(&self) -> Option<Result<Snapshot, StoreError>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// Waits for the next snapshot (or error). `None` when the feed ended.
     pub fn recv(&self) -> Option<Result<Snapshot, StoreError>> {
-        self.rx.recv().ok()
+        self.take_held().or_else(|| self.rx.recv().ok())
     }
 
     /// Waits at most `timeout`; `None` on timeout or when the feed ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Result<Snapshot, StoreError>> {
-        self.rx.recv_timeout(timeout).ok()
+        self.take_held()
+            .or_else(|| self.rx.recv_timeout(timeout).ok())
+    }
+
+    /// [`Watch::recv_timeout`], skipping snapshots that newer ones already
+    /// waiting supersede: each snapshot is a whole state, so a consumer
+    /// slower than the changes (an agent during a burst) needs only the
+    /// newest, and the feed does not pile up states it will never use. An
+    /// error is never skipped: it ends the run of snapshots and is returned
+    /// by the next call.
+    pub fn recv_latest_timeout(&self, timeout: Duration) -> Option<Result<Snapshot, StoreError>> {
+        let mut latest = match self.recv_timeout(timeout)? {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        while let Ok(item) = self.rx.try_recv() {
+            match item {
+                Ok(newer) => latest = newer,
+                Err(e) => {
+                    *self
+                        .held
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        Some(Ok(latest))
     }
 
     /// The next snapshot if one is waiting.
     pub fn try_recv(&self) -> Option<Result<Snapshot, StoreError>> {
-        self.rx.try_recv().ok()
+        self.take_held().or_else(|| self.rx.try_recv().ok())
     }
 }
 
@@ -318,4 +356,53 @@ pub fn default_url() -> String {
         "file://{}",
         Path::new(DEFAULT_STATE_DIR).join(STATE_FILE_NAME).display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(revision: Revision) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            state: State::default(),
+            revision,
+        })
+    }
+
+    fn revision(item: Option<Result<Snapshot, StoreError>>) -> Result<Revision, String> {
+        match item.expect("an item") {
+            Ok(s) => Ok(s.revision),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn recv_latest_skips_superseded_snapshots_but_never_an_error() {
+        let (sent_tx, sent_rx) = mpsc::channel();
+        let watch = Watch::spawn("test-watch", move |tx, _stop| {
+            for item in [snap(1), snap(2), snap(3)] {
+                tx.send(item).unwrap();
+            }
+            tx.send(Err(StoreError::Unavailable {
+                url: "test".into(),
+                action: "watching",
+                reason: "gone".into(),
+            }))
+            .unwrap();
+            tx.send(snap(4)).unwrap();
+            tx.send(snap(5)).unwrap();
+            sent_tx.send(()).unwrap();
+        })
+        .unwrap();
+        sent_rx.recv().unwrap();
+        let wait = Duration::from_secs(5);
+        assert_eq!(revision(watch.recv_latest_timeout(wait)), Ok(3));
+        assert!(revision(watch.recv_latest_timeout(wait)).is_err_and(|e| e.contains("gone")));
+        assert_eq!(revision(watch.recv_latest_timeout(wait)), Ok(5));
+        assert!(
+            watch
+                .recv_latest_timeout(Duration::from_millis(50))
+                .is_none()
+        );
+    }
 }

@@ -6,6 +6,8 @@
 //!   namespace lab ([`lab`]), netfabric against plain routing, iptables and
 //!   nftables enforcing the same owner policy;
 //! * [`control`]: loading a full zone into the maps, applying one change;
+//! * [`zone`]: 254 maps-only agents on a three-member etcd, one watch per
+//!   agent against a fan-out (`--only zone`; not in `--quick` unless named);
 //! * [`plot`] and [`report`]: PNG plots, Markdown and JSON under
 //!   `target/bench/`.
 //!
@@ -18,6 +20,7 @@ pub mod e2e;
 pub mod lab;
 pub mod plot;
 pub mod report;
+pub mod zone;
 
 use std::path::PathBuf;
 

@@ -14,6 +14,7 @@ use super::{
     out_dir,
     plot::{self, Chart, Series},
     thousands,
+    zone::{self, Zone},
 };
 
 #[derive(Default)]
@@ -21,6 +22,7 @@ pub struct Results {
     pub decision: Option<Decision>,
     pub e2e: Option<E2e>,
     pub control: Option<Control>,
+    pub zone: Option<Zone>,
 }
 
 /// One target: what, the goal, the measured value (as text), met or not.
@@ -149,6 +151,60 @@ fn targets(r: &Results) -> Vec<Target> {
                 met: row.seconds.median < row.target,
             });
         }
+    }
+    if let Some(z) = &r.zone {
+        out.extend(zone_targets(z));
+    }
+    out
+}
+
+/// Issue 19's zone goals, for each design measured.
+fn zone_targets(z: &Zone) -> Vec<Target> {
+    let mut out = Vec::new();
+    for d in &z.report.designs {
+        out.push(Target {
+            what: format!(
+                "single change applied on all {} agents, p99 ({})",
+                d.agents, d.label
+            ),
+            goal: format!("< {} ms", zone::SINGLE_P99_GOAL.as_millis()),
+            measured: format!("{:.1} ms", d.single.p99.as_secs_f64() * 1e3),
+            met: d.single.p99 < zone::SINGLE_P99_GOAL,
+        });
+        out.push(Target {
+            what: format!(
+                "burst of {} changes ({} per transaction) converged on all {} agents, from its \
+                 first write ({})",
+                thousands(d.bulk.size as u64),
+                d.bulk.per_txn,
+                d.agents,
+                d.label
+            ),
+            goal: format!("< {} s", zone::BURST_GOAL.as_secs()),
+            measured: format!(
+                "{:.2} s (written in {:.2} s)",
+                d.bulk.converged.as_secs_f64(),
+                d.bulk.write.as_secs_f64()
+            ),
+            met: d.bulk.converged < zone::BURST_GOAL,
+        });
+        out.push(Target {
+            what: format!(
+                "burst of {} changes (one transaction each, one writer) converged on all {} \
+                 agents, after its last write ({})",
+                thousands(d.burst.size as u64),
+                d.agents,
+                d.label
+            ),
+            goal: format!("< {} s", zone::BURST_GOAL.as_secs()),
+            measured: format!(
+                "{:.2} s (written in {:.1} s, {:.0} changes/s)",
+                d.burst.after_last_write.as_secs_f64(),
+                d.burst.write.as_secs_f64(),
+                d.burst.size as f64 / d.burst.write.as_secs_f64().max(1e-9)
+            ),
+            met: d.burst.after_last_write < zone::BURST_GOAL,
+        });
     }
     out
 }
@@ -307,6 +363,9 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
     if let Some(c) = &r.control {
         control_md(&mut md, c)?;
     }
+    if let Some(z) = &r.zone {
+        zone_md(&mut md, z)?;
+    }
 
     std::fs::write(dir.join("report.md"), &md)?;
     let json = json!({
@@ -320,12 +379,18 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         "decision": r.decision.as_ref().map(Decision::json),
         "end_to_end": r.e2e.as_ref().map(E2e::json),
         "control_plane": r.control.as_ref().map(Control::json),
+        "zone": r.zone.as_ref().map(Zone::json),
     });
     std::fs::write(
         dir.join("report.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
     print!("{summary}");
+    if let Some(z) = &r.zone {
+        let mut t = String::new();
+        zone_table(&mut t, z)?;
+        print!("{t}");
+    }
     if let Some(e) = &r.e2e {
         let mut t = String::new();
         e2e_table(&mut t, e)?;
@@ -668,11 +733,181 @@ fn control_md(md: &mut String, c: &Control) -> Result<()> {
     Ok(())
 }
 
+fn zone_table(md: &mut String, z: &Zone) -> Result<()> {
+    let ms = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1e3);
+    let mib = |b: u64| format!("{:.1}", b as f64 / (1024.0 * 1024.0));
+    writeln!(
+        md,
+        "| design | agents | single p50 / p99 / max ms | burst (1/txn): written s, converged s (after last write s), each p99 ms | bulk ({}/txn): written s, converged s, each p99 ms | etcd cores idle / singles / burst / bulk | proxy cores burst | agents cores burst | one agent's CPU per single change ms | agent RSS max / mean MiB | maps kernel MiB per agent |",
+        crate::zone::BULK_TXN
+    )?;
+    writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for d in &z.report.designs {
+        writeln!(
+            md,
+            "| {} | {} | {} / {} / {} | {:.2}, {:.2} ({:.2}), {} | {:.2}, {:.2}, {} | {:.2} / {:.2} / {:.2} / {:.2} | {:.2} | {:.2} | {:.2} | {} / {} | {} |",
+            d.label,
+            d.agents,
+            ms(d.single.p50),
+            ms(d.single.p99),
+            ms(d.single.max),
+            d.burst.write.as_secs_f64(),
+            d.burst.converged.as_secs_f64(),
+            d.burst.after_last_write.as_secs_f64(),
+            ms(d.burst.each.p99),
+            d.bulk.write.as_secs_f64(),
+            d.bulk.converged.as_secs_f64(),
+            ms(d.bulk.each.p99),
+            d.cpu_idle.etcd_cores,
+            d.cpu_single.etcd_cores,
+            d.burst.cpu.etcd_cores,
+            d.bulk.cpu.etcd_cores,
+            d.burst.cpu.proxy_cores,
+            d.burst.cpu.agents_cores,
+            d.agent_cpu_per_change.as_secs_f64() * 1e3,
+            mib(d.memory.rss_max),
+            mib(d.memory.rss_mean),
+            mib(d.memory.maps_kernel),
+        )?;
+    }
+    if let Some(k) = z.kept() {
+        writeln!(
+            md,
+            "\nBetter here: {} (more goals met; on a tie, less etcd + proxy CPU during the burst).\n",
+            k.label
+        )?;
+    }
+    Ok(())
+}
+
+fn zone_md(md: &mut String, z: &Zone) -> Result<()> {
+    writeln!(md, "## 4. Control plane at zone scale\n")?;
+    writeln!(
+        md,
+        "One zone, one real agent per host (`netfabric agent --maps-only`: the store watch, \
+         validation, plan, diff and writes into its own pinned maps; nothing attached), on a \
+         local three-member etcd (loopback, data on tmpfs); every process shares this machine's \
+         CPUs, the agents as `SCHED_IDLE` (on a real zone each has its own host, and etcd and \
+         the writer theirs: here they take what etcd, the writer and the measurement leave, \
+         so a change reaches the last of N agents after about N x (one agent's CPU per \
+         change) / 2 CPUs; on a real zone after about one agent's CPU per change plus the \
+         network). Each host starts with a few containers. Single changes, one at a time, cycle \
+         through a container create, its delete, an owner joining a group and leaving it; \
+         each is timed from the start of its write through the store (one transaction, as the \
+         CLI) to the change being in the pinned maps of every agent (`ENDPOINTS` slot or \
+         `GROUP_PAIRS` entry). The bursts: container creates written back to back by one \
+         writer, one transaction each (burst) or {} per transaction (bulk), while every \
+         agent's `ENDPOINTS` range of the burst's hosts is read in one batched syscall per \
+         sweep; `converged` is from the first write to the last change in every agent's \
+         maps, `after last write` from the last write's commit. CPU from `/proc/<pid>/stat` of the etcd \
+         members, the proxy and the agents over each phase (idle: 2 s with every agent \
+         watching); memory is `VmRSS` after the burst, the maps' kernel memory the `memlock` \
+         of one agent's map fds. Designs: one client and watch per agent on the cluster, or \
+         every agent on one `etcd grpc-proxy` (etcd's own fan-out: one watch on the cluster \
+         re-served to every agent, as Calico's Typha serves its Felixes).\n",
+        crate::zone::BULK_TXN
+    )?;
+    zone_table(md, z)?;
+    for d in &z.report.designs {
+        writeln!(md, "\n{}: single changes by kind:\n", d.label)?;
+        for (kind, l) in &d.single_by_kind {
+            writeln!(md, "- {kind}: {l}")?;
+        }
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::bench::decision::{Kind, Row};
-    use crate::bench::e2e::Measured;
+    use crate::{
+        bench::e2e::Measured,
+        propagation::Latencies,
+        zone::{Burst, Cpu, Design, DesignReport, Memory, Report},
+    };
+
+    fn burst(per_txn: usize, write_s: f64, converged_s: f64, etcd_cpu_s: f64) -> Burst {
+        let converged = Duration::from_secs_f64(converged_s);
+        let write = Duration::from_secs_f64(write_s);
+        Burst {
+            size: 1000,
+            per_txn,
+            each: Latencies::of(vec![converged; 1000]),
+            write,
+            converged,
+            after_last_write: converged - write,
+            cpu: Cpu {
+                etcd_cpu_s,
+                wall_s: converged_s,
+                ..Cpu::default()
+            },
+        }
+    }
+
+    /// A design with the single p99, the bulk burst's convergence, the
+    /// one-per-transaction burst's lag after its last write and its etcd CPU.
+    fn design(d: Design, single_p99_ms: u64, bulk_s: f64, lag_s: f64, etcd_s: f64) -> DesignReport {
+        DesignReport {
+            design: d,
+            label: d.label(),
+            agents: 254,
+            containers_before: 1017,
+            start: Duration::from_secs(30),
+            single: Latencies::of(vec![Duration::from_millis(single_p99_ms); 100]),
+            single_by_kind: Default::default(),
+            burst: burst(1, 25.0, 25.0 + lag_s, etcd_s),
+            bulk: burst(crate::zone::BULK_TXN, 0.5, bulk_s, 0.2),
+            cpu_idle: Cpu::default(),
+            cpu_single: Cpu::default(),
+            agent_cpu_per_change: Duration::from_millis(2),
+            memory: Memory::default(),
+            attached_links: 0,
+        }
+    }
+
+    fn zone_of(designs: Vec<DesignReport>) -> Zone {
+        Zone {
+            report: Report { designs },
+        }
+    }
+
+    #[test]
+    fn zone_goals_are_met_or_not_per_design_and_the_better_is_kept() {
+        let z = zone_of(vec![
+            design(Design::WatchPerAgent, 99, 2.5, 1.4, 15.0),
+            design(Design::FanOut, 100, 1.9, 1.5, 9.0),
+        ]);
+        let t: Vec<(String, bool)> = zone_targets(&z)
+            .into_iter()
+            .map(|t| (t.measured, t.met))
+            .collect();
+        assert_eq!(
+            t,
+            [
+                ("99.0 ms".to_string(), true),
+                ("2.50 s (written in 0.50 s)".into(), false),
+                ("1.40 s (written in 25.0 s, 40 changes/s)".into(), true),
+                ("100.0 ms".into(), false),
+                ("1.90 s (written in 0.50 s)".into(), true),
+                ("1.50 s (written in 25.0 s, 40 changes/s)".into(), true),
+            ]
+        );
+        // Two goals met each: the tie goes to less etcd CPU in the burst.
+        assert_eq!(z.kept().map(|d| d.design), Some(Design::FanOut));
+        // More goals met wins whatever the CPU.
+        let z = zone_of(vec![
+            design(Design::WatchPerAgent, 99, 1.5, 1.4, 15.0),
+            design(Design::FanOut, 100, 1.9, 1.5, 9.0),
+        ]);
+        assert_eq!(z.kept().map(|d| d.design), Some(Design::WatchPerAgent));
+    }
 
     fn run(rows: Vec<Measured>) -> E2e {
         E2e {

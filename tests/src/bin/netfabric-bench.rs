@@ -1,41 +1,72 @@
-//! `cargo xtask bench [--quick] [--only decision,e2e,control]`: netfabric's
-//! benchmarks (see `netfabric_tests::bench`). Writes `target/bench/report.md`,
-//! `report.json` and PNG plots, and prints the summary.
+//! `cargo xtask bench [--quick] [--only decision,e2e,control,zone] [--zone-agents N]`:
+//! netfabric's benchmarks (see `netfabric_tests::bench`). Writes
+//! `target/bench/report.md`, `report.json` and PNG plots, and prints the
+//! summary. `zone` (254 agents on etcd) runs in full mode, or when named in
+//! `--only`.
 
 use std::time::Instant;
 
-use anyhow::{Result, bail};
-use netfabric_tests::bench::{Settings, control, decision, e2e, lab, report};
+use anyhow::{Context as _, Result, bail};
+use netfabric_tests::bench::{Settings, control, decision, e2e, lab, report, zone};
+
+const PARTS: [&str; 4] = ["decision", "e2e", "control", "zone"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let mut parts = vec!["decision", "e2e", "control"];
+    let mut parts = PARTS.to_vec();
+    if quick {
+        parts.retain(|p| *p != "zone");
+    }
     if let Some(i) = args.iter().position(|a| a == "--only") {
         let Some(list) = args.get(i + 1) else {
-            bail!("--only needs a list: decision,e2e,control");
+            bail!("--only needs a list: {}", PARTS.join(","));
         };
         let wanted: Vec<&str> = list.split(',').collect();
-        if let Some(bad) = wanted.iter().find(|w| !parts.contains(w)) {
-            bail!("unknown part {bad:?} (decision, e2e, control)");
+        if let Some(bad) = wanted.iter().find(|w| !PARTS.contains(w)) {
+            bail!("unknown part {bad:?} ({})", PARTS.join(", "));
         }
+        parts = PARTS.to_vec();
         parts.retain(|p| wanted.contains(p));
     }
+    let zone_agents = match args.iter().position(|a| a == "--zone-agents") {
+        None => zone::AGENTS,
+        Some(i) => {
+            let n: usize = args
+                .get(i + 1)
+                .and_then(|n| n.parse().ok())
+                .context("--zone-agents needs a number of agents (1 to 254)")?;
+            if !(1..=254).contains(&n) {
+                bail!("--zone-agents {n}: 1 to 254 (one agent per host of one zone)");
+            }
+            n
+        }
+    };
     let settings = Settings::new(quick);
     let started = Instant::now();
     lab::remove_stale();
     let mut results = report::Results::default();
+    let total = parts.len();
+    let mut step = 0;
+    let mut next = |what: &str| {
+        step += 1;
+        eprintln!("bench: {step}/{total} {what}");
+    };
     if parts.contains(&"decision") {
-        eprintln!("bench: 1/3 per-packet decision cost");
+        next("per-packet decision cost");
         results.decision = Some(decision::run(&settings)?);
     }
     if parts.contains(&"e2e") {
-        eprintln!("bench: 2/3 end to end through namespaces");
+        next("end to end through namespaces");
         results.e2e = Some(e2e::run(&settings)?);
     }
     if parts.contains(&"control") {
-        eprintln!("bench: 3/3 control plane");
+        next("control plane");
         results.control = Some(control::run(&settings)?);
+    }
+    if parts.contains(&"zone") {
+        next("control plane at zone scale");
+        results.zone = Some(zone::run(&settings, zone_agents)?);
     }
     report::write(&results, &settings, started.elapsed())
 }
