@@ -475,8 +475,8 @@ fn an_embedded_agent_takes_a_config_and_a_store() {
 /// The plan of a host whose zone (slot 0) is full, with a second zone
 /// (slot 5) partly used, next hops, a gateway, local ports and group pairs.
 fn full_zone_plan() -> netfabric::agent::HostPlan {
-    use netfabric::agent::plan::UnderlayHop;
-    use netfabric_common::{HostConfig, OwnerPair};
+    use netfabric::agent::plan::{EndpointKey, NextHopKey, PortEntry, UnderlayHop};
+    use netfabric_common::{Endpoint, HostConfig, OwnerPair};
     let mut plan = netfabric::agent::HostPlan {
         host: Some(HostConfig {
             zone_prefix: 0x0a01_0000,
@@ -495,12 +495,21 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         for c in 1..=254u8 {
             let owner = 100 + u32::from(h) * 3 + u32::from(c) % 7;
             plan.endpoints.insert(
-                (0, u16::from_be_bytes([h, c])),
-                (owner, 0x8000_0000 | u32::from(c)),
+                EndpointKey {
+                    zone_slot: 0,
+                    low: u16::from_be_bytes([h, c]),
+                },
+                Endpoint {
+                    owner,
+                    groups: 0x8000_0000 | u32::from(c),
+                },
             );
         }
         plan.next_hops.insert(
-            (0, h),
+            NextHopKey {
+                zone_slot: 0,
+                host_octet: h,
+            },
             UnderlayHop {
                 mac: [2, 0xfe, 0, 0, 0, h],
                 underlay: Ipv4Addr::new(172, 31, 0, h),
@@ -508,7 +517,13 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         );
     }
     for low in [0x0101u16, 0x0102, 0xfefe] {
-        plan.endpoints.insert((5, low), (42, 0));
+        plan.endpoints.insert(
+            EndpointKey { zone_slot: 5, low },
+            Endpoint {
+                owner: 42,
+                groups: 0,
+            },
+        );
     }
     plan.gateways.insert(
         5,
@@ -518,8 +533,13 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         },
     );
     for c in [1u8, 2, 254] {
-        plan.local_ports
-            .insert(c, (1000 + u32::from(c), [2, 0, 10, 1, 1, c]));
+        plan.local_ports.insert(
+            c,
+            PortEntry {
+                ifindex: 1000 + u32::from(c),
+                mac: [2, 0, 10, 1, 1, c],
+            },
+        );
     }
     for (a, b, n) in [(100, 101, 1), (103, 200, 2), (42, 107, 1)] {
         plan.group_pairs.insert(OwnerPair::new(a, b), n);

@@ -33,8 +33,11 @@ use aya::{
         SchedClassifier, TcAttachType, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
     },
 };
-use netfabric::datapath::{Datapath, EBPF_OBJECT, LoadOptions, batch};
-use netfabric_common::HostConfig;
+use netfabric::{
+    agent::plan::{Blooms, DesiredMap as _, EndpointKey, Endpoints},
+    datapath::{Datapath, EBPF_OBJECT, LoadOptions, batch},
+};
+use netfabric_common::{Endpoint, HostConfig};
 use serde_json::{Value, json};
 
 use super::{
@@ -359,8 +362,16 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
     })?;
     dp.set_zone(zone, 0)?;
     let mut max_host = 2u8;
+    // The groups blooms the agent writes, each pair standing for one group.
+    let blooms = Blooms::of_groups(
+        p.group_pairs
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| (i as u32, [a, b])),
+    );
     for &(ip, owner) in &p.endpoints {
-        dp.set_endpoint_groups_unknown(0, ip, owner)?;
+        let groups = blooms.of(owner);
+        Endpoints::set(&mut dp, EndpointKey::of(0, ip), Endpoint { owner, groups })?;
         max_host = max_host.max(ip.octets()[2]);
     }
     for other in 1..=max_host {
