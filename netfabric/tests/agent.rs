@@ -595,6 +595,29 @@ fn programs_held_by(pid: u32) -> Vec<String> {
     names
 }
 
+/// The names of the BPF maps process `pid` holds a descriptor of
+/// (`map_id` in `/proc/<pid>/fdinfo`, named by `loaded_maps()`).
+fn maps_held_by(pid: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(info) = std::fs::read_to_string(fd.unwrap().path()) else {
+            continue;
+        };
+        ids.extend(
+            info.lines()
+                .filter_map(|l| l.strip_prefix("map_id:"))
+                .map(|id| id.trim().parse::<u32>().unwrap()),
+        );
+    }
+    let mut names: Vec<String> = aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .filter(|m| ids.contains(&m.id()))
+        .map(|m| m.name_as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn an_agent_loads_only_the_product_programs() {
     require_root_and_bpffs();
@@ -609,5 +632,14 @@ fn an_agent_loads_only_the_product_programs() {
         held,
         ["from_container", "from_uplink", "to_container"],
         "the agent holds exactly the product's programs (no baseline_*, bench_*)"
+    );
+    let maps = maps_held_by(host.agents[i].id());
+    assert!(
+        maps.iter().any(|m| m == "ENDPOINTS"),
+        "the agent's maps are seen: {maps:?}"
+    );
+    assert!(
+        !maps.iter().any(|m| m.starts_with("BENCH_")),
+        "the agent creates no bench map: {maps:?}"
     );
 }

@@ -31,6 +31,13 @@ pub use maps::counters::CounterSnapshot;
 /// The compiled eBPF object (built by `build.rs` with aya-build).
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfabric"));
 
+/// The benchmark's eBPF object: the empty `baseline_*` programs and the
+/// traffic generator and sink `bench_*` with their `BENCH_*` maps. Only
+/// the benchmarks load it ([`Datapath::load_programs_of`], or their own
+/// loader); no agent does.
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfabric-bench-programs"));
+
 /// XDP program on the uplink.
 pub const PROG_FROM_UPLINK: &str = "from_uplink";
 /// TC ingress program on a container's host-side port.
@@ -39,8 +46,7 @@ pub const PROG_FROM_CONTAINER: &str = "from_container";
 pub const PROG_TO_CONTAINER: &str = "to_container";
 
 /// The product's programs, the only ones [`Datapath::load`] loads into the
-/// kernel. The object also holds the bench's programs (`baseline_*`,
-/// `bench_*`); a benchmark loads those itself (`dp.xdp(name)?.load()`).
+/// kernel (and the only programs of [`EBPF_OBJECT`]).
 pub const XDP_PROGRAMS: [&str; 1] = [PROG_FROM_UPLINK];
 pub const TC_PROGRAMS: [&str; 2] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER];
 
@@ -106,6 +112,9 @@ pub struct LoadOptions {
 /// One host's datapath: the loaded programs and typed handles on every map.
 pub struct Datapath {
     ebpf: Ebpf,
+    /// Other objects whose programs were loaded next to this one
+    /// ([`Datapath::load_programs_of`]: the bench's).
+    others: Vec<Ebpf>,
     zone_by_prefix: Array<MapData, u32>,
     endpoints: Array<MapData, Endpoint>,
     next_hops: Array<MapData, NextHop>,
@@ -165,6 +174,7 @@ impl Datapath {
             drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
             monitor_lease: take(&mut ebpf, common::MONITOR_LEASE)?,
             ebpf,
+            others: Vec::new(),
         })
     }
 
@@ -173,12 +183,34 @@ impl Datapath {
         &mut self.ebpf
     }
 
+    /// Loads `object` (e.g. [`BENCH_OBJECT`]) beside this datapath, its
+    /// programs not loaded into the kernel yet: [`Self::xdp`] and
+    /// [`Self::tc`] find them by name too, and run them on the same
+    /// packets (its maps are its own).
+    pub fn load_programs_of(&mut self, object: &[u8]) -> Result<()> {
+        self.others.push(EbpfLoader::new().load(object)?);
+        Ok(())
+    }
+
+    fn program_mut(&mut self, name: &'static str) -> Result<&mut aya::programs::Program> {
+        if self.ebpf.program(name).is_some() {
+            return self
+                .ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram(name));
+        }
+        self.others
+            .iter_mut()
+            .find_map(|o| o.program_mut(name))
+            .ok_or(DatapathError::MissingProgram(name))
+    }
+
     pub fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp> {
-        program(&mut self.ebpf, name)
+        self.program_mut(name)?.try_into().map_err(prog_err(name))
     }
 
     pub fn tc(&mut self, name: &'static str) -> Result<&mut SchedClassifier> {
-        program(&mut self.ebpf, name)
+        self.program_mut(name)?.try_into().map_err(prog_err(name))
     }
 
     /// The ring buffer of drop events (once; the monitor owns it after that).
