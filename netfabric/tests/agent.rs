@@ -572,9 +572,9 @@ fn the_start_up_read_back_of_a_full_zone_is_what_was_written() {
     assert_eq!(read, plan);
 }
 
-/// The names of the BPF programs process `pid` holds a descriptor of
-/// (`prog_id` in `/proc/<pid>/fdinfo`, named by `loaded_programs()`).
-fn programs_held_by(pid: u32) -> Vec<String> {
+/// The ids of the BPF objects process `pid` holds a descriptor of: the
+/// `prog_id:` or `map_id:` lines (`field`) of `/proc/<pid>/fdinfo`.
+fn bpf_ids_held_by(pid: u32, field: &str) -> Vec<u32> {
     let mut ids = Vec::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
         let Ok(info) = std::fs::read_to_string(fd.unwrap().path()) else {
@@ -582,10 +582,17 @@ fn programs_held_by(pid: u32) -> Vec<String> {
         };
         ids.extend(
             info.lines()
-                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|l| l.strip_prefix(field))
                 .map(|id| id.trim().parse::<u32>().unwrap()),
         );
     }
+    ids
+}
+
+/// The names of the BPF programs process `pid` holds a descriptor of
+/// (named by `loaded_programs()`).
+fn programs_held_by(pid: u32) -> Vec<String> {
+    let ids = bpf_ids_held_by(pid, "prog_id:");
     let mut names: Vec<String> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .filter(|p| ids.contains(&p.id()))
@@ -595,20 +602,10 @@ fn programs_held_by(pid: u32) -> Vec<String> {
     names
 }
 
-/// The names of the BPF maps process `pid` holds a descriptor of
-/// (`map_id` in `/proc/<pid>/fdinfo`, named by `loaded_maps()`).
+/// The names of the BPF maps process `pid` holds a descriptor of (named
+/// by `loaded_maps()`).
 fn maps_held_by(pid: u32) -> Vec<String> {
-    let mut ids = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-        let Ok(info) = std::fs::read_to_string(fd.unwrap().path()) else {
-            continue;
-        };
-        ids.extend(
-            info.lines()
-                .filter_map(|l| l.strip_prefix("map_id:"))
-                .map(|id| id.trim().parse::<u32>().unwrap()),
-        );
-    }
+    let ids = bpf_ids_held_by(pid, "map_id:");
     let mut names: Vec<String> = aya::maps::loaded_maps()
         .filter_map(Result::ok)
         .filter(|m| ids.contains(&m.id()))

@@ -24,6 +24,16 @@ use super::plan::{
 };
 use crate::state::{Container, Group, State};
 
+/// What [`IncrementalPlan::update`] did.
+#[derive(Debug)]
+pub struct Update {
+    pub touched: Touched,
+    /// The state it replaced. Freeing a full zone's state (64,516
+    /// containers, three strings each) takes milliseconds: the caller drops
+    /// it once the maps are written.
+    pub previous: State,
+}
+
 /// What [`IncrementalPlan::update`] recomputed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Touched {
@@ -126,18 +136,25 @@ impl IncrementalPlan {
     /// Moves to `next` (and `rt`): the plan becomes
     /// `HostPlan::compute(&next, host, rt)`, recomputing only what the
     /// change touches when it can.
-    pub fn update(&mut self, next: State, rt: &Runtime) -> Result<Touched, PlanError> {
+    pub fn update(&mut self, next: State, rt: &Runtime) -> Result<Update, PlanError> {
         match self.update_state(&next) {
             Some(mut touched) => {
-                self.state = next;
+                let previous = std::mem::replace(&mut self.state, next);
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
                 }
-                Ok(Touched::Keys(touched))
+                Ok(Update {
+                    touched: Touched::Keys(touched),
+                    previous,
+                })
             }
             None => {
+                let previous = std::mem::take(&mut self.state);
                 *self = IncrementalPlan::new(next, &self.host.clone(), rt.clone())?;
-                Ok(Touched::All)
+                Ok(Update {
+                    touched: Touched::All,
+                    previous,
+                })
             }
         }
     }
@@ -565,7 +582,7 @@ mod tests {
                 change_state(&mut state, &mut rt, c, serial);
                 prop_assume!(state.validate().is_ok());
                 let before = inc.plan().clone();
-                let touched = inc.update(state.clone(), &rt).unwrap();
+                let touched = inc.update(state.clone(), &rt).unwrap().touched;
                 let full = HostPlan::compute(&state, HOST, &rt).unwrap();
                 prop_assert_eq!(inc.plan(), &full, "after {:?}", c);
                 let full_ops = before.diff(&full);
@@ -592,7 +609,7 @@ mod tests {
         };
         let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
         state.containers[0].owner = "carol".into();
-        let Touched::Keys(keys) = inc.update(state, &rt).unwrap() else {
+        let Touched::Keys(keys) = inc.update(state, &rt).unwrap().touched else {
             panic!("an owner change is incremental");
         };
         assert_eq!(

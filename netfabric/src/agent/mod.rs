@@ -532,8 +532,13 @@ impl Agent {
             ready_ports: self.ports.clone(),
         };
         let started = std::time::Instant::now();
+        // The state a change replaces is freed after the map writes.
+        let mut replaced = None;
         let touched = match (self.pending.take(), self.planner.as_mut()) {
-            (Some(next), Some(planner)) => planner.update(next, &rt),
+            (Some(next), Some(planner)) => planner.update(next, &rt).map(|u| {
+                replaced = Some(u.previous);
+                u.touched
+            }),
             (Some(next), None) => IncrementalPlan::new(next, &self.host, rt).map(|planner| {
                 self.planner = Some(planner);
                 Touched::All
@@ -598,6 +603,7 @@ impl Agent {
             tracing::info!(applied, failed, took = ?started.elapsed(), "reconciled");
         }
         self.in_sync = failed == 0;
+        drop(replaced);
         if self.uplink.as_ref().map(|u| u.1) != Some(uplink_ifindex) {
             let adopt = false;
             match links::attach_uplink(&mut self.dp, &self.pin_dir, &uplink_name, adopt) {

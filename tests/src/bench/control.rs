@@ -295,7 +295,7 @@ const LOCAL_HOST_NAME: &str = "h1";
 
 /// One change through the agent's path, timed from the new state's arrival
 /// to the last map write: incremental plan, diff of the touched keys,
-/// apply.
+/// apply (freeing the replaced state comes after).
 fn change_to_maps(
     planner: &mut IncrementalPlan,
     next: State,
@@ -304,8 +304,9 @@ fn change_to_maps(
     dp: &mut Datapath,
 ) -> Result<f64> {
     let t = Instant::now();
-    let ops = match planner.update(next, rt)? {
-        Touched::Keys(keys) => current.diff_keys(planner.plan(), &keys),
+    let update = planner.update(next, rt)?;
+    let ops = match &update.touched {
+        Touched::Keys(keys) => current.diff_keys(planner.plan(), keys),
         Touched::All => current.diff(planner.plan()),
     };
     for op in &ops {
@@ -313,6 +314,8 @@ fn change_to_maps(
         current.record(op);
     }
     let took = t.elapsed().as_secs_f64();
+    // As the agent does: the replaced state is freed after the writes.
+    drop(update.previous);
     anyhow::ensure!(ops.len() <= 64, "one change, {} ops", ops.len());
     Ok(took)
 }
