@@ -1,5 +1,6 @@
 //! The typed datapath API: load the embedded eBPF object, attach its
-//! programs, fill and read its maps.
+//! programs, fill and read its maps (each map's setters and batched
+//! readers are in its module of [`maps`]).
 //!
 //! One [`Datapath`] is one host's set of maps and programs. With
 //! [`LoadOptions::pin_dir`] every map is pinned under that directory (and
