@@ -1,6 +1,8 @@
 //! Builds the eBPF object (netfabric-ebpf, target bpfel-unknown-none) with
 //! aya-build and the Debian toolchain that `cargo xtask setup` links as
-//! `debian-web`; the object is embedded by `src/datapath/mod.rs`.
+//! `debian-web`; its two objects (the product's `netfabric` and the bench's
+//! `netfabric-bench-programs`, one per binary of the crate) are embedded by
+//! `src/datapath/mod.rs`.
 
 use std::{path::Path, process::Command};
 

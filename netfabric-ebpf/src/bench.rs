@@ -1,6 +1,7 @@
 //! Traffic generator and sink of `cargo xtask bench` (end-to-end part).
-//! Never attached by the product: the bench loads them from the same object
-//! into its own namespaces. Their maps are private to them.
+//! Never loaded by the product: they are in the bench's own object
+//! (`bench_programs.rs`), which the bench loads into its own namespaces.
+//! Their maps are private to them.
 //!
 //! * `bench_gen`: run with BPF_PROG_TEST_RUN and the XDP live-frames flag in
 //!   the sending container's namespace. Live-frame pages are recycled with

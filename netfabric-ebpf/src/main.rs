@@ -4,9 +4,9 @@
 //! * `from_uplink`: XDP on the host's uplink.
 //! * `to_container`: TC egress on a container's host-side port (traffic the
 //!   host stack sends into a container).
-//! * `baseline`: empty programs, measured next to the real ones by the bench.
-//! * `bench`: the bench's traffic generator and sink (never attached by the
-//!   product).
+//!
+//! The bench's programs are in another binary of this crate
+//! (`bench_programs.rs`), so that an agent's object holds none of them.
 //!
 //! Concerns: `parse` (one parser per header), `spoof` (source checks),
 //! `policy` (owner/group rule over the maps), `route` (next hop, MAC and TTL
@@ -15,8 +15,6 @@
 #![no_std]
 #![no_main]
 
-mod baseline;
-mod bench;
 mod from_container;
 mod from_uplink;
 mod maps;

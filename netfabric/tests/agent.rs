@@ -476,8 +476,8 @@ fn an_embedded_agent_takes_a_config_and_a_store() {
 /// The plan of a host whose zone (slot 0) is full, with a second zone
 /// (slot 5) partly used, next hops, a gateway, local ports and group pairs.
 fn full_zone_plan() -> netfabric::agent::HostPlan {
-    use netfabric::agent::plan::UnderlayHop;
-    use netfabric_common::{HostConfig, OwnerPair};
+    use netfabric::agent::plan::{EndpointKey, NextHopKey, PortEntry, UnderlayHop};
+    use netfabric_common::{Endpoint, HostConfig, OwnerPair};
     let mut plan = netfabric::agent::HostPlan {
         host: Some(HostConfig {
             zone_prefix: 0x0a01_0000,
@@ -496,12 +496,21 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         for c in 1..=254u8 {
             let owner = 100 + u32::from(h) * 3 + u32::from(c) % 7;
             plan.endpoints.insert(
-                (0, u16::from_be_bytes([h, c])),
-                (owner, 0x8000_0000 | u32::from(c)),
+                EndpointKey {
+                    zone_slot: 0,
+                    low: u16::from_be_bytes([h, c]),
+                },
+                Endpoint {
+                    owner,
+                    groups: 0x8000_0000 | u32::from(c),
+                },
             );
         }
         plan.next_hops.insert(
-            (0, h),
+            NextHopKey {
+                zone_slot: 0,
+                host_octet: h,
+            },
             UnderlayHop {
                 mac: [2, 0xfe, 0, 0, 0, h],
                 underlay: Ipv4Addr::new(172, 31, 0, h),
@@ -509,7 +518,13 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         );
     }
     for low in [0x0101u16, 0x0102, 0xfefe] {
-        plan.endpoints.insert((5, low), (42, 0));
+        plan.endpoints.insert(
+            EndpointKey { zone_slot: 5, low },
+            Endpoint {
+                owner: 42,
+                groups: 0,
+            },
+        );
     }
     plan.gateways.insert(
         5,
@@ -519,8 +534,13 @@ fn full_zone_plan() -> netfabric::agent::HostPlan {
         },
     );
     for c in [1u8, 2, 254] {
-        plan.local_ports
-            .insert(c, (1000 + u32::from(c), [2, 0, 10, 1, 1, c]));
+        plan.local_ports.insert(
+            c,
+            PortEntry {
+                ifindex: 1000 + u32::from(c),
+                mac: [2, 0, 10, 1, 1, c],
+            },
+        );
     }
     for (a, b, n) in [(100, 101, 1), (103, 200, 2), (42, 107, 1)] {
         plan.group_pairs.insert(OwnerPair::new(a, b), n);
@@ -553,9 +573,9 @@ fn the_start_up_read_back_of_a_full_zone_is_what_was_written() {
     assert_eq!(read, plan);
 }
 
-/// The names of the BPF programs process `pid` holds a descriptor of
-/// (`prog_id` in `/proc/<pid>/fdinfo`, named by `loaded_programs()`).
-fn programs_held_by(pid: u32) -> Vec<String> {
+/// The ids of the BPF objects process `pid` holds a descriptor of: the
+/// `prog_id:` or `map_id:` lines (`field`) of `/proc/<pid>/fdinfo`.
+fn bpf_ids_held_by(pid: u32, field: &str) -> Vec<u32> {
     let mut ids = Vec::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
         let Ok(info) = std::fs::read_to_string(fd.unwrap().path()) else {
@@ -563,14 +583,34 @@ fn programs_held_by(pid: u32) -> Vec<String> {
         };
         ids.extend(
             info.lines()
-                .filter_map(|l| l.strip_prefix("prog_id:"))
+                .filter_map(|l| l.strip_prefix(field))
                 .map(|id| id.trim().parse::<u32>().unwrap()),
         );
     }
+    ids
+}
+
+/// The names of the BPF programs process `pid` holds a descriptor of
+/// (named by `loaded_programs()`).
+fn programs_held_by(pid: u32) -> Vec<String> {
+    let ids = bpf_ids_held_by(pid, "prog_id:");
     let mut names: Vec<String> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .filter(|p| ids.contains(&p.id()))
         .map(|p| p.name_as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The names of the BPF maps process `pid` holds a descriptor of (named
+/// by `loaded_maps()`).
+fn maps_held_by(pid: u32) -> Vec<String> {
+    let ids = bpf_ids_held_by(pid, "map_id:");
+    let mut names: Vec<String> = aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .filter(|m| ids.contains(&m.id()))
+        .map(|m| m.name_as_str().unwrap_or_default().to_owned())
         .collect();
     names.sort();
     names
@@ -590,5 +630,14 @@ fn an_agent_loads_only_the_product_programs() {
         held,
         ["from_container", "from_uplink", "to_container"],
         "the agent holds exactly the product's programs (no baseline_*, bench_*)"
+    );
+    let maps = maps_held_by(host.agents[i].id());
+    assert!(
+        maps.iter().any(|m| m == "ENDPOINTS"),
+        "the agent's maps are seen: {maps:?}"
+    );
+    assert!(
+        !maps.iter().any(|m| m.starts_with("BENCH_")),
+        "the agent creates no bench map: {maps:?}"
     );
 }

@@ -53,10 +53,9 @@ fn zone_ranges_are_read_in_batches_across_boundaries_and_to_the_end() {
         dp.set_endpoint_groups(3, low(l), owner, 0x8000_0001)
             .unwrap();
     }
-    dp.set_endpoint_groups_unknown(2, low(0xffff), 21).unwrap();
-    dp.set_endpoint_groups_unknown(4, low(0), 41).unwrap();
-    dp.set_endpoint_groups_unknown(15, low(0xffff), 151)
-        .unwrap();
+    dp.set_endpoint_groups(2, low(0xffff), 21, 0).unwrap();
+    dp.set_endpoint_groups(4, low(0), 41, 0).unwrap();
+    dp.set_endpoint_groups(15, low(0xffff), 151, 0).unwrap();
 
     let got = dp.zone_endpoints(3).unwrap();
     let want: Vec<(u16, Endpoint)> = zone3

@@ -15,12 +15,16 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use netfabric::agent::plan::Blooms;
+use netfabric::agent::{
+    self, HostPlan, Op,
+    plan::{Blooms, Change, EndpointKey, NextHopKey, PortEntry, UnderlayHop},
+};
 use netfabric::datapath::{
     CounterSnapshot, Datapath, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER,
 };
 use netfabric_common::{
-    Direction, DropEvent, DropReason, Forward, HostConfig, SYSTEM_OWNER, Verdict,
+    Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, OwnerPair, SYSTEM_OWNER,
+    Verdict,
 };
 
 use crate::packets::{self, ETH_HLEN, Mac};
@@ -228,17 +232,27 @@ impl Model {
         Blooms::of_groups(self.groups.iter().map(|(g, m)| (*g, m.iter().copied()))).of(owner)
     }
 
-    /// Write the `ENDPOINTS` entry of container `addr` (zone slot `slot`)
-    /// as the model has it.
-    pub fn write_endpoint(&self, dp: &mut Datapath, slot: u32, addr: Ipv4Addr) {
+    /// The `ENDPOINTS` entry of container `addr`: its owner and the
+    /// owner's groups bloom, or an unknown bloom (0) for the addresses in
+    /// `unknown_blooms`.
+    fn endpoint(&self, addr: Ipv4Addr) -> Endpoint {
         let owner = self.owners[&addr];
-        if self.unknown_blooms.contains(&addr) {
-            dp.set_endpoint_groups_unknown(slot, addr, owner)
-                .expect("set_endpoint_groups_unknown");
+        let groups = if self.unknown_blooms.contains(&addr) {
+            0
         } else {
-            dp.set_endpoint_groups(slot, addr, owner, self.groups_bloom(owner))
-                .expect("set_endpoint_groups");
-        }
+            self.groups_bloom(owner)
+        };
+        Endpoint { owner, groups }
+    }
+
+    /// Write the `ENDPOINTS` entry of container `addr` (zone slot `slot`)
+    /// as the model has it, through the agent's writer.
+    pub fn write_endpoint(&self, dp: &mut Datapath, slot: u32, addr: Ipv4Addr) {
+        let op = Op::Endpoint(Change::Set {
+            key: EndpointKey::of(slot, addr),
+            value: self.endpoint(addr),
+        });
+        agent::apply(dp, &op).expect("writing an endpoint");
     }
 
     /// Rewrite the groups bloom of every container of `owner` (after its
@@ -342,49 +356,70 @@ impl Model {
         }
     }
 
-    /// Fill an empty datapath with this state.
-    pub fn apply(&self, dp: &mut Datapath) {
-        if let Some(host) = &self.host {
-            dp.set_host(&Self::host_config(host)).expect("set_host");
-        }
-        for (slot, z) in &self.zones {
-            dp.set_zone(z.prefix, *slot).expect("set_zone");
-            if let Some(gw) = z.gateway {
-                dp.set_zone_gateway(*slot, gw, Ipv4Addr::new(192, 168, 255, *slot as u8))
-                    .expect("set_zone_gateway");
+    /// What the agent would plan for this state.
+    pub fn plan(&self) -> HostPlan {
+        let mut plan = HostPlan {
+            host: self.host.as_ref().map(Self::host_config),
+            ..HostPlan::default()
+        };
+        for (&slot, z) in &self.zones {
+            plan.zones.insert((u32::from(z.prefix) >> 16) as u16, slot);
+            if let Some(mac) = z.gateway {
+                let underlay = Ipv4Addr::new(192, 168, 255, slot as u8);
+                plan.gateways.insert(slot, UnderlayHop { mac, underlay });
             }
         }
-        for ((slot, octet), mac) in &self.next_hops {
-            dp.set_next_hop(
-                *slot,
-                *octet,
-                *mac,
-                Ipv4Addr::new(192, 168, *slot as u8, *octet),
-            )
-            .expect("set_next_hop");
+        for (&(zone_slot, host_octet), &mac) in &self.next_hops {
+            let underlay = Ipv4Addr::new(192, 168, zone_slot as u8, host_octet);
+            plan.next_hops.insert(
+                NextHopKey {
+                    zone_slot,
+                    host_octet,
+                },
+                UnderlayHop { mac, underlay },
+            );
         }
-        for addr in self.owners.keys() {
-            let slot = self
-                .zone_of(*addr)
-                .expect("container address inside a zone");
-            self.write_endpoint(dp, slot, *addr);
+        for &addr in self.owners.keys() {
+            let slot = self.zone_of(addr).expect("container address inside a zone");
+            plan.endpoints
+                .insert(EndpointKey::of(slot, addr), self.endpoint(addr));
         }
-        for (octet, p) in &self.ports {
-            dp.set_local_port(*octet, p.ifindex, p.mac)
-                .expect("set_local_port");
+        for (&octet, p) in &self.ports {
+            plan.local_ports.insert(
+                octet,
+                PortEntry {
+                    ifindex: p.ifindex,
+                    mac: p.mac,
+                },
+            );
         }
-        for ((a, b), n) in &self.pairs {
-            dp.set_group_pair(*a, *b, *n).expect("set_group_pair");
+        for (&(a, b), &n) in &self.pairs {
+            plan.group_pairs.insert(OwnerPair::new(a, b), n);
+        }
+        plan
+    }
+
+    /// Fill an empty datapath with this state, as the agent does: its plan,
+    /// diffed against nothing, applied.
+    pub fn apply(&self, dp: &mut Datapath) {
+        for op in HostPlan::default().diff(&self.plan()) {
+            agent::apply(dp, &op).unwrap_or_else(|e| panic!("applying {op:?}: {e}"));
         }
     }
 
     /// Apply pair-table changes to the maps, as the agent would.
     pub fn apply_pair_changes(dp: &mut Datapath, changes: &[PairChange]) {
         for c in changes {
-            match *c {
-                PairChange::Set(a, b, n) => dp.set_group_pair(a, b, n).expect("set_group_pair"),
-                PairChange::Remove(a, b) => dp.remove_group_pair(a, b).expect("remove_group_pair"),
-            }
+            let op = match *c {
+                PairChange::Set(a, b, n) => Op::GroupPair(Change::Set {
+                    key: OwnerPair::new(a, b),
+                    value: n,
+                }),
+                PairChange::Remove(a, b) => Op::GroupPair(Change::Clear {
+                    key: OwnerPair::new(a, b),
+                }),
+            };
+            agent::apply(dp, &op).unwrap_or_else(|e| panic!("applying {op:?}: {e}"));
         }
     }
 

@@ -36,11 +36,14 @@ use std::{
 
 use aya::programs::XdpMode;
 use netfabric::{
-    agent::plan::Blooms,
+    agent::{
+        self, HostPlan, Op,
+        plan::{Blooms, Change, EndpointKey, NextHopKey, PortEntry, UnderlayHop},
+    },
     conventions,
     datapath::{CounterSnapshot, Datapath, LoadOptions},
 };
-use netfabric_common::{Direction, HostConfig, Verdict};
+use netfabric_common::{Direction, Endpoint, HostConfig, OwnerPair, Verdict};
 
 use crate::{
     netns::{Netns, sh},
@@ -373,33 +376,56 @@ impl Topology {
         for hn in host_nss {
             let h = hn.octet;
             let mut dp = Datapath::load(&LoadOptions::default()).expect("loading the datapath");
-            dp.set_host(&HostConfig {
-                zone_prefix: ZONE.into(),
-                zone_slot: ZONE_SLOT,
-                host_octet: h.into(),
-                uplink_ifindex: hn.uplink_ifindex,
-                uplink_mac: uplink_mac(h),
-                gateway_mac: gateway_mac(h),
-                zone_router_mac: [0; 6],
-                flags: 0,
-            })
-            .expect("set_host");
-            dp.set_zone(ZONE, ZONE_SLOT).expect("set_zone");
+            // What the agent of host h plans, written the agent's way.
+            let mut plan = HostPlan {
+                host: Some(HostConfig {
+                    zone_prefix: ZONE.into(),
+                    zone_slot: ZONE_SLOT,
+                    host_octet: h.into(),
+                    uplink_ifindex: hn.uplink_ifindex,
+                    uplink_mac: uplink_mac(h),
+                    gateway_mac: gateway_mac(h),
+                    zone_router_mac: [0; 6],
+                    flags: 0,
+                }),
+                ..HostPlan::default()
+            };
+            plan.zones.insert((u32::from(ZONE) >> 16) as u16, ZONE_SLOT);
             for c in &built {
-                dp.set_endpoint_groups(ZONE_SLOT, c.ip, c.owner, blooms.of(c.owner))
-                    .expect("set_endpoint_groups");
+                plan.endpoints.insert(
+                    EndpointKey::of(ZONE_SLOT, c.ip),
+                    Endpoint {
+                        owner: c.owner,
+                        groups: blooms.of(c.owner),
+                    },
+                );
             }
             for other in 1..=HOSTS {
-                let underlay_ip = Ipv4Addr::new(172, 31, underlay_net, other);
-                dp.set_next_hop(ZONE_SLOT, other, uplink_mac(other), underlay_ip)
-                    .expect("set_next_hop");
+                plan.next_hops.insert(
+                    NextHopKey {
+                        zone_slot: ZONE_SLOT,
+                        host_octet: other,
+                    },
+                    UnderlayHop {
+                        mac: uplink_mac(other),
+                        underlay: Ipv4Addr::new(172, 31, underlay_net, other),
+                    },
+                );
             }
             for c in built.iter().filter(|c| c.host == h) {
-                dp.set_local_port(c.ip.octets()[3], c.port_ifindex, c.mac)
-                    .expect("set_local_port");
+                plan.local_ports.insert(
+                    c.ip.octets()[3],
+                    PortEntry {
+                        ifindex: c.port_ifindex,
+                        mac: c.mac,
+                    },
+                );
             }
             for &(a, b) in group_pairs {
-                dp.set_group_pair(a, b, 1).expect("set_group_pair");
+                plan.group_pairs.insert(OwnerPair::new(a, b), 1);
+            }
+            for op in HostPlan::default().diff(&plan) {
+                agent::apply(&mut dp, &op).unwrap_or_else(|e| panic!("applying {op:?}: {e}"));
             }
 
             let xdp_mode = {
@@ -511,17 +537,22 @@ impl Topology {
     /// Owners `a` and `b` share a group again, on every host (their blooms
     /// still overlap: the pair of [`Topology::build`] stays in them).
     pub fn set_group_pair(&mut self, a: u32, b: u32) {
+        let op = Op::GroupPair(Change::Set {
+            key: OwnerPair::new(a, b),
+            value: 1,
+        });
         for h in &mut self.hosts {
-            h.datapath.set_group_pair(a, b, 1).expect("set_group_pair");
+            agent::apply(&mut h.datapath, &op).expect("setting a group pair");
         }
     }
 
     /// Owners `a` and `b` no longer share a group, on every host.
     pub fn remove_group_pair(&mut self, a: u32, b: u32) {
+        let op = Op::GroupPair(Change::Clear {
+            key: OwnerPair::new(a, b),
+        });
         for h in &mut self.hosts {
-            h.datapath
-                .remove_group_pair(a, b)
-                .expect("remove_group_pair");
+            agent::apply(&mut h.datapath, &op).expect("removing a group pair");
         }
     }
 }

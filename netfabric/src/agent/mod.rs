@@ -4,7 +4,11 @@
 //! * Maps are pinned under `<bpffs>/netfabric/<host>/` and adopted on start;
 //!   what they hold is read back into a [`HostPlan`], and from then on only
 //!   the difference between that and the plan of the desired state is
-//!   written ([`HostPlan::diff`]): never flush-and-refill.
+//!   written ([`HostPlan::diff`]): never flush-and-refill. A change of the
+//!   store is planned incrementally ([`incremental`]): only the entries it
+//!   touches are recomputed and diffed ([`HostPlan::diff_keys`]); the full
+//!   plan and diff are the reference, and the fallback after a failed
+//!   write or a change of zones, hosts or owner ids.
 //! * Program links are pinned under `<pin dir>/links/` ([`links`]); a new
 //!   agent replaces the program of each pinned link atomically, so a
 //!   restart or upgrade drops no packet and opens no hole.
@@ -23,6 +27,7 @@
 //!   refused, logged, exported as `netfabric_store_state_valid 0` and
 //!   reported to `status`; the maps keep the last valid state.
 
+pub mod incremental;
 pub mod links;
 pub mod lock;
 pub mod plan;
@@ -36,7 +41,8 @@ use std::{
 
 use anyhow::Context as _;
 
-pub use plan::{HostPlan, Op, Runtime};
+use incremental::{IncrementalPlan, Touched};
+pub use plan::{HostPlan, Op, Runtime, TouchedKeys};
 
 use crate::{
     Datapath, DatapathError, conventions,
@@ -169,8 +175,14 @@ struct Agent {
     /// Ports whose TC links are in place in this process: octet → ifindex.
     ports: BTreeMap<u8, u32>,
     uplink: Option<(String, u32)>,
-    state: Option<State>,
-    last_desired: Option<HostPlan>,
+    /// A desired state received and not planned yet.
+    pending: Option<State>,
+    /// The plan of the last state planned (and that state).
+    planner: Option<IncrementalPlan>,
+    /// Whether the maps hold the planner's plan (`current` equals it: the
+    /// last reconcile applied every operation), so that a change needs to
+    /// look only at the keys it touches.
+    in_sync: bool,
     stats: Stats,
     metrics: AgentMetrics,
     /// (program, interface) pairs exported as attached.
@@ -212,8 +224,9 @@ async fn run_async(
         current,
         ports: BTreeMap::new(),
         uplink: None,
-        state: None,
-        last_desired: None,
+        pending: None,
+        planner: None,
+        in_sync: false,
         stats: Stats::default(),
         metrics: metrics.clone(),
         published_programs: BTreeSet::new(),
@@ -285,7 +298,7 @@ async fn run_async(
                 Some(Ok(snap)) => match snap.state.validate() {
                     Ok(()) => {
                         tracing::info!(revision = snap.revision, "desired state");
-                        agent.state = Some(snap.state);
+                        agent.pending = Some(snap.state);
                         agent.accepted(snap.revision);
                         agent.reconcile().await;
                     }
@@ -395,20 +408,37 @@ impl Agent {
     /// /metrics.
     fn publish_maps(&mut self) {
         use netfabric_common as c;
+        use plan::DesiredMap as _;
         let p = &self.current;
         let m = &self.metrics;
-        m.set_map(c::ZONE_BY_PREFIX, p.zones.len(), c::ZONE_BY_PREFIX_ENTRIES);
-        m.set_map(c::ENDPOINTS, p.endpoints.len(), c::ENDPOINTS_ENTRIES);
-        m.set_map(c::NEXT_HOPS, p.next_hops.len(), c::NEXT_HOPS_ENTRIES);
-        m.set_map(c::ZONE_GATEWAYS, p.gateways.len(), c::ZONE_GATEWAYS_ENTRIES);
-        m.set_map(c::LOCAL_PORTS, p.local_ports.len(), c::LOCAL_PORTS_ENTRIES);
+        m.set_map(plan::Zones::NAME, p.zones.len(), c::ZONE_BY_PREFIX_ENTRIES);
+        m.set_map(
+            plan::Endpoints::NAME,
+            p.endpoints.len(),
+            c::ENDPOINTS_ENTRIES,
+        );
+        m.set_map(
+            plan::NextHops::NAME,
+            p.next_hops.len(),
+            c::NEXT_HOPS_ENTRIES,
+        );
+        m.set_map(
+            plan::ZoneGateways::NAME,
+            p.gateways.len(),
+            c::ZONE_GATEWAYS_ENTRIES,
+        );
+        m.set_map(
+            plan::LocalPorts::NAME,
+            p.local_ports.len(),
+            c::LOCAL_PORTS_ENTRIES,
+        );
         m.set_map(
             c::HOST_CONFIG,
             usize::from(p.host.is_some()),
             c::HOST_CONFIG_ENTRIES,
         );
         m.set_map(
-            c::GROUP_PAIRS,
+            plan::GroupPairs::NAME,
             p.group_pairs.len(),
             self.dp.group_pairs_capacity(),
         );
@@ -436,7 +466,7 @@ impl Agent {
     /// Attaches TC to the ports of this host's containers; returns the
     /// ports that are ready.
     async fn rescan_ports(&mut self, names: &[(String, u32, bool)]) {
-        let wanted: BTreeSet<u8> = match &self.state {
+        let wanted: BTreeSet<u8> = match self.desired_state() {
             Some(s) => s
                 .containers_on(&self.host)
                 .map(|c| c.address.octets()[3])
@@ -461,7 +491,8 @@ impl Agent {
                 continue;
             }
             if self.ports.get(&octet) != Some(&ifindex) {
-                let adopt = self.current.local_ports.get(&octet).map(|p| p.0) == Some(ifindex);
+                let adopt =
+                    self.current.local_ports.get(&octet).map(|p| p.ifindex) == Some(ifindex);
                 match links::attach_port(&mut self.dp, &self.pin_dir, name, adopt) {
                     Ok(how) => {
                         tracing::info!(port = name, ifindex, ?how, "port programs attached");
@@ -473,7 +504,7 @@ impl Agent {
                     }
                 }
             }
-            if !up && self.current.local_ports.get(&octet).map(|p| p.0) == Some(ifindex) {
+            if !up && self.current.local_ports.get(&octet).map(|p| p.ifindex) == Some(ifindex) {
                 // Up only once the programs and LOCAL_PORTS are in place.
                 if let Err(e) = port::set_up(&self.nl, ifindex).await {
                     self.error(&format!("bringing {name} up: {e}"));
@@ -497,11 +528,15 @@ impl Agent {
         if !self.maps_only {
             self.rescan_ports(&names).await;
         }
-        let Some(state) = &self.state else { return };
+        let Some(state) = self.desired_state() else {
+            return;
+        };
         let Some(host) = state.host(&self.host) else {
-            if self.last_desired.is_some() || self.stats.reconciles == 0 {
+            if self.planner.is_some() || self.stats.reconciles == 0 {
                 tracing::warn!(host = %self.host, "this host is not in the desired state; waiting");
             }
+            // Planned again in full once the host is back.
+            self.planner = None;
             self.stats.reconciles += 1;
             return;
         };
@@ -518,19 +553,45 @@ impl Agent {
             uplink_ifindex,
             ready_ports: self.ports.clone(),
         };
-        let desired = match HostPlan::compute(state, &self.host, &rt) {
-            Ok(p) => p,
-            Err(e) => return self.error(&format!("planning: {e}")),
+        let started = std::time::Instant::now();
+        // The state a change replaces is freed after the map writes.
+        let mut replaced = None;
+        let touched = match (self.pending.take(), self.planner.as_mut()) {
+            (Some(next), Some(planner)) => planner.update(next, &rt).map(|u| {
+                replaced = Some(u.previous);
+                u.touched
+            }),
+            (Some(next), None) => IncrementalPlan::new(next, &self.host, rt).map(|planner| {
+                self.planner = Some(planner);
+                Touched::All
+            }),
+            (None, Some(planner)) if *planner.runtime() != rt => {
+                Ok(Touched::Keys(planner.update_runtime(&rt)))
+            }
+            (None, Some(_)) => Ok(Touched::Keys(TouchedKeys::default())),
+            (None, None) => return,
         };
-        if self.last_desired.as_ref() == Some(&desired) && (self.uplink.is_some() || self.maps_only)
+        let touched = match touched {
+            Ok(t) => t,
+            Err(e) => {
+                self.planner = None;
+                return self.error(&format!("planning: {e}"));
+            }
+        };
+        let Some(planner) = &self.planner else { return };
+        let desired = planner.plan();
+        if touched == Touched::Keys(TouchedKeys::default())
+            && (self.uplink.is_some() || self.maps_only)
         {
             // Nothing new; retry failed operations only when something changes.
             self.bring_ports_up(&names).await;
             self.publish_maps();
             return;
         }
-        let ops = self.current.diff(&desired);
-        let started = std::time::Instant::now();
+        let ops = match &touched {
+            Touched::Keys(keys) if self.in_sync => self.current.diff_keys(desired, keys),
+            _ => self.current.diff(desired),
+        };
         let (mut applied, mut failed) = (0usize, 0usize);
         for op in &ops {
             match apply(&mut self.dp, op) {
@@ -565,7 +626,8 @@ impl Agent {
         if !ops.is_empty() {
             tracing::info!(applied, failed, took = ?started.elapsed(), "reconciled");
         }
-        self.last_desired = Some(desired);
+        self.in_sync = failed == 0;
+        drop(replaced);
         if !self.maps_only && self.uplink.as_ref().map(|u| u.1) != Some(uplink_ifindex) {
             let adopt = false;
             match links::attach_uplink(&mut self.dp, &self.pin_dir, &uplink_name, adopt) {
@@ -580,6 +642,13 @@ impl Agent {
         self.publish_maps();
     }
 
+    /// The state to plan: the one received last.
+    fn desired_state(&self) -> Option<&State> {
+        self.pending
+            .as_ref()
+            .or_else(|| self.planner.as_ref().map(IncrementalPlan::state))
+    }
+
     async fn bring_ports_up(&mut self, names: &[(String, u32, bool)]) {
         for (name, ifindex, up) in names {
             let Some(octet) = conventions::port_octet(name) else {
@@ -587,7 +656,7 @@ impl Agent {
             };
             if !*up
                 && self.ports.get(&octet) == Some(ifindex)
-                && self.current.local_ports.get(&octet).map(|p| p.0) == Some(*ifindex)
+                && self.current.local_ports.get(&octet).map(|p| p.ifindex) == Some(*ifindex)
             {
                 match port::set_up(&self.nl, *ifindex).await {
                     Ok(()) => tracing::info!(port = %name, "port up"),
@@ -600,58 +669,10 @@ impl Agent {
 
 /// Applies one operation to the maps.
 pub fn apply(dp: &mut Datapath, op: &Op) -> Result<(), DatapathError> {
-    let zone_addr = |p: u16| Ipv4Addr::from(u32::from(p) << 16);
-    let low = |l: u16| Ipv4Addr::from(u32::from(l));
-    match *op {
-        Op::SetHost(h) => dp.set_host(&h),
-        Op::SetZone(p, s) => dp.set_zone(zone_addr(p), s),
-        Op::ClearZone(p) => dp.clear_zone(zone_addr(p)),
-        Op::SetEndpoint(s, l, o, g) => dp.set_endpoint_groups(s, low(l), o, g),
-        Op::ClearEndpoint(s, l) => dp.clear_endpoint(s, low(l)),
-        Op::SetNextHop(s, h, hop) => dp.set_next_hop(s, h, hop.mac, hop.underlay),
-        Op::ClearNextHop(s, h) => dp.clear_next_hop(s, h),
-        Op::SetGateway(s, hop) => dp.set_zone_gateway(s, hop.mac, hop.underlay),
-        Op::ClearGateway(s) => dp.clear_zone_gateway(s),
-        Op::SetLocalPort(o, i, m) => dp.set_local_port(o, i, m),
-        Op::ClearLocalPort(o) => dp.clear_local_port(o),
-        Op::SetGroupPair(p, n) => dp.set_group_pair(p.low, p.high, n),
-        Op::RemoveGroupPair(p) => dp.remove_group_pair(p.low, p.high),
-    }
+    op.apply(dp)
 }
 
-/// What the (adopted) maps hold, as a plan: each map read in batches
-/// (`datapath::batch`), the endpoints only of the zones in use.
+/// What the (adopted) maps hold, as a plan ([`HostPlan::read`]).
 pub fn read_maps(dp: &Datapath) -> Result<HostPlan, DatapathError> {
-    let mut plan = HostPlan {
-        host: dp.host()?.map(|mut h| {
-            h.flags = 0;
-            h
-        }),
-        zones: dp.zones()?,
-        ..HostPlan::default()
-    };
-    let mut slots: BTreeSet<u32> = plan.zones.values().copied().collect();
-    if let Some(h) = plan.host {
-        slots.insert(h.zone_slot);
-    }
-    for (slot, g) in dp.all_zone_gateways()? {
-        plan.gateways.insert(slot, g.into());
-    }
-    for &slot in &slots {
-        for (low, e) in dp.zone_endpoints(slot)? {
-            plan.endpoints.insert((slot, low), (e.owner, e.groups));
-        }
-    }
-    for (key, hop) in dp.all_next_hops()? {
-        if slots.contains(&key.0) {
-            plan.next_hops.insert(key, hop.into());
-        }
-    }
-    for (octet, p) in dp.all_local_ports()? {
-        plan.local_ports.insert(octet, (p.ifindex, p.mac));
-    }
-    for (pair, n) in dp.group_pairs()? {
-        plan.group_pairs.insert(pair, n);
-    }
-    Ok(plan)
+    HostPlan::read(dp)
 }

@@ -1,51 +1,58 @@
 //! The host plan: what one host's maps must hold for a desired state, and
-//! the difference between two plans (pure; no kernel involved).
+//! the difference between two plans (pure; no kernel involved). Each map's
+//! key and value types, and what narrows it, are in its own module of
+//! [`crate::datapath::maps`].
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+use std::collections::{BTreeMap, BTreeSet};
+
+use netfabric_common::{Endpoint, HostConfig, OwnerPair, SYSTEM_OWNER, policy};
+
+pub use crate::datapath::maps::{
+    Change, DesiredMap, Entries,
+    endpoints::{EndpointKey, Endpoints},
+    group_pairs::GroupPairs,
+    local_ports::{LocalPorts, PortEntry},
+    next_hops::{NextHopKey, NextHops, UnderlayHop},
+    zone_gateways::ZoneGateways,
+    zones::Zones,
+};
+use crate::{
+    Datapath, DatapathError, conventions,
+    datapath::maps::{narrowing_all, narrowing_of, widening_all, widening_of},
+    state::{Container, State},
 };
 
-use netfabric_common::{HostConfig, NextHop, OwnerPair, SYSTEM_OWNER, policy};
-
-use crate::{conventions, state::State};
-
-/// What the maps of one host hold (or must hold).
+/// What the maps of one host hold (or must hold): one field per
+/// [`DesiredMap`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostPlan {
     /// `HOST_CONFIG` (without the present flag).
     pub host: Option<HostConfig>,
     /// `ZONE_BY_PREFIX`: top 16 bits → zone slot.
-    pub zones: BTreeMap<u16, u32>,
-    /// `ENDPOINTS`: (zone slot, low 16 bits) → (owner id, bloom of the
-    /// owner's groups).
-    pub endpoints: BTreeMap<(u32, u16), (u32, u32)>,
-    /// `NEXT_HOPS`: (zone slot, host octet) → (MAC, underlay address).
-    pub next_hops: BTreeMap<(u32, u8), UnderlayHop>,
+    pub zones: Entries<Zones>,
+    /// `ENDPOINTS`: container address → owner and its groups bloom.
+    pub endpoints: Entries<Endpoints>,
+    /// `NEXT_HOPS`: host of a zone → its underlay hop.
+    pub next_hops: Entries<NextHops>,
     /// `ZONE_GATEWAYS`: zone slot → next hop towards that (other) zone.
-    pub gateways: BTreeMap<u32, UnderlayHop>,
-    /// `LOCAL_PORTS`: container octet → (ifindex, container MAC).
-    pub local_ports: BTreeMap<u8, (u32, [u8; 6])>,
+    pub gateways: Entries<ZoneGateways>,
+    /// `LOCAL_PORTS`: container octet → its port.
+    pub local_ports: Entries<LocalPorts>,
     /// `GROUP_PAIRS`: pair of different non-system owners → shared groups.
-    pub group_pairs: BTreeMap<OwnerPair, u32>,
+    pub group_pairs: Entries<GroupPairs>,
 }
 
-/// A next hop on the underlay as the plan sees it: the MAC frames to it
-/// are sent to and the underlay address it stands for (a `NEXT_HOPS` or
-/// `ZONE_GATEWAYS` value without its flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnderlayHop {
-    pub mac: [u8; 6],
-    pub underlay: Ipv4Addr,
-}
-
-impl From<NextHop> for UnderlayHop {
-    fn from(h: NextHop) -> Self {
-        UnderlayHop {
-            mac: h.mac,
-            underlay: Ipv4Addr::from(h.underlay_ip),
-        }
-    }
+/// The keys whose entries a change of the desired state may have changed,
+/// per map: the incremental diff ([`HostPlan::diff_keys`]) looks only at
+/// these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TouchedKeys {
+    pub zones: BTreeSet<u16>,
+    pub endpoints: BTreeSet<EndpointKey>,
+    pub next_hops: BTreeSet<NextHopKey>,
+    pub gateways: BTreeSet<u32>,
+    pub local_ports: BTreeSet<u8>,
+    pub group_pairs: BTreeSet<OwnerPair>,
 }
 
 /// What the host knows at run time and the desired state does not.
@@ -66,29 +73,69 @@ pub enum PlanError {
     UnknownZone { host: String, zone: String },
 }
 
+/// `HOST_CONFIG` of host `host_name` (without the present flag).
+pub(crate) fn host_config(
+    state: &State,
+    host_name: &str,
+    rt: &Runtime,
+) -> Result<HostConfig, PlanError> {
+    let host = state
+        .host(host_name)
+        .ok_or_else(|| PlanError::UnknownHost(host_name.to_owned()))?;
+    let zone = state
+        .zone(&host.zone)
+        .ok_or_else(|| PlanError::UnknownZone {
+            host: host.name.clone(),
+            zone: host.zone.clone(),
+        })?;
+    Ok(HostConfig {
+        zone_prefix: u32::from(zone.prefix.network()),
+        zone_slot: zone.slot,
+        host_octet: host.number,
+        uplink_ifindex: rt.uplink_ifindex,
+        uplink_mac: host.underlay_mac.0,
+        gateway_mac: conventions::bridge_mac(host.subnet.network()).0,
+        zone_router_mac: zone.gateway.map(|g| g.underlay_mac.0).unwrap_or_default(),
+        flags: 0,
+    })
+}
+
+/// `LOCAL_PORTS` entry of this host's container `c`, once its port is ready.
+pub(crate) fn local_port(c: &Container, rt: &Runtime) -> Option<(u8, PortEntry)> {
+    let octet = c.address.octets()[3];
+    let &ifindex = rt.ready_ports.get(&octet)?;
+    Some((
+        octet,
+        PortEntry {
+            ifindex,
+            mac: conventions::container_mac(c.address).0,
+        },
+    ))
+}
+
+/// The pairs of different non-system owners among `members` (owner ids).
+pub(crate) fn member_pairs(members: impl IntoIterator<Item = u32>) -> Vec<OwnerPair> {
+    let ids: BTreeSet<u32> = members
+        .into_iter()
+        .filter(|&id| id != SYSTEM_OWNER)
+        .collect();
+    let ids: Vec<u32> = ids.into_iter().collect();
+    let mut pairs = Vec::new();
+    for (i, &a) in ids.iter().enumerate() {
+        for &b in &ids[i + 1..] {
+            pairs.push(OwnerPair::new(a, b));
+        }
+    }
+    pairs
+}
+
 impl HostPlan {
-    /// The plan of host `host_name` for `state`.
+    /// The plan of host `host_name` for `state`: the reference every
+    /// incremental plan ([`super::incremental`]) must equal.
     pub fn compute(state: &State, host_name: &str, rt: &Runtime) -> Result<HostPlan, PlanError> {
-        let host = state
-            .host(host_name)
-            .ok_or_else(|| PlanError::UnknownHost(host_name.to_owned()))?;
-        let zone = state
-            .zone(&host.zone)
-            .ok_or_else(|| PlanError::UnknownZone {
-                host: host.name.clone(),
-                zone: host.zone.clone(),
-            })?;
+        let host_config = host_config(state, host_name, rt)?;
         let mut plan = HostPlan {
-            host: Some(HostConfig {
-                zone_prefix: u32::from(zone.prefix.network()),
-                zone_slot: zone.slot,
-                host_octet: host.number,
-                uplink_ifindex: rt.uplink_ifindex,
-                uplink_mac: host.underlay_mac.0,
-                gateway_mac: conventions::bridge_mac(host.subnet.network()).0,
-                zone_router_mac: zone.gateway.map(|g| g.underlay_mac.0).unwrap_or_default(),
-                flags: 0,
-            }),
+            host: Some(host_config),
             ..HostPlan::default()
         };
         let slot_of: BTreeMap<&str, u32> = state
@@ -99,7 +146,7 @@ impl HostPlan {
         for z in &state.zones {
             plan.zones
                 .insert((u32::from(z.prefix.network()) >> 16) as u16, z.slot);
-            if z.name != zone.name
+            if Some(z.name.as_str()) != state.host(host_name).map(|h| h.zone.as_str())
                 && let Some(g) = z.gateway
             {
                 plan.gateways.insert(
@@ -112,11 +159,14 @@ impl HostPlan {
             }
         }
         for h in &state.hosts {
-            let Some(&slot) = slot_of.get(h.zone.as_str()) else {
+            let Some(&zone_slot) = slot_of.get(h.zone.as_str()) else {
                 continue;
             };
             plan.next_hops.insert(
-                (slot, h.number as u8),
+                NextHopKey {
+                    zone_slot,
+                    host_octet: h.number as u8,
+                },
                 UnderlayHop {
                     mac: h.underlay_mac.0,
                     underlay: h.underlay_ip,
@@ -148,29 +198,25 @@ impl HostPlan {
                 continue;
             };
             plan.endpoints.insert(
-                (slot, (u32::from(c.address) & 0xffff) as u16),
-                (owner, blooms.of(owner)),
+                EndpointKey::of(slot, c.address),
+                Endpoint {
+                    owner,
+                    groups: blooms.of(owner),
+                },
             );
-            if c.host == host.name {
-                let octet = c.address.octets()[3];
-                if let Some(&ifindex) = rt.ready_ports.get(&octet) {
-                    plan.local_ports
-                        .insert(octet, (ifindex, conventions::container_mac(c.address).0));
-                }
+            if c.host == host_name
+                && let Some((octet, port)) = local_port(c, rt)
+            {
+                plan.local_ports.insert(octet, port);
             }
         }
         for g in &state.groups {
-            let ids: BTreeSet<u32> = g
+            let ids = g
                 .members
                 .iter()
-                .filter_map(|m| owner_id.get(m.as_str()).copied())
-                .filter(|&id| id != SYSTEM_OWNER)
-                .collect();
-            let ids: Vec<u32> = ids.into_iter().collect();
-            for (i, &a) in ids.iter().enumerate() {
-                for &b in &ids[i + 1..] {
-                    *plan.group_pairs.entry(OwnerPair::new(a, b)).or_default() += 1;
-                }
+                .filter_map(|m| owner_id.get(m.as_str()).copied());
+            for pair in member_pairs(ids) {
+                *plan.group_pairs.entry(pair).or_default() += 1;
             }
         }
         Ok(plan)
@@ -180,126 +226,184 @@ impl HostPlan {
     /// Removals that narrow access come first, additions last, so a change
     /// never opens more than either state allows.
     pub fn diff(&self, desired: &HostPlan) -> Vec<Op> {
+        self.diff_over(desired, None)
+    }
+
+    /// [`Self::diff`] looking only at the keys in `keys`: the same
+    /// operations, in the same order, when `self` and `desired` differ
+    /// only there.
+    pub fn diff_keys(&self, desired: &HostPlan, keys: &TouchedKeys) -> Vec<Op> {
+        self.diff_over(desired, Some(keys))
+    }
+
+    fn diff_over(&self, desired: &HostPlan, keys: Option<&TouchedKeys>) -> Vec<Op> {
         let mut ops = Vec::new();
-        // Narrowing first: group pairs that go or lose groups, ports, endpoints.
-        for (pair, n) in &self.group_pairs {
-            match desired.group_pairs.get(pair) {
-                None => ops.push(Op::RemoveGroupPair(*pair)),
-                Some(m) if m < n => ops.push(Op::SetGroupPair(*pair, *m)),
-                _ => {}
-            }
-        }
-        for octet in self.local_ports.keys() {
-            if !desired.local_ports.contains_key(octet) {
-                ops.push(Op::ClearLocalPort(*octet));
-            }
-        }
-        // An endpoint goes, or changes owner; a new groups bloom alone is
-        // set below without clearing (its pairs are handled around it).
-        for (key, (owner, _)) in &self.endpoints {
-            if desired.endpoints.get(key).map(|e| e.0) != Some(*owner) {
-                ops.push(Op::ClearEndpoint(key.0, key.1));
-            }
-        }
-        for key in self.next_hops.keys() {
-            if !desired.next_hops.contains_key(key) {
-                ops.push(Op::ClearNextHop(key.0, key.1));
-            }
-        }
-        for slot in self.gateways.keys() {
-            if !desired.gateways.contains_key(slot) {
-                ops.push(Op::ClearGateway(*slot));
-            }
-        }
-        for (prefix, slot) in &self.zones {
-            if desired.zones.get(prefix) != Some(slot) {
-                ops.push(Op::ClearZone(*prefix));
-            }
-        }
-        // Then what is new or changed.
-        if let Some(h) = desired.host
+        let k = keys;
+        // Narrowing first: group pairs that go or lose groups, ports,
+        // endpoints that go or change owner, next hops, gateways, zones.
+        narrow(
+            &self.group_pairs,
+            &desired.group_pairs,
+            k.map(|k| &k.group_pairs),
+            Op::GroupPair,
+            &mut ops,
+        );
+        narrow(
+            &self.local_ports,
+            &desired.local_ports,
+            k.map(|k| &k.local_ports),
+            Op::LocalPort,
+            &mut ops,
+        );
+        narrow(
+            &self.endpoints,
+            &desired.endpoints,
+            k.map(|k| &k.endpoints),
+            Op::Endpoint,
+            &mut ops,
+        );
+        narrow(
+            &self.next_hops,
+            &desired.next_hops,
+            k.map(|k| &k.next_hops),
+            Op::NextHop,
+            &mut ops,
+        );
+        narrow(
+            &self.gateways,
+            &desired.gateways,
+            k.map(|k| &k.gateways),
+            Op::Gateway,
+            &mut ops,
+        );
+        narrow(
+            &self.zones,
+            &desired.zones,
+            k.map(|k| &k.zones),
+            Op::Zone,
+            &mut ops,
+        );
+        // Then what is new or changed. Endpoints come after the narrowing
+        // removals of pairs and before the pairs added: a bloom losing a
+        // group's bit no longer has that group's pairs, one gaining a bit
+        // has it before the pairs that need it.
+        if let Some(host) = desired.host
             && self.host != desired.host
         {
-            ops.push(Op::SetHost(h));
+            ops.push(Op::SetHost { host });
         }
-        for (prefix, slot) in &desired.zones {
-            if self.zones.get(prefix) != Some(slot) {
-                ops.push(Op::SetZone(*prefix, *slot));
-            }
-        }
-        for (key, hop) in &desired.next_hops {
-            if self.next_hops.get(key) != Some(hop) {
-                ops.push(Op::SetNextHop(key.0, key.1, *hop));
-            }
-        }
-        for (slot, hop) in &desired.gateways {
-            if self.gateways.get(slot) != Some(hop) {
-                ops.push(Op::SetGateway(*slot, *hop));
-            }
-        }
-        // After the narrowing removals of pairs, before the pairs added: a
-        // bloom losing a group's bit no longer has that group's pairs, one
-        // gaining a bit has it before the pairs that need it.
-        for (key, &(owner, groups)) in &desired.endpoints {
-            if self.endpoints.get(key) != Some(&(owner, groups)) {
-                ops.push(Op::SetEndpoint(key.0, key.1, owner, groups));
-            }
-        }
-        for (octet, port) in &desired.local_ports {
-            if self.local_ports.get(octet) != Some(port) {
-                ops.push(Op::SetLocalPort(*octet, port.0, port.1));
-            }
-        }
-        for (pair, n) in &desired.group_pairs {
-            match self.group_pairs.get(pair) {
-                Some(m) if m >= n => {}
-                _ => ops.push(Op::SetGroupPair(*pair, *n)),
-            }
-        }
+        widen(
+            &self.zones,
+            &desired.zones,
+            k.map(|k| &k.zones),
+            Op::Zone,
+            &mut ops,
+        );
+        widen(
+            &self.next_hops,
+            &desired.next_hops,
+            k.map(|k| &k.next_hops),
+            Op::NextHop,
+            &mut ops,
+        );
+        widen(
+            &self.gateways,
+            &desired.gateways,
+            k.map(|k| &k.gateways),
+            Op::Gateway,
+            &mut ops,
+        );
+        widen(
+            &self.endpoints,
+            &desired.endpoints,
+            k.map(|k| &k.endpoints),
+            Op::Endpoint,
+            &mut ops,
+        );
+        widen(
+            &self.local_ports,
+            &desired.local_ports,
+            k.map(|k| &k.local_ports),
+            Op::LocalPort,
+            &mut ops,
+        );
+        widen(
+            &self.group_pairs,
+            &desired.group_pairs,
+            k.map(|k| &k.group_pairs),
+            Op::GroupPair,
+            &mut ops,
+        );
         ops
     }
 
     /// Records one applied operation (so that a failed one is retried later).
     pub fn record(&mut self, op: &Op) {
-        match *op {
-            Op::SetHost(h) => self.host = Some(h),
-            Op::SetZone(p, s) => {
-                self.zones.insert(p, s);
-            }
-            Op::ClearZone(p) => {
-                self.zones.remove(&p);
-            }
-            Op::SetEndpoint(s, low, o, g) => {
-                self.endpoints.insert((s, low), (o, g));
-            }
-            Op::ClearEndpoint(s, low) => {
-                self.endpoints.remove(&(s, low));
-            }
-            Op::SetNextHop(s, h, hop) => {
-                self.next_hops.insert((s, h), hop);
-            }
-            Op::ClearNextHop(s, h) => {
-                self.next_hops.remove(&(s, h));
-            }
-            Op::SetGateway(s, hop) => {
-                self.gateways.insert(s, hop);
-            }
-            Op::ClearGateway(s) => {
-                self.gateways.remove(&s);
-            }
-            Op::SetLocalPort(o, i, m) => {
-                self.local_ports.insert(o, (i, m));
-            }
-            Op::ClearLocalPort(o) => {
-                self.local_ports.remove(&o);
-            }
-            Op::SetGroupPair(p, n) => {
-                self.group_pairs.insert(p, n);
-            }
-            Op::RemoveGroupPair(p) => {
-                self.group_pairs.remove(&p);
-            }
+        match op {
+            Op::SetHost { host } => self.host = Some(*host),
+            Op::Zone(c) => c.record(&mut self.zones),
+            Op::Endpoint(c) => c.record(&mut self.endpoints),
+            Op::NextHop(c) => c.record(&mut self.next_hops),
+            Op::Gateway(c) => c.record(&mut self.gateways),
+            Op::LocalPort(c) => c.record(&mut self.local_ports),
+            Op::GroupPair(c) => c.record(&mut self.group_pairs),
         }
+    }
+
+    /// What the maps of `dp` hold, as a plan: each map read in batches,
+    /// the zone-keyed ones only for the zones in use.
+    pub fn read(dp: &Datapath) -> Result<HostPlan, DatapathError> {
+        let host = dp.host()?;
+        let zones = Zones::read(dp, &BTreeSet::new())?;
+        let mut in_use: BTreeSet<u32> = zones.values().copied().collect();
+        in_use.extend(host.map(|h| h.zone_slot));
+        Ok(HostPlan {
+            host,
+            endpoints: Endpoints::read(dp, &in_use)?,
+            next_hops: NextHops::read(dp, &in_use)?,
+            gateways: ZoneGateways::read(dp, &in_use)?,
+            local_ports: LocalPorts::read(dp, &in_use)?,
+            group_pairs: GroupPairs::read(dp, &in_use)?,
+            zones,
+        })
+    }
+}
+
+/// Appends map `M`'s narrowing changes, over every key of `current` or
+/// only over `keys`.
+fn narrow<M: DesiredMap>(
+    current: &Entries<M>,
+    desired: &Entries<M>,
+    keys: Option<&BTreeSet<M::Key>>,
+    op: fn(Change<M>) -> Op,
+    ops: &mut Vec<Op>,
+) {
+    match keys {
+        None => ops.extend(narrowing_all(current, desired).map(op)),
+        Some(keys) => ops.extend(
+            keys.iter()
+                .filter_map(|&key| narrowing_of(key, current, desired))
+                .map(op),
+        ),
+    }
+}
+
+/// Appends map `M`'s widening writes, over every key of `desired` or only
+/// over `keys`.
+fn widen<M: DesiredMap>(
+    current: &Entries<M>,
+    desired: &Entries<M>,
+    keys: Option<&BTreeSet<M::Key>>,
+    op: fn(Change<M>) -> Op,
+    ops: &mut Vec<Op>,
+) {
+    match keys {
+        None => ops.extend(widening_all(current, desired).map(op)),
+        Some(keys) => ops.extend(
+            keys.iter()
+                .filter_map(|&key| widening_of(key, current, desired))
+                .map(op),
+        ),
     }
 }
 
@@ -343,26 +447,61 @@ pub fn group_key(name: &str) -> u32 {
 /// One change to one map entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    SetHost(HostConfig),
-    SetZone(u16, u32),
-    ClearZone(u16),
-    /// (zone slot, low 16 bits, owner, groups bloom)
-    SetEndpoint(u32, u16, u32, u32),
-    ClearEndpoint(u32, u16),
-    SetNextHop(u32, u8, UnderlayHop),
-    ClearNextHop(u32, u8),
-    SetGateway(u32, UnderlayHop),
-    ClearGateway(u32),
-    SetLocalPort(u8, u32, [u8; 6]),
-    ClearLocalPort(u8),
-    SetGroupPair(OwnerPair, u32),
-    RemoveGroupPair(OwnerPair),
+    /// `HOST_CONFIG` (never cleared).
+    SetHost {
+        host: HostConfig,
+    },
+    Zone(Change<Zones>),
+    Endpoint(Change<Endpoints>),
+    NextHop(Change<NextHops>),
+    Gateway(Change<ZoneGateways>),
+    LocalPort(Change<LocalPorts>),
+    GroupPair(Change<GroupPairs>),
+}
+
+impl Op {
+    /// Writes it into the maps of `dp`.
+    pub fn apply(&self, dp: &mut Datapath) -> Result<(), DatapathError> {
+        match self {
+            Op::SetHost { host } => dp.set_host(host),
+            Op::Zone(c) => c.apply(dp),
+            Op::Endpoint(c) => c.apply(dp),
+            Op::NextHop(c) => c.apply(dp),
+            Op::Gateway(c) => c.apply(dp),
+            Op::LocalPort(c) => c.apply(dp),
+            Op::GroupPair(c) => c.apply(dp),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use crate::{MacAddr, state::HostSpec};
+
+    fn ep(low: u16) -> EndpointKey {
+        EndpointKey { zone_slot: 0, low }
+    }
+
+    fn set_endpoint(low: u16, owner: u32, groups: u32) -> Op {
+        Op::Endpoint(Change::Set {
+            key: ep(low),
+            value: Endpoint { owner, groups },
+        })
+    }
+
+    fn remove_pair(pair: OwnerPair) -> Op {
+        Op::GroupPair(Change::Clear { key: pair })
+    }
+
+    fn set_pair(pair: OwnerPair, shared: u32) -> Op {
+        Op::GroupPair(Change::Set {
+            key: pair,
+            value: shared,
+        })
+    }
 
     fn lab() -> State {
         let mut s = State::default();
@@ -412,7 +551,13 @@ mod tests {
         assert_eq!(p.zones.get(&0x0a01), Some(&0));
         assert_eq!(p.next_hops.len(), 2);
         assert_eq!(p.endpoints.len(), 2);
-        assert_eq!(p.local_ports.get(&1), Some(&(42, [2, 0, 10, 1, 1, 1])));
+        assert_eq!(
+            p.local_ports.get(&1),
+            Some(&PortEntry {
+                ifindex: 42,
+                mac: [2, 0, 10, 1, 1, 1]
+            })
+        );
         let alice = s.owner("alice").unwrap().id;
         let bob = s.owner("bob").unwrap().id;
         let carol = s.owner("carol").unwrap().id;
@@ -465,9 +610,9 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                Op::RemoveGroupPair(OwnerPair::new(alice, bob)),
-                Op::RemoveGroupPair(OwnerPair::new(bob, carol)),
-                Op::SetEndpoint(0, 0x0201, bob, policy::groups_bloom([])),
+                remove_pair(OwnerPair::new(alice, bob)),
+                remove_pair(OwnerPair::new(bob, carol)),
+                set_endpoint(0x0201, bob, policy::groups_bloom([])),
             ]
         );
         // Removing one of two shared groups lowers the count; alice's bloom
@@ -476,9 +621,9 @@ mod tests {
         s3.delete_group("team").unwrap();
         let ops = before.diff(&HostPlan::compute(&s3, "h1", &rt()).unwrap());
         let ops_only = policy::groups_bloom([group_key("ops")]);
-        let mut want = vec![Op::SetGroupPair(OwnerPair::new(alice, carol), 1)];
-        if ops_only != before.endpoints[&(0, 0x0101)].1 {
-            want.push(Op::SetEndpoint(0, 0x0101, alice, ops_only));
+        let mut want = vec![set_pair(OwnerPair::new(alice, carol), 1)];
+        if ops_only != before.endpoints[&ep(0x0101)].groups {
+            want.push(set_endpoint(0x0101, alice, ops_only));
         }
         assert_eq!(ops, want);
     }
@@ -495,26 +640,38 @@ mod tests {
         let bob = s.owner("bob").unwrap().id;
         let bloom = |groups: &[&str]| policy::groups_bloom(groups.iter().map(|g| group_key(g)));
         assert_eq!(
-            after.endpoints[&(0, 0x0101)],
-            (alice, bloom(&["team", "ops", "new"]))
+            after.endpoints[&ep(0x0101)],
+            Endpoint {
+                owner: alice,
+                groups: bloom(&["team", "ops", "new"])
+            }
         );
-        assert_eq!(after.endpoints[&(0, 0x0201)], (bob, bloom(&["ops", "new"])));
+        assert_eq!(
+            after.endpoints[&ep(0x0201)],
+            Endpoint {
+                owner: bob,
+                groups: bloom(&["ops", "new"])
+            }
+        );
         let ops = before.diff(&after);
         let first_pair = ops
             .iter()
-            .position(|op| matches!(op, Op::SetGroupPair(..)))
+            .position(|op| matches!(op, Op::GroupPair(Change::Set { .. })))
             .expect("the alice-bob pair count grows");
         assert!(
             ops.iter()
-                .rposition(|op| matches!(op, Op::SetEndpoint(..)))
+                .rposition(|op| matches!(op, Op::Endpoint(Change::Set { .. })))
                 .is_none_or(|last| last < first_pair),
             "blooms first: {ops:?}"
         );
-        assert!(!ops.iter().any(|op| matches!(op, Op::ClearEndpoint(..))));
+        assert!(
+            !ops.iter()
+                .any(|op| matches!(op, Op::Endpoint(Change::Clear { .. })))
+        );
         // Shared groups always overlap in the blooms.
         let (a, b) = (
-            after.endpoints[&(0, 0x0101)].1,
-            after.endpoints[&(0, 0x0201)].1,
+            after.endpoints[&ep(0x0101)].groups,
+            after.endpoints[&ep(0x0201)].groups,
         );
         assert!(policy::may_share_group(a, b));
     }
@@ -528,7 +685,10 @@ mod tests {
         let ops = before.diff(&HostPlan::compute(&s2, "h1", &rt()).unwrap());
         assert_eq!(
             ops,
-            vec![Op::ClearLocalPort(1), Op::ClearEndpoint(0, 0x0101)]
+            vec![
+                Op::LocalPort(Change::Clear { key: 1 }),
+                Op::Endpoint(Change::Clear { key: ep(0x0101) })
+            ]
         );
     }
 
@@ -539,6 +699,15 @@ mod tests {
         let mut r = rt();
         r.ready_ports.insert(1, 43);
         let ops = before.diff(&HostPlan::compute(&s, "h1", &r).unwrap());
-        assert_eq!(ops, vec![Op::SetLocalPort(1, 43, [2, 0, 10, 1, 1, 1])]);
+        assert_eq!(
+            ops,
+            vec![Op::LocalPort(Change::Set {
+                key: 1,
+                value: PortEntry {
+                    ifindex: 43,
+                    mac: [2, 0, 10, 1, 1, 1]
+                }
+            })]
+        );
     }
 }

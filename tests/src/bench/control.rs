@@ -1,17 +1,25 @@
 //! Control plane: loading a full zone (254 x 254 = 64,516 containers,
 //! 10,000 owners, 1,000 groups) into freshly loaded maps, and applying one
-//! change, through the datapath setters and through the agent's plan/diff
-//! (`HostPlan::diff` + `agent::apply`, the path a store change takes; the
-//! plan is built directly, not computed from a stored state).
+//! change, through the datapath setters and through the agent's path: a
+//! full zone as a plan (`HostPlan::diff` + `agent::apply`), and single
+//! changes of a desired state from the change event to the last map write
+//! (`agent::incremental::IncrementalPlan::update`, `HostPlan::diff_keys`,
+//! `agent::apply`).
 
 use std::{collections::BTreeMap, net::Ipv4Addr, time::Instant};
 
 use anyhow::{Context as _, Result};
 use netfabric::{
-    agent::{self, HostPlan, plan::UnderlayHop},
+    MacAddr,
+    agent::{
+        self, HostPlan, Runtime,
+        incremental::{IncrementalPlan, Touched},
+        plan::{EndpointKey, NextHopKey, UnderlayHop},
+    },
     datapath::{Datapath, LoadOptions},
+    state::{Container, Group, HostSpec, Owner, State},
 };
-use netfabric_common::{HostConfig, OwnerPair};
+use netfabric_common::{Endpoint, HostConfig, OwnerPair};
 use serde_json::{Value, json};
 
 use super::{
@@ -63,7 +71,10 @@ fn plan_of(zone: &Zone) -> HostPlan {
     plan.zones.insert(0x0a01, 0);
     for h in 1..=254u8 {
         plan.next_hops.insert(
-            (0, h),
+            NextHopKey {
+                zone_slot: 0,
+                host_octet: h,
+            },
             UnderlayHop {
                 mac: [0x02, 0xaa, 0, 0, 0, h],
                 underlay: Ipv4Addr::new(172, 31, 0, h),
@@ -71,8 +82,16 @@ fn plan_of(zone: &Zone) -> HostPlan {
         );
     }
     for (&(h, c), &owner) in &zone.owners {
-        plan.endpoints
-            .insert((0, u16::from_be_bytes([h, c])), (owner, zone.bloom(owner)));
+        plan.endpoints.insert(
+            EndpointKey {
+                zone_slot: 0,
+                low: u16::from_be_bytes([h, c]),
+            },
+            Endpoint {
+                owner,
+                groups: zone.bloom(owner),
+            },
+        );
     }
     for &(a, b) in &zone.pairs {
         plan.group_pairs.insert(OwnerPair { low: a, high: b }, 1);
@@ -164,16 +183,11 @@ pub fn run(settings: &Settings) -> Result<Control> {
     };
     let mut endpoint = Vec::new();
     let mut pair = Vec::new();
-    let mut diffed = Vec::new();
-    // Two equal plans: `desired` takes the change, `current` follows it
-    // after the timed diff (no clone of a 250k-entry plan per change).
-    let mut current = plan.clone();
-    let mut desired = plan;
     for i in 0..n {
         let (h, c) = (1 + rng.below(254) as u8, 1 + rng.below(254) as u8);
         let owner = 100 + rng.below(10_000) as u32;
         let t = Instant::now();
-        dp.set_endpoint_groups_unknown(0, addr(h, c), owner)?;
+        dp.set_endpoint_groups(0, addr(h, c), owner, full.bloom(owner))?;
         endpoint.push(t.elapsed().as_secs_f64());
 
         let (a, b) = (200_000 + i, 300_000 + i);
@@ -181,33 +195,69 @@ pub fn run(settings: &Settings) -> Result<Control> {
         dp.set_group_pair(a, b, 1)?;
         pair.push(t.elapsed().as_secs_f64());
         dp.remove_group_pair(a, b)?;
-
-        // One container moves to another owner: the agent diffs the whole
-        // plan (O(zone)) and applies the single resulting op.
-        if i >= n_agent {
-            continue;
-        }
-        let key = (0, u16::from_be_bytes([h, c]));
-        let new_owner = current.endpoints[&key].0 + 1;
-        desired
-            .endpoints
-            .insert(key, (new_owner, full.bloom(new_owner)));
-        let t = Instant::now();
-        let ops = current.diff(&desired);
-        for op in &ops {
-            agent::apply(&mut dp, op)?;
-        }
-        diffed.push(t.elapsed().as_secs_f64());
-        // An owner change is narrowed first: clear, then set.
-        assert!(
-            (1..=2).contains(&ops.len()),
-            "one change, {} ops",
-            ops.len()
-        );
-        current
-            .endpoints
-            .insert(key, (new_owner, full.bloom(new_owner)));
     }
+    drop(dp);
+
+    // The agent's path for a desired state: a full zone planned from the
+    // state, then single changes from the change event (a new state) to
+    // the last map write.
+    let state = full_zone_state(&mut rng)?;
+    let rt = Runtime {
+        uplink_ifindex: 1,
+        ready_ports: BTreeMap::new(),
+    };
+    let mut planned = Vec::new();
+    let mut planner = None;
+    for _ in 0..reps {
+        let t = Instant::now();
+        planner = Some(IncrementalPlan::new(
+            state.clone(),
+            LOCAL_HOST_NAME,
+            rt.clone(),
+        )?);
+        planned.push(t.elapsed().as_secs_f64());
+    }
+    let mut planner = planner.context("at least one repetition")?;
+    let mut dp = Datapath::load(&LoadOptions::default())?;
+    let mut current = HostPlan::default();
+    for op in current.diff(planner.plan()) {
+        agent::apply(&mut dp, &op)?;
+        current.record(&op);
+    }
+    let mut moved = Vec::new();
+    let mut joined = Vec::new();
+    for i in 0..n_agent {
+        // One container moves to another owner.
+        let mut next = planner.state().clone();
+        let k = rng.below(next.containers.len() as u64) as usize;
+        next.containers[k].owner = format!("o{}", rng.below(10_000));
+        moved.push(change_to_maps(
+            &mut planner,
+            next,
+            &rt,
+            &mut current,
+            &mut dp,
+        )?);
+        // An owner joins a group: its endpoints' blooms, the group's pairs.
+        let mut next = planner.state().clone();
+        let g = rng.below(next.groups.len() as u64) as usize;
+        next.groups[g].members.insert(format!(
+            "o{}",
+            (i as u64 * 7_919 + rng.below(10_000)) % 10_000
+        ));
+        joined.push(change_to_maps(
+            &mut planner,
+            next,
+            &rt,
+            &mut current,
+            &mut dp,
+        )?);
+    }
+    anyhow::ensure!(
+        current == *planner.plan()
+            && *planner.plan() == HostPlan::compute(planner.state(), LOCAL_HOST_NAME, &rt)?,
+        "the maps written incrementally differ from the full plan"
+    );
     rows.push(Timed {
         what: "single change: one endpoint (setter)",
         seconds: Stats::of(&endpoint),
@@ -219,8 +269,18 @@ pub fn run(settings: &Settings) -> Result<Control> {
         target: 1e-3,
     });
     rows.push(Timed {
-        what: "single change: one endpoint (agent: full-plan diff + apply)",
-        seconds: Stats::of(&diffed),
+        what: "full zone planned from the desired state (agent: plan + indexes)",
+        seconds: Stats::of(&planned),
+        target: 1.0,
+    });
+    rows.push(Timed {
+        what: "single change: a container's owner (agent: state event to last map write)",
+        seconds: Stats::of(&moved),
+        target: 1e-3,
+    });
+    rows.push(Timed {
+        what: "single change: an owner joins a group (agent: state event to last map write)",
+        seconds: Stats::of(&joined),
         target: 1e-3,
     });
     Ok(Control {
@@ -228,4 +288,77 @@ pub fn run(settings: &Settings) -> Result<Control> {
         group_pairs: full.pairs.len(),
         rows,
     })
+}
+
+/// The name of [`LOCAL_HOST`] in [`full_zone_state`].
+const LOCAL_HOST_NAME: &str = "h1";
+
+/// One change through the agent's path, timed from the new state's arrival
+/// to the last map write: incremental plan, diff of the touched keys,
+/// apply (freeing the replaced state comes after).
+fn change_to_maps(
+    planner: &mut IncrementalPlan,
+    next: State,
+    rt: &Runtime,
+    current: &mut HostPlan,
+    dp: &mut Datapath,
+) -> Result<f64> {
+    let t = Instant::now();
+    let update = planner.update(next, rt)?;
+    let ops = match &update.touched {
+        Touched::Keys(keys) => current.diff_keys(planner.plan(), keys),
+        Touched::All => current.diff(planner.plan()),
+    };
+    for op in &ops {
+        agent::apply(dp, op)?;
+        current.record(op);
+    }
+    let took = t.elapsed().as_secs_f64();
+    // As the agent does: the replaced state is freed after the writes.
+    drop(update.previous);
+    anyhow::ensure!(ops.len() <= 64, "one change, {} ops", ops.len());
+    Ok(took)
+}
+
+/// A full zone as a desired state: 254 hosts x 254 containers, 10,000
+/// owners `o0`.. with random containers, 1,000 groups of 20 random owners.
+fn full_zone_state(rng: &mut Rng) -> Result<State> {
+    let mut s = State::default();
+    s.create_zone("z1", "10.1.0.0/16".parse()?, None)?;
+    for h in 1..=254u8 {
+        s.create_host(HostSpec {
+            name: format!("h{h}"),
+            zone: "z1".into(),
+            number: Some(h.into()),
+            subnet: None,
+            uplink: "up0".into(),
+            underlay_ip: Ipv4Addr::new(172, 31, 0, h),
+            underlay_mac: MacAddr([0x02, 0xaa, 0, 0, 0, h]),
+        })?;
+    }
+    for o in 0..10_000u32 {
+        s.owners.push(Owner {
+            name: format!("o{o}"),
+            id: s.next_owner_id,
+        });
+        s.next_owner_id += 1;
+    }
+    for g in 0..1_000 {
+        s.groups.push(Group {
+            name: format!("g{g}"),
+            members: (0..20).map(|_| format!("o{}", rng.below(10_000))).collect(),
+        });
+    }
+    for h in 1..=254u8 {
+        for c in 1..=254u8 {
+            s.containers.push(Container {
+                name: format!("c{h}-{c}"),
+                owner: format!("o{}", rng.below(10_000)),
+                host: format!("h{h}"),
+                address: addr(h, c),
+            });
+        }
+    }
+    s.validate().context("the full zone's state is valid")?;
+    Ok(s)
 }

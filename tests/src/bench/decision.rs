@@ -40,15 +40,17 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
 use netfabric::agent::plan::Blooms;
-use netfabric::datapath::{Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK};
+use netfabric::datapath::{
+    BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK,
+};
 use netfabric_common::{HostConfig, SYSTEM_OWNER};
 use serde_json::{Value, json};
 
 use super::{Rng, Settings, Stats};
 use crate::netns::Netns;
 
-/// Empty programs of the eBPF object, the baseline; the product never loads
-/// them, so the bench does.
+/// Empty programs of the bench's eBPF object (`BENCH_OBJECT`), the
+/// baseline; the product's object has none.
 const PROG_BASELINE_XDP: &str = "baseline_xdp";
 const PROG_BASELINE_TC: &str = "baseline_tc";
 
@@ -590,6 +592,7 @@ pub fn run(settings: &Settings) -> Result<Decision> {
     let mut zone_list = Vec::new();
     for zone in zones(&mut rng) {
         let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
+        dp.load_programs_of(BENCH_OBJECT)?;
         dp.xdp(PROG_BASELINE_XDP)?.load()?;
         dp.tc(PROG_BASELINE_TC)?.load()?;
         let started = Instant::now();

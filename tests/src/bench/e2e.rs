@@ -33,8 +33,11 @@ use aya::{
         SchedClassifier, TcAttachType, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
     },
 };
-use netfabric::datapath::{Datapath, EBPF_OBJECT, LoadOptions, batch};
-use netfabric_common::HostConfig;
+use netfabric::{
+    agent::plan::{Blooms, DesiredMap as _, EndpointKey, Endpoints},
+    datapath::{BENCH_OBJECT, Datapath, LoadOptions, batch},
+};
+use netfabric_common::{Endpoint, HostConfig};
 use serde_json::{Value, json};
 
 use super::{
@@ -359,8 +362,16 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
     })?;
     dp.set_zone(zone, 0)?;
     let mut max_host = 2u8;
+    // The groups blooms the agent writes, each pair standing for one group.
+    let blooms = Blooms::of_groups(
+        p.group_pairs
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b))| (i as u32, [a, b])),
+    );
     for &(ip, owner) in &p.endpoints {
-        dp.set_endpoint_groups_unknown(0, ip, owner)?;
+        let groups = blooms.of(owner);
+        Endpoints::set(&mut dp, EndpointKey::of(0, ip), Endpoint { owner, groups })?;
         max_host = max_host.max(ip.octets()[2]);
     }
     for other in 1..=max_host {
@@ -397,8 +408,8 @@ const SINK_TC: &str = "bench_sink_tc";
 impl Traffic {
     pub fn load() -> Result<Traffic> {
         let mut ebpf = EbpfLoader::new()
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF object")?;
+            .load(BENCH_OBJECT)
+            .context("loading the bench's eBPF object")?;
         for name in [GEN, SINK] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
@@ -1080,6 +1091,27 @@ pub fn run(settings: &Settings) -> Result<E2e> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bench's programs come from their own object: the generator and
+    /// sinks load with their `BENCH_*` maps, and the baselines run beside a
+    /// product datapath, whose object has none of them.
+    #[test]
+    fn the_bench_programs_load_from_the_bench_object() {
+        crate::ensure_bpffs();
+        let traffic = Traffic::load().expect("loading the bench's programs");
+        assert_eq!(traffic.received().expect("reading BENCH_RX"), 0);
+        let mut dp = Datapath::load(&LoadOptions::default()).expect("loading the datapath");
+        assert!(
+            dp.xdp("baseline_xdp").is_err(),
+            "no baseline in the product's object"
+        );
+        dp.load_programs_of(BENCH_OBJECT)
+            .expect("loading the bench's object");
+        dp.xdp("baseline_xdp").unwrap().load().unwrap();
+        let frame = [0u8; 64];
+        let run = dp.test_run_xdp("baseline_xdp", &frame, 1).unwrap();
+        assert_eq!(run.action, 2, "the empty XDP program passes (XDP_PASS)");
+    }
 
     #[test]
     fn policy_sizes_and_rules() {

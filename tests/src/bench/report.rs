@@ -706,9 +706,12 @@ fn control_md(md: &mut String, c: &Control) -> Result<()> {
         md,
         "A full zone: {} containers, 10,000 owners, {} group pairs (1,000 groups of 20), into \
          freshly loaded maps (program loading not counted). Single changes on the loaded full \
-         zone, each timed alone. The agent rows use `HostPlan::diff` + `agent::apply` on plans \
-         built directly (computing a plan from a stored state is not included). The baseline \
-         here is the target itself: `fraction` = time / budget.\n",
+         zone, each timed alone. The full-zone agent rows use `HostPlan::diff` + `agent::apply` on \
+         a plan built directly; the single-change agent rows go from a new desired state (as \
+         the store's change event hands it) to the last map write: \
+         `IncrementalPlan::update` + `HostPlan::diff_keys` + `agent::apply` (validating the \
+         state is not included). The baseline here is the target itself: `fraction` = time / \
+         budget.\n",
         thousands(c.containers as u64),
         thousands(c.group_pairs as u64)
     )?;

@@ -1,0 +1,628 @@
+//! The incremental plan: one change of the desired state recomputes only
+//! the plan entries it can affect, and says which keys those are, so that
+//! [`HostPlan::diff_keys`] looks at them alone. [`HostPlan::compute`] stays
+//! the reference (the property test below holds the two equal) and the
+//! fallback: a change of zones or hosts, an owner removed or renumbered,
+//! or a state that does not resolve (a name nowhere defined) replans in
+//! full.
+//!
+//! What a change touches:
+//! * a container added, removed or changed: its `ENDPOINTS` key (old and
+//!   new), and its `LOCAL_PORTS` octet when it is on this host;
+//! * a group's members: that group's `GROUP_PAIRS` rows (counts moved by
+//!   one), and the groups bloom of every endpoint of an owner that joined
+//!   or left it;
+//! * the runtime (ready ports, uplink): `HOST_CONFIG` and `LOCAL_PORTS`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use netfabric_common::{Endpoint, policy};
+
+use super::plan::{
+    EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
+    member_pairs,
+};
+use crate::state::{Container, Group, State};
+
+/// What [`IncrementalPlan::update`] did.
+#[derive(Debug)]
+pub struct Update {
+    pub touched: Touched,
+    /// The state it replaced. Freeing a full zone's state (64,516
+    /// containers, three strings each) takes milliseconds: the caller drops
+    /// it once the maps are written.
+    pub previous: State,
+}
+
+/// What [`IncrementalPlan::update`] recomputed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// The whole plan was recomputed: diff it in full.
+    All,
+    /// Only these keys' entries may differ from the previous plan.
+    Keys(TouchedKeys),
+}
+
+/// The plan of one host, kept equal to [`HostPlan::compute`] of the last
+/// state given, with the indexes that make a change cost what it touches.
+#[derive(Debug, Clone)]
+pub struct IncrementalPlan {
+    host: String,
+    state: State,
+    rt: Runtime,
+    plan: HostPlan,
+    owner_ids: HashMap<String, u32>,
+    /// Host name → its zone's slot.
+    host_slots: HashMap<String, u32>,
+    /// Owner id → the names of its groups.
+    owner_groups: HashMap<u32, BTreeSet<String>>,
+    /// Owner id → its endpoints' keys.
+    owner_endpoints: HashMap<u32, BTreeSet<EndpointKey>>,
+}
+
+impl IncrementalPlan {
+    /// The full plan of `host` for `state`, and its indexes.
+    pub fn new(state: State, host: &str, rt: Runtime) -> Result<Self, PlanError> {
+        let plan = HostPlan::compute(&state, host, &rt)?;
+        let mut me = IncrementalPlan {
+            host: host.to_owned(),
+            state,
+            rt,
+            plan,
+            owner_ids: HashMap::new(),
+            host_slots: HashMap::new(),
+            owner_groups: HashMap::new(),
+            owner_endpoints: HashMap::new(),
+        };
+        me.index();
+        Ok(me)
+    }
+
+    /// The plan of the last state and runtime given.
+    pub fn plan(&self) -> &HostPlan {
+        &self.plan
+    }
+
+    /// The last state given.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn index(&mut self) {
+        let s = &self.state;
+        self.owner_ids = s.owners.iter().map(|o| (o.name.clone(), o.id)).collect();
+        let slots: HashMap<&str, u32> = s.zones.iter().map(|z| (z.name.as_str(), z.slot)).collect();
+        self.host_slots = s
+            .hosts
+            .iter()
+            .filter_map(|h| Some((h.name.clone(), *slots.get(h.zone.as_str())?)))
+            .collect();
+        self.owner_groups.clear();
+        for g in &s.groups {
+            for m in &g.members {
+                if let Some(&id) = self.owner_ids.get(m) {
+                    self.owner_groups
+                        .entry(id)
+                        .or_default()
+                        .insert(g.name.clone());
+                }
+            }
+        }
+        self.owner_endpoints.clear();
+        for c in &s.containers {
+            if let Some((key, owner)) = self.endpoint_key(c) {
+                self.owner_endpoints.entry(owner).or_default().insert(key);
+            }
+        }
+    }
+
+    fn endpoint_key(&self, c: &Container) -> Option<(EndpointKey, u32)> {
+        let slot = *self.host_slots.get(&c.host)?;
+        let owner = *self.owner_ids.get(&c.owner)?;
+        Some((EndpointKey::of(slot, c.address), owner))
+    }
+
+    /// `owner`'s groups bloom, as [`super::plan::Blooms`] computes it.
+    fn bloom(&self, owner: u32) -> u32 {
+        policy::groups_bloom(
+            self.owner_groups
+                .get(&owner)
+                .into_iter()
+                .flatten()
+                .map(|g| group_key(g)),
+        )
+    }
+
+    /// Moves to `next` (and `rt`): the plan becomes
+    /// `HostPlan::compute(&next, host, rt)`, recomputing only what the
+    /// change touches when it can.
+    pub fn update(&mut self, next: State, rt: &Runtime) -> Result<Update, PlanError> {
+        match self.update_state(&next) {
+            Some(mut touched) => {
+                let previous = std::mem::replace(&mut self.state, next);
+                if *rt != self.rt {
+                    self.apply_runtime(rt, &mut touched);
+                }
+                Ok(Update {
+                    touched: Touched::Keys(touched),
+                    previous,
+                })
+            }
+            None => {
+                let previous = std::mem::take(&mut self.state);
+                *self = IncrementalPlan::new(next, &self.host.clone(), rt.clone())?;
+                Ok(Update {
+                    touched: Touched::All,
+                    previous,
+                })
+            }
+        }
+    }
+
+    /// The runtime this plan was made with.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// Moves to runtime `rt`, the state unchanged.
+    pub fn update_runtime(&mut self, rt: &Runtime) -> TouchedKeys {
+        let mut touched = TouchedKeys::default();
+        self.apply_runtime(rt, &mut touched);
+        touched
+    }
+
+    /// The incremental update of the plan to state `next`, or `None` where
+    /// only a full replan will do (nothing changed yet in that case).
+    fn update_state(&mut self, next: &State) -> Option<TouchedKeys> {
+        let old = &self.state;
+        if old.zones != next.zones || old.hosts != next.hosts {
+            return None;
+        }
+        let owners = changed_by_name(&old.owners, &next.owners, |o| &o.name)?;
+        if owners.iter().any(|(before, _)| before.is_some()) {
+            // An owner removed or renumbered: every reference to it moves.
+            return None;
+        }
+        let groups = changed_by_name(&old.groups, &next.groups, |g| &g.name)?;
+        let containers = changed_by_name(&old.containers, &next.containers, |c| &c.name)?;
+        // Everything a change names must resolve, or the full plan decides.
+        let new_ids: HashMap<&str, u32> = owners
+            .iter()
+            .filter_map(|(_, after)| after.map(|o| (o.name.as_str(), o.id)))
+            .collect();
+        let resolves =
+            |owner: &str| self.owner_ids.contains_key(owner) || new_ids.contains_key(owner);
+        let groups_resolve = groups
+            .iter()
+            .flat_map(|(b, a)| b.iter().chain(a.iter()))
+            .all(|g| g.members.iter().all(|m| resolves(m)));
+        let containers_resolve = containers
+            .iter()
+            .flat_map(|(b, a)| b.iter().chain(a.iter()))
+            .all(|c| resolves(&c.owner) && self.host_slots.contains_key(&c.host));
+        if !groups_resolve || !containers_resolve {
+            return None;
+        }
+        // From here on nothing fails: the plan and indexes move together.
+        let groups: Vec<(Option<Group>, Option<Group>)> = groups
+            .into_iter()
+            .map(|(b, a)| (b.cloned(), a.cloned()))
+            .collect();
+        let containers: Vec<(Option<Container>, Option<Container>)> = containers
+            .into_iter()
+            .map(|(b, a)| (b.cloned(), a.cloned()))
+            .collect();
+        let new_owners: Vec<(String, u32)> =
+            new_ids.iter().map(|(n, i)| ((*n).to_owned(), *i)).collect();
+        self.owner_ids.extend(new_owners);
+
+        let mut touched = TouchedKeys::default();
+        self.apply_groups(&groups, &mut touched);
+        self.apply_containers(&containers, &mut touched);
+        Some(touched)
+    }
+
+    fn apply_groups(
+        &mut self,
+        groups: &[(Option<Group>, Option<Group>)],
+        touched: &mut TouchedKeys,
+    ) {
+        let mut owners_moved = BTreeSet::new();
+        for (before, after) in groups {
+            let ids = |g: &Option<Group>| -> BTreeSet<u32> {
+                g.iter()
+                    .flat_map(|g| g.members.iter())
+                    .filter_map(|m| self.owner_ids.get(m).copied())
+                    .collect()
+            };
+            let (old_ids, new_ids) = (ids(before), ids(after));
+            if let Some(g) = before {
+                for pair in member_pairs(old_ids.iter().copied()) {
+                    touched.group_pairs.insert(pair);
+                    if let Some(n) = self.plan.group_pairs.get_mut(&pair) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.plan.group_pairs.remove(&pair);
+                        }
+                    }
+                }
+                for id in &old_ids {
+                    if let Some(set) = self.owner_groups.get_mut(id) {
+                        set.remove(&g.name);
+                        if set.is_empty() {
+                            self.owner_groups.remove(id);
+                        }
+                    }
+                }
+            }
+            if let Some(g) = after {
+                for pair in member_pairs(new_ids.iter().copied()) {
+                    touched.group_pairs.insert(pair);
+                    *self.plan.group_pairs.entry(pair).or_default() += 1;
+                }
+                for &id in &new_ids {
+                    self.owner_groups
+                        .entry(id)
+                        .or_default()
+                        .insert(g.name.clone());
+                }
+            }
+            // Paired by name: a group's bloom bit stays; only owners that
+            // joined or left it get a new bloom.
+            owners_moved.extend(old_ids.symmetric_difference(&new_ids).copied());
+        }
+        for owner in owners_moved {
+            let groups = self.bloom(owner);
+            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
+                if let Some(e) = self.plan.endpoints.get_mut(key) {
+                    e.groups = groups;
+                    touched.endpoints.insert(*key);
+                }
+            }
+        }
+    }
+
+    fn apply_containers(
+        &mut self,
+        containers: &[(Option<Container>, Option<Container>)],
+        touched: &mut TouchedKeys,
+    ) {
+        // Removals first: an address freed and taken again in one change
+        // ends with the new container.
+        for c in containers.iter().filter_map(|(before, _)| before.as_ref()) {
+            let Some((key, owner)) = self.endpoint_key(c) else {
+                continue;
+            };
+            touched.endpoints.insert(key);
+            self.plan.endpoints.remove(&key);
+            if let Some(set) = self.owner_endpoints.get_mut(&owner) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.owner_endpoints.remove(&owner);
+                }
+            }
+            if c.host == self.host {
+                let octet = c.address.octets()[3];
+                touched.local_ports.insert(octet);
+                self.plan.local_ports.remove(&octet);
+            }
+        }
+        for c in containers.iter().filter_map(|(_, after)| after.as_ref()) {
+            let Some((key, owner)) = self.endpoint_key(c) else {
+                continue;
+            };
+            touched.endpoints.insert(key);
+            let groups = self.bloom(owner);
+            self.plan.endpoints.insert(key, Endpoint { owner, groups });
+            self.owner_endpoints.entry(owner).or_default().insert(key);
+            if c.host == self.host {
+                touched.local_ports.insert(c.address.octets()[3]);
+                // With the runtime this plan was made with; a new one is
+                // applied afterwards ([`Self::apply_runtime`]).
+                if let Some((octet, port)) = local_port(c, &self.rt) {
+                    self.plan.local_ports.insert(octet, port);
+                }
+            }
+        }
+    }
+
+    /// `HOST_CONFIG` (the uplink's ifindex) and `LOCAL_PORTS` (the ports
+    /// ready) for runtime `rt` and the current state.
+    fn apply_runtime(&mut self, rt: &Runtime, touched: &mut TouchedKeys) {
+        self.rt = rt.clone();
+        // The host and its zone are in the state: this plan was made of it.
+        if let Ok(host) = host_config(&self.state, &self.host, rt) {
+            self.plan.host = Some(host);
+        }
+        touched
+            .local_ports
+            .extend(self.plan.local_ports.keys().copied());
+        self.plan.local_ports = self
+            .state
+            .containers_on(&self.host)
+            .filter_map(|c| local_port(c, rt))
+            .collect();
+        touched
+            .local_ports
+            .extend(self.plan.local_ports.keys().copied());
+    }
+}
+
+/// The elements of `old` and `new` (each with unique names) that differ,
+/// paired by name: `(Some, None)` removed, `(None, Some)` added,
+/// `(Some, Some)` changed. `None` when a name repeats.
+///
+/// States arrive whole from the store, in the same order from one
+/// revision to the next: the equal runs at both ends are skipped
+/// element by element, and only the window between them is paired by
+/// name.
+fn changed_by_name<'a, T: PartialEq>(
+    old: &'a [T],
+    new: &'a [T],
+    name: impl Fn(&T) -> &String,
+) -> Option<Vec<(Option<&'a T>, Option<&'a T>)>> {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let (old, new) = (&old[prefix..], &new[prefix..]);
+    let suffix = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (old, new) = (&old[..old.len() - suffix], &new[..new.len() - suffix]);
+    let mut by_name: BTreeMap<&String, (Option<&T>, Option<&T>)> = BTreeMap::new();
+    for o in old {
+        if by_name.insert(name(o), (Some(o), None)).is_some() {
+            return None;
+        }
+    }
+    for n in new {
+        let entry = by_name.entry(name(n)).or_default();
+        if entry.1.is_some() {
+            return None;
+        }
+        entry.1 = Some(n);
+    }
+    Some(
+        by_name
+            .into_values()
+            .filter(|(before, after)| before != after)
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{MacAddr, state::HostSpec};
+
+    const HOST: &str = "h1";
+
+    /// One change to the desired state or to the runtime.
+    #[derive(Debug, Clone)]
+    enum Change {
+        CreateContainer {
+            owner: usize,
+            host: usize,
+        },
+        DeleteContainer(usize),
+        /// The store hands a container another owner (edited in place).
+        MoveContainer {
+            container: usize,
+            owner: usize,
+        },
+        CreateOwner,
+        DeleteOwner(usize),
+        CreateGroup(Vec<usize>),
+        DeleteGroup(usize),
+        Join {
+            group: usize,
+            owner: usize,
+        },
+        Leave {
+            group: usize,
+            owner: usize,
+        },
+        /// A port of this host becomes ready or goes.
+        TogglePort(u8),
+        /// A new host: zones and hosts change, a full replan.
+        CreateHost,
+        /// The containers arrive in another order.
+        Rotate(usize),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            4 => (0..8usize, 0..3usize).prop_map(|(owner, host)| Change::CreateContainer { owner, host }),
+            2 => (0..64usize).prop_map(Change::DeleteContainer),
+            2 => (0..64usize, 0..8usize).prop_map(|(container, owner)| Change::MoveContainer { container, owner }),
+            1 => Just(Change::CreateOwner),
+            1 => (0..8usize).prop_map(Change::DeleteOwner),
+            2 => proptest::collection::vec(0..8usize, 0..5).prop_map(Change::CreateGroup),
+            1 => (0..8usize).prop_map(Change::DeleteGroup),
+            3 => (0..8usize, 0..8usize).prop_map(|(group, owner)| Change::Join { group, owner }),
+            3 => (0..8usize, 0..8usize).prop_map(|(group, owner)| Change::Leave { group, owner }),
+            2 => (1..6u8).prop_map(Change::TogglePort),
+            1 => Just(Change::CreateHost),
+            1 => (0..64usize).prop_map(Change::Rotate),
+        ]
+    }
+
+    fn spec(n: u8) -> HostSpec {
+        HostSpec {
+            name: format!("h{n}"),
+            zone: "z1".into(),
+            number: Some(n.into()),
+            subnet: None,
+            uplink: "up0".into(),
+            underlay_ip: Ipv4Addr::new(172, 30, 0, n),
+            underlay_mac: MacAddr([2, 0xfe, 0, 0, 0, n]),
+        }
+    }
+
+    fn base() -> State {
+        let mut s = State::default();
+        s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None)
+            .unwrap();
+        s.create_zone("z2", "10.2.0.0/16".parse().unwrap(), None)
+            .unwrap();
+        for n in 1..=2 {
+            s.create_host(spec(n)).unwrap();
+        }
+        s.create_host(HostSpec {
+            zone: "z2".into(),
+            number: Some(1),
+            name: "h3".into(),
+            ..spec(3)
+        })
+        .unwrap();
+        for o in ["alice", "bob", "carol", "dave"] {
+            s.create_owner(o).unwrap();
+        }
+        s.create_group("team", &["alice".into(), "bob".into()])
+            .unwrap();
+        s.create_group("ops", &["system".into(), "carol".into(), "bob".into()])
+            .unwrap();
+        s
+    }
+
+    fn nth<T>(items: &[T], i: usize) -> Option<&T> {
+        (!items.is_empty()).then(|| &items[i % items.len()])
+    }
+
+    /// Applies `c`; a change the state refuses leaves it as it was.
+    fn change_state(s: &mut State, rt: &mut Runtime, c: &Change, serial: usize) {
+        let owner = |s: &State, i: usize| nth(&s.owners, i).map(|o| o.name.clone());
+        let group = |s: &State, i: usize| nth(&s.groups, i).map(|g| g.name.clone());
+        let _ = match c {
+            Change::CreateContainer { owner: o, host } => {
+                let (Some(o), Some(h)) =
+                    (owner(s, *o), nth(&s.hosts, *host).map(|h| h.name.clone()))
+                else {
+                    return;
+                };
+                s.create_container(&format!("c{serial}"), &o, &h, None)
+                    .map(drop)
+            }
+            Change::DeleteContainer(i) => match nth(&s.containers, *i).map(|c| c.name.clone()) {
+                Some(name) => s.delete_container(&name),
+                None => return,
+            },
+            Change::MoveContainer {
+                container,
+                owner: o,
+            } => {
+                let (Some(o), true) = (owner(s, *o), !s.containers.is_empty()) else {
+                    return;
+                };
+                let n = s.containers.len();
+                s.containers[container % n].owner = o;
+                Ok(())
+            }
+            Change::CreateOwner => s.create_owner(&format!("o{serial}")).map(drop),
+            Change::DeleteOwner(i) => match owner(s, *i) {
+                Some(o) => s.delete_owner(&o),
+                None => return,
+            },
+            Change::CreateGroup(members) => {
+                let members: Vec<String> = members.iter().filter_map(|&i| owner(s, i)).collect();
+                s.create_group(&format!("g{serial}"), &members)
+            }
+            Change::DeleteGroup(i) => match group(s, *i) {
+                Some(g) => s.delete_group(&g),
+                None => return,
+            },
+            Change::Join { group: g, owner: o } | Change::Leave { group: g, owner: o } => {
+                let (Some(g), Some(o)) = (group(s, *g), owner(s, *o)) else {
+                    return;
+                };
+                if matches!(c, Change::Join { .. }) {
+                    s.add_group_members(&g, &[o])
+                } else {
+                    s.remove_group_members(&g, &[o])
+                }
+            }
+            Change::TogglePort(octet) => {
+                if rt.ready_ports.remove(octet).is_none() {
+                    rt.ready_ports
+                        .insert(*octet, 100 + u32::from(*octet) + serial as u32);
+                }
+                Ok(())
+            }
+            Change::CreateHost => {
+                let n = s.hosts.len() as u8 + 2;
+                s.create_host(spec(n)).map(drop)
+            }
+            Change::Rotate(k) => {
+                if !s.containers.is_empty() {
+                    let n = s.containers.len();
+                    s.containers.rotate_left(k % n);
+                }
+                Ok(())
+            }
+        };
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Over any sequence of changes, the incremental plan equals the
+        /// full plan, and diffing only the touched keys gives exactly the
+        /// operations of the full diff, in the same order.
+        #[test]
+        fn incremental_plans_equal_full_plans(changes in proptest::collection::vec(change(), 1..40)) {
+            let mut state = base();
+            let mut rt = Runtime { uplink_ifindex: 7, ready_ports: [(1, 42)].into() };
+            let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+            for (serial, c) in changes.iter().enumerate() {
+                change_state(&mut state, &mut rt, c, serial);
+                prop_assume!(state.validate().is_ok());
+                let before = inc.plan().clone();
+                let touched = inc.update(state.clone(), &rt).unwrap().touched;
+                let full = HostPlan::compute(&state, HOST, &rt).unwrap();
+                prop_assert_eq!(inc.plan(), &full, "after {:?}", c);
+                let full_ops = before.diff(&full);
+                match &touched {
+                    Touched::Keys(keys) => {
+                        prop_assert_eq!(before.diff_keys(&full, keys), full_ops, "after {:?}", c)
+                    }
+                    Touched::All => prop_assert!(
+                        matches!(c, Change::CreateHost | Change::DeleteOwner(_)),
+                        "a full replan after {:?}", c
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_container_change_touches_its_endpoint_and_port_only() {
+        let mut state = base();
+        state.create_container("a1", "alice", HOST, None).unwrap();
+        let rt = Runtime {
+            uplink_ifindex: 7,
+            ready_ports: [(1, 42)].into(),
+        };
+        let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+        state.containers[0].owner = "carol".into();
+        let Touched::Keys(keys) = inc.update(state, &rt).unwrap().touched else {
+            panic!("an owner change is incremental");
+        };
+        assert_eq!(
+            keys,
+            TouchedKeys {
+                endpoints: [EndpointKey {
+                    zone_slot: 0,
+                    low: 0x0101
+                }]
+                .into(),
+                local_ports: [1].into(),
+                ..TouchedKeys::default()
+            }
+        );
+    }
+}
