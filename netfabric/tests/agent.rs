@@ -587,7 +587,12 @@ fn an_agent_loads_only_the_product_programs() {
     let held = programs_held_by(host.agents[i].id());
     assert_eq!(
         held,
-        ["from_container", "from_uplink", "to_container"],
+        [
+            "from_container",
+            "from_uplink",
+            "from_uplink_tc",
+            "to_container"
+        ],
         "the agent holds exactly the product's programs (no baseline_*, bench_*)"
     );
 }

@@ -240,18 +240,14 @@ pub fn plumb_uplink(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) 
 /// Plumb host `h`'s namespace `ns` the netfabric way: uplink veth `up0`
 /// (fixed MAC, `underlay_ip`/24) whose peer `h<h>` joins the bridge `ubr` of
 /// `underlay`, and the host bridge `nfbr0` (gateway MAC, 169.254.1.1/32,
-/// route to the host's /24). GRO on both uplink ends (what docs/development.md#notes-from-this-kernel
-/// recommends for veth ends next to XDP) and TX checksum offload off on both:
-/// a wire carries complete checksums, a veth passes CHECKSUM_PARTIAL skbs,
-/// and XDP on the receiving uplink turns them into xdp_frames that lose that
-/// state, so the destination container drops them (TcpInCsumErrors). That
-/// happens on both hops (out of the sending uplink, and out of the underlay
-/// bridge port, where GRO merged segments get re-segmented with partial
-/// checksums); with TX offload off the kernel fills them in first.
+/// route to the host's /24). The kernel's default offloads (TSO/GSO, TX
+/// checksum) everywhere; GRO on both uplink ends, so that a veth end
+/// receives through NAPI and aggregates what it receives (a NIC does that
+/// by default), and the uplink's TC program delivers super-packets.
 pub fn plumb_host(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) {
     let peer = plumb_uplink(underlay, ns, h, underlay_ip);
-    underlay.exec(&["ethtool", "-K", &peer, "gro", "on", "tx", "off"]);
-    ns.exec(&["ethtool", "-K", UPLINK, "gro", "on", "tx", "off"]);
+    underlay.exec(&["ethtool", "-K", &peer, "gro", "on"]);
+    ns.exec(&["ethtool", "-K", UPLINK, "gro", "on"]);
     ip_in(ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);
     ip_in(
         ns,
@@ -415,6 +411,8 @@ impl Topology {
                         "default"
                     }
                 };
+                dp.attach_uplink_tc(UPLINK)
+                    .expect("attaching TC to the uplink");
                 for c in built.iter().filter(|c| c.host == h) {
                     dp.attach_port(&c.port).expect("attaching TC to a port");
                 }

@@ -1,8 +1,9 @@
 //! Pinned program links: attach once, adopt and replace atomically after a
 //! restart (`bpf_link_update`), so the datapath never goes without a program.
 //!
-//! Layout under the host's pin dir: `links/uplink` (XDP), and
-//! `links/nfc<octet>-ingress` / `links/nfc<octet>-egress` (TCX).
+//! Layout under the host's pin dir: `links/uplink` (XDP prefilter),
+//! `links/uplink-tc` (TCX ingress of the uplink: judgement and delivery),
+//! and `links/nfc<octet>-ingress` / `links/nfc<octet>-egress` (TCX).
 
 use std::path::{Path, PathBuf};
 
@@ -18,8 +19,10 @@ use aya::{
 
 use crate::{
     Datapath, DatapathError,
-    conventions::{links_dir, port_link_pins, port_of_ingress_pin, uplink_link_pin},
-    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER},
+    conventions::{
+        links_dir, port_link_pins, port_of_ingress_pin, uplink_link_pin, uplink_tc_link_pin,
+    },
+    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC, PROG_TO_CONTAINER},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +91,27 @@ pub enum Attached {
     New,
 }
 
-/// Attaches `from_uplink` to `ifname`: replaces the program of the pinned
-/// link when `adopt` (same interface as before), else makes a new link.
+/// Attaches the uplink's two programs to `ifname`: the XDP prefilter
+/// `from_uplink` and the TCX ingress program `from_uplink_tc`. With `adopt`
+/// (same interface as before) each pinned link gets this process's program
+/// (`bpf_link_update`); a link with no pin yet (an agent of a version
+/// without it) is made and pinned.
 pub fn attach_uplink(
+    dp: &mut Datapath,
+    pin_dir: &Path,
+    ifname: &str,
+    adopt: bool,
+) -> Result<Attached> {
+    let xdp = attach_uplink_xdp(dp, pin_dir, ifname, adopt)?;
+    let tc = attach_uplink_tc(dp, pin_dir, ifname, adopt)?;
+    Ok(if xdp == Attached::Replaced && tc == Attached::Replaced {
+        Attached::Replaced
+    } else {
+        Attached::New
+    })
+}
+
+fn attach_uplink_xdp(
     dp: &mut Datapath,
     pin_dir: &Path,
     ifname: &str,
@@ -116,6 +137,31 @@ pub fn attach_uplink(
         }
     };
     let link = xdp.take_link(id).map_err(prog(PROG_FROM_UPLINK))?;
+    let fd = FdLink::try_from(link).map_err(link_err(&path))?;
+    pin(fd, &path)?;
+    Ok(Attached::New)
+}
+
+fn attach_uplink_tc(
+    dp: &mut Datapath,
+    pin_dir: &Path,
+    ifname: &str,
+    adopt: bool,
+) -> Result<Attached> {
+    let path = uplink_tc_link_pin(pin_dir);
+    let tc = dp.tc(PROG_FROM_UPLINK_TC)?;
+    if adopt && path.exists() {
+        let old = PinnedLink::from_pin(&path).map_err(link_err(&path))?;
+        let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(link_err(&path))?;
+        let id = tc.attach_to_link(link).map_err(prog(PROG_FROM_UPLINK_TC))?;
+        let _ = tc.take_link(id).map_err(prog(PROG_FROM_UPLINK_TC))?;
+        return Ok(Attached::Replaced);
+    }
+    remove_pin(&path);
+    let id = tc
+        .attach(ifname, TcAttachType::Ingress)
+        .map_err(prog(PROG_FROM_UPLINK_TC))?;
+    let link = tc.take_link(id).map_err(prog(PROG_FROM_UPLINK_TC))?;
     let fd = FdLink::try_from(link).map_err(link_err(&path))?;
     pin(fd, &path)?;
     Ok(Attached::New)

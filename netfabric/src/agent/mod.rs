@@ -404,6 +404,7 @@ impl Agent {
         let mut attached = BTreeSet::new();
         if let Some((name, _)) = &self.uplink {
             attached.insert((datapath::PROG_FROM_UPLINK, name.clone()));
+            attached.insert((datapath::PROG_FROM_UPLINK_TC, name.clone()));
         }
         if let Some(host) = self.current.host {
             for &octet in self.ports.keys() {

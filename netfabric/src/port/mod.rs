@@ -325,14 +325,6 @@ pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
     ethtool_set(ifname, "GRO", ETHTOOL_SGRO, on)
 }
 
-/// Turns TX checksum offload on or off (`ETHTOOL_STXCSUM`, what `ethtool -K
-/// DEV tx off` does; features that need it, such as TSO, go with it), in
-/// the calling thread's network namespace.
-pub fn set_tx_checksum(ifname: &str, on: bool) -> Result<()> {
-    const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
-    ethtool_set(ifname, "TX checksum offload", ETHTOOL_STXCSUM, on)
-}
-
 /// One legacy ethtool "set value" ioctl (`struct ethtool_value`).
 fn ethtool_set(ifname: &str, feature: &'static str, cmd: u32, on: bool) -> Result<()> {
     #[repr(C)]

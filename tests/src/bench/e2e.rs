@@ -342,7 +342,7 @@ pub fn apply(lab: &Lab, peer: Peer, p: &Policy) -> Result<Applied> {
 }
 
 /// One host's datapath, filled like the agent would for `p`, attached to
-/// the uplink (XDP) and the ports (TC).
+/// the uplink (XDP prefilter and TC) and the ports (TC).
 fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
     let host = lab.host(h);
     let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
@@ -377,6 +377,7 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
         eprintln!("bench: h{h}: native XDP on {UPLINK} failed ({e}); default mode");
         dp.attach_uplink(UPLINK, XdpMode::Default)?;
     }
+    dp.attach_uplink_tc(UPLINK)?;
     for c in lab.containers.iter().filter(|c| c.host == h) {
         dp.attach_port(&c.port)?;
     }
