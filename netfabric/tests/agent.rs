@@ -317,7 +317,7 @@ fn an_invalid_state_is_refused_and_the_last_valid_one_kept() {
     // only means "not counted" must not be shown.
     let stats = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
     let uplink = &json["hosts"][0]["programs"][0];
-    assert_eq!(uplink["program"], "from_uplink", "{json}");
+    assert_eq!(uplink["program"], "from_uplink_tc", "{json}");
     if stats.trim() == "0" {
         assert!(uplink["run_count"].is_null(), "{json}");
         assert!(status.contains("runs: off"), "{status}");

@@ -208,6 +208,30 @@ fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
     let ad = format!("nf-{name}-alice-db");
     assert!(ping(&aw, "10.1.2.1", 3), "same owner across hosts");
     assert!(!ping(&aw, "10.1.1.2", 2), "alice -> bob must be denied");
+    // On a veth uplink the agents attach only the uplink's TC program (no
+    // XDP prefilter, which would take TSO away from the underlay end), so
+    // TSO stays on at both ends.
+    for (n, h) in [(1, "h1"), (2, "h2")] {
+        let links = format!("/sys/fs/bpf/netfabric/{name}-{h}/links");
+        assert!(
+            Path::new(&format!("{links}/uplink-tc")).exists(),
+            "{links}/uplink-tc"
+        );
+        assert!(
+            !Path::new(&format!("{links}/uplink")).exists(),
+            "{links}/uplink: no XDP on a veth uplink"
+        );
+        for (ns, dev) in [
+            (format!("nf-{name}-{h}"), "up0".to_owned()),
+            (format!("nf-{name}-underlay"), format!("u{n}")),
+        ] {
+            let k = ok(&in_ns(&ns, &format!("ethtool -k {dev}")).output().unwrap());
+            assert!(
+                k.contains("tcp-segmentation-offload: on"),
+                "{ns} {dev}: {k}"
+            );
+        }
+    }
 
     // A group change takes effect.
     ok(&nf(&[

@@ -762,17 +762,33 @@ fn bytes_per_packet(
 }
 
 /// The kernel's default offloads stay on (TSO, GSO, TX checksum on the
-/// uplinks and ports) and TCP across hosts still delivers every byte
-/// intact, both ways; super-packets stay whole from the sending container
-/// to the receiving one: the sending host's `from_container` and the
-/// receiving host's uplink program see packets larger than the MTU on
-/// average, and so does the receiving container's `eth0`. (An XDP redirect
-/// into the port cuts every packet to one MTU frame.)
+/// uplinks) and TCP across hosts still delivers every byte intact, both
+/// ways; super-packets stay whole from the sending container to the
+/// receiving one: the sending host's `from_container` and the receiving
+/// host's uplink program see packets larger than the MTU on average, and so
+/// does the receiving container's `eth0`. (An XDP redirect into the port
+/// cut every packet to one MTU frame, and lost CHECKSUM_PARTIAL.) As the
+/// agent attaches the uplink on a veth: TC only.
 #[test]
 fn tcp_across_hosts_keeps_super_packets_whole_with_default_offloads() {
+    let topo = Topology::standard();
+    assert!(topo.hosts.iter().all(|h| h.xdp_mode == "none"));
+    tcp_keeps_super_packets_whole(&topo);
+}
+
+/// The same with the XDP prefilter in front of the uplink's TC program
+/// (what the agent attaches on a NIC): what it passes keeps its checksum
+/// state and is aggregated again by GRO.
+#[test]
+fn tcp_across_hosts_keeps_super_packets_whole_behind_the_xdp_prefilter() {
+    let topo = Topology::standard_with_prefilter();
+    assert!(topo.hosts.iter().all(|h| h.xdp_mode != "none"));
+    tcp_keeps_super_packets_whole(&topo);
+}
+
+fn tcp_keeps_super_packets_whole(topo: &Topology) {
     const MTU_FRAME: u64 = 1514;
     const BULK: usize = 4 << 20;
-    let topo = Topology::standard();
     for h in &topo.hosts {
         let k = String::from_utf8_lossy(&h.ns.exec(&["ethtool", "-k", "up0"]).stdout).into_owned();
         for feature in [
@@ -788,7 +804,7 @@ fn tcp_across_hosts_keeps_super_packets_whole_with_default_offloads() {
         let (send_host, recv_host) = (from.host, to.host);
         let before = topo.snapshot();
         let eth0_before = rx_stats(&to.ns, CONTAINER_IFNAME);
-        tcp_exchange(&topo, from, to, port, BULK);
+        tcp_exchange(topo, from, to, port, BULK);
         let after = topo.snapshot();
         let eth0_after = rx_stats(&to.ns, CONTAINER_IFNAME);
         let (sent, sent_size) =

@@ -91,19 +91,42 @@ pub enum Attached {
     New,
 }
 
-/// Attaches the uplink's two programs to `ifname`: the XDP prefilter
-/// `from_uplink` and the TCX ingress program `from_uplink_tc`. With `adopt`
-/// (same interface as before) each pinned link gets this process's program
-/// (`bpf_link_update`); a link with no pin yet (an agent of a version
-/// without it) is made and pinned.
+/// Whether the uplink `ifname` gets the XDP prefilter `from_uplink`: not on
+/// a veth. XDP on a veth makes its peer give up TSO/GSO (the kernel turns
+/// them off while the peer has an XDP program), so everything sent into the
+/// uplink is segmented in software and aggregated again by GRO, and each
+/// skb is converted for XDP on receive; `from_uplink_tc` alone judges the
+/// same and costs less there (measured, see `tests/src/bench/e2e.rs`). A
+/// NIC's native XDP drops before the kernel allocates anything.
+pub fn wants_prefilter(ifname: &str) -> bool {
+    match crate::port::driver(ifname) {
+        Ok(driver) => driver != "veth",
+        Err(e) => {
+            tracing::warn!(ifname, error = %e, "unknown uplink driver; attaching the XDP prefilter");
+            true
+        }
+    }
+}
+
+/// Attaches the uplink's programs to `ifname`: the TCX ingress program
+/// `from_uplink_tc` (judgement and delivery), then, when
+/// [`wants_prefilter`], the XDP prefilter `from_uplink` (else a pinned
+/// prefilter is detached). With `adopt` (same interface as before) each
+/// pinned link gets this process's program (`bpf_link_update`); a link with
+/// no pin yet is made and pinned.
 pub fn attach_uplink(
     dp: &mut Datapath,
     pin_dir: &Path,
     ifname: &str,
     adopt: bool,
 ) -> Result<Attached> {
-    let xdp = attach_uplink_xdp(dp, pin_dir, ifname, adopt)?;
     let tc = attach_uplink_tc(dp, pin_dir, ifname, adopt)?;
+    let xdp = if wants_prefilter(ifname) {
+        attach_uplink_xdp(dp, pin_dir, ifname, adopt)?
+    } else {
+        remove_pin(&uplink_link_pin(pin_dir));
+        Attached::Replaced
+    };
     Ok(if xdp == Attached::Replaced && tc == Attached::Replaced {
         Attached::Replaced
     } else {

@@ -360,7 +360,8 @@ impl Agent {
         };
         for (name, ifindex, _) in &names {
             if *ifindex == host.uplink_ifindex
-                && conventions::uplink_link_pin(&self.pin_dir).exists()
+                && (conventions::uplink_link_pin(&self.pin_dir).exists()
+                    || conventions::uplink_tc_link_pin(&self.pin_dir).exists())
             {
                 match links::attach_uplink(&mut self.dp, &self.pin_dir, name, true) {
                     Ok(how) => {

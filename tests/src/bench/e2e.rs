@@ -342,7 +342,8 @@ pub fn apply(lab: &Lab, peer: Peer, p: &Policy) -> Result<Applied> {
 }
 
 /// One host's datapath, filled like the agent would for `p`, attached to
-/// the uplink (XDP prefilter and TC) and the ports (TC).
+/// the uplink (TC, and the XDP prefilter where the agent attaches it) and
+/// the ports (TC).
 fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
     let host = lab.host(h);
     let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
@@ -373,11 +374,15 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
         dp.set_local_port(c.octet, c.port_ifindex, c.mac)?;
     }
     let _inside = host.ns.enter();
-    if let Err(e) = dp.attach_uplink(UPLINK, XdpMode::Driver) {
+    // As the agent attaches them: delivery first, the prefilter only where
+    // it pays (not on a veth).
+    dp.attach_uplink_tc(UPLINK)?;
+    if netfabric::agent::links::wants_prefilter(UPLINK)
+        && let Err(e) = dp.attach_uplink(UPLINK, XdpMode::Driver)
+    {
         eprintln!("bench: h{h}: native XDP on {UPLINK} failed ({e}); default mode");
         dp.attach_uplink(UPLINK, XdpMode::Default)?;
     }
-    dp.attach_uplink_tc(UPLINK)?;
     for c in lab.containers.iter().filter(|c| c.host == h) {
         dp.attach_port(&c.port)?;
     }
