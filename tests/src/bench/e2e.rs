@@ -13,7 +13,8 @@
 //! `eth0`), each frame rewritten from a template with a varying UDP source
 //! port; counted and dropped in the receiving container by `bench_sink`
 //! (XDP on `eth0`) or `bench_sink_tc` (TC ingress on `eth0`, for what skips
-//! the veth XDP hook: netfabric's same-host `bpf_redirect_peer`). The
+//! the veth XDP hook: netfabric's `bpf_redirect_peer`, on the same host and
+//! from the uplink). The
 //! receiver's own stack is never measured. A fresh [`Lab`] per
 //! configuration, so nothing (netfilter tables, conntrack, neighbours) leaks
 //! from one peer into the next.
