@@ -10,7 +10,9 @@
 pub enum Direction {
     /// TC ingress on a container's host-side port: traffic sent by a container.
     FromContainer = 0,
-    /// XDP on the host's uplink: traffic from other hosts.
+    /// The host's uplink: traffic from other hosts. Counted once per packet:
+    /// by the XDP prefilter (`from_uplink`) when it drops it, else by the
+    /// TC ingress program (`from_uplink_tc`), per skb after GRO.
     FromUplink = 1,
     /// TC egress on a container's host-side port: traffic the host stack
     /// (the host itself, or routed from outside every zone) sends to a container.

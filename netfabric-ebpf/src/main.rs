@@ -1,7 +1,9 @@
 //! netfabric's datapath: one file per attach point, one module per concern.
 //!
 //! * `from_container`: TC ingress on a container's host-side port.
-//! * `from_uplink`: XDP on the host's uplink.
+//! * `from_uplink`: XDP on the host's uplink, the early-drop prefilter.
+//! * `from_uplink_tc`: TC ingress on the host's uplink: judges what the
+//!   prefilter passed and delivers into containers (super-packets whole).
 //! * `to_container`: TC egress on a container's host-side port (traffic the
 //!   host stack sends into a container).
 //!
@@ -17,6 +19,7 @@
 
 mod from_container;
 mod from_uplink;
+mod from_uplink_tc;
 mod maps;
 mod metrics;
 mod parse;

@@ -84,9 +84,20 @@ pub fn links_dir(pin_dir: &Path) -> PathBuf {
     pin_dir.join("links")
 }
 
-/// The pinned link of `from_uplink` on the uplink.
+/// The pinned link of `from_uplink` (XDP) on the uplink.
 pub fn uplink_link_pin(pin_dir: &Path) -> PathBuf {
     links_dir(pin_dir).join("uplink")
+}
+
+/// The pinned TCX ingress link of `from_uplink_tc` on the uplink. Not
+/// `*-ingress`: that suffix names ports ([`port_of_ingress_pin`]).
+pub fn uplink_tc_link_pin(pin_dir: &Path) -> PathBuf {
+    links_dir(pin_dir).join("uplink-tc")
+}
+
+/// Is `name` (a pin under [`links_dir`]) one of the uplink's links?
+pub fn is_uplink_pin(name: &str) -> bool {
+    name == "uplink" || name == "uplink-tc"
 }
 
 /// The pinned TCX links of a container port: `<port>-ingress`
@@ -188,6 +199,9 @@ mod tests {
         let dir = pin_dir(Path::new("/sys/fs/bpf"), "h1");
         assert_eq!(dir, Path::new("/sys/fs/bpf/netfabric/h1"));
         assert_eq!(uplink_link_pin(&dir), dir.join("links/uplink"));
+        assert_eq!(uplink_tc_link_pin(&dir), dir.join("links/uplink-tc"));
+        assert!(is_uplink_pin("uplink") && is_uplink_pin("uplink-tc"));
+        assert_eq!(port_of_ingress_pin("uplink-tc"), None);
         let (i, e) = port_link_pins(&dir, "nfc3");
         assert_eq!(i, dir.join("links/nfc3-ingress"));
         assert_eq!(e, dir.join("links/nfc3-egress"));

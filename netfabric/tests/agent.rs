@@ -317,7 +317,7 @@ fn an_invalid_state_is_refused_and_the_last_valid_one_kept() {
     // only means "not counted" must not be shown.
     let stats = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
     let uplink = &json["hosts"][0]["programs"][0];
-    assert_eq!(uplink["program"], "from_uplink", "{json}");
+    assert_eq!(uplink["program"], "from_uplink_tc", "{json}");
     if stats.trim() == "0" {
         assert!(uplink["run_count"].is_null(), "{json}");
         assert!(status.contains("runs: off"), "{status}");
@@ -628,7 +628,12 @@ fn an_agent_loads_only_the_product_programs() {
     let held = programs_held_by(host.agents[i].id());
     assert_eq!(
         held,
-        ["from_container", "from_uplink", "to_container"],
+        [
+            "from_container",
+            "from_uplink",
+            "from_uplink_tc",
+            "to_container"
+        ],
         "the agent holds exactly the product's programs (no baseline_*, bench_*)"
     );
     let maps = maps_held_by(host.agents[i].id());

@@ -183,8 +183,8 @@ fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
     ok(&nf(&[
         "lab", "up", "--hosts", "2", "--name", name, "--dir", &dir,
     ]));
-    // The uplinks as `lab up` documents them: MAC, address, GRO on and TX
-    // checksum offload off on both ends of each veth.
+    // The uplinks as `lab up` documents them: MAC, address, GRO on and the
+    // kernel's default TX checksum offload on both ends of each veth.
     for (n, h) in [(1, "h1"), (2, "h2")] {
         let ns = format!("nf-{name}-{h}");
         let link = ok(&in_ns(&ns, "ip -o link show up0; ip -o -4 addr show up0")
@@ -198,7 +198,7 @@ fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
             (format!("nf-{name}-underlay"), format!("u{n}")),
         ] {
             let k = ok(&in_ns(&ns, &format!("ethtool -k {dev}")).output().unwrap());
-            assert!(k.contains("tx-checksumming: off"), "{ns} {dev}: {k}");
+            assert!(k.contains("tx-checksumming: on"), "{ns} {dev}: {k}");
             assert!(k.contains("generic-receive-offload: on"), "{ns} {dev}: {k}");
         }
     }
@@ -208,6 +208,30 @@ fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
     let ad = format!("nf-{name}-alice-db");
     assert!(ping(&aw, "10.1.2.1", 3), "same owner across hosts");
     assert!(!ping(&aw, "10.1.1.2", 2), "alice -> bob must be denied");
+    // On a veth uplink the agents attach only the uplink's TC program (no
+    // XDP prefilter, which would take TSO away from the underlay end), so
+    // TSO stays on at both ends.
+    for (n, h) in [(1, "h1"), (2, "h2")] {
+        let links = format!("/sys/fs/bpf/netfabric/{name}-{h}/links");
+        assert!(
+            Path::new(&format!("{links}/uplink-tc")).exists(),
+            "{links}/uplink-tc"
+        );
+        assert!(
+            !Path::new(&format!("{links}/uplink")).exists(),
+            "{links}/uplink: no XDP on a veth uplink"
+        );
+        for (ns, dev) in [
+            (format!("nf-{name}-{h}"), "up0".to_owned()),
+            (format!("nf-{name}-underlay"), format!("u{n}")),
+        ] {
+            let k = ok(&in_ns(&ns, &format!("ethtool -k {dev}")).output().unwrap());
+            assert!(
+                k.contains("tcp-segmentation-offload: on"),
+                "{ns} {dev}: {k}"
+            );
+        }
+    }
 
     // A group change takes effect.
     ok(&nf(&[

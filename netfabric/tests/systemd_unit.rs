@@ -296,8 +296,9 @@ fn the_agent_works_with_only_the_units_capabilities() {
     sandbox.agent = Some(agent);
 
     let pins = bpffs.join("netfabric").join(&host);
-    let uplink_link = pins.join("links/uplink");
-    sandbox.wait_for("it pinned the uplink's XDP link", || uplink_link.exists());
+    // A veth uplink: the TC link only (no XDP prefilter on a veth).
+    let uplink_link = pins.join("links/uplink-tc");
+    sandbox.wait_for("it pinned the uplink's TC link", || uplink_link.exists());
     let bpffs_arg = bpffs.to_str().expect("a UTF-8 path");
     sandbox.wait_for("the container's endpoint was in ENDPOINTS", || {
         let out = nf(&[

@@ -20,7 +20,8 @@ use netfabric::agent::{
     plan::{Blooms, Change, EndpointKey, NextHopKey, PortEntry, UnderlayHop},
 };
 use netfabric::datapath::{
-    CounterSnapshot, Datapath, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER,
+    CounterSnapshot, Datapath, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC,
+    PROG_TO_CONTAINER,
 };
 use netfabric_common::{
     Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, OwnerPair, SYSTEM_OWNER,
@@ -39,8 +40,13 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 /// Which program a packet goes through, and for TC on which port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prog {
-    /// XDP on the uplink.
+    /// XDP on the uplink: the early-drop prefilter. It drops (and counts)
+    /// what the uplink's judgement drops and passes everything else
+    /// untouched and uncounted.
     Uplink,
+    /// TC ingress on the uplink (run with this ifindex): the whole
+    /// judgement, counted, and delivery into a container.
+    UplinkTc(u32),
     /// TC ingress of the port with this ifindex.
     FromContainer(u32),
     /// TC egress of the port with this ifindex.
@@ -50,7 +56,7 @@ pub enum Prog {
 impl Prog {
     pub fn direction(self) -> Direction {
         match self {
-            Prog::Uplink => Direction::FromUplink,
+            Prog::Uplink | Prog::UplinkTc(_) => Direction::FromUplink,
             Prog::FromContainer(_) => Direction::FromContainer,
             Prog::ToContainer(_) => Direction::ToContainer,
         }
@@ -59,6 +65,7 @@ impl Prog {
     pub fn name(self) -> &'static str {
         match self {
             Prog::Uplink => PROG_FROM_UPLINK,
+            Prog::UplinkTc(_) => PROG_FROM_UPLINK_TC,
             Prog::FromContainer(_) => PROG_FROM_CONTAINER,
             Prog::ToContainer(_) => PROG_TO_CONTAINER,
         }
@@ -105,6 +112,23 @@ impl Prediction {
             action,
             verdict: Verdict::Forwarded(forward),
             output,
+        }
+    }
+
+    /// The uplink's judgement (as `from_uplink_tc` acts on it) as the XDP
+    /// prefilter acts on it: a drop is the same drop; anything else passes
+    /// untouched, for the TC program to count and deliver.
+    pub fn at_prefilter(self) -> Self {
+        match self.verdict {
+            Verdict::Dropped(_) => Prediction {
+                action: XDP_DROP,
+                ..self
+            },
+            Verdict::Forwarded(_) => Prediction {
+                action: XDP_PASS,
+                verdict: self.verdict,
+                output: Expect::Untouched,
+            },
         }
     }
 }
@@ -432,6 +456,10 @@ impl Model {
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
             Prog::Uplink => self
                 .judge_from_uplink(pkt)
+                .unwrap_or_else(|r| Prediction::drop(Prog::UplinkTc(0), r))
+                .at_prefilter(),
+            Prog::UplinkTc(_) => self
+                .judge_from_uplink(pkt)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
             Prog::ToContainer(ifindex) => self
                 .judge_to_container(ifindex, pkt)
@@ -541,8 +569,11 @@ impl Model {
     /// A tagged frame must not carry IPv4 touching any zone (netfabric
     /// never tags; the kernel would strip the tag and route it unchecked),
     /// nor more than two tags; other tagged traffic passes.
+    /// The prediction is `from_uplink_tc`'s (the TC program judges and
+    /// delivers); [`Prediction::at_prefilter`] turns it into the XDP
+    /// prefilter's.
     fn judge_from_uplink(&self, pkt: &[u8]) -> Result<Prediction, DropReason> {
-        let pass = Prediction::forward(XDP_PASS, Forward::Stack, Expect::Untouched);
+        let pass = Prediction::forward(TC_ACT_OK, Forward::Stack, Expect::Untouched);
         let eth = parse_eth(pkt)?;
         if packets::is_vlan_tag(eth.ether_type) {
             return match parse_tagged(pkt)? {
@@ -601,7 +632,7 @@ impl Model {
             return Err(DropReason::TtlExceeded);
         }
         Ok(Prediction::forward(
-            XDP_REDIRECT,
+            TC_ACT_REDIRECT,
             Forward::Local,
             Expect::Routed {
                 src: host.gateway_mac,
@@ -809,7 +840,7 @@ impl Harness {
         let before = self.dp.counters().expect("counters");
         let res = match prog {
             Prog::Uplink => self.dp.test_run_xdp(prog.name(), pkt, 1),
-            Prog::FromContainer(i) | Prog::ToContainer(i) => {
+            Prog::UplinkTc(i) | Prog::FromContainer(i) | Prog::ToContainer(i) => {
                 self.dp.test_run_tc(prog.name(), pkt, i, 1)
             }
         };
@@ -827,7 +858,8 @@ impl Harness {
 }
 
 /// Compare an observation with a prediction: action, exactly one counter
-/// moved by one packet of `input.len()` bytes in the right direction, the
+/// moved by one packet of `input.len()` bytes in the right direction (none
+/// for what the XDP prefilter passes: the TC program counts it), the
 /// output bytes, and for a drop exactly one event with the reason (none for
 /// a forward). Returns every mismatch.
 pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec<String> {
@@ -846,8 +878,15 @@ pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec
         packets: 1,
         bytes: input.len() as u64,
     };
+    let uncounted = prog == Prog::Uplink && matches!(want.verdict, Verdict::Forwarded(_));
     match moved.as_slice() {
-        [((d, v), c)] if *d == dir && *v == want.verdict && *c == expected_counter => {}
+        [] if uncounted => {}
+        [((d, v), c)]
+            if !uncounted && *d == dir && *v == want.verdict && *c == expected_counter => {}
+        _ if uncounted => errs.push(format!(
+            "counters moved {:?} for a packet the prefilter passes, want none",
+            got.counted.by_verdict
+        )),
         _ => errs.push(format!(
             "counters moved {:?}, want only {:?}/{:?} by {:?}",
             got.counted.by_verdict, dir, want.verdict, expected_counter

@@ -124,8 +124,8 @@ pub struct Host {
     pub uplink_ifindex: u32,
     /// MAC of the host bridge: the containers' gateway.
     pub gateway_mac: [u8; 6],
-    /// How XDP is attached to the uplink: "driver" (native) or "default"
-    /// (kernel's choice, after native failed).
+    /// How the XDP prefilter is attached to the uplink: "driver" (native),
+    /// "default" (kernel's choice, after native failed) or "none".
     pub xdp_mode: &'static str,
     pub datapath: Datapath,
     pub ns: Netns,
@@ -147,6 +147,17 @@ impl Snapshot {
         let i = usize::from(host - 1);
         self.0[i].get(direction, verdict).packets - earlier.0[i].get(direction, verdict).packets
     }
+}
+
+/// Whether the uplinks get the XDP prefilter `from_uplink` (TC
+/// `from_uplink_tc` is always attached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefilter {
+    /// As the agent decides (`agent::links::wants_prefilter`): not on a
+    /// veth, so not here.
+    AsTheAgent,
+    /// On every uplink, veths included.
+    Always,
 }
 
 /// Fields drop in declaration order: containers, then hosts (datapaths
@@ -243,18 +254,14 @@ pub fn plumb_uplink(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) 
 /// Plumb host `h`'s namespace `ns` the netfabric way: uplink veth `up0`
 /// (fixed MAC, `underlay_ip`/24) whose peer `h<h>` joins the bridge `ubr` of
 /// `underlay`, and the host bridge `nfbr0` (gateway MAC, 169.254.1.1/32,
-/// route to the host's /24). GRO on both uplink ends (what docs/development.md#notes-from-this-kernel
-/// recommends for veth ends next to XDP) and TX checksum offload off on both:
-/// a wire carries complete checksums, a veth passes CHECKSUM_PARTIAL skbs,
-/// and XDP on the receiving uplink turns them into xdp_frames that lose that
-/// state, so the destination container drops them (TcpInCsumErrors). That
-/// happens on both hops (out of the sending uplink, and out of the underlay
-/// bridge port, where GRO merged segments get re-segmented with partial
-/// checksums); with TX offload off the kernel fills them in first.
+/// route to the host's /24). The kernel's default offloads (TSO/GSO, TX
+/// checksum) everywhere; GRO on both uplink ends, so that a veth end
+/// receives through NAPI and aggregates what it receives (a NIC does that
+/// by default), and the uplink's TC program delivers super-packets.
 pub fn plumb_host(underlay: &Netns, ns: &Netns, h: u8, underlay_ip: Ipv4Addr) {
     let peer = plumb_uplink(underlay, ns, h, underlay_ip);
-    underlay.exec(&["ethtool", "-K", &peer, "gro", "on", "tx", "off"]);
-    ns.exec(&["ethtool", "-K", UPLINK, "gro", "on", "tx", "off"]);
+    underlay.exec(&["ethtool", "-K", &peer, "gro", "on"]);
+    ns.exec(&["ethtool", "-K", UPLINK, "gro", "on"]);
     ip_in(ns, &["link", "add", HOST_BRIDGE, "type", "bridge"]);
     ip_in(
         ns,
@@ -296,12 +303,32 @@ impl Topology {
         Topology::build(&STANDARD_CONTAINERS, &STANDARD_GROUP_PAIRS)
     }
 
+    /// The standard zone with the XDP prefilter on every uplink, which the
+    /// agent leaves off a veth uplink ([`Prefilter::Always`]).
+    pub fn standard_with_prefilter() -> Topology {
+        Topology::build_with(
+            &STANDARD_CONTAINERS,
+            &STANDARD_GROUP_PAIRS,
+            Prefilter::Always,
+        )
+    }
+
+    /// [`Topology::build_with`] the agent's choice of prefilter.
+    pub fn build(containers: &[ContainerSpec], group_pairs: &[(u32, u32)]) -> Topology {
+        Topology::build_with(containers, group_pairs, Prefilter::AsTheAgent)
+    }
+
     /// Build three hosts of zone 10.1.0.0/16 (slot 0) with `containers`, load
     /// and fill one datapath per host (host config, zone, every endpoint of
     /// every host with the groups bloom the agent computes, every host's
-    /// next hop, its own local ports, `group_pairs`) and attach XDP to each
-    /// uplink and TC to each container port.
-    pub fn build(containers: &[ContainerSpec], group_pairs: &[(u32, u32)]) -> Topology {
+    /// next hop, its own local ports, `group_pairs`) and attach TC to each
+    /// uplink (and the XDP prefilter as `prefilter` says) and to each
+    /// container port.
+    pub fn build_with(
+        containers: &[ContainerSpec],
+        group_pairs: &[(u32, u32)],
+        prefilter: Prefilter,
+    ) -> Topology {
         crate::ensure_bpffs();
         static NET: AtomicU32 = AtomicU32::new(0);
         let underlay_net = (NET.fetch_add(1, Ordering::Relaxed) % 250 + 1) as u8;
@@ -430,15 +457,26 @@ impl Topology {
 
             let xdp_mode = {
                 let _inside = hn.ns.enter();
-                let mode = match dp.attach_uplink(UPLINK, XdpMode::Driver) {
-                    Ok(_) => "driver",
-                    Err(e) => {
-                        eprintln!(
-                            "host h{h}: native XDP on {UPLINK} failed ({e}); falling back to the default mode"
-                        );
-                        dp.attach_uplink(UPLINK, XdpMode::Default)
-                            .expect("attaching XDP to the uplink");
-                        "default"
+                // Delivery first: the prefilter passes what it keeps.
+                dp.attach_uplink_tc(UPLINK)
+                    .expect("attaching TC to the uplink");
+                let wanted = match prefilter {
+                    Prefilter::AsTheAgent => netfabric::agent::links::wants_prefilter(UPLINK),
+                    Prefilter::Always => true,
+                };
+                let mode = if !wanted {
+                    "none"
+                } else {
+                    match dp.attach_uplink(UPLINK, XdpMode::Driver) {
+                        Ok(_) => "driver",
+                        Err(e) => {
+                            eprintln!(
+                                "host h{h}: native XDP on {UPLINK} failed ({e}); falling back to the default mode"
+                            );
+                            dp.attach_uplink(UPLINK, XdpMode::Default)
+                                .expect("attaching XDP to the uplink");
+                            "default"
+                        }
                     }
                 };
                 for c in built.iter().filter(|c| c.host == h) {

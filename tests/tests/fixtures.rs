@@ -19,7 +19,7 @@ use netfabric_tests::{
     ensure_bpffs,
     model::{
         Expect, Harness, HostModel, Model, PortModel, Prediction, Prog, TC_ACT_OK, TC_ACT_REDIRECT,
-        XDP_PASS, XDP_REDIRECT, ZoneModel, check, dummies,
+        ZoneModel, check, dummies,
     },
     netns::Netns,
     packets::{
@@ -269,9 +269,11 @@ fn tc_remote(next_hop: Mac) -> Prediction {
     )
 }
 
-fn xdp_local(c: u8) -> Prediction {
+/// Delivered to this host's container `.c` from the uplink: what
+/// `from_uplink_tc` does (the prefilter passes it, see [`run_table`]).
+fn uplink_local(c: u8) -> Prediction {
     Prediction::forward(
-        XDP_REDIRECT,
+        TC_ACT_REDIRECT,
         Forward::Local,
         Expect::Routed {
             src: GW_MAC,
@@ -280,8 +282,9 @@ fn xdp_local(c: u8) -> Prediction {
     )
 }
 
-fn xdp_pass() -> Prediction {
-    Prediction::forward(XDP_PASS, Forward::Stack, Expect::Untouched)
+/// Handed to the host stack untouched from the uplink.
+fn uplink_pass() -> Prediction {
+    Prediction::forward(TC_ACT_OK, Forward::Stack, Expect::Untouched)
 }
 
 fn egress_ok() -> Prediction {
@@ -343,51 +346,85 @@ fn malformed_ipv4(f: &Ipv4Frame) -> Vec<(&'static str, Vec<u8>)> {
 
 // ---- running tables ------------------------------------------------------------------
 
+/// Does the skb test run refuse this frame (see [`refused`])? It takes an
+/// IPv4 EtherType only with a whole IPv4 header, and at most about one page.
+fn skb_run_refuses(pkt: &[u8]) -> bool {
+    const SKB_RUN_MAX: usize = 3700;
+    let ipv4 = pkt.get(12..14) == Some(&[0x08, 0x00][..]);
+    pkt.len() < 14 || (ipv4 && pkt.len() < 14 + 20) || pkt.len() > SKB_RUN_MAX
+}
+
+/// The runs of one row. A row of the uplink (`Prog::Uplink`, its
+/// expectation written as `from_uplink_tc` acts) runs through both uplink
+/// programs on the same state: `from_uplink_tc` (TC ingress, on the `stray`
+/// device) with the whole judgement, then the XDP prefilter, which must drop
+/// the same drops and pass everything else untouched and uncounted.
+fn runs_of(w: &World, r: &Row) -> Vec<(Prog, Prediction)> {
+    if r.prog != Prog::Uplink {
+        return vec![(r.prog, r.want.clone())];
+    }
+    let tc = Prog::UplinkTc(w.stray);
+    let full = match r.want.verdict {
+        Verdict::Dropped(reason) => dropped(tc, reason),
+        Verdict::Forwarded(_) => r.want.clone(),
+    };
+    vec![(tc, full.clone()), (Prog::Uplink, full.at_prefilter())]
+}
+
 fn run_table(w: &mut World, title: &str, rows: Vec<Row>) {
     println!("== {title}: {} fixtures", rows.len());
+    // TC runs need the ports' namespace.
+    let _in = w._ns.enter();
     let mut failures = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         if let Some(step) = &r.before {
             step(&mut w.model, &mut w.h.dp);
         }
-        let errs = match w.h.run(r.prog, &r.pkt) {
-            Ok(got) => {
-                let errs = check(r.prog, &r.pkt, &r.want, &got);
-                let seen = got
-                    .counted
-                    .by_verdict
-                    .keys()
-                    .map(|(_, v)| format!("{v:?}"))
-                    .collect::<Vec<_>>()
-                    .join(",");
-                println!(
-                    "{:3} {:<16} {:<62} → {:<28} action {} {}",
-                    i,
-                    r.prog.name(),
+        for (prog, want) in runs_of(w, r) {
+            if matches!(prog, Prog::UplinkTc(_)) && skb_run_refuses(&r.pkt) {
+                // The XDP run below and the live traffic tests cover it.
+                refused(w, prog, &r.desc, &r.pkt);
+                continue;
+            }
+            let errs = match w.h.run(prog, &r.pkt) {
+                Ok(got) => {
+                    let errs = check(prog, &r.pkt, &want, &got);
+                    let seen = got
+                        .counted
+                        .by_verdict
+                        .keys()
+                        .map(|(_, v)| format!("{v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    println!(
+                        "{:3} {:<16} {:<62} → {:<28} action {} {}",
+                        i,
+                        prog.name(),
+                        r.desc,
+                        seen,
+                        got.action,
+                        if errs.is_empty() { "ok" } else { "FAIL" }
+                    );
+                    errs
+                }
+                Err(e) => {
+                    println!(
+                        "{i:3} {:<16} {:<62} → kernel refused: {e}",
+                        prog.name(),
+                        r.desc
+                    );
+                    vec![format!("test run failed: {e}")]
+                }
+            };
+            if !errs.is_empty() {
+                failures.push(format!(
+                    "[{title} #{i}] {} ({:?}, {} bytes):\n    {}",
                     r.desc,
-                    seen,
-                    got.action,
-                    if errs.is_empty() { "ok" } else { "FAIL" }
-                );
-                errs
+                    prog,
+                    r.pkt.len(),
+                    errs.join("\n    ")
+                ));
             }
-            Err(e) => {
-                println!(
-                    "{i:3} {:<16} {:<62} → kernel refused: {e}",
-                    r.prog.name(),
-                    r.desc
-                );
-                vec![format!("test run failed: {e}")]
-            }
-        };
-        if !errs.is_empty() {
-            failures.push(format!(
-                "[{title} #{i}] {} ({:?}, {} bytes):\n    {}",
-                r.desc,
-                r.prog,
-                r.pkt.len(),
-                errs.join("\n    ")
-            ));
         }
     }
     assert!(
@@ -409,7 +446,9 @@ fn refused(w: &mut World, prog: Prog, desc: &str, pkt: &[u8]) {
     let before = w.h.dp.counters().expect("counters");
     let res = match prog {
         Prog::Uplink => w.h.dp.test_run_xdp(prog.name(), pkt, 1),
-        Prog::FromContainer(i) | Prog::ToContainer(i) => w.h.dp.test_run_tc(prog.name(), pkt, i, 1),
+        Prog::UplinkTc(i) | Prog::FromContainer(i) | Prog::ToContainer(i) => {
+            w.h.dp.test_run_tc(prog.name(), pkt, i, 1)
+        }
     };
     let moved = w.h.dp.counters().expect("counters").since(&before);
     assert!(
@@ -429,8 +468,16 @@ fn refused(w: &mut World, prog: Prog, desc: &str, pkt: &[u8]) {
 }
 
 fn runt_is_refused(w: &mut World, prog: Prog) {
-    for len in [0usize, 1, 13] {
-        refused(w, prog, &format!("runt of {len} bytes"), &vec![0xaa; len]);
+    let _in = w._ns.enter();
+    let progs = if prog == Prog::Uplink {
+        vec![prog, Prog::UplinkTc(w.stray)]
+    } else {
+        vec![prog]
+    };
+    for prog in progs {
+        for len in [0usize, 1, 13] {
+            refused(w, prog, &format!("runt of {len} bytes"), &vec![0xaa; len]);
+        }
     }
 }
 
@@ -963,85 +1010,85 @@ fn from_uplink_fixtures() {
             "same owner from host 2 (alice → alice .10)",
             up,
             h2(10, l(10)).build(),
-            xdp_local(10),
+            uplink_local(10),
         ),
         row(
             "group-shared owners (alice → carol .30)",
             up,
             h2(10, l(30)).build(),
-            xdp_local(30),
+            uplink_local(30),
         ),
         row(
             "group-shared owners (carol → alice .11)",
             up,
             h2(30, l(11)).build(),
-            xdp_local(11),
+            uplink_local(11),
         ),
         row(
             "system → non-system (→ bob .20)",
             up,
             h2(50, l(20)).build(),
-            xdp_local(20),
+            uplink_local(20),
         ),
         row(
             "non-system → system (bob → .50)",
             up,
             h2(20, l(50)).build(),
-            xdp_local(50),
+            uplink_local(50),
         ),
         row(
             "from host 4 (bob → bob .20)",
             up,
             Ipv4Frame::new(H4_MAC, UPLINK_MAC, a(4, 20), l(20)).build(),
-            xdp_local(20),
+            uplink_local(20),
         ),
         row(
             "other zone via the zone router (alice → .10)",
             up,
             Ipv4Frame::new(ROUTER_MAC, UPLINK_MAC, zb, l(10)).build(),
-            xdp_local(10),
+            uplink_local(10),
         ),
         row(
             "outside → system container",
             up,
             Ipv4Frame::new(ROUTER_MAC, UPLINK_MAC, OUTSIDE, l(50)).build(),
-            xdp_local(50),
+            uplink_local(50),
         ),
         row(
             "outside (a host's underlay) → system",
             up,
             Ipv4Frame::new(H2_MAC, UPLINK_MAC, HOST_UNDERLAY, l(50)).build(),
-            xdp_local(50),
+            uplink_local(50),
         ),
         row(
             "TTL 2 is delivered with TTL 1",
             up,
             h2(10, l(10)).ttl(2).build(),
-            xdp_local(10),
+            uplink_local(10),
         ),
         row(
             "IP options (IHL 7)",
             up,
             h2(10, l(10)).options(&[1; 8]).build(),
-            xdp_local(10),
+            uplink_local(10),
         ),
         row(
             "first fragment (MF set)",
             up,
             h2(10, l(10)).fragment(true, 0).build(),
-            xdp_local(10),
+            uplink_local(10),
         ),
         row(
             "non-first fragment (offset 1000)",
             up,
             h2(10, l(11)).fragment(false, 1000).build(),
-            xdp_local(11),
+            uplink_local(11),
         ),
         row(
             "jumbo frame (9000 bytes, multi-buffer)",
             up,
             h2(10, l(10)).payload(9000 - 42).build(),
-            xdp_local(10),
+            uplink_local(10),
         ),
         row(
             "jumbo frame denied by policy",
@@ -1053,14 +1100,14 @@ fn from_uplink_fixtures() {
             "frame with Ethernet padding",
             up,
             h2(10, l(10)).payload(0).trailer(18).build(),
-            xdp_local(10),
+            uplink_local(10),
         ),
         // Not ours: passes untouched.
         row(
             "ARP",
             up,
             ArpFrame::request(H2_MAC, HOST_UNDERLAY, Ipv4Addr::new(192, 168, 0, 2)).build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "IPv6",
@@ -1072,7 +1119,7 @@ fn from_uplink_fixtures() {
                 Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1),
                 24,
             ),
-            xdp_pass(),
+            uplink_pass(),
         ),
         // Tags (XDP sees them in the frame): netfabric never tags, and the
         // kernel would strip them and route what is inside unchecked.
@@ -1178,7 +1225,7 @@ fn from_uplink_fixtures() {
             Ipv4Frame::new(ROUTER_MAC, UPLINK_MAC, OUTSIDE, HOST_UNDERLAY)
                 .vlan(20)
                 .build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "stacked 802.1ad + 802.1Q around outside IPv4",
@@ -1187,7 +1234,7 @@ fn from_uplink_fixtures() {
                 .tag(ETH_P_8021AD, 30)
                 .vlan(20)
                 .build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "jumbo 802.1Q outside → outside (multi-buffer)",
@@ -1196,7 +1243,7 @@ fn from_uplink_fixtures() {
                 .vlan(20)
                 .payload(9000 - 46)
                 .build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "802.1Q ARP",
@@ -1206,7 +1253,7 @@ fn from_uplink_fixtures() {
                 20,
                 &ArpFrame::request(H2_MAC, HOST_UNDERLAY, l(10)).build(),
             ),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "802.1Q IPv6",
@@ -1222,33 +1269,38 @@ fn from_uplink_fixtures() {
                     24,
                 ),
             ),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "802.1ad around an unknown EtherType (0x0203)",
             up,
             raw_ethernet(H2_MAC, UPLINK_MAC, ETH_P_8021AD, 40),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "LLDP",
             up,
             raw_ethernet(H2_MAC, [1, 0x80, 0xc2, 0, 0, 0xe], ETH_P_LLDP, 46),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "ethernet header only (ARP EtherType)",
             up,
             raw_ethernet(H2_MAC, UPLINK_MAC, ETH_P_ARP, 0),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "IPv4 for another host's container",
             up,
             h2(10, a(4, 20)).build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
-        row("IPv4 for another zone", up, h2(10, zb).build(), xdp_pass()),
+        row(
+            "IPv4 for another zone",
+            up,
+            h2(10, zb).build(),
+            uplink_pass(),
+        ),
         row(
             "IPv4 for this host's underlay address",
             up,
@@ -1259,7 +1311,7 @@ fn from_uplink_fixtures() {
                 HOST_UNDERLAY,
             )
             .build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "IPv4 outside → outside",
@@ -1267,7 +1319,7 @@ fn from_uplink_fixtures() {
             Ipv4Frame::new(ROUTER_MAC, UPLINK_MAC, OUTSIDE, HOST_UNDERLAY)
                 .ttl(1)
                 .build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         // docs/policy.md#identity-comes-from-the-source-address: a container source is checked whatever the destination,
         // so nothing the stack gets from the uplink carries a forged identity.
@@ -1419,7 +1471,7 @@ fn from_uplink_fixtures() {
             leave(G_AC2, ALICE),
             up,
             h2(10, l(30)).build(),
-            xdp_local(30),
+            uplink_local(30),
         ),
         row_after(
             "alice leaves the last shared group: denied",
@@ -1433,7 +1485,7 @@ fn from_uplink_fixtures() {
             join(3, CAROL),
             up,
             h2(20, l(30)).build(),
-            xdp_local(30),
+            uplink_local(30),
         ),
         row_after(
             "no zone router configured: other-zone source spoofed",
@@ -1446,13 +1498,17 @@ fn from_uplink_fixtures() {
             "no zone router: outside → system still delivered",
             up,
             Ipv4Frame::new(STRANGER, UPLINK_MAC, OUTSIDE, l(50)).build(),
-            xdp_local(50),
+            uplink_local(50),
         ),
     ];
     for (desc, pkt) in malformed_ipv4(&h2(10, l(10))) {
         rows.push(row(desc, up, pkt, dropped(up, R::Malformed)));
     }
-    run_table(&mut w, "from_uplink (XDP on the uplink)", rows);
+    run_table(
+        &mut w,
+        "from_uplink (TC on the uplink, and the XDP prefilter)",
+        rows,
+    );
     runt_is_refused(&mut w, up);
     assert_eq!(w.model.pairs(), &w.model.pairs_from_scratch());
 }
@@ -1725,7 +1781,7 @@ fn unconfigured_host_fails_closed() {
             "uplink IPv4 for a container passes to the stack",
             up,
             Ipv4Frame::new(H2_MAC, UPLINK_MAC, a(2, 10), l(10)).build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "uplink tagged IPv4 for a container is still dropped (zones are known)",
@@ -1741,7 +1797,7 @@ fn unconfigured_host_fails_closed() {
             Ipv4Frame::new(STRANGER, UPLINK_MAC, OUTSIDE, HOST_UNDERLAY)
                 .vlan(0)
                 .build(),
-            xdp_pass(),
+            uplink_pass(),
         ),
         row(
             "stack → container with a tag in the frame",

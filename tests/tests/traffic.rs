@@ -730,3 +730,113 @@ fn the_topology_writes_endpoints_with_the_agents_groups_blooms() {
     assert!(may_share_group(blooms.of(ALICE), blooms.of(CAROL)));
     assert!(!may_share_group(blooms.of(ALICE), blooms.of(BOB)));
 }
+
+/// `rx_packets` and `rx_bytes` of `dev` as the kernel counts them inside `ns`.
+fn rx_stats(ns: &netfabric_tests::netns::Netns, dev: &str) -> (u64, u64) {
+    let read = |what: &str| {
+        let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{what}")]);
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("{dev} {what} in {}: {e}", ns.name))
+    };
+    (read("rx_packets"), read("rx_bytes"))
+}
+
+/// Bytes per packet counted on host `host` for `direction`/`verdict` since
+/// `earlier`, and the packets.
+fn bytes_per_packet(
+    now: &Snapshot,
+    earlier: &Snapshot,
+    host: u8,
+    direction: Direction,
+    verdict: Verdict,
+) -> (u64, u64) {
+    let i = usize::from(host - 1);
+    let (a, b) = (
+        now.0[i].get(direction, verdict),
+        earlier.0[i].get(direction, verdict),
+    );
+    let packets = a.packets - b.packets;
+    (packets, (a.bytes - b.bytes) / packets.max(1))
+}
+
+/// The kernel's default offloads stay on (TSO, GSO, TX checksum on the
+/// uplinks) and TCP across hosts still delivers every byte intact, both
+/// ways; super-packets stay whole from the sending container to the
+/// receiving one: the sending host's `from_container` and the receiving
+/// host's uplink program see packets larger than the MTU on average, and so
+/// does the receiving container's `eth0`. (An XDP redirect into the port
+/// cut every packet to one MTU frame, and lost CHECKSUM_PARTIAL.) As the
+/// agent attaches the uplink on a veth: TC only.
+#[test]
+fn tcp_across_hosts_keeps_super_packets_whole_with_default_offloads() {
+    let topo = Topology::standard();
+    assert!(topo.hosts.iter().all(|h| h.xdp_mode == "none"));
+    tcp_keeps_super_packets_whole(&topo);
+}
+
+/// The same with the XDP prefilter in front of the uplink's TC program
+/// (what the agent attaches on a NIC): what it passes keeps its checksum
+/// state and is aggregated again by GRO.
+#[test]
+fn tcp_across_hosts_keeps_super_packets_whole_behind_the_xdp_prefilter() {
+    let topo = Topology::standard_with_prefilter();
+    assert!(topo.hosts.iter().all(|h| h.xdp_mode != "none"));
+    tcp_keeps_super_packets_whole(&topo);
+}
+
+fn tcp_keeps_super_packets_whole(topo: &Topology) {
+    const MTU_FRAME: u64 = 1514;
+    const BULK: usize = 4 << 20;
+    for h in &topo.hosts {
+        let k = String::from_utf8_lossy(&h.ns.exec(&["ethtool", "-k", "up0"]).stdout).into_owned();
+        for feature in [
+            "tx-checksumming: on",
+            "tcp-segmentation-offload: on",
+            "generic-segmentation-offload: on",
+        ] {
+            assert!(k.contains(feature), "h{} up0: want {feature}\n{k}", h.octet);
+        }
+    }
+    let (a1, a3) = (topo.container("alice1"), topo.container("alice3"));
+    for (from, to, port) in [(a1, a3, 5101), (a3, a1, 5102)] {
+        let (send_host, recv_host) = (from.host, to.host);
+        let before = topo.snapshot();
+        let eth0_before = rx_stats(&to.ns, CONTAINER_IFNAME);
+        tcp_exchange(topo, from, to, port, BULK);
+        let after = topo.snapshot();
+        let eth0_after = rx_stats(&to.ns, CONTAINER_IFNAME);
+        let (sent, sent_size) =
+            bytes_per_packet(&after, &before, send_host, FROM_CONTAINER, REMOTE);
+        let (delivered, delivered_size) =
+            bytes_per_packet(&after, &before, recv_host, FROM_UPLINK, LOCAL);
+        let eth0_packets = eth0_after.0 - eth0_before.0;
+        let eth0_size = (eth0_after.1 - eth0_before.1) / eth0_packets.max(1);
+        println!(
+            "TCP {} -> {}: {BULK} bytes intact; h{send_host} from_container remote {sent} packets \
+             of {sent_size} bytes on average, h{recv_host} from_uplink local {delivered} of \
+             {delivered_size}, {}'s eth0 received {eth0_packets} of {eth0_size}",
+            from.name, to.name, to.name
+        );
+        assert!(
+            sent_size > MTU_FRAME,
+            "{} -> {}: from_container saw {sent} packets of {sent_size} bytes on average: no GSO",
+            from.name,
+            to.name
+        );
+        assert!(
+            delivered_size > MTU_FRAME,
+            "{} -> {}: the uplink delivered {delivered} packets of {delivered_size} bytes on average: \
+             super-packets were cut",
+            from.name,
+            to.name
+        );
+        assert!(
+            eth0_size > MTU_FRAME,
+            "{} -> {}: eth0 received {eth0_packets} packets of {eth0_size} bytes on average",
+            from.name,
+            to.name
+        );
+    }
+}

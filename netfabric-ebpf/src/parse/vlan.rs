@@ -73,3 +73,29 @@ pub fn inner(pkt: &Packet) -> Result<Inner, DropReason> {
         dst: u32::from_be_bytes(dst),
     })
 }
+
+/// What a frame carries whose outer tag the kernel already stripped into the
+/// skb (TC on a receiving interface): `ether_type` is the one that was under
+/// that tag, so the frame itself may hold one more tag before a third is
+/// [`Inner::TooDeep`], as in [`inner`].
+#[inline(always)]
+pub fn inner_stripped(pkt: &Packet, ether_type: u16) -> Result<Inner, DropReason> {
+    let mut offset = ETH_HLEN;
+    let mut ether_type = ether_type;
+    if is_tag(ether_type) {
+        ether_type = inner_type(pkt, offset)?;
+        offset += VLAN_HLEN;
+        if is_tag(ether_type) {
+            return Ok(Inner::TooDeep);
+        }
+    }
+    if ether_type != ETH_P_IP {
+        return Ok(Inner::Other);
+    }
+    let ip: *const Ipv4Hdr = pkt.ptr_at(offset)?;
+    let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
+    Ok(Inner::Ipv4 {
+        src: u32::from_be_bytes(src),
+        dst: u32::from_be_bytes(dst),
+    })
+}

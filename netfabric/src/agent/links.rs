@@ -1,8 +1,9 @@
 //! Pinned program links: attach once, adopt and replace atomically after a
 //! restart (`bpf_link_update`), so the datapath never goes without a program.
 //!
-//! Layout under the host's pin dir: `links/uplink` (XDP), and
-//! `links/nfc<octet>-ingress` / `links/nfc<octet>-egress` (TCX).
+//! Layout under the host's pin dir: `links/uplink` (XDP prefilter),
+//! `links/uplink-tc` (TCX ingress of the uplink: judgement and delivery),
+//! and `links/nfc<octet>-ingress` / `links/nfc<octet>-egress` (TCX).
 
 use std::path::{Path, PathBuf};
 
@@ -18,8 +19,10 @@ use aya::{
 
 use crate::{
     Datapath, DatapathError,
-    conventions::{links_dir, port_link_pins, port_of_ingress_pin, uplink_link_pin},
-    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_TO_CONTAINER},
+    conventions::{
+        links_dir, port_link_pins, port_of_ingress_pin, uplink_link_pin, uplink_tc_link_pin,
+    },
+    datapath::{PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC, PROG_TO_CONTAINER},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +91,50 @@ pub enum Attached {
     New,
 }
 
-/// Attaches `from_uplink` to `ifname`: replaces the program of the pinned
-/// link when `adopt` (same interface as before), else makes a new link.
+/// Whether the uplink `ifname` gets the XDP prefilter `from_uplink`: not on
+/// a veth. XDP on a veth makes its peer give up TSO/GSO (the kernel turns
+/// them off while the peer has an XDP program), so everything sent into the
+/// uplink is segmented in software and aggregated again by GRO, and each
+/// skb is converted for XDP on receive; `from_uplink_tc` alone judges the
+/// same and costs less there (measured, see `tests/src/bench/e2e.rs`). A
+/// NIC's native XDP drops before the kernel allocates anything.
+pub fn wants_prefilter(ifname: &str) -> bool {
+    match crate::port::driver(ifname) {
+        Ok(driver) => driver != "veth",
+        Err(e) => {
+            tracing::warn!(ifname, error = %e, "unknown uplink driver; attaching the XDP prefilter");
+            true
+        }
+    }
+}
+
+/// Attaches the uplink's programs to `ifname`: the TCX ingress program
+/// `from_uplink_tc` (judgement and delivery), then, when
+/// [`wants_prefilter`], the XDP prefilter `from_uplink` (else a pinned
+/// prefilter is detached). With `adopt` (same interface as before) each
+/// pinned link gets this process's program (`bpf_link_update`); a link with
+/// no pin yet is made and pinned.
 pub fn attach_uplink(
+    dp: &mut Datapath,
+    pin_dir: &Path,
+    ifname: &str,
+    adopt: bool,
+) -> Result<Attached> {
+    let tc = attach_uplink_tc(dp, pin_dir, ifname, adopt)?;
+    let xdp = if wants_prefilter(ifname) {
+        attach_uplink_xdp(dp, pin_dir, ifname, adopt)?
+    } else {
+        remove_pin(&uplink_link_pin(pin_dir));
+        Attached::Replaced
+    };
+    Ok(if xdp == Attached::Replaced && tc == Attached::Replaced {
+        Attached::Replaced
+    } else {
+        Attached::New
+    })
+}
+
+fn attach_uplink_xdp(
     dp: &mut Datapath,
     pin_dir: &Path,
     ifname: &str,
@@ -116,6 +160,31 @@ pub fn attach_uplink(
         }
     };
     let link = xdp.take_link(id).map_err(prog(PROG_FROM_UPLINK))?;
+    let fd = FdLink::try_from(link).map_err(link_err(&path))?;
+    pin(fd, &path)?;
+    Ok(Attached::New)
+}
+
+fn attach_uplink_tc(
+    dp: &mut Datapath,
+    pin_dir: &Path,
+    ifname: &str,
+    adopt: bool,
+) -> Result<Attached> {
+    let path = uplink_tc_link_pin(pin_dir);
+    let tc = dp.tc(PROG_FROM_UPLINK_TC)?;
+    if adopt && path.exists() {
+        let old = PinnedLink::from_pin(&path).map_err(link_err(&path))?;
+        let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(link_err(&path))?;
+        let id = tc.attach_to_link(link).map_err(prog(PROG_FROM_UPLINK_TC))?;
+        let _ = tc.take_link(id).map_err(prog(PROG_FROM_UPLINK_TC))?;
+        return Ok(Attached::Replaced);
+    }
+    remove_pin(&path);
+    let id = tc
+        .attach(ifname, TcAttachType::Ingress)
+        .map_err(prog(PROG_FROM_UPLINK_TC))?;
+    let link = tc.take_link(id).map_err(prog(PROG_FROM_UPLINK_TC))?;
     let fd = FdLink::try_from(link).map_err(link_err(&path))?;
     pin(fd, &path)?;
     Ok(Attached::New)

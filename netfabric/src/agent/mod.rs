@@ -384,7 +384,8 @@ impl Agent {
         };
         for (name, ifindex, _) in &names {
             if *ifindex == host.uplink_ifindex
-                && conventions::uplink_link_pin(&self.pin_dir).exists()
+                && (conventions::uplink_link_pin(&self.pin_dir).exists()
+                    || conventions::uplink_tc_link_pin(&self.pin_dir).exists())
             {
                 match links::attach_uplink(&mut self.dp, &self.pin_dir, name, true) {
                     Ok(how) => {
@@ -445,6 +446,7 @@ impl Agent {
         let mut attached = BTreeSet::new();
         if let Some((name, _)) = &self.uplink {
             attached.insert((datapath::PROG_FROM_UPLINK, name.clone()));
+            attached.insert((datapath::PROG_FROM_UPLINK_TC, name.clone()));
         }
         if let Some(host) = self.current.host {
             for &octet in self.ports.keys() {

@@ -39,8 +39,11 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netfabric-bench-programs"));
 
-/// XDP program on the uplink.
+/// XDP program on the uplink: the early-drop prefilter.
 pub const PROG_FROM_UPLINK: &str = "from_uplink";
+/// TC ingress program on the uplink: judges what the prefilter passed and
+/// delivers into containers.
+pub const PROG_FROM_UPLINK_TC: &str = "from_uplink_tc";
 /// TC ingress program on a container's host-side port.
 pub const PROG_FROM_CONTAINER: &str = "from_container";
 /// TC egress program on a container's host-side port.
@@ -49,7 +52,7 @@ pub const PROG_TO_CONTAINER: &str = "to_container";
 /// The product's programs, the only ones [`Datapath::load`] loads into the
 /// kernel (and the only programs of [`EBPF_OBJECT`]).
 pub const XDP_PROGRAMS: [&str; 1] = [PROG_FROM_UPLINK];
-pub const TC_PROGRAMS: [&str; 2] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER];
+pub const TC_PROGRAMS: [&str; 3] = [PROG_FROM_CONTAINER, PROG_TO_CONTAINER, PROG_FROM_UPLINK_TC];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -229,11 +232,20 @@ impl Datapath {
 
     // ---- attaching -----------------------------------------------------------------
 
-    /// Attach `from_uplink` to the uplink (native XDP by default).
+    /// Attach the XDP prefilter `from_uplink` to the uplink (native XDP by
+    /// default). Delivery needs [`Datapath::attach_uplink_tc`] too.
     pub fn attach_uplink(&mut self, ifname: &str, mode: XdpMode) -> Result<XdpLinkId> {
         self.xdp(PROG_FROM_UPLINK)?
             .attach(ifname, mode)
             .map_err(prog_err(PROG_FROM_UPLINK))
+    }
+
+    /// Attach `from_uplink_tc` to the uplink's TC ingress (TCX): the
+    /// judgement and delivery of what the prefilter passed.
+    pub fn attach_uplink_tc(&mut self, ifname: &str) -> Result<SchedClassifierLinkId> {
+        self.tc(PROG_FROM_UPLINK_TC)?
+            .attach(ifname, TcAttachType::Ingress)
+            .map_err(prog_err(PROG_FROM_UPLINK_TC))
     }
 
     /// Attach `from_container` (ingress) and `to_container` (egress) to a

@@ -334,10 +334,10 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
         });
         add_netns(&mut m, &ns)?;
         let peer = format!("u{n}");
-        // A veth passes CHECKSUM_PARTIAL skbs; redirected out of a veth
-        // uplink and received by XDP they would lose their TCP checksum. A
-        // real NIC fills it in on transmit: turn TX offload off here, on both
-        // ends (the underlay end re-aggregates and hands on partial checksums).
+        // The kernel's default offloads (TSO/GSO, TX checksum); GRO on both
+        // veth ends, so that each receives through NAPI and aggregates (a
+        // NIC does by default): the uplink's TC program then delivers whole
+        // super-packets with their checksum state.
         let host_ns = std::fs::File::open(netns_path(&ns))
             .with_context(|| format!("opening the namespace {ns}"))?;
         in_netns(Some(&underlay_path), || {
@@ -345,8 +345,7 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
                 let nl = port::connect()?;
                 let index = port::add_veth_into(&nl, &peer, UPLINK, &host_ns).await?;
                 port::enslave_up(&nl, index, underlay_bridge).await?;
-                port::set_gro(&peer, true)?;
-                port::set_tx_checksum(&peer, false)
+                port::set_gro(&peer, true)
             })
         })?
         .with_context(|| format!("plumbing {peer} in {underlay}"))?;
@@ -356,8 +355,7 @@ pub fn up(args: &LabConfig) -> anyhow::Result<Manifest> {
                 let index = port::link_index(&nl, UPLINK).await?;
                 port::set_mac_up(&nl, index, MacAddr([0x02, 0xfe, 0, 0, 0, n])).await?;
                 port::add_address(&nl, index, Ipv4Addr::new(172, 30, 0, n), 24).await?;
-                port::set_gro(UPLINK, true)?;
-                port::set_tx_checksum(UPLINK, false)
+                port::set_gro(UPLINK, true)
             })
         })?
         .with_context(|| format!("plumbing {UPLINK} in {ns}"))?;

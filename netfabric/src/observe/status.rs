@@ -13,7 +13,7 @@ use serde::Serialize;
 /// One pinned link and the program it runs.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AttachedProgram {
-    /// The pin's name under `links/` (`uplink`, `nfc3-ingress`).
+    /// The pin's name under `links/` (`uplink`, `uplink-tc`, `nfc3-ingress`).
     pub pin: String,
     /// The interface (`nfc3`, or the host's uplink name when known).
     pub interface: String,
@@ -61,7 +61,7 @@ pub fn attached_programs(pin_dir: &Path, uplink: Option<&str>) -> Vec<AttachedPr
     let stats = bpf_stats_enabled();
     pins.into_iter()
         .map(|pin| {
-            let interface = if pin == "uplink" {
+            let interface = if crate::conventions::is_uplink_pin(&pin) {
                 uplink.unwrap_or("uplink").to_owned()
             } else {
                 pin.rsplit_once('-')

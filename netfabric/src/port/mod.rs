@@ -66,6 +66,12 @@ pub enum PortError {
         #[source]
         source: std::io::Error,
     },
+    #[error("reading the driver of {ifname}: {source}")]
+    Driver {
+        ifname: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing {value} to /proc/sys/{path}: {source}")]
     Sysctl {
         path: String,
@@ -325,14 +331,6 @@ pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
     ethtool_set(ifname, "GRO", ETHTOOL_SGRO, on)
 }
 
-/// Turns TX checksum offload on or off (`ETHTOOL_STXCSUM`, what `ethtool -K
-/// DEV tx off` does; features that need it, such as TSO, go with it), in
-/// the calling thread's network namespace.
-pub fn set_tx_checksum(ifname: &str, on: bool) -> Result<()> {
-    const ETHTOOL_STXCSUM: u32 = 0x0000_0017;
-    ethtool_set(ifname, "TX checksum offload", ETHTOOL_STXCSUM, on)
-}
-
 /// One legacy ethtool "set value" ioctl (`struct ethtool_value`).
 fn ethtool_set(ifname: &str, feature: &'static str, cmd: u32, on: bool) -> Result<()> {
     #[repr(C)]
@@ -340,19 +338,57 @@ fn ethtool_set(ifname: &str, feature: &'static str, cmd: u32, on: bool) -> Resul
         cmd: u32,
         data: u32,
     }
-    let err = |source| PortError::Ethtool {
-        feature,
-        ifname: ifname.to_owned(),
-        source,
-    };
     let mut value = EthtoolValue {
         cmd,
         data: u32::from(on),
     };
+    ethtool_ioctl(ifname, (&raw mut value).cast()).map_err(|source| PortError::Ethtool {
+        feature,
+        ifname: ifname.to_owned(),
+        source,
+    })
+}
+
+/// The driver of `ifname` (`veth`, `ixgbe`, ...; `ETHTOOL_GDRVINFO`, what
+/// `ethtool -i` prints), in the calling thread's network namespace.
+pub fn driver(ifname: &str) -> Result<String> {
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    /// `struct ethtool_drvinfo`.
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        counts: [u32; 5],
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        counts: [0; 5],
+    };
+    ethtool_ioctl(ifname, (&raw mut info).cast()).map_err(|source| PortError::Driver {
+        ifname: ifname.to_owned(),
+        source,
+    })?;
+    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Ok(String::from_utf8_lossy(&info.driver[..len]).into_owned())
+}
+
+/// One `SIOCETHTOOL` ioctl on `ifname` with the command structure at `data`.
+fn ethtool_ioctl(ifname: &str, data: *mut libc::c_char) -> std::io::Result<()> {
     // SAFETY: a plain datagram socket; checked below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(err(std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: fd is a socket we own; wrapping closes it on every path.
     let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
@@ -365,11 +401,12 @@ fn ethtool_set(ifname: &str, feature: &'static str, cmd: u32, on: bool) -> Resul
     {
         *dst = src as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = (&raw mut value).cast();
-    // SAFETY: SIOCETHTOOL reads ifr and the ethtool_value it points to, both alive.
+    ifr.ifr_ifru.ifru_data = data;
+    // SAFETY: SIOCETHTOOL reads ifr and the command structure it points to,
+    // both alive for the call.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) };
     if rc < 0 {
-        return Err(err(std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }

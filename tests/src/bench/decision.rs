@@ -42,6 +42,7 @@ use aya::programs::XdpMode;
 use netfabric::agent::plan::Blooms;
 use netfabric::datapath::{
     BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK,
+    PROG_FROM_UPLINK_TC,
 };
 use netfabric_common::{HostConfig, SYSTEM_OWNER};
 use serde_json::{Value, json};
@@ -438,7 +439,6 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
     const TC_ACT_SHOT: u32 = 2;
     const TC_ACT_REDIRECT: u32 = 7;
     const XDP_PASS: u32 = 2;
-    const XDP_REDIRECT: u32 = 4;
     let xdp = |name, action, packets| Path {
         name,
         kind: Kind::Xdp,
@@ -453,6 +453,13 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         action,
         packets,
     };
+    let up_tc = |name, action, packets| Path {
+        name,
+        kind: Kind::Tc,
+        program: PROG_FROM_UPLINK_TC,
+        action,
+        packets,
+    };
     let mut v = vec![
         tc("container: same owner, local", TC_ACT_REDIRECT, same_local),
         tc(
@@ -464,9 +471,14 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         tc("container: denied", TC_ACT_SHOT, denied_remote),
         tc("container: spoofed source IP", TC_ACT_SHOT, spoofed),
         tc("container: outside, to stack", TC_ACT_OK, to_stack),
-        xdp("uplink: same owner, deliver", XDP_REDIRECT, up_same),
-        xdp("uplink: group, deliver", XDP_REDIRECT, up_group),
-        xdp("uplink: not ours, pass", XDP_PASS, up_pass),
+        // The uplink: the XDP prefilter passes what it does not drop, the
+        // TC program judges it again and delivers.
+        xdp("uplink XDP: same owner, pass", XDP_PASS, up_same.clone()),
+        xdp("uplink XDP: group, pass", XDP_PASS, up_group.clone()),
+        xdp("uplink XDP: not ours, pass", XDP_PASS, up_pass.clone()),
+        up_tc("uplink TC: same owner, deliver", TC_ACT_REDIRECT, up_same),
+        up_tc("uplink TC: group, deliver", TC_ACT_REDIRECT, up_group),
+        up_tc("uplink TC: not ours, pass", TC_ACT_OK, up_pass),
     ];
     v.retain(|p| {
         if p.packets.is_empty() {

@@ -13,7 +13,8 @@
 //! `eth0`), each frame rewritten from a template with a varying UDP source
 //! port; counted and dropped in the receiving container by `bench_sink`
 //! (XDP on `eth0`) or `bench_sink_tc` (TC ingress on `eth0`, for what skips
-//! the veth XDP hook: netfabric's same-host `bpf_redirect_peer`). The
+//! the veth XDP hook: netfabric's `bpf_redirect_peer`, on the same host and
+//! from the uplink). The
 //! receiver's own stack is never measured. A fresh [`Lab`] per
 //! configuration, so nothing (netfilter tables, conntrack, neighbours) leaks
 //! from one peer into the next.
@@ -345,7 +346,8 @@ pub fn apply(lab: &Lab, peer: Peer, p: &Policy) -> Result<Applied> {
 }
 
 /// One host's datapath, filled like the agent would for `p`, attached to
-/// the uplink (XDP) and the ports (TC).
+/// the uplink (TC, and the XDP prefilter where the agent attaches it) and
+/// the ports (TC).
 fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
     let host = lab.host(h);
     let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
@@ -384,7 +386,12 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
         dp.set_local_port(c.octet, c.port_ifindex, c.mac)?;
     }
     let _inside = host.ns.enter();
-    if let Err(e) = dp.attach_uplink(UPLINK, XdpMode::Driver) {
+    // As the agent attaches them: delivery first, the prefilter only where
+    // it pays (not on a veth).
+    dp.attach_uplink_tc(UPLINK)?;
+    if netfabric::agent::links::wants_prefilter(UPLINK)
+        && let Err(e) = dp.attach_uplink(UPLINK, XdpMode::Driver)
+    {
         eprintln!("bench: h{h}: native XDP on {UPLINK} failed ({e}); default mode");
         dp.attach_uplink(UPLINK, XdpMode::Default)?;
     }

@@ -12,8 +12,8 @@
 //! The routed-veths peer gets its own plumbing ([`Plumbing::RoutedVeths`]):
 //! Calico's non-eBPF design, no host bridge, a /32 route per container port,
 //! proxy ARP for the link-local gateway, and the kernel's default offloads
-//! on every interface (the netfabric plumbing turns TX checksum offload off
-//! on the uplinks, which its datapath needs today).
+//! on every interface (the netfabric plumbing has them too, plus GRO on
+//! both uplink ends).
 //!
 //! Everything lives in namespaces owned by [`Netns`] guards (never in the
 //! root namespace): dropping the [`Lab`], also on panic, removes every
@@ -37,8 +37,8 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Plumbing {
     /// The product's layout ([`crate::topology::plumb_host`] and
-    /// [`crate::topology::plumb_container`]): host bridge, TX checksum
-    /// offload off on both uplink ends.
+    /// [`crate::topology::plumb_container`]): host bridge, the kernel's
+    /// default offloads, GRO on both uplink ends.
     Netfabric,
     /// Calico without eBPF: every port a routed veth (its MAC the host's
     /// gateway MAC, as Calico gives every host-side veth one MAC), a /32

@@ -615,8 +615,8 @@ fn e2e_md(md: &mut String, e: &E2e) -> Result<()> {
          Round trips: `sockperf ping-pong --tcp --full-rtt` (one connection, one 14-byte \
          message in flight, both ends pinned to CPU 1), to the other host and on the same host. \
          `vs plain` = this / plain routing (flannel host-gw: each host routes the other's \
-         container /24 via its underlay IP, no policy; on the lab's plumbing, whose uplinks \
-         have TX checksum offload off as netfabric needs today). The strongest peers, no \
+         container /24 via its underlay IP, no policy; on the lab's plumbing: the kernel's \
+         default offloads, GRO on both uplink ends). The strongest peers, no \
          policy: routed veths (Calico without eBPF: no host bridge, a /32 route per \
          container port, proxy ARP for the link-local gateway, host-gw routes between hosts, \
          the kernel's default offloads on every interface); host to host (one stream between \
@@ -624,7 +624,8 @@ fn e2e_md(md: &mut String, e: &E2e) -> Result<()> {
          round trips only); netfabric without policy (its datapath cannot switch policy \
          off: the three lab containers are the only endpoints, all of the system owner, so \
          each packet takes the cheapest decision, two endpoint loads and an equal-owner \
-         compare). Netfabric rows keep the lab's TX-checksum-off uplinks. Policy for N owners: the measured owner \
+         compare). Netfabric rows: the uplink's TC program delivers (no XDP prefilter on \
+         a veth uplink). Policy for N owners: the measured owner \
          holds the three lab containers, every other owner two containers elsewhere in the \
          zone; allowed = every ordered pair of one owner's containers (2N+4 pairs). iptables: \
          one `-s A -d B -j ACCEPT` per pair in FORWARD, then DROP, on both hosts (the measured \

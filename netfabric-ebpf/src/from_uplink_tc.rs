@@ -1,0 +1,55 @@
+//! TC ingress (TCX) on the host's uplink: the full uplink judgement
+//! ([`crate::from_uplink::judge`]) of everything the XDP prefilter passed,
+//! after GRO, and delivery into the destination container with
+//! `bpf_redirect_peer`. The skb keeps its GSO state and its checksum state
+//! (CHECKSUM_PARTIAL from a veth, CHECKSUM_UNNECESSARY after GRO), so a
+//! super-packet reaches the container whole, with no checksum computed in
+//! software on the way. A peer redirect skips the port's egress hook
+//! (`to_container`), so nothing is judged twice.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_redirect_peer,
+    macros::classifier,
+    programs::TcContext,
+};
+use netfabric_common::{Direction, DropReason, Forward, Verdict};
+
+use crate::{
+    from_container::linear_packet,
+    from_uplink::{Judged, judge},
+    metrics::record,
+    parse::Packet,
+    route::rewrite,
+};
+
+#[classifier]
+pub fn from_uplink_tc(ctx: TcContext) -> i32 {
+    let (ifindex, tagged) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).vlan_present != 0) };
+    let mut pkt = linear_packet(&ctx);
+    let (verdict, action) = match try_from_uplink_tc(&mut pkt, tagged) {
+        Ok((forward, action)) => (Verdict::Forwarded(forward), action),
+        Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
+    };
+    record(Direction::FromUplink, verdict, &pkt, ifindex);
+    action
+}
+
+#[inline(always)]
+fn try_from_uplink_tc(pkt: &mut Packet, tagged: bool) -> Result<(Forward, i32), DropReason> {
+    match judge(pkt, tagged)? {
+        Judged::Stack => Ok((Forward::Stack, TC_ACT_OK)),
+        Judged::Deliver {
+            eth,
+            ip,
+            host,
+            port,
+        } => {
+            rewrite(eth, &ip, &host.gateway_mac, &port.mac);
+            Ok((
+                Forward::Local,
+                unsafe { bpf_redirect_peer(port.ifindex, 0) } as i32,
+            ))
+        }
+    }
+}
