@@ -67,6 +67,8 @@ pub struct AgentConfig {
     pub detach_on_exit: bool,
     /// How often container ports are rescanned (at least 10 ms).
     pub rescan_interval: Duration,
+    /// The DNS server at the gateway (`crate::dns`); `None` serves none.
+    pub dns: Option<crate::dns::DnsConfig>,
 }
 
 /// The agent was asked to create the pins of a host the store does not
@@ -197,6 +199,12 @@ async fn run_async(
         "agent started; adopted the pinned maps"
     );
     let metrics = AgentMetrics::default();
+    // Like /metrics: a DNS server that cannot start must not stop the agent.
+    let dns = config.dns.as_ref().and_then(|c| {
+        crate::dns::DnsServer::start(c, &config.host, metrics.dns.clone())
+            .inspect_err(|e| tracing::error!(error = %e, "DNS is not served"))
+            .ok()
+    });
     let nl = port::connect().context("netlink")?;
     let mut agent = Agent {
         host: config.host.clone(),
@@ -216,6 +224,7 @@ async fn run_async(
             pid: std::process::id(),
             host: config.host.clone(),
             state_valid: true,
+            dns: dns.as_ref().map(crate::dns::DnsServer::summary),
             ..AgentReport::default()
         },
     };
@@ -277,6 +286,9 @@ async fn run_async(
                         agent.state = Some(snap.state);
                         agent.accepted(snap.revision);
                         agent.reconcile().await;
+                        if let (Some(dns), Some(state)) = (&dns, &agent.state) {
+                            dns.publish(state, snap.revision);
+                        }
                     }
                     Err(e) => agent.refused(
                         &StoreError::InvalidStored {
