@@ -295,7 +295,7 @@ fn add(env: &Environment, conf: &NetConf) -> Result<AddResult> {
             dst: "0.0.0.0/0".into(),
             gw: Some(GATEWAY),
         }],
-        // The agent's DNS server at the gateway (docs/dns.md).
+        // The agent's DNS server at the gateway.
         dns: Dns {
             nameservers: vec![GATEWAY.to_string()],
             domain: None,

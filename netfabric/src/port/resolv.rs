@@ -1,5 +1,5 @@
 //! What a container's resolver is told: the host's DNS server at the
-//! gateway and the search list of its owner (docs/dns.md).
+//! gateway and the search list of its owner.
 
 use std::path::{Path, PathBuf};
 
