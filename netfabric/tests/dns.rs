@@ -125,7 +125,7 @@ fn restart_agent(m: &Manifest, h: usize, extra: &[&str], log: &Path) -> Killed {
         .args(["agent", "--host", &host.name, "--store", &m.store_url])
         .arg("--bpffs")
         .arg(&m.bpffs)
-        .args(["--metrics-addr", "", "--netns"])
+        .args(["--netns"])
         .arg(format!("/run/netns/{}", host.netns))
         .args(extra)
         .stdin(Stdio::null())
@@ -322,8 +322,9 @@ fn names_follow_the_policy_and_the_rest_is_forwarded() {
     assert!(out.status.success(), "{out:?}");
     assert!(
         in_ns(&underlay, "ping -c 1 -W 1 172.30.0.1")
-            .status()
+            .output()
             .unwrap()
+            .status
             .success(),
         "h1 is reachable on the underlay"
     );
@@ -371,16 +372,22 @@ fn names_follow_the_policy_and_the_rest_is_forwarded() {
             .spawn()
             .expect("dnsmasq"),
     );
+    let metrics_addr = format!("127.0.0.1:{}", common::free_ports(0));
     let _h1 = restart_agent(
         &m,
         0,
-        &["--dns-upstream", "172.30.0.200"],
+        &[
+            "--dns-upstream",
+            "172.30.0.200",
+            "--metrics-addr",
+            &metrics_addr,
+        ],
         &PathBuf::from(&dir).join("dns-agent-h1.log"),
     );
     let _h2 = restart_agent(
         &m,
         1,
-        &["--dns-upstream", "none"],
+        &["--dns-upstream", "none", "--metrics-addr", ""],
         &PathBuf::from(&dir).join("dns-agent-h2.log"),
     );
     eventually("forwarded to dnsmasq", Duration::from_secs(10), || {
@@ -406,6 +413,28 @@ fn names_follow_the_policy_and_the_rest_is_forwarded() {
     });
     assert_eq!(status(&dig(ad, "www.upstream.test")), "REFUSED");
 
+    // h1's /metrics counts its queries by transport and its answers by
+    // outcome.
+    for _ in 0..3 {
+        dig(aw, &fqdn(bob_web));
+    }
+    let scrape = metrics(&metrics_addr);
+    let value = |series: &str| -> u64 {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
+    };
+    assert!(value(r#"netfabric_dns_queries_total{protocol="udp"} "#) >= 6);
+    assert!(value(r#"netfabric_dns_queries_total{protocol="tcp"} "#) >= 1);
+    assert!(value(r#"netfabric_dns_responses_total{outcome="answer"} "#) >= 1);
+    assert!(value(r#"netfabric_dns_responses_total{outcome="forwarded"} "#) >= 2);
+    assert!(value(r#"netfabric_dns_responses_total{outcome="nxdomain"} "#) >= 3);
+    assert_eq!(
+        value(r#"netfabric_dns_responses_total{outcome="upstream_failed"} "#),
+        0
+    );
+
     // `status` shows the DNS server of each agent.
     let out = ok(&nf(&["--store", &store, "status"]));
     assert!(
@@ -416,6 +445,16 @@ fn names_follow_the_policy_and_the_rest_is_forwarded() {
     );
     assert!(out.contains("upstream none"), "{out}");
     drop(etc);
+}
+
+/// The body of `GET /metrics` at `addr`.
+fn metrics(addr: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).expect("connecting to /metrics");
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
 }
 
 /// A raw DNS query: id, flags (RD), the question counts, then `rest`.
