@@ -701,7 +701,7 @@ fn parse_arp(pkt: &[u8]) -> Result<ArpView, DropReason> {
     })
 }
 
-/// The host's resolver: the containers' gateway (docs/dns.md).
+/// The host's resolver: the containers' gateway.
 const RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
 struct Ipv4View {
