@@ -104,13 +104,15 @@ impl DnsServer {
         let directory = Arc::new(ArcSwap::from_pointee(Directory::empty(
             config.domain.clone(),
         )));
-        let (udp, tcp) = bind(config.listen)?;
+        let (udp, tcp) = bind(config.listen, udp_sockets())?;
         let mut server = Server::new(server::Handler {
             directory: directory.clone(),
             upstream,
             metrics,
         });
-        server.register_socket(udp);
+        for socket in udp {
+            server.register_socket(socket);
+        }
         server.register_listener(tcp, TCP_IDLE, 64);
         tokio::spawn(async move {
             if let Err(e) = server.block_until_done().await {
@@ -161,10 +163,20 @@ impl DnsServer {
     }
 }
 
-/// UDP and TCP sockets on `addr`, bound even before the address exists
-/// (`IP_FREEBIND`: the bridge that holds the gateway address is created by
-/// the first `container attach`, maybe after the agent started).
-fn bind(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), DnsError> {
+/// One UDP socket per CPU (at most 4), sharing the port (`SO_REUSEPORT`):
+/// the kernel spreads queries over them by flow, and each has its own
+/// receive loop, so one busy loop does not hold up the others.
+fn udp_sockets() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// `udp` UDP sockets and a TCP listener on `addr`.
+type Sockets = (Vec<tokio::net::UdpSocket>, tokio::net::TcpListener);
+
+/// Binds [`Sockets`] even before the address exists (`IP_FREEBIND`: the
+/// bridge that holds the gateway address is created by the first
+/// `container attach`, maybe after the agent started).
+fn bind(addr: SocketAddr, udp: usize) -> Result<Sockets, DnsError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let err = |proto| {
         move |source| DnsError::Bind {
@@ -173,14 +185,17 @@ fn bind(addr: SocketAddr) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListe
             source,
         }
     };
-    let udp = (|| {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_freebind_v4(true)?;
-        s.set_nonblocking(true)?;
-        s.bind(&addr.into())?;
-        tokio::net::UdpSocket::from_std(s.into())
-    })()
-    .map_err(err("udp"))?;
+    let udp = (0..udp.max(1))
+        .map(|_| {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            s.set_freebind_v4(true)?;
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&addr.into())?;
+            tokio::net::UdpSocket::from_std(s.into())
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(err("udp"))?;
     let tcp = (|| {
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         s.set_freebind_v4(true)?;
