@@ -132,3 +132,31 @@ impl Upstream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nameservers_come_from_resolv_conf_without_ourselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# comment\nsearch example.org\nnameserver 192.0.2.53\n\
+             nameserver 169.254.1.1\nnameserver fe80::1%eth0\n  nameserver   2001:db8::53\n\
+             options ndots:2\n",
+        )
+        .unwrap();
+        let ours = std::net::IpAddr::V4(crate::conventions::GATEWAY);
+        assert_eq!(
+            nameservers_of(&path, ours).unwrap(),
+            [
+                "192.0.2.53:53".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::53]:53".parse().unwrap()
+            ]
+        );
+        let missing = nameservers_of(&dir.path().join("nope"), ours).unwrap_err();
+        assert!(missing.to_string().contains("nope"), "{missing}");
+    }
+}
