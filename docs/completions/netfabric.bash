@@ -399,7 +399,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__agent)
-            opts="-v -h -V --host --netns --bpffs --metrics-addr --detach-on-exit --rescan-ms --maps-only --store --state-dir --verbose --help --version"
+            opts="-v -h -V --host --netns --bpffs --metrics-addr --detach-on-exit --rescan-ms --maps-only --no-dns --dns-domain --dns-upstream --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -422,6 +422,14 @@ _netfabric() {
                     return 0
                     ;;
                 --rescan-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-upstream)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -581,7 +589,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__container__subcmd__attach)
-            opts="-v -h -V --netns --host-netns --store --state-dir --verbose --help --version"
+            opts="-v -h -V --netns --host-netns --dns-domain --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -592,6 +600,10 @@ _netfabric() {
                     return 0
                     ;;
                 --host-netns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dns-domain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

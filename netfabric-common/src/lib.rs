@@ -19,6 +19,7 @@ pub mod checksum;
 pub mod maps;
 pub mod plan;
 pub mod policy;
+pub mod resolver;
 pub mod verdict;
 
 pub use maps::*;

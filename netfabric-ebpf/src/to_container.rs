@@ -8,15 +8,17 @@
 //! source inside any zone reached the host stack through some interface
 //! (a VLAN the kernel untagged, a tunnel, a second NIC, ...) where nothing
 //! checked it, so it is forged (`spoofed_wrong_host`). Only sources outside
-//! every zone remain, and they may reach system containers only. Tagged
-//! frames are `vlan_tagged`, as on the ingress.
+//! every zone remain, and they may reach system containers only, except the
+//! replies of the host's DNS resolver (`netfabric_common::resolver`: from
+//! 169.254.1.1, UDP or TCP source port 53), which reach every container.
+//! Tagged frames are `vlan_tagged`, as on the ingress.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
-use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party, resolver};
 
 use crate::{
     from_container::linear_packet,
@@ -68,6 +70,20 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32, tagged: bool) -> Result<Forw
     if ip.src & 0xffff_0000 == host.zone_prefix || in_a_zone(ip.src) {
         return Err(DropReason::SpoofedWrongHost);
     }
+    if resolver::is_resolver_reply(ip.src, ip.protocol(), source_port(pkt, &ip)) {
+        return Ok(Forward::Local);
+    }
     check(Party::Outside, 0, dst)?;
     Ok(Forward::Local)
+}
+
+/// The UDP/TCP source port of the first fragment, `None` for a later one or
+/// a packet too short to hold it.
+#[inline(always)]
+fn source_port(pkt: &Packet, ip: &ipv4::Ipv4) -> Option<u16> {
+    if ip.fragment_offset() != 0 {
+        return None;
+    }
+    let port: *const [u8; 2] = pkt.ptr_at(eth::ETH_HLEN + ip.header_len()).ok()?;
+    Some(u16::from_be_bytes(unsafe { *port }))
 }

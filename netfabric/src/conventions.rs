@@ -18,6 +18,10 @@ use crate::MacAddr;
 pub const HOST_BRIDGE: &str = "nfbr0";
 /// The containers' default gateway, held by [`HOST_BRIDGE`].
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The default domain of container names (`<container>.<owner>.<domain>`,
+/// served by the agent at [`GATEWAY`]:53): under `.internal`, which ICANN
+/// reserves for private use, so it is never delegated in the public DNS.
+pub const DEFAULT_DNS_DOMAIN: &str = "netfabric.internal";
 /// Name of the container-side end of the veth.
 pub const CONTAINER_IFNAME: &str = "eth0";
 /// Prefix of host-side port names: `nfc<octet>`.

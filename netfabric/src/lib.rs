@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cni;
 pub mod conventions;
 pub mod datapath;
+pub mod dns;
 pub mod errors;
 pub mod lab;
 pub mod mac;

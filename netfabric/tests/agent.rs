@@ -453,6 +453,7 @@ fn an_embedded_agent_takes_a_config_and_a_store() {
         detach_on_exit: true,
         rescan_interval: Duration::from_millis(100),
         maps_only: false,
+        dns: None,
     };
 
     let err = netfabric::agent::run(config, Box::new(store)).unwrap_err();

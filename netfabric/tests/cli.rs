@@ -870,3 +870,44 @@ fn a_report_piped_into_a_closed_reader_ends_quietly() {
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
 }
+
+#[test]
+fn bad_dns_options_are_refused() {
+    let lab = Lab::new();
+    let err = lab.refused(
+        &[
+            "agent",
+            "--host",
+            "h1",
+            "--dns-upstream",
+            "resolver.example",
+        ],
+        "--dns-upstream",
+    );
+    assert!(err.contains("not an IP address"), "{err}");
+    lab.refused(
+        &["agent", "--host", "h1", "--dns-upstream", "10.0.0.1:99999"],
+        "--dns-upstream",
+    );
+    let err = lab.refused(
+        &["agent", "--host", "h1", "--dns-domain", "a..b"],
+        "--dns-domain",
+    );
+    assert!(err.contains("not a DNS name"), "{err}");
+    lab.refused(
+        &["agent", "--host", "h1", "--dns-domain", "."],
+        "--dns-domain",
+    );
+    lab.refused(
+        &[
+            "container",
+            "attach",
+            "web",
+            "--netns",
+            "/run/netns/none",
+            "--dns-domain",
+            "bad..name",
+        ],
+        "--dns-domain",
+    );
+}

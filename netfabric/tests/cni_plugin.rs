@@ -243,7 +243,15 @@ fn add_check_del_against_a_lab_host() {
         result["routes"],
         json!([{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}])
     );
-    assert_eq!(result["dns"], json!({}));
+    // The agent's DNS server, with the owner's search list.
+    assert_eq!(
+        result["dns"],
+        json!({
+            "nameservers": ["169.254.1.1"],
+            "search": ["alice.netfabric.internal", "netfabric.internal"],
+            "options": ["ndots:2"],
+        })
+    );
     let owner = s
         .containers()
         .as_array()

@@ -315,6 +315,27 @@ fn the_agent_works_with_only_the_units_capabilities() {
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("10.1.1.1")
     });
 
+    // Its DNS server listens on the gateway's port 53 (UDP and TCP).
+    let netns = sandbox.netns.clone();
+    sandbox.wait_for("the DNS server listens on 169.254.1.1:53", || {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &netns,
+                "ss",
+                "-Hlntu",
+                "src",
+                "169.254.1.1:53",
+            ])
+            .output()
+            .expect("ss");
+        let listening = String::from_utf8_lossy(&out.stdout).into_owned();
+        ["udp", "tcp"]
+            .iter()
+            .all(|proto| listening.lines().any(|l| l.starts_with(proto)))
+    });
+
     let agent = sandbox.agent.take().expect("the agent was started");
     let pid = i32::try_from(agent.id()).expect("a pid");
     // SAFETY: kill(2) on our own child's pid.

@@ -644,7 +644,8 @@ impl Model {
     /// What the host stack sends into the container behind `ifindex`.
     /// Container traffic never comes this way (the programs redirect it
     /// past this hook), so any source inside a zone is forged; outside
-    /// sources reach system containers only.
+    /// sources reach system containers only, except the host resolver's
+    /// replies (169.254.1.1, UDP or TCP source port 53), which reach any.
     fn judge_to_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
         let ok = Prediction::forward(TC_ACT_OK, Forward::Local, Expect::Untouched);
         let eth = parse_eth(pkt)?;
@@ -666,6 +667,9 @@ impl Model {
         };
         if self.place(ip.src) != Place::Outside {
             return Err(DropReason::SpoofedWrongHost);
+        }
+        if ip.src == RESOLVER && matches!(ip.protocol, 6 | 17) && ip.source_port == Some(53) {
+            return Ok(ok);
         }
         if !self.allowed(Party::Outside, Party::Owner(dst_owner)) {
             return Err(DropReason::PolicyDenied);
@@ -763,10 +767,17 @@ fn parse_arp(pkt: &[u8]) -> Result<ArpView, DropReason> {
     })
 }
 
+/// The host's resolver: the containers' gateway.
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
 struct Ipv4View {
     src: Ipv4Addr,
     dst: Ipv4Addr,
     ttl: u8,
+    protocol: u8,
+    /// The first two bytes after the IPv4 header (a UDP/TCP source port),
+    /// if the frame holds them and this is not a later fragment.
+    source_port: Option<u16>,
 }
 
 /// Version 4, IHL of at least 5 words, total length covering the header and
@@ -785,10 +796,17 @@ fn parse_ipv4(pkt: &[u8]) -> Result<Ipv4View, DropReason> {
     {
         return Err(DropReason::Malformed);
     }
+    let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    let source_port = pkt
+        .get(ETH_HLEN + header_len..ETH_HLEN + header_len + 2)
+        .filter(|_| fragment_offset == 0)
+        .map(|p| u16::from_be_bytes([p[0], p[1]]));
     Ok(Ipv4View {
         src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
         dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
         ttl: h[8],
+        protocol: h[9],
+        source_port,
     })
 }
 

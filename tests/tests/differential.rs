@@ -21,7 +21,8 @@ use netfabric_tests::{
     netns::Netns,
     packets::{
         ArpFrame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_LLDP, ETH_P_QINQ,
-        Ipv4Frame, Mac, hex, ipv6, raw_ethernet, set_ihl, set_total_len, set_version, truncate,
+        Ipv4Frame, Mac, hex, ipv6, raw_ethernet, refresh_checksum, set_ihl, set_total_len,
+        set_version, truncate,
     },
     unique,
 };
@@ -306,7 +307,14 @@ fn packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Vec<u8> {
             } else {
                 any_addr(rng)
             };
-            (host.gateway_mac, own_mac, any_addr(rng), dst)
+            // The host's resolver answers from the gateway address: its
+            // replies (and forgeries of them) come this way.
+            let src = if rng.chance(25) {
+                RESOLVER
+            } else {
+                any_addr(rng)
+            };
+            (host.gateway_mac, own_mac, src, dst)
         }
     };
     let tc = !matches!(prog, Prog::Uplink);
@@ -335,7 +343,10 @@ fn packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Vec<u8> {
         f = f.payload(if tc { 3400 } else { 8958 });
     }
     match rng.below(100) {
-        0..=69 => f.build(),
+        0..=69 => {
+            let p = f.build();
+            if rng.chance(40) { transport(rng, p) } else { p }
+        }
         70..=77 => {
             // ARP, honest or not.
             let (ip, mac) = match prog {
@@ -422,6 +433,24 @@ fn packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Vec<u8> {
             }
         }
     }
+}
+
+/// The host's resolver (the containers' gateway).
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+/// `p` as another transport protocol and/or another source port (the two
+/// bytes after the IPv4 header): mostly the resolver's UDP/TCP port 53,
+/// sometimes near misses.
+fn transport(rng: &mut Rng, mut p: Vec<u8>) -> Vec<u8> {
+    const ETH: usize = 14;
+    p[ETH + 9] = rng.pick(&[17, 17, 6, 6, 1, 132]);
+    let port: u16 = rng.pick(&[53, 53, 53, 54, 5353, 0]);
+    let l4 = ETH + usize::from(p[ETH] & 0x0f) * 4;
+    if p.len() >= l4 + 2 {
+        p[l4..l4 + 2].copy_from_slice(&port.to_be_bytes());
+    }
+    refresh_checksum(&mut p);
+    p
 }
 
 /// A membership change (or a container coming or going), applied to the

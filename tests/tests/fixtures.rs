@@ -23,8 +23,9 @@ use netfabric_tests::{
     },
     netns::Netns,
     packets::{
-        ArpFrame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_LLDP, ETH_P_QINQ, Ipv4Frame, Mac,
-        ipv6, mac, raw_ethernet, set_ihl, set_total_len, set_version, truncate,
+        ArpFrame, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_LLDP, ETH_P_QINQ,
+        Ipv4Frame, Mac, ipv6, mac, raw_ethernet, refresh_checksum, set_ihl, set_total_len,
+        set_version, truncate,
     },
     unique,
 };
@@ -1731,10 +1732,132 @@ fn to_container_fixtures() {
             raw_ethernet(GW_MAC, cmac(10), ETH_P_8021Q, 0),
             dropped(p10, R::VlanTagged),
         ),
+        // The host's resolver (the agent at 169.254.1.1:53) answers every
+        // container; nothing else from the host reaches a non-system one.
+        row(
+            "resolver reply, UDP from 169.254.1.1:53 → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).build(), UDP, 53),
+            egress_ok(),
+        ),
+        row(
+            "resolver reply, TCP from 169.254.1.1:53 → non-system",
+            p30,
+            l4(st(RESOLVER, l(30)).build(), TCP, 53),
+            egress_ok(),
+        ),
+        row(
+            "resolver reply with IP options → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).options(&[1, 1, 1, 0]).build(), UDP, 53),
+            egress_ok(),
+        ),
+        row(
+            "resolver reply, first fragment → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).fragment(true, 0).build(), UDP, 53),
+            egress_ok(),
+        ),
+        row(
+            "resolver reply → container without an owner",
+            p60,
+            l4(st(RESOLVER, l(OWNERLESS)).build(), UDP, 53),
+            dropped(p60, R::UnknownDestination),
+        ),
+        row(
+            "169.254.1.1, UDP source port 54 → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).build(), UDP, 54),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "169.254.1.1, TCP source port 22 → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).build(), TCP, 22),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "169.254.1.1, UDP to port 53 (not from it) → non-system",
+            p10,
+            l4_ports(st(RESOLVER, l(10)).build(), UDP, 40000, 53),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "169.254.1.1, ICMP whose bytes read 53 → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).build(), ICMP, 53),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "169.254.1.1, SCTP source port 53 → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).build(), SCTP, 53),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "169.254.1.1, non-first fragment → non-system",
+            p10,
+            l4(st(RESOLVER, l(10)).fragment(false, 64).build(), UDP, 53),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "169.254.1.1, no transport header → non-system",
+            p10,
+            set_total_len(
+                truncate(l4(st(RESOLVER, l(10)).build(), UDP, 53), ETH_HLEN + 20),
+                20,
+            ),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "another gateway-range source, UDP port 53 → non-system",
+            p10,
+            l4(st(Ipv4Addr::new(169, 254, 1, 2), l(10)).build(), UDP, 53),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "outside source, UDP port 53 → non-system",
+            p10,
+            l4(st(OUTSIDE, l(10)).build(), UDP, 53),
+            dropped(p10, R::PolicyDenied),
+        ),
+        row(
+            "zone source forging port 53 via the stack",
+            p10,
+            l4(st(a(2, 10), l(10)).build(), UDP, 53),
+            dropped(p10, R::SpoofedWrongHost),
+        ),
     ];
     tc_malformed(&mut w, p50, &st(OUTSIDE, l(50)), &mut rows);
     run_table(&mut w, "to_container (TC egress on a container port)", rows);
     runt_is_refused(&mut w, p50);
+}
+
+// ---- transport headers for the resolver rows ---------------------------------------------
+
+/// The host's resolver (the containers' gateway).
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+const ICMP: u8 = 1;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const SCTP: u8 = 132;
+
+/// `frame` (an `Ipv4Frame`) as protocol `proto` with source port `sport`
+/// (the first two bytes after the IPv4 header) and destination port 40000.
+fn l4(frame: Vec<u8>, proto: u8, sport: u16) -> Vec<u8> {
+    l4_ports(frame, proto, sport, 40000)
+}
+
+fn l4_ports(mut frame: Vec<u8>, proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let ihl = usize::from(frame[ETH_HLEN] & 0x0f) * 4;
+    frame[ETH_HLEN + 9] = proto;
+    let l4 = ETH_HLEN + ihl;
+    if frame.len() >= l4 + 4 {
+        frame[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+        frame[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+    }
+    refresh_checksum(&mut frame);
+    frame
 }
 
 // ---- before the agent configured the host ------------------------------------------------

@@ -70,6 +70,12 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
     "containernetworking-plugins",
+    // The agent's DNS server: its tests query it with dig and forward to a
+    // fake upstream (dnsmasq in a namespace); the bench loads it with
+    // dnsperf against dnsmasq serving the same names.
+    "bind9-dnsutils",
+    "dnsmasq-base",
+    "dnsperf",
 ];
 
 fn say(msg: &str) {

@@ -63,6 +63,24 @@ impl Ipv4 {
         unsafe { (*self.hdr).ttl }
     }
 
+    #[inline(always)]
+    pub fn protocol(&self) -> u8 {
+        unsafe { (*self.hdr).protocol }
+    }
+
+    /// The header's length in bytes (20 to 60; `parse` checked it).
+    #[inline(always)]
+    pub fn header_len(&self) -> usize {
+        ((unsafe { (*self.hdr).version_ihl } & 0x0f) as usize) * 4
+    }
+
+    /// The fragment offset (in 8-byte units); 0 for an unfragmented packet
+    /// and a first fragment.
+    #[inline(always)]
+    pub fn fragment_offset(&self) -> u16 {
+        u16::from_be_bytes(unsafe { (*self.hdr).frag_off }) & 0x1fff
+    }
+
     /// Decrement the TTL, updating the checksum incrementally (RFC 1624).
     #[inline(always)]
     pub fn decrement_ttl(&self) {

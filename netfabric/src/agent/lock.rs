@@ -224,6 +224,9 @@ pub struct AgentReport {
     pub invalid_reason: Option<String>,
     /// Unix time (ms) of this report.
     pub at_ms: u64,
+    /// The DNS server (`dns::DnsServer::summary`), `None` if none runs.
+    #[serde(default)]
+    pub dns: Option<String>,
 }
 
 /// Removes the lock and report of the agent of `pin_dir` if no agent holds

@@ -78,6 +78,8 @@ pub struct AgentConfig {
     /// plan has no uplink and no local ports). For scale tests (hundreds of
     /// agents on one machine) and dry runs; such a host forwards nothing.
     pub maps_only: bool,
+    /// The DNS server at the gateway (`crate::dns`); `None` serves none.
+    pub dns: Option<crate::dns::DnsConfig>,
 }
 
 /// The agent was asked to create the pins of a host the store does not
@@ -215,6 +217,18 @@ async fn run_async(
         "agent started; adopted the pinned maps"
     );
     let metrics = AgentMetrics::default();
+    // Like /metrics: a DNS server that cannot start must not stop the agent.
+    // A maps-only agent has no containers to answer (and hundreds of them
+    // share one machine's 169.254.1.1:53 in scale tests).
+    let dns = config
+        .dns
+        .as_ref()
+        .filter(|_| !config.maps_only)
+        .and_then(|c| {
+            crate::dns::DnsServer::start(c, &config.host, metrics.dns.clone())
+                .inspect_err(|e| tracing::error!(error = %e, "DNS is not served"))
+                .ok()
+        });
     let nl = port::connect().context("netlink")?;
     let mut agent = Agent {
         host: config.host.clone(),
@@ -236,6 +250,7 @@ async fn run_async(
             pid: std::process::id(),
             host: config.host.clone(),
             state_valid: true,
+            dns: dns.as_ref().map(crate::dns::DnsServer::summary),
             ..AgentReport::default()
         },
     };
@@ -301,6 +316,9 @@ async fn run_async(
                         agent.pending = Some(snap.state);
                         agent.accepted(snap.revision);
                         agent.reconcile().await;
+                        if let (Some(dns), Some(state)) = (&dns, agent.desired_state()) {
+                            dns.publish(state, snap.revision);
+                        }
                     }
                     Err(e) => agent.refused(
                         &StoreError::InvalidStored {

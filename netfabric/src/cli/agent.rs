@@ -1,11 +1,18 @@
 //! `netfabric agent`: its options, turned into an [`AgentConfig`].
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::agent::{self, AgentConfig};
+use crate::{
+    agent::{self, AgentConfig},
+    dns::{DnsConfig, UpstreamSource},
+};
 
 /// `netfabric agent`: run the agent of one host.
 #[derive(Debug, Clone, Args)]
@@ -35,9 +42,44 @@ pub struct AgentArgs {
     /// Keep the pinned maps equal to the desired state, attach nothing: no
     /// uplink or container port programs, no interface scans. For scale
     /// tests (many agents on one machine) and dry runs; the host forwards
-    /// nothing.
+    /// nothing and serves no DNS.
     #[arg(long)]
     pub maps_only: bool,
+    /// Serve no DNS at the containers' gateway (169.254.1.1:53).
+    #[arg(long)]
+    pub no_dns: bool,
+    /// The domain of container names: <container>.<owner>.<domain>.
+    #[arg(long, value_name = "DOMAIN", default_value = crate::dns::DEFAULT_DOMAIN,
+          value_parser = parse_domain)]
+    pub dns_domain: hickory_proto::rr::Name,
+    /// Where names that are not containers' are forwarded: IP or IP:PORT,
+    /// repeatable; `none` refuses them. Default: the nameservers of the
+    /// host's /etc/resolv.conf.
+    #[arg(long, value_name = "ADDR", value_parser = parse_upstream)]
+    pub dns_upstream: Vec<Upstream>,
+}
+
+/// One `--dns-upstream` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    None,
+    Server(SocketAddr),
+}
+
+fn parse_domain(s: &str) -> Result<hickory_proto::rr::Name, String> {
+    crate::dns::parse_domain(s).map_err(|e| e.to_string())
+}
+
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    if s == "none" {
+        return Ok(Upstream::None);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(Upstream::Server(SocketAddr::new(ip, crate::dns::PORT)));
+    }
+    s.parse::<SocketAddr>()
+        .map(Upstream::Server)
+        .map_err(|_| format!("{s:?} is not an IP address, IP:PORT or `none`"))
 }
 
 impl AgentArgs {
@@ -51,6 +93,23 @@ impl AgentArgs {
             detach_on_exit: self.detach_on_exit,
             rescan_interval: Duration::from_millis(self.rescan_ms),
             maps_only: self.maps_only,
+            dns: (!self.no_dns).then(|| DnsConfig {
+                domain: self.dns_domain,
+                upstream: if self.dns_upstream.is_empty() {
+                    UpstreamSource::ResolvConf(crate::dns::HOST_RESOLV_CONF.into())
+                } else {
+                    UpstreamSource::Servers(
+                        self.dns_upstream
+                            .iter()
+                            .filter_map(|u| match u {
+                                Upstream::Server(s) => Some(*s),
+                                Upstream::None => None,
+                            })
+                            .collect(),
+                    )
+                },
+                ..DnsConfig::default()
+            }),
         }
     }
 }

@@ -128,6 +128,14 @@ pub struct AttachArgs {
     /// /run/netns/nf-h1 in the lab.
     #[arg(long, value_name = "PATH")]
     pub host_netns: Option<PathBuf>,
+    /// The DNS domain of the host's agent (its --dns-domain): the
+    /// container's search list is <owner>.<domain> <domain>. For a named
+    /// namespace (/run/netns/NAME) the resolv.conf goes to
+    /// /etc/netns/NAME/resolv.conf (what `ip netns exec` uses); for others
+    /// it is printed.
+    #[arg(long, value_name = "DOMAIN", default_value = crate::conventions::DEFAULT_DNS_DOMAIN,
+          value_parser = parse_domain)]
+    pub dns_domain: String,
 }
 
 /// Remove a container's port.
@@ -138,6 +146,12 @@ pub struct DetachArgs {
     /// The host's network namespace (default: the current one).
     #[arg(long, value_name = "PATH")]
     pub host_netns: Option<PathBuf>,
+}
+
+fn parse_domain(s: &str) -> Result<String, String> {
+    crate::dns::parse_domain(s)
+        .map(|n| n.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn lookup(store: &dyn Store, name: &str) -> anyhow::Result<(Container, Ipv4Addr)> {
@@ -162,6 +176,17 @@ fn attach(args: AttachArgs, store: &dyn Store) -> anyhow::Result<()> {
         "{} {} {} (host port {}, up once the agent attached it)",
         c.name, port.address, port.container_mac, port.name
     );
+    match crate::port::resolv::netns_resolv_conf_path(&args.netns) {
+        Some(path) => {
+            crate::port::resolv::write_resolv_conf(&path, &c.owner, &args.dns_domain)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("resolver: {}", path.display());
+        }
+        None => print!(
+            "resolver (for the container's /etc/resolv.conf):\n{}",
+            crate::port::resolv::resolv_conf(&c.owner, &args.dns_domain)
+        ),
+    }
     Ok(())
 }
 

@@ -174,6 +174,10 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     a.invalid_reason.as_deref().unwrap_or("invalid")
                 );
             }
+            match &a.dns {
+                Some(dns) => println!("dns:    {dns}"),
+                None => println!("dns:    not served by this agent"),
+            }
         }
         if store.reachable {
             println!(

@@ -295,7 +295,14 @@ fn add(env: &Environment, conf: &NetConf) -> Result<AddResult> {
             dst: "0.0.0.0/0".into(),
             gw: Some(GATEWAY),
         }],
-        dns: Dns::default(),
+        // The agent's DNS server at the gateway.
+        dns: Dns {
+            nameservers: vec![GATEWAY.to_string()],
+            domain: None,
+            search: port::resolv::search(&container.owner, conventions::DEFAULT_DNS_DOMAIN)
+                .to_vec(),
+            options: vec![port::resolv::OPTIONS.to_owned()],
+        },
     })
 }
 

@@ -426,6 +426,10 @@ pub fn spawn_agent(
         .arg(h.metrics_addr.as_deref().unwrap_or(""))
         .arg("--netns")
         .arg(netns_path(&h.netns))
+        // A lab host's namespace has no way out to the machine's resolvers:
+        // names that are not containers' are refused at once rather than
+        // failing after the upstream timeout.
+        .args(["--dns-upstream", "none"])
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "netfabric=info".into()),

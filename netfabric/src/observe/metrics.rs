@@ -19,6 +19,8 @@
 //! | `netfabric_store_state_revision` | gauge | |
 //! | `netfabric_store_outages_total` | counter | |
 //! | `netfabric_program_attached` | gauge | `program`, `interface` |
+//! | `netfabric_dns_queries_total` | counter | `protocol` (`udp`, `tcp`) |
+//! | `netfabric_dns_responses_total` | counter | `outcome` ([`DnsOutcome`]) |
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
@@ -54,6 +56,106 @@ pub struct ProgramLabels {
     pub interface: String,
 }
 
+/// The `protocol` label of DNS queries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsProtocolLabel {
+    pub protocol: &'static str,
+}
+
+/// How the agent's DNS server answered a query (the `outcome` label).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum DnsOutcome {
+    /// A record of ours (A, PTR, SOA).
+    Answer,
+    /// A name of ours visible to the asker, without records of that type.
+    NoData,
+    /// Not a name of ours for this asker (absent or not visible).
+    NxDomain,
+    /// The source is not a container of this host nor the host, or a
+    /// name for upstream when there is none.
+    Refused,
+    /// Forwarded, and the upstream resolvers answered (records or not).
+    Forwarded,
+    /// Forwarded, and no usable answer came back (SERVFAIL).
+    UpstreamFailed,
+    /// Not one question of class IN, or not a query (FORMERR, NOTIMP).
+    Malformed,
+}
+
+impl DnsOutcome {
+    pub const ALL: [DnsOutcome; 7] = [
+        DnsOutcome::Answer,
+        DnsOutcome::NoData,
+        DnsOutcome::NxDomain,
+        DnsOutcome::Refused,
+        DnsOutcome::Forwarded,
+        DnsOutcome::UpstreamFailed,
+        DnsOutcome::Malformed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DnsOutcome::Answer => "answer",
+            DnsOutcome::NoData => "nodata",
+            DnsOutcome::NxDomain => "nxdomain",
+            DnsOutcome::Refused => "refused",
+            DnsOutcome::Forwarded => "forwarded",
+            DnsOutcome::UpstreamFailed => "upstream_failed",
+            DnsOutcome::Malformed => "malformed",
+        }
+    }
+}
+
+/// The `outcome` label of DNS responses.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsOutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// The DNS server's counters; cheap to clone (shared atomics).
+#[derive(Clone, Debug, Default)]
+pub struct DnsMetrics {
+    pub queries: Family<DnsProtocolLabel, Counter>,
+    pub responses: Family<DnsOutcomeLabel, Counter>,
+}
+
+impl DnsMetrics {
+    /// Every series from the start, zeros included (so `increase()` sees
+    /// the first one).
+    pub fn new() -> Self {
+        let m = DnsMetrics::default();
+        for protocol in ["udp", "tcp"] {
+            m.queries
+                .get_or_create(&DnsProtocolLabel { protocol })
+                .inc_by(0);
+        }
+        for o in DnsOutcome::ALL {
+            m.responses
+                .get_or_create(&DnsOutcomeLabel {
+                    outcome: o.as_str(),
+                })
+                .inc_by(0);
+        }
+        m
+    }
+
+    /// One query received over `protocol` (`udp` or `tcp`).
+    pub fn query(&self, protocol: &'static str) {
+        self.queries
+            .get_or_create(&DnsProtocolLabel { protocol })
+            .inc();
+    }
+
+    /// One response of this outcome.
+    pub fn response(&self, outcome: DnsOutcome) {
+        self.responses
+            .get_or_create(&DnsOutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+}
+
 /// The metrics the agent updates as it works; cheap to clone (shared
 /// atomics).
 #[derive(Clone, Debug)]
@@ -70,6 +172,8 @@ pub struct AgentMetrics {
     pub state_valid: Gauge,
     /// Revision of the state the maps are kept equal to.
     pub state_revision: Gauge,
+    /// The DNS server's queries and responses.
+    pub dns: DnsMetrics,
 }
 
 impl Default for AgentMetrics {
@@ -89,6 +193,7 @@ impl Default for AgentMetrics {
                 g
             },
             state_revision: Gauge::default(),
+            dns: DnsMetrics::new(),
         }
     }
 }
@@ -180,6 +285,17 @@ impl AgentMetrics {
             "netfabric_store_state_revision",
             "Store revision of the desired state the maps are kept equal to",
             self.state_revision.clone(),
+        );
+        r.register(
+            "netfabric_dns_queries",
+            "DNS queries the agent's resolver (169.254.1.1:53) received, by transport",
+            self.dns.queries.clone(),
+        );
+        r.register(
+            "netfabric_dns_responses",
+            "DNS responses of the agent's resolver by outcome (answer, nodata, nxdomain, \
+             refused, forwarded, upstream_failed, malformed)",
+            self.dns.responses.clone(),
         );
         if let Some(c) = datapath {
             r.register_collector(Box::new(c));

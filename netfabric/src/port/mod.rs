@@ -19,6 +19,7 @@
 //!   GRO is on on `eth0` (XDP redirects into a veth need NAPI on the peer).
 
 pub mod netns;
+pub mod resolv;
 
 use std::{
     net::{IpAddr, Ipv4Addr},

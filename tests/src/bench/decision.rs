@@ -41,8 +41,7 @@ use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
 use netfabric::agent::plan::Blooms;
 use netfabric::datapath::{
-    BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK,
-    PROG_FROM_UPLINK_TC,
+    BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC,
 };
 use netfabric_common::{HostConfig, SYSTEM_OWNER};
 use serde_json::{Value, json};

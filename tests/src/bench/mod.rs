@@ -16,6 +16,7 @@
 
 pub mod control;
 pub mod decision;
+pub mod dns;
 pub mod e2e;
 pub mod lab;
 pub mod plot;

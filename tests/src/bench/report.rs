@@ -23,6 +23,7 @@ pub struct Results {
     pub e2e: Option<E2e>,
     pub control: Option<Control>,
     pub zone: Option<Zone>,
+    pub dns: Option<super::dns::DnsBench>,
 }
 
 /// One target: what, the goal, the measured value (as text), met or not.
@@ -82,6 +83,27 @@ fn decision_targets(d: &Decision) -> Vec<Target> {
 
 fn targets(r: &Results) -> Vec<Target> {
     let mut out = Vec::new();
+    if let Some(d) = &r.dns
+        && let (Some(ours), Some(theirs)) = (d.row("netfabric agent"), d.row("dnsmasq"))
+    {
+        out.push(Target {
+            what: "DNS queries per second vs dnsmasq (same names, dnsperf)".into(),
+            goal: ">= 1.00x".into(),
+            measured: format!(
+                "{:.2}x ({:.0} vs {:.0} qps)",
+                ours.qps.median / theirs.qps.median,
+                ours.qps.median,
+                theirs.qps.median
+            ),
+            met: ours.qps.median >= theirs.qps.median,
+        });
+        out.push(Target {
+            what: "DNS p99 latency vs dnsmasq".into(),
+            goal: "no worse".into(),
+            measured: format!("{:.0} µs vs {:.0} µs", ours.p99_us, theirs.p99_us),
+            met: ours.p99_us <= theirs.p99_us,
+        });
+    }
     if let Some(d) = &r.decision {
         out.extend(decision_targets(d));
     }
@@ -366,6 +388,36 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
     if let Some(z) = &r.zone {
         zone_md(&mut md, z)?;
     }
+    if let Some(d) = &r.dns {
+        writeln!(md, "## DNS: the agent's server vs dnsmasq\n")?;
+        writeln!(
+            md,
+            "dnsperf from a container namespace (4 clients, 64 outstanding, {} s per run) \
+             against 169.254.1.1, the same 200 names; latency over every query of the runs.\n",
+            d.seconds
+        )?;
+        writeln!(
+            md,
+            "| server | qps (median [min..max]) | p50 | p99 | p99.9 | queries | lost |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|")?;
+        for row in &d.rows {
+            writeln!(
+                md,
+                "| {} | {:.0} [{:.0}..{:.0}] | {:.0} µs | {:.0} µs | {:.0} µs | {} | {} |",
+                row.server,
+                row.qps.median,
+                row.qps.min,
+                row.qps.max,
+                row.p50_us,
+                row.p99_us,
+                row.p999_us,
+                row.queries,
+                row.lost
+            )?;
+        }
+        writeln!(md)?;
+    }
 
     std::fs::write(dir.join("report.md"), &md)?;
     let json = json!({
@@ -380,6 +432,7 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         "end_to_end": r.e2e.as_ref().map(E2e::json),
         "control_plane": r.control.as_ref().map(Control::json),
         "zone": r.zone.as_ref().map(Zone::json),
+        "dns": r.dns.as_ref().map(super::dns::DnsBench::json),
     });
     std::fs::write(
         dir.join("report.json"),
