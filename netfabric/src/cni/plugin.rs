@@ -445,7 +445,9 @@ fn status(conf: &NetConf) -> Result<()> {
             store.url()
         )));
     }
-    let uplink = conventions::uplink_link_pin(&conventions::pin_dir(bpffs(conf), &conf.host));
+    // The uplink's TC program delivers into containers (the XDP prefilter
+    // is attached only on some uplinks).
+    let uplink = conventions::uplink_tc_link_pin(&conventions::pin_dir(bpffs(conf), &conf.host));
     if !uplink.exists() {
         return Err(unavailable(format!(
             "the agent of host {} has not attached the datapath (no {})",
