@@ -37,6 +37,16 @@ pub const HOST_CONFIG_ENTRIES: u32 = 1;
 /// agent). Not preallocated.
 pub const GROUP_PAIRS: &str = "GROUP_PAIRS";
 pub const GROUP_PAIRS_ENTRIES: u32 = 1 << 20;
+/// `Array<OwnerGroups>` indexed by [`owner_groups_index`] (owner id modulo
+/// the size): the exact group keys of an owner, so that two listed owners
+/// are judged from two small array entries instead of a cold `GROUP_PAIRS`
+/// bucket. An entry speaks only for the owner it names; an owner without
+/// its entry (too many groups, a slot or group key it would share) is
+/// judged by `GROUP_PAIRS`, which stays complete.
+pub const OWNER_GROUPS: &str = "OWNER_GROUPS";
+pub const OWNER_GROUPS_ENTRIES: u32 = 1 << 16;
+/// Group keys one [`OwnerGroups`] entry holds.
+pub const OWNER_GROUP_KEYS: usize = 6;
 /// `PerCpuArray<Counter>` indexed by [`crate::Verdict::counter_slot`].
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`DropEvent`]s for `netfabric monitor`.
@@ -49,7 +59,7 @@ pub const MONITOR_LEASE: &str = "MONITOR_LEASE";
 pub const MONITOR_LEASE_ENTRIES: u32 = 1;
 
 /// Every map, for pinning and `maps list`.
-pub const ALL_MAPS: [&str; 10] = [
+pub const ALL_MAPS: [&str; 11] = [
     ZONE_BY_PREFIX,
     ENDPOINTS,
     NEXT_HOPS,
@@ -57,6 +67,7 @@ pub const ALL_MAPS: [&str; 10] = [
     LOCAL_PORTS,
     HOST_CONFIG,
     GROUP_PAIRS,
+    OWNER_GROUPS,
     COUNTERS,
     DROP_EVENTS,
     MONITOR_LEASE,
@@ -155,6 +166,45 @@ impl OwnerPair {
     }
 }
 
+/// `OWNER_GROUPS` slot of `owner`.
+#[inline(always)]
+pub const fn owner_groups_index(owner: u32) -> u32 {
+    owner % OWNER_GROUPS_ENTRIES
+}
+
+/// Every group of one owner, as group keys (`agent::plan::group_key`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OwnerGroups {
+    /// The owner these groups are of; [`NO_OWNER`]: empty slot.
+    pub owner: u32,
+    /// Keys in use (`keys[..count]`), at most [`OWNER_GROUP_KEYS`].
+    pub count: u32,
+    pub keys: [u32; OWNER_GROUP_KEYS],
+}
+
+impl OwnerGroups {
+    /// The entry of `owner` in exactly the groups `keys` (distinct), or
+    /// `None` when they do not fit.
+    pub fn new(owner: u32, keys: &[u32]) -> Option<OwnerGroups> {
+        if keys.len() > OWNER_GROUP_KEYS {
+            return None;
+        }
+        let mut g = OwnerGroups {
+            owner,
+            count: keys.len() as u32,
+            keys: [0; OWNER_GROUP_KEYS],
+        };
+        g.keys[..keys.len()].copy_from_slice(keys);
+        Some(g)
+    }
+
+    /// The keys in use.
+    pub fn keys(&self) -> &[u32] {
+        &self.keys[..(self.count as usize).min(OWNER_GROUP_KEYS)]
+    }
+}
+
 /// One per-CPU counter.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -208,6 +258,7 @@ const _: () = {
     assert!(core::mem::size_of::<LocalPort>() == 12);
     assert!(core::mem::size_of::<HostConfig>() == 36);
     assert!(core::mem::size_of::<OwnerPair>() == 8);
+    assert!(core::mem::size_of::<OwnerGroups>() == 32);
     assert!(core::mem::size_of::<Counter>() == 16);
     assert!(core::mem::size_of::<DropEvent>() == 40);
     assert!(core::mem::size_of::<MonitorLease>() == 8);
@@ -222,6 +273,7 @@ mod pod {
     unsafe impl aya::Pod for super::LocalPort {}
     unsafe impl aya::Pod for super::HostConfig {}
     unsafe impl aya::Pod for super::OwnerPair {}
+    unsafe impl aya::Pod for super::OwnerGroups {}
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::DropEvent {}
     unsafe impl aya::Pod for super::MonitorLease {}

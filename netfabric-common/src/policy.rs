@@ -1,7 +1,7 @@
 //! The rule of docs/policy.md#the-rule as one function, used by the kernel programs and by the userspace
 //! reference model, so that the two cannot drift apart.
 
-use crate::{OwnerPair, SYSTEM_OWNER};
+use crate::{OWNER_GROUP_KEYS, OwnerGroups, OwnerPair, SYSTEM_OWNER};
 
 /// Who sent (or receives) a packet, as far as policy is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,27 @@ pub const fn may_share_group(a: u32, b: u32) -> bool {
     both & GROUPS_KNOWN == 0 || both & GROUP_BITS != 0
 }
 
+/// Do two owners' exact group lists ([`OwnerGroups`], both complete and
+/// each of the owner asked about) share a key? Fixed bounds, so the kernel
+/// programs can run it as is.
+#[inline(always)]
+pub fn lists_share_a_group(a: &OwnerGroups, b: &OwnerGroups) -> bool {
+    let mut i = 0;
+    while i < OWNER_GROUP_KEYS {
+        if (i as u32) < a.count {
+            let mut j = 0;
+            while j < OWNER_GROUP_KEYS {
+                if (j as u32) < b.count && a.keys[i] == b.keys[j] {
+                    return true;
+                }
+                j += 1;
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +135,26 @@ mod tests {
             }
         }
         assert!(skipped * 100 > pairs * 80, "{skipped} of {pairs} skipped");
+    }
+
+    #[test]
+    fn group_lists_share_exactly_a_common_key() {
+        let g = |keys: &[u32]| OwnerGroups::new(5, keys).expect("fits");
+        assert!(lists_share_a_group(&g(&[1, 2, 3]), &g(&[9, 3])));
+        assert!(!lists_share_a_group(
+            &g(&[1, 2, 3]),
+            &g(&[4, 5, 6, 7, 8, 9])
+        ));
+        assert!(!lists_share_a_group(&g(&[]), &g(&[0, 1])));
+        // Unused key slots (zeros) never match a real key 0.
+        assert!(!lists_share_a_group(&g(&[0]), &g(&[7])));
+        assert!(lists_share_a_group(&g(&[0]), &g(&[7, 0])));
+        let six = [11, 12, 13, 14, 15, 16];
+        assert!(lists_share_a_group(&g(&six), &g(&[16])));
+        assert!(
+            OwnerGroups::new(5, &[1, 2, 3, 4, 5, 6, 7]).is_none(),
+            "7 keys do not fit"
+        );
     }
 
     fn never(_: &OwnerPair) -> bool {

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use netfabric_common::{
     COUNTER_SLOTS, Counter, DROP_EVENTS_BYTES, ENDPOINTS_ENTRIES, Endpoint, GROUP_PAIRS_ENTRIES,
     HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort, MONITOR_LEASE_ENTRIES,
-    MonitorLease, NEXT_HOPS_ENTRIES, NextHop, OwnerPair, ZONE_BY_PREFIX_ENTRIES,
-    ZONE_GATEWAYS_ENTRIES,
+    MonitorLease, NEXT_HOPS_ENTRIES, NextHop, OWNER_GROUPS_ENTRIES, OwnerGroups, OwnerPair,
+    ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
 };
 
 #[map]
@@ -34,6 +34,9 @@ pub static HOST_CONFIG: Array<HostConfig> = Array::with_max_entries(HOST_CONFIG_
 #[map]
 pub static GROUP_PAIRS: HashMap<OwnerPair, u32> =
     HashMap::with_max_entries(GROUP_PAIRS_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static OWNER_GROUPS: Array<OwnerGroups> = Array::with_max_entries(OWNER_GROUPS_ENTRIES, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

@@ -576,6 +576,40 @@ fn lab_metrics_prometheus_maps_dump_and_monitor_agree_with_known_traffic() {
     assert_eq!(pairs[0]["high_owner"], "bob", "{pairs}");
     assert_eq!(pairs[0]["shared_groups"], 1, "{pairs}");
     assert_eq!(pairs[0]["groups"], serde_json::json!(["team"]), "{pairs}");
+    // And as the two owners' group lists, decoded to the store's names.
+    let lists = wait_for("bob's group list", Duration::from_secs(5), || {
+        let v = json(&nf(&[
+            "--store",
+            &store,
+            "maps",
+            "dump",
+            "OWNER_GROUPS",
+            "--host",
+            &h2,
+            "-o",
+            "json",
+        ]));
+        v.as_array()?
+            .iter()
+            .any(|l| l["owner"] == "bob")
+            .then_some(v)
+    });
+    for owner in ["alice", "bob"] {
+        let list = lists
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["owner"] == owner)
+            .unwrap_or_else(|| panic!("{owner} listed: {lists}"));
+        let groups = list["groups"].as_array().unwrap();
+        assert!(groups.contains(&serde_json::json!("team")), "{list}");
+        assert_eq!(
+            groups.len(),
+            list["group_keys"].as_array().unwrap().len(),
+            "{list}"
+        );
+        assert!(groups.iter().all(Value::is_string), "{list}");
+    }
 
     // ---- maps list and status ------------------------------------------------------
     let list = json(&nf(&["maps", "list", "--host", &h1, "-o", "json"]));

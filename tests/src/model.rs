@@ -17,7 +17,10 @@ use std::{
 use aya::maps::{MapData, RingBuf};
 use netfabric::agent::{
     self, HostPlan, Op,
-    plan::{Blooms, Change, EndpointKey, NextHopKey, PortEntry, UnderlayHop},
+    plan::{
+        Blooms, Change, EndpointKey, Entries, NextHopKey, OwnerGroupLists, OwnerGroupsMap,
+        PortEntry, UnderlayHop,
+    },
 };
 use netfabric::datapath::{
     CounterSnapshot, Datapath, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC,
@@ -186,6 +189,13 @@ pub struct Model {
     /// unknown (0: every pair is looked up, as maps written before the bloom
     /// existed); every other entry carries its owner's bloom.
     pub unknown_blooms: BTreeSet<Ipv4Addr>,
+    /// Owners left out of `OWNER_GROUPS` (judged by `GROUP_PAIRS`, as the
+    /// agent leaves owners it cannot list exactly); every other owner in a
+    /// group has its exact list, as `agent::plan::OwnerGroupLists` makes it.
+    pub unlisted_owners: BTreeSet<u32>,
+    /// What the model last wrote into `OWNER_GROUPS` (slot → list), so
+    /// that a change writes only the slots it moves.
+    lists_written: Entries<OwnerGroupsMap>,
     /// Derived: (low, high) → number of groups the two owners share.
     pairs: BTreeMap<(u32, u32), u32>,
 }
@@ -279,9 +289,34 @@ impl Model {
         agent::apply(dp, &op).expect("writing an endpoint");
     }
 
-    /// Rewrite the groups bloom of every container of `owner` (after its
-    /// memberships changed), as the agent would.
-    pub fn sync_blooms(&self, dp: &mut Datapath, owner: u32) {
+    /// The `OWNER_GROUPS` lists the agent would write for the model's
+    /// groups (group ids are the keys), less `unlisted_owners`.
+    pub fn owner_lists(&self) -> Entries<OwnerGroupsMap> {
+        let mut lists =
+            OwnerGroupLists::of_groups(self.groups.iter().map(|(g, m)| (*g, m.iter().copied()))).0;
+        lists.retain(|_, g| !self.unlisted_owners.contains(&g.owner));
+        lists
+    }
+
+    /// Make `OWNER_GROUPS` hold [`Self::owner_lists`], through the agent's
+    /// plan diff and writer, touching only the slots that differ from what
+    /// the model wrote before.
+    pub fn write_owner_groups(&mut self, dp: &mut Datapath) {
+        let lists = |owner_groups| HostPlan {
+            owner_groups,
+            ..HostPlan::default()
+        };
+        let want = self.owner_lists();
+        let ops = lists(std::mem::take(&mut self.lists_written)).diff(&lists(want.clone()));
+        for op in ops {
+            agent::apply(dp, &op).unwrap_or_else(|e| panic!("applying {op:?}: {e}"));
+        }
+        self.lists_written = want;
+    }
+
+    /// Rewrite the groups bloom of every container of `owner` and the
+    /// group lists (after its memberships changed), as the agent would.
+    pub fn sync_blooms(&mut self, dp: &mut Datapath, owner: u32) {
         let addrs: Vec<Ipv4Addr> = self
             .owners
             .iter()
@@ -292,6 +327,7 @@ impl Model {
             let slot = self.zone_of(addr).expect("container address inside a zone");
             self.write_endpoint(dp, slot, addr);
         }
+        self.write_owner_groups(dp);
     }
 
     /// The derived pair table.
@@ -420,15 +456,18 @@ impl Model {
         for (&(a, b), &n) in &self.pairs {
             plan.group_pairs.insert(OwnerPair::new(a, b), n);
         }
+        plan.owner_groups = self.owner_lists();
         plan
     }
 
     /// Fill an empty datapath with this state, as the agent does: its plan,
     /// diffed against nothing, applied.
-    pub fn apply(&self, dp: &mut Datapath) {
-        for op in HostPlan::default().diff(&self.plan()) {
+    pub fn apply(&mut self, dp: &mut Datapath) {
+        let plan = self.plan();
+        for op in HostPlan::default().diff(&plan) {
             agent::apply(dp, &op).unwrap_or_else(|e| panic!("applying {op:?}: {e}"));
         }
+        self.lists_written = plan.owner_groups;
     }
 
     /// Apply pair-table changes to the maps, as the agent would.

@@ -227,6 +227,19 @@ fn leave(group: u32, owner: u32) -> Step {
     })
 }
 
+/// `owner` loses (`listed == false`) or gets back its `OWNER_GROUPS` entry:
+/// its pairs are judged by `GROUP_PAIRS` or by the two lists.
+fn listed(owner: u32, listed: bool) -> Step {
+    Box::new(move |m: &mut Model, dp: &mut Datapath| {
+        if listed {
+            m.unlisted_owners.remove(&owner);
+        } else {
+            m.unlisted_owners.insert(owner);
+        }
+        m.write_owner_groups(dp);
+    })
+}
+
 fn join(group: u32, owner: u32) -> Step {
     Box::new(move |m: &mut Model, dp: &mut Datapath| {
         let changes = m.add_member(group, owner);
@@ -545,6 +558,20 @@ fn from_container_fixtures() {
             p10,
             c10(a(2, 30)).build(),
             tc_remote(H2_MAC),
+        ),
+        row_after(
+            "group-shared owners, carol's group list left out: GROUP_PAIRS says",
+            listed(CAROL, false),
+            p10,
+            c10(l(30)).build(),
+            tc_local(30),
+        ),
+        row_after(
+            "group-shared owners, carol's group list back: the two lists say",
+            listed(CAROL, true),
+            p30,
+            Ipv4Frame::new(cmac(30), GW_MAC, l(30), l(10)).build(),
+            tc_local(10),
         ),
         row(
             "to the system owner, local",

@@ -3,6 +3,7 @@
 //! [`HostPlan::diff_keys`] looks at them alone. [`HostPlan::compute`] stays
 //! the reference (the property test below holds the two equal) and the
 //! fallback: a change of zones or hosts, an owner removed or renumbered,
+//! a group created, changed or deleted whose key another group has too,
 //! or a state that does not resolve (a name nowhere defined) replans in
 //! full.
 //!
@@ -10,13 +11,14 @@
 //! * a container added, removed or changed: its `ENDPOINTS` key (old and
 //!   new), and its `LOCAL_PORTS` octet when it is on this host;
 //! * a group's members: that group's `GROUP_PAIRS` rows (counts moved by
-//!   one), and the groups bloom of every endpoint of an owner that joined
-//!   or left it;
+//!   one), and the groups bloom of every endpoint and the `OWNER_GROUPS`
+//!   slot of every owner that joined or left it (that slot's list is
+//!   recomputed from the owners in a group it holds);
 //! * the runtime (ready ports, uplink): `HOST_CONFIG` and `LOCAL_PORTS`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use netfabric_common::{Endpoint, policy};
+use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_groups_index, policy};
 
 use super::plan::{
     EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
@@ -58,6 +60,12 @@ pub struct IncrementalPlan {
     owner_groups: HashMap<u32, BTreeSet<String>>,
     /// Owner id → its endpoints' keys.
     owner_endpoints: HashMap<u32, BTreeSet<EndpointKey>>,
+    /// `OWNER_GROUPS` slot → the owners in a group there (system owner
+    /// aside): a list is written only for a slot with one.
+    slot_owners: HashMap<u32, BTreeSet<u32>>,
+    /// Group key → how many groups have it: a list is written only for an
+    /// owner whose group keys are each one group's.
+    groups_with_key: HashMap<u32, u32>,
 }
 
 impl IncrementalPlan {
@@ -73,6 +81,8 @@ impl IncrementalPlan {
             host_slots: HashMap::new(),
             owner_groups: HashMap::new(),
             owner_endpoints: HashMap::new(),
+            slot_owners: HashMap::new(),
+            groups_with_key: HashMap::new(),
         };
         me.index();
         Ok(me)
@@ -108,6 +118,19 @@ impl IncrementalPlan {
                 }
             }
         }
+        self.groups_with_key.clear();
+        for g in &s.groups {
+            *self.groups_with_key.entry(group_key(&g.name)).or_default() += 1;
+        }
+        self.slot_owners.clear();
+        for &owner in self.owner_groups.keys() {
+            if listable(owner) {
+                self.slot_owners
+                    .entry(owner_groups_index(owner))
+                    .or_default()
+                    .insert(owner);
+            }
+        }
         self.owner_endpoints.clear();
         for c in &s.containers {
             if let Some((key, owner)) = self.endpoint_key(c) {
@@ -131,6 +154,28 @@ impl IncrementalPlan {
                 .flatten()
                 .map(|g| group_key(g)),
         )
+    }
+
+    /// The `OWNER_GROUPS` entry of `slot`, as
+    /// [`super::plan::OwnerGroupLists`] computes it.
+    fn owner_list(&self, slot: u32) -> Option<OwnerGroups> {
+        let owners = self.slot_owners.get(&slot)?;
+        let (Some(&owner), 1) = (owners.first(), owners.len()) else {
+            return None;
+        };
+        let keys: BTreeSet<u32> = self
+            .owner_groups
+            .get(&owner)?
+            .iter()
+            .map(|g| group_key(g))
+            .collect();
+        if keys
+            .iter()
+            .any(|k| self.groups_with_key.get(k).is_some_and(|&n| n > 1))
+        {
+            return None;
+        }
+        OwnerGroups::new(owner, &keys.into_iter().collect::<Vec<_>>())
     }
 
     /// Moves to `next` (and `rt`): the plan becomes
@@ -203,6 +248,18 @@ impl IncrementalPlan {
         if !groups_resolve || !containers_resolve {
             return None;
         }
+        // A changed group whose key another group has (before or after)
+        // changes who can be listed at all: the full plan decides.
+        let mut changed_keys = BTreeSet::new();
+        for (before, after) in &groups {
+            let Some(g) = before.or(*after) else { continue };
+            let key = group_key(&g.name);
+            let others =
+                self.groups_with_key.get(&key).copied().unwrap_or(0) - u32::from(before.is_some());
+            if others > 0 || !changed_keys.insert(key) {
+                return None;
+            }
+        }
         // From here on nothing fails: the plan and indexes move together.
         let groups: Vec<(Option<Group>, Option<Group>)> = groups
             .into_iter()
@@ -237,6 +294,13 @@ impl IncrementalPlan {
             };
             let (old_ids, new_ids) = (ids(before), ids(after));
             if let Some(g) = before {
+                let key = group_key(&g.name);
+                if let Some(n) = self.groups_with_key.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.groups_with_key.remove(&key);
+                    }
+                }
                 for pair in member_pairs(old_ids.iter().copied()) {
                     touched.group_pairs.insert(pair);
                     if let Some(n) = self.plan.group_pairs.get_mut(&pair) {
@@ -256,6 +320,7 @@ impl IncrementalPlan {
                 }
             }
             if let Some(g) = after {
+                *self.groups_with_key.entry(group_key(&g.name)).or_default() += 1;
                 for pair in member_pairs(new_ids.iter().copied()) {
                     touched.group_pairs.insert(pair);
                     *self.plan.group_pairs.entry(pair).or_default() += 1;
@@ -270,6 +335,26 @@ impl IncrementalPlan {
             // Paired by name: a group's bloom bit stays; only owners that
             // joined or left it get a new bloom.
             owners_moved.extend(old_ids.symmetric_difference(&new_ids).copied());
+        }
+        let mut slots = BTreeSet::new();
+        for &owner in owners_moved.iter().filter(|&&o| listable(o)) {
+            let slot = owner_groups_index(owner);
+            slots.insert(slot);
+            if self.owner_groups.contains_key(&owner) {
+                self.slot_owners.entry(slot).or_default().insert(owner);
+            } else if let Some(set) = self.slot_owners.get_mut(&slot) {
+                set.remove(&owner);
+                if set.is_empty() {
+                    self.slot_owners.remove(&slot);
+                }
+            }
+        }
+        for slot in slots {
+            touched.owner_groups.insert(slot);
+            match self.owner_list(slot) {
+                Some(list) => self.plan.owner_groups.insert(slot, list),
+                None => self.plan.owner_groups.remove(&slot),
+            };
         }
         for owner in owners_moved {
             let groups = self.bloom(owner);
@@ -346,6 +431,11 @@ impl IncrementalPlan {
             .local_ports
             .extend(self.plan.local_ports.keys().copied());
     }
+}
+
+/// Can `owner` have an `OWNER_GROUPS` entry (the system owner needs none)?
+fn listable(owner: u32) -> bool {
+    owner != SYSTEM_OWNER && owner != NO_OWNER
 }
 
 /// The elements of `old` and `new` (each with unique names) that differ,
@@ -624,5 +714,75 @@ mod tests {
                 ..TouchedKeys::default()
             }
         );
+    }
+
+    /// Steps `inc` to `state` and checks it against the full plan and diff.
+    fn step(inc: &mut IncrementalPlan, state: &State, rt: &Runtime) -> Touched {
+        let before = inc.plan().clone();
+        let touched = inc.update(state.clone(), rt).unwrap().touched;
+        let full = HostPlan::compute(state, HOST, rt).unwrap();
+        assert_eq!(inc.plan(), &full);
+        if let Touched::Keys(keys) = &touched {
+            assert_eq!(before.diff_keys(&full, keys), before.diff(&full));
+        }
+        touched
+    }
+
+    #[test]
+    fn owners_sharing_a_list_slot_are_listed_only_while_alone_there() {
+        let mut state = base();
+        let alice = state.owner("alice").unwrap().id;
+        let carol_at = state.owners.iter().position(|o| o.name == "carol").unwrap();
+        // carol's id lands on alice's OWNER_GROUPS slot.
+        state.owners[carol_at].id = alice + netfabric_common::OWNER_GROUPS_ENTRIES;
+        state.next_owner_id = state.owners[carol_at].id + 1;
+        state.validate().unwrap();
+        let rt = Runtime::default();
+        let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+        let slot = owner_groups_index(alice);
+        // carol (in "ops") and alice (in "team") are both in groups on one
+        // slot: neither is listed. carol leaves "ops": alice is alone there
+        // and listed; carol joins "team": neither again; carol leaves it.
+        assert!(!inc.plan().owner_groups.contains_key(&slot));
+        state
+            .remove_group_members("ops", &["carol".into()])
+            .unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("a membership change is incremental");
+        };
+        assert!(keys.owner_groups.contains(&slot));
+        assert_eq!(inc.plan().owner_groups[&slot].owner, alice);
+        state.add_group_members("team", &["carol".into()]).unwrap();
+        step(&mut inc, &state, &rt);
+        assert!(!inc.plan().owner_groups.contains_key(&slot));
+        state
+            .remove_group_members("team", &["carol".into()])
+            .unwrap();
+        step(&mut inc, &state, &rt);
+        assert_eq!(inc.plan().owner_groups[&slot].owner, alice);
+    }
+
+    #[test]
+    fn a_group_key_shared_by_two_groups_replans_in_full() {
+        // FNV-1a gives "g115728" and "g2169004" one key.
+        assert_eq!(group_key("g115728"), group_key("g2169004"));
+        let mut state = base();
+        let rt = Runtime::default();
+        let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+        state.create_group("g115728", &["dave".into()]).unwrap();
+        assert!(matches!(step(&mut inc, &state, &rt), Touched::Keys(_)));
+        let dave = owner_groups_index(state.owner("dave").unwrap().id);
+        assert!(inc.plan().owner_groups.contains_key(&dave));
+        state
+            .create_group("g2169004", &["carol".into(), "alice".into()])
+            .unwrap();
+        assert_eq!(step(&mut inc, &state, &rt), Touched::All);
+        assert!(!inc.plan().owner_groups.contains_key(&dave));
+        // Changes to other groups stay incremental.
+        state.add_group_members("team", &["dave".into()]).unwrap();
+        assert!(matches!(step(&mut inc, &state, &rt), Touched::Keys(_)));
+        state.delete_group("g2169004").unwrap();
+        assert_eq!(step(&mut inc, &state, &rt), Touched::All);
+        assert!(inc.plan().owner_groups.contains_key(&dave));
     }
 }

@@ -461,6 +461,11 @@ impl Agent {
             p.group_pairs.len(),
             self.dp.group_pairs_capacity(),
         );
+        m.set_map(
+            plan::OwnerGroupsMap::NAME,
+            p.owner_groups.len(),
+            c::OWNER_GROUPS_ENTRIES,
+        );
         let mut attached = BTreeSet::new();
         if let Some((name, _)) = &self.uplink {
             attached.insert((datapath::PROG_FROM_UPLINK, name.clone()));

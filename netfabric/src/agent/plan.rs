@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use netfabric_common::{Endpoint, HostConfig, OwnerPair, SYSTEM_OWNER, policy};
+use netfabric_common::{
+    Endpoint, HostConfig, NO_OWNER, OwnerGroups, OwnerPair, SYSTEM_OWNER, owner_groups_index,
+    policy,
+};
 
 pub use crate::datapath::maps::{
     Change, DesiredMap, Entries,
@@ -13,6 +16,7 @@ pub use crate::datapath::maps::{
     group_pairs::GroupPairs,
     local_ports::{LocalPorts, PortEntry},
     next_hops::{NextHopKey, NextHops, UnderlayHop},
+    owner_groups::OwnerGroupsMap,
     zone_gateways::ZoneGateways,
     zones::Zones,
 };
@@ -40,6 +44,9 @@ pub struct HostPlan {
     pub local_ports: Entries<LocalPorts>,
     /// `GROUP_PAIRS`: pair of different non-system owners → shared groups.
     pub group_pairs: Entries<GroupPairs>,
+    /// `OWNER_GROUPS`: slot → an owner's exact group keys
+    /// ([`OwnerGroupLists`]).
+    pub owner_groups: Entries<OwnerGroupsMap>,
 }
 
 /// The keys whose entries a change of the desired state may have changed,
@@ -53,6 +60,8 @@ pub struct TouchedKeys {
     pub gateways: BTreeSet<u32>,
     pub local_ports: BTreeSet<u8>,
     pub group_pairs: BTreeSet<OwnerPair>,
+    /// `OWNER_GROUPS` slots.
+    pub owner_groups: BTreeSet<u32>,
 }
 
 /// What the host knows at run time and the desired state does not.
@@ -190,6 +199,14 @@ impl HostPlan {
                 members.filter_map(|m| owner_id.get(m.as_str()).copied()),
             )
         }));
+        plan.owner_groups = OwnerGroupLists::of_groups(state.groups.iter().map(|g| {
+            let members = g.members.iter();
+            (
+                group_key(&g.name),
+                members.filter_map(|m| owner_id.get(m.as_str()).copied()),
+            )
+        }))
+        .0;
         for c in &state.containers {
             let (Some(&slot), Some(&owner)) = (
                 host_zone.get(c.host.as_str()),
@@ -239,13 +256,22 @@ impl HostPlan {
     fn diff_over(&self, desired: &HostPlan, keys: Option<&TouchedKeys>) -> Vec<Op> {
         let mut ops = Vec::new();
         let k = keys;
-        // Narrowing first: group pairs that go or lose groups, ports,
-        // endpoints that go or change owner, next hops, gateways, zones.
+        // Narrowing first: group pairs that go or lose groups, group
+        // lists (with the pairs: a list answers for its owner's pairs),
+        // ports, endpoints that go or change owner, next hops, gateways,
+        // zones.
         narrow(
             &self.group_pairs,
             &desired.group_pairs,
             k.map(|k| &k.group_pairs),
             Op::GroupPair,
+            &mut ops,
+        );
+        narrow(
+            &self.owner_groups,
+            &desired.owner_groups,
+            k.map(|k| &k.owner_groups),
+            Op::OwnerGroups,
             &mut ops,
         );
         narrow(
@@ -334,6 +360,14 @@ impl HostPlan {
             Op::GroupPair,
             &mut ops,
         );
+        // Lists widen last: a list gaining a group has its pairs first.
+        widen(
+            &self.owner_groups,
+            &desired.owner_groups,
+            k.map(|k| &k.owner_groups),
+            Op::OwnerGroups,
+            &mut ops,
+        );
         ops
     }
 
@@ -347,6 +381,7 @@ impl HostPlan {
             Op::Gateway(c) => c.record(&mut self.gateways),
             Op::LocalPort(c) => c.record(&mut self.local_ports),
             Op::GroupPair(c) => c.record(&mut self.group_pairs),
+            Op::OwnerGroups(c) => c.record(&mut self.owner_groups),
         }
     }
 
@@ -364,6 +399,7 @@ impl HostPlan {
             gateways: ZoneGateways::read(dp, &in_use)?,
             local_ports: LocalPorts::read(dp, &in_use)?,
             group_pairs: GroupPairs::read(dp, &in_use)?,
+            owner_groups: OwnerGroupsMap::read(dp, &in_use)?,
             zones,
         })
     }
@@ -436,6 +472,57 @@ impl Blooms {
     }
 }
 
+/// Every owner's `OWNER_GROUPS` entry (slot → exact group keys, sorted),
+/// from each group's key and members; shared by the agent, the reference
+/// model and the bench. An owner is left out (and judged by
+/// `GROUP_PAIRS`) when its groups do not fit an entry, when another owner
+/// in a group has the same slot, or when one of its groups has a key
+/// another group has too (a list must never make two groups one).
+#[derive(Debug, Clone, Default)]
+pub struct OwnerGroupLists(pub Entries<OwnerGroupsMap>);
+
+impl OwnerGroupLists {
+    /// `groups`: (group key, member owner ids).
+    pub fn of_groups<M: IntoIterator<Item = u32>>(
+        groups: impl IntoIterator<Item = (u32, M)>,
+    ) -> Self {
+        let mut keys: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        let mut groups_with_key: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut members_of_key: Vec<(u32, u32)> = Vec::new();
+        for (key, members) in groups {
+            *groups_with_key.entry(key).or_default() += 1;
+            for owner in members {
+                if owner != SYSTEM_OWNER && owner != NO_OWNER {
+                    members_of_key.push((key, owner));
+                }
+            }
+        }
+        let mut unlisted = BTreeSet::new();
+        for (key, owner) in members_of_key {
+            if groups_with_key[&key] > 1 {
+                unlisted.insert(owner);
+            }
+            keys.entry(owner).or_default().insert(key);
+        }
+        let mut owners_at: BTreeMap<u32, u32> = BTreeMap::new();
+        for &owner in keys.keys() {
+            *owners_at.entry(owner_groups_index(owner)).or_default() += 1;
+        }
+        let mut out = Entries::<OwnerGroupsMap>::new();
+        for (owner, keys) in keys {
+            let index = owner_groups_index(owner);
+            if unlisted.contains(&owner) || owners_at[&index] > 1 {
+                continue;
+            }
+            let keys: Vec<u32> = keys.into_iter().collect();
+            if let Some(entry) = OwnerGroups::new(owner, &keys) {
+                out.insert(index, entry);
+            }
+        }
+        OwnerGroupLists(out)
+    }
+}
+
 /// The key of a group for its bloom bit (`policy::group_bit`): FNV-1a of
 /// its name, stable across agents and restarts.
 pub fn group_key(name: &str) -> u32 {
@@ -457,6 +544,7 @@ pub enum Op {
     Gateway(Change<ZoneGateways>),
     LocalPort(Change<LocalPorts>),
     GroupPair(Change<GroupPairs>),
+    OwnerGroups(Change<OwnerGroupsMap>),
 }
 
 impl Op {
@@ -470,6 +558,7 @@ impl Op {
             Op::Gateway(c) => c.apply(dp),
             Op::LocalPort(c) => c.apply(dp),
             Op::GroupPair(c) => c.apply(dp),
+            Op::OwnerGroups(c) => c.apply(dp),
         }
     }
 }
@@ -606,22 +695,37 @@ mod tests {
         let bob = s.owner("bob").unwrap().id;
         let carol = s.owner("carol").unwrap().id;
         // bob (container b1, 10.1.2.1) is in no group any more: his bloom
-        // shrinks after his pairs are gone, without clearing the endpoint.
+        // shrinks after his pairs are gone, without clearing the endpoint;
+        // his group list goes with the pairs.
         assert_eq!(
             ops,
             vec![
                 remove_pair(OwnerPair::new(alice, bob)),
                 remove_pair(OwnerPair::new(bob, carol)),
+                Op::OwnerGroups(Change::Clear {
+                    key: owner_groups_index(bob)
+                }),
                 set_endpoint(0x0201, bob, policy::groups_bloom([])),
             ]
         );
         // Removing one of two shared groups lowers the count; alice's bloom
-        // (container a1) keeps only "ops".
+        // (container a1) keeps only "ops", and so do her and carol's lists,
+        // with the narrowing.
         let mut s3 = s.clone();
         s3.delete_group("team").unwrap();
         let ops = before.diff(&HostPlan::compute(&s3, "h1", &rt()).unwrap());
         let ops_only = policy::groups_bloom([group_key("ops")]);
-        let mut want = vec![set_pair(OwnerPair::new(alice, carol), 1)];
+        let list = |owner| {
+            Op::OwnerGroups(Change::Set {
+                key: owner_groups_index(owner),
+                value: OwnerGroups::new(owner, &[group_key("ops")]).unwrap(),
+            })
+        };
+        let mut want = vec![
+            set_pair(OwnerPair::new(alice, carol), 1),
+            list(alice.min(carol)),
+            list(alice.max(carol)),
+        ];
         if ops_only != before.endpoints[&ep(0x0101)].groups {
             want.push(set_endpoint(0x0101, alice, ops_only));
         }
@@ -709,5 +813,102 @@ mod tests {
                 }
             })]
         );
+    }
+
+    fn keys(plan: &HostPlan, owner: u32) -> Option<Vec<u32>> {
+        let g = plan.owner_groups.get(&owner_groups_index(owner))?;
+        assert_eq!(g.owner, owner);
+        Some(g.keys().to_vec())
+    }
+
+    #[test]
+    fn every_owner_in_a_group_has_its_exact_groups_listed() {
+        let s = lab();
+        let p = HostPlan::compute(&s, "h1", &rt()).unwrap();
+        let id = |o: &str| s.owner(o).unwrap().id;
+        let sorted = |names: &[&str]| {
+            let mut k: Vec<u32> = names.iter().map(|n| group_key(n)).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&p, id("alice")), Some(sorted(&["team", "ops"])));
+        assert_eq!(keys(&p, id("carol")), Some(sorted(&["team", "ops"])));
+        assert_eq!(keys(&p, id("bob")), Some(sorted(&["ops"])));
+        assert_eq!(p.owner_groups.len(), 3);
+    }
+
+    #[test]
+    fn owners_a_list_cannot_describe_exactly_are_left_to_the_pairs() {
+        let none: [u32; 0] = [];
+        // Two groups with one key: a list would make them one group.
+        let l = OwnerGroupLists::of_groups([(7, vec![10, 11]), (7, vec![12]), (8, vec![12, 13])]);
+        for owner in [10, 11, 12] {
+            assert!(!l.0.contains_key(&owner_groups_index(owner)), "{owner}");
+        }
+        assert_eq!(l.0[&owner_groups_index(13)].keys(), &[8]);
+        // Two owners on one slot: neither is listed.
+        let far = 5 + netfabric_common::OWNER_GROUPS_ENTRIES;
+        let l = OwnerGroupLists::of_groups([(1, vec![5, far]), (2, vec![6])]);
+        assert!(!l.0.contains_key(&owner_groups_index(5)));
+        assert_eq!(l.0[&owner_groups_index(6)].keys(), &[2]);
+        // More groups than an entry holds; the system owner needs no list.
+        let l = OwnerGroupLists::of_groups((0..7u32).map(|g| (g, vec![20, SYSTEM_OWNER])));
+        assert!(l.0.is_empty(), "{l:?}");
+        let l = OwnerGroupLists::of_groups((0..6u32).map(|g| (g, vec![20])));
+        assert_eq!(l.0[&owner_groups_index(20)].keys(), &[0, 1, 2, 3, 4, 5]);
+        assert!(OwnerGroupLists::of_groups([(1, none)]).0.is_empty());
+    }
+
+    #[test]
+    fn a_list_narrows_to_what_both_states_share_before_anything_is_added() {
+        // alice leaves "team" and joins "new" at once: her list first keeps
+        // only "ops" (in both states), and gets "new" after the new pairs.
+        let s = lab();
+        let before = HostPlan::compute(&s, "h1", &rt()).unwrap();
+        let mut s2 = s.clone();
+        s2.remove_group_members("team", &["alice".into()]).unwrap();
+        s2.create_group("new", &["alice".into(), "bob".into()])
+            .unwrap();
+        let after = HostPlan::compute(&s2, "h1", &rt()).unwrap();
+        let alice = s.owner("alice").unwrap().id;
+        let index = owner_groups_index(alice);
+        let ops = before.diff(&after);
+        let set_list = |value| Op::OwnerGroups(Change::Set { key: index, value });
+        let narrowed = OwnerGroups::new(alice, &[group_key("ops")]).unwrap();
+        let full = after.owner_groups[&index];
+        let at = |want: Op| ops.iter().position(|op| *op == want);
+        let first_narrow = at(set_list(narrowed)).expect("narrowed first");
+        let full_at = at(set_list(full)).expect("then the full list");
+        let last_pair = ops
+            .iter()
+            .rposition(|op| matches!(op, Op::GroupPair(Change::Set { .. })))
+            .expect("pairs added");
+        // Additions: endpoints and ports set, pair counts that grow.
+        let first_widening = ops
+            .iter()
+            .position(|op| match op {
+                Op::Endpoint(Change::Set { .. }) | Op::LocalPort(Change::Set { .. }) => true,
+                Op::GroupPair(Change::Set { key, value }) => {
+                    before.group_pairs.get(key).is_none_or(|m| m < value)
+                }
+                _ => false,
+            })
+            .unwrap_or(ops.len());
+        assert!(first_narrow < first_widening, "{ops:?}");
+        assert!(full_at > last_pair, "{ops:?}");
+        // Never a list with a group that one of the two states lacks.
+        let mut cur = before.clone();
+        for op in &ops {
+            cur.record(op);
+            if let Some(g) = cur.owner_groups.get(&index) {
+                let ok = |p: &HostPlan| {
+                    p.owner_groups
+                        .get(&index)
+                        .is_some_and(|x| g.keys().iter().all(|k| x.keys().contains(k)))
+                };
+                assert!(ok(&before) || ok(&after), "after {op:?}: {g:?}");
+            }
+        }
+        assert_eq!(cur, after);
     }
 }

@@ -24,7 +24,7 @@ use aya::{
 };
 use netfabric_common::{
     self as common, Counter, Endpoint, HostConfig, LocalPort, MAX_ZONES, MonitorLease, NextHop,
-    OwnerPair,
+    OwnerGroups, OwnerPair,
 };
 
 pub use maps::counters::CounterSnapshot;
@@ -127,6 +127,7 @@ pub struct Datapath {
     host_config: Array<MapData, HostConfig>,
     group_pairs: HashMap<MapData, OwnerPair, u32>,
     group_pairs_capacity: u32,
+    owner_groups: Array<MapData, OwnerGroups>,
     counters: PerCpuArray<MapData, Counter>,
     drop_events: Option<RingBuf<MapData>>,
     monitor_lease: Array<MapData, MonitorLease>,
@@ -174,6 +175,7 @@ impl Datapath {
             host_config: take(&mut ebpf, common::HOST_CONFIG)?,
             group_pairs: take(&mut ebpf, common::GROUP_PAIRS)?,
             group_pairs_capacity,
+            owner_groups: take(&mut ebpf, common::OWNER_GROUPS)?,
             counters: take(&mut ebpf, common::COUNTERS)?,
             drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
             monitor_lease: take(&mut ebpf, common::MONITOR_LEASE)?,

@@ -98,6 +98,7 @@ pub fn dump(pin_dir: &Path, name: &str, names: &Names) -> Result<Decoded> {
         common::LOCAL_PORTS => local_ports(pin_dir, &raw, names)?,
         common::HOST_CONFIG => host_config(&raw, names),
         common::GROUP_PAIRS => group_pairs(&raw, names),
+        common::OWNER_GROUPS => owner_groups(&raw, names),
         common::COUNTERS => counters(&raw),
         common::MONITOR_LEASE => monitor_lease(&raw),
         _ => return Err(ObserveError::UnknownMap(name.to_owned())),
@@ -487,6 +488,54 @@ fn group_pairs(raw: &RawEntries, names: &Names) -> Decoded {
                 format!("{} ({})", or_id(hi, pair.high), pair.high),
                 n.to_string(),
                 groups.join(", "),
+            ],
+        );
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct OwnerGroupsRow<'a> {
+    index: u32,
+    owner_id: u32,
+    owner: Option<&'a str>,
+    /// Group keys (`agent::plan::group_key` of the names).
+    group_keys: Vec<u32>,
+    /// The groups of those keys, as the store names them.
+    groups: Vec<Option<&'a str>>,
+}
+
+fn owner_groups(raw: &RawEntries, names: &Names) -> Decoded {
+    let mut d = Decoded::new(common::OWNER_GROUPS, &["slot", "owner", "groups"]);
+    for i in 0..raw.count {
+        let index: u32 = pod(raw.key(i));
+        let g: common::OwnerGroups = pod(raw.value(i));
+        if g.owner == common::NO_OWNER {
+            continue;
+        }
+        let owner = names.owner(g.owner);
+        let keys = g.keys().to_vec();
+        let groups: Vec<Option<&str>> = keys.iter().map(|&k| names.group_of_key(k)).collect();
+        let shown: Vec<String> = keys
+            .iter()
+            .zip(&groups)
+            .map(|(k, name)| match name {
+                Some(name) => format!("{name} ({k:#010x})"),
+                None => format!("{k:#010x}"),
+            })
+            .collect();
+        d.push(
+            OwnerGroupsRow {
+                index,
+                owner_id: g.owner,
+                owner,
+                group_keys: keys,
+                groups,
+            },
+            vec![
+                index.to_string(),
+                format!("{} ({})", or_id(owner, g.owner), g.owner),
+                shown.join(", "),
             ],
         );
     }

@@ -28,6 +28,8 @@ pub struct Names {
     zones: BTreeMap<u32, (String, Ipv4Addr)>,
     hosts: BTreeMap<(u32, u32), String>,
     groups_of: BTreeMap<String, BTreeSet<String>>,
+    /// Group key (`agent::plan::group_key`) → group name.
+    group_keys: BTreeMap<u32, String>,
     /// Whether a state was loaded at all.
     pub loaded: bool,
 }
@@ -86,6 +88,11 @@ impl Names {
                 })
                 .collect(),
             groups_of,
+            group_keys: state
+                .groups
+                .iter()
+                .map(|g| (crate::agent::plan::group_key(&g.name), g.name.clone()))
+                .collect(),
             loaded: true,
         }
     }
@@ -146,6 +153,11 @@ impl Names {
 
     pub fn host(&self, zone_slot: u32, host_octet: u32) -> Option<&str> {
         self.hosts.get(&(zone_slot, host_octet)).map(String::as_str)
+    }
+
+    /// The group whose key (`agent::plan::group_key`) is `key`.
+    pub fn group_of_key(&self, key: u32) -> Option<&str> {
+        self.group_keys.get(&key).map(String::as_str)
     }
 
     /// The groups owners `a` and `b` share (by owner id).

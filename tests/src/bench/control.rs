@@ -118,6 +118,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
         owners: full.owners.clone(),
         pairs: Vec::new(),
         blooms: Default::default(),
+        lists: Default::default(),
         owner_count: full.owner_count,
         group_count: 0,
         label: full.label.clone(),

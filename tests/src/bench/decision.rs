@@ -39,7 +39,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
-use netfabric::agent::plan::Blooms;
+use netfabric::agent::plan::{Blooms, OwnerGroupLists};
 use netfabric::datapath::{
     BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC,
 };
@@ -99,6 +99,8 @@ pub struct Zone {
     pub pairs: Vec<(u32, u32)>,
     /// Every owner's groups bloom (`Endpoint::groups`), group index as key.
     pub blooms: Blooms,
+    /// Every owner's `OWNER_GROUPS` entry, group index as key.
+    pub lists: OwnerGroupLists,
     pub owner_count: u32,
     pub group_count: u32,
     pub label: String,
@@ -125,6 +127,16 @@ fn blooms(groups: &[Vec<u32>]) -> Blooms {
     )
 }
 
+/// `OWNER_GROUPS` entries of the members of `groups` (group index as the key).
+fn lists(groups: &[Vec<u32>]) -> OwnerGroupLists {
+    OwnerGroupLists::of_groups(
+        groups
+            .iter()
+            .enumerate()
+            .map(|(g, members)| (g as u32, members.iter().copied())),
+    )
+}
+
 /// 10 containers: 5 on the local host, 5 on host 2; owners 10, 11, 12;
 /// one group {10, 12}.
 pub fn small_zone() -> Zone {
@@ -137,6 +149,7 @@ pub fn small_zone() -> Zone {
         owners,
         pairs: vec![(10, 12)],
         blooms: blooms(&[vec![10, 12]]),
+        lists: lists(&[vec![10, 12]]),
         owner_count: 3,
         group_count: 1,
         label: "10 containers, 3 owners, 1 group".into(),
@@ -177,6 +190,7 @@ pub fn zone(hosts: u8, owners: u32, groups: u32, rng: &mut Rng) -> Zone {
         owners: map,
         pairs: pairs.into_iter().collect(),
         blooms: blooms(&memberships),
+        lists: lists(&memberships),
         owner_count: owners,
         group_count: groups,
     }
@@ -216,6 +230,10 @@ pub fn fill(dp: &mut Datapath, zone: &Zone, ports: &BTreeMap<u8, u32>) -> Result
     }
     for &(a, b) in &zone.pairs {
         dp.set_group_pair(a, b, 1)?;
+    }
+    // The lists after the pairs, as the agent widens them.
+    for g in zone.lists.0.values() {
+        dp.set_owner_groups(*g)?;
     }
     Ok(())
 }

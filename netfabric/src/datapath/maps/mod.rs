@@ -17,6 +17,7 @@ pub mod group_pairs;
 pub mod host_config;
 pub mod local_ports;
 pub mod next_hops;
+pub mod owner_groups;
 pub mod zone_gateways;
 pub mod zones;
 
