@@ -479,7 +479,7 @@ pub struct Route {
     pub gw: Option<Ipv4Addr>,
 }
 
-/// The DNS settings of a result (empty until netfabric serves names).
+/// The DNS settings of a result: the agent's resolver at the gateway.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
