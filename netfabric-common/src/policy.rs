@@ -39,8 +39,16 @@ pub fn allows(src: Party, dst: Party, shares_group: impl FnOnce(&OwnerPair) -> b
 pub const GROUPS_KNOWN: u32 = 1 << 31;
 const GROUP_BITS: u32 = !GROUPS_KNOWN;
 
-/// The bloom bit of the group with key `group` (the agent: a hash of the
-/// group's name): one of 31, spread by murmur3's finaliser.
+/// The key of a group: FNV-1a of its name, stable across agents and
+/// restarts. It picks the group's bloom bit ([`group_bit`]) and is what
+/// `OWNER_GROUPS` lists hold.
+pub fn group_key(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |h: u32, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The bloom bit of the group with key `group` ([`group_key`] of its name): one of 31, spread by murmur3's finaliser.
 #[inline(always)]
 pub const fn group_bit(group: u32) -> u32 {
     let mut h = group;

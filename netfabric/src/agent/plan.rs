@@ -523,13 +523,7 @@ impl OwnerGroupLists {
     }
 }
 
-/// The key of a group for its bloom bit (`policy::group_bit`): FNV-1a of
-/// its name, stable across agents and restarts.
-pub fn group_key(name: &str) -> u32 {
-    name.bytes().fold(0x811c_9dc5, |h: u32, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
-}
+pub use netfabric_common::policy::group_key;
 
 /// One change to one map entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

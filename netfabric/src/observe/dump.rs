@@ -499,7 +499,7 @@ struct OwnerGroupsRow<'a> {
     index: u32,
     owner_id: u32,
     owner: Option<&'a str>,
-    /// Group keys (`agent::plan::group_key` of the names).
+    /// Group keys (`netfabric_common::policy::group_key` of the names).
     group_keys: Vec<u32>,
     /// The groups of those keys, as the store names them.
     groups: Vec<Option<&'a str>>,

@@ -28,7 +28,7 @@ pub struct Names {
     zones: BTreeMap<u32, (String, Ipv4Addr)>,
     hosts: BTreeMap<(u32, u32), String>,
     groups_of: BTreeMap<String, BTreeSet<String>>,
-    /// Group key (`agent::plan::group_key`) → group name.
+    /// Group key (`netfabric_common::policy::group_key`) → group name.
     group_keys: BTreeMap<u32, String>,
     /// Whether a state was loaded at all.
     pub loaded: bool,
@@ -91,7 +91,7 @@ impl Names {
             group_keys: state
                 .groups
                 .iter()
-                .map(|g| (crate::agent::plan::group_key(&g.name), g.name.clone()))
+                .map(|g| (netfabric_common::policy::group_key(&g.name), g.name.clone()))
                 .collect(),
             loaded: true,
         }
@@ -155,7 +155,7 @@ impl Names {
         self.hosts.get(&(zone_slot, host_octet)).map(String::as_str)
     }
 
-    /// The group whose key (`agent::plan::group_key`) is `key`.
+    /// The group whose key (`netfabric_common::policy::group_key`) is `key`.
     pub fn group_of_key(&self, key: u32) -> Option<&str> {
         self.group_keys.get(&key).map(String::as_str)
     }
