@@ -12,35 +12,10 @@ use std::{
 
 mod common;
 
-use common::{Lab, nf, ok, ping, require_root_and_bpffs, unique_name};
+use common::{Lab, TestNetns, nf, ok, ping, require_root_and_bpffs, unique_name};
 use serde_json::{Value, json};
 
 const CNI: &str = env!("CARGO_BIN_EXE_netfabric-cni");
-
-/// A network namespace owned by the test, deleted on drop.
-struct TestNetns(String);
-
-impl TestNetns {
-    fn new(name: &str) -> TestNetns {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        let out = Command::new("ip")
-            .args(["netns", "add", name])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ip netns add {name}: {out:?}");
-        TestNetns(name.to_owned())
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.0)
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
 
 /// What one plugin run printed.
 #[derive(Debug)]

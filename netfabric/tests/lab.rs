@@ -12,28 +12,7 @@ use std::{
 
 mod common;
 
-use common::{BIN, Lab, in_ns, nf, ok, ping, require_root_and_bpffs, unique_name};
-
-/// A network namespace owned by the test, deleted on drop.
-struct TestNetns(String);
-
-impl TestNetns {
-    fn new(name: &str) -> TestNetns {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        let out = Command::new("ip")
-            .args(["netns", "add", name])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ip netns add {name}: {out:?}");
-        TestNetns(name.to_owned())
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
+use common::{BIN, Lab, TestNetns, in_ns, nf, ok, ping, require_root_and_bpffs, unique_name};
 
 /// Ping until it succeeds (or `tries` attempts failed): the agent applies
 /// store changes and new ports asynchronously (within a few hundred ms).

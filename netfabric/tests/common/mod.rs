@@ -111,3 +111,28 @@ pub fn etcd_data_dir(prefix: &str) -> tempfile::TempDir {
         })
         .unwrap()
 }
+
+/// A network namespace owned by the test, deleted on drop.
+pub struct TestNetns(pub String);
+
+impl TestNetns {
+    pub fn new(name: &str) -> TestNetns {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let out = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip netns add {name}: {out:?}");
+        TestNetns(name.to_owned())
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
