@@ -53,25 +53,7 @@ fn inner_type(pkt: &Packet, offset: usize) -> Result<u16, DropReason> {
 /// addresses, is `Malformed`.
 #[inline(always)]
 pub fn inner(pkt: &Packet) -> Result<Inner, DropReason> {
-    let mut offset = ETH_HLEN;
-    let mut ether_type = inner_type(pkt, offset)?;
-    offset += VLAN_HLEN;
-    if is_tag(ether_type) {
-        ether_type = inner_type(pkt, offset)?;
-        offset += VLAN_HLEN;
-        if is_tag(ether_type) {
-            return Ok(Inner::TooDeep);
-        }
-    }
-    if ether_type != ETH_P_IP {
-        return Ok(Inner::Other);
-    }
-    let ip: *const Ipv4Hdr = pkt.ptr_at(offset)?;
-    let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
-    Ok(Inner::Ipv4 {
-        src: u32::from_be_bytes(src),
-        dst: u32::from_be_bytes(dst),
-    })
+    under(pkt, inner_type(pkt, ETH_HLEN)?, ETH_HLEN + VLAN_HLEN)
 }
 
 /// What a frame carries whose outer tag the kernel already stripped into the
@@ -80,8 +62,14 @@ pub fn inner(pkt: &Packet) -> Result<Inner, DropReason> {
 /// [`Inner::TooDeep`], as in [`inner`].
 #[inline(always)]
 pub fn inner_stripped(pkt: &Packet, ether_type: u16) -> Result<Inner, DropReason> {
-    let mut offset = ETH_HLEN;
-    let mut ether_type = ether_type;
+    under(pkt, ether_type, ETH_HLEN)
+}
+
+/// What follows one tag already read, whose inner EtherType is `ether_type`
+/// and whose payload starts at `offset`: at most one more tag.
+#[inline(always)]
+fn under(pkt: &Packet, ether_type: u16, offset: usize) -> Result<Inner, DropReason> {
+    let (mut ether_type, mut offset) = (ether_type, offset);
     if is_tag(ether_type) {
         ether_type = inner_type(pkt, offset)?;
         offset += VLAN_HLEN;
