@@ -12,7 +12,7 @@ use std::{
 
 mod common;
 
-use common::{Lab, TestNetns, nf, ok, ping, require_root_and_bpffs, unique_name};
+use common::{Lab, TestNetns, nf, ok, ping, require_root_and_bpffs};
 use serde_json::{Value, json};
 
 const CNI: &str = env!("CARGO_BIN_EXE_netfabric-cni");
@@ -97,15 +97,8 @@ struct Setup {
 impl Setup {
     fn new(tag: &str) -> Setup {
         require_root_and_bpffs();
-        let name = unique_name(tag);
-        let dir = format!("/tmp/netfabric-test-{name}");
-        let lab = Lab {
-            name: name.clone(),
-            dir: dir.clone(),
-        };
-        ok(&nf(&[
-            "lab", "up", "--hosts", "1", "--name", &name, "--dir", &dir,
-        ]));
+        let (lab, _) = Lab::up(tag, 1);
+        let (name, dir) = (lab.name.clone(), lab.dir.clone());
         let store = format!("file://{dir}/state.json");
         let host = format!("{name}-h1");
         let conf = json!({

@@ -17,7 +17,7 @@ use std::{
 
 mod common;
 
-use common::{Lab, in_ns, nf, ok, ping, require_root_and_bpffs, unique_name};
+use common::{Lab, in_ns, nf, ok, ping, require_root_and_bpffs};
 
 const CNI: &str = env!("CARGO_BIN_EXE_netfabric-cni");
 
@@ -164,15 +164,8 @@ fn server(name: &str) -> String {
 #[test]
 fn podman_containers_on_two_lab_hosts() {
     require_root_and_bpffs();
-    let lab_name = unique_name("pm");
-    let dir = format!("/tmp/netfabric-test-{lab_name}");
-    let lab = Lab {
-        name: lab_name.clone(),
-        dir: dir.clone(),
-    };
-    ok(&nf(&[
-        "lab", "up", "--hosts", "2", "--name", &lab_name, "--dir", &dir,
-    ]));
+    let (lab, _) = Lab::up("pm", 2);
+    let (lab_name, dir) = (lab.name.clone(), lab.dir.clone());
     let store = format!("file://{dir}/state.json");
     // The plugin, the conflists and podman's state: removed on drop (after
     // podman, before the lab). A short path: podman refuses a run root

@@ -17,7 +17,7 @@ use std::{
 
 mod common;
 
-use common::{BIN, Lab, in_ns, nf, ok, require_root_and_bpffs, unique_name};
+use common::{BIN, Lab, in_ns, nf, ok, require_root_and_bpffs};
 use netfabric::lab::{LabContainer, Manifest};
 
 const DOMAIN: &str = "netfabric.internal";
@@ -139,15 +139,8 @@ fn restart_agent(m: &Manifest, h: usize, extra: &[&str], log: &Path) -> Killed {
 #[test]
 fn names_follow_the_policy_and_the_rest_is_forwarded() {
     require_root_and_bpffs();
-    let name = unique_name("dns");
-    let dir = format!("/tmp/netfabric-test-{name}");
-    let _lab = Lab {
-        name: name.clone(),
-        dir: dir.clone(),
-    };
-    ok(&nf(&[
-        "lab", "up", "--hosts", "3", "--name", &name, "--dir", &dir,
-    ]));
+    let (lab, _) = Lab::up("dns", 3);
+    let (name, dir) = (lab.name.clone(), lab.dir.clone());
     let m = Manifest::load(Path::new(&dir)).unwrap().unwrap();
     let store = m.store_url.clone();
     // alice-web, bob-web on h1; alice-db on h2; bob-api, lb (system) on h3.
@@ -504,15 +497,8 @@ fn ask(netns: &str, msg: &[u8]) -> Option<u8> {
 #[test]
 fn malformed_queries_get_an_error_or_silence_never_a_crash() {
     require_root_and_bpffs();
-    let name = unique_name("dnsbad");
-    let dir = format!("/tmp/netfabric-test-{name}");
-    let _lab = Lab {
-        name: name.clone(),
-        dir: dir.clone(),
-    };
-    ok(&nf(&[
-        "lab", "up", "--hosts", "1", "--name", &name, "--dir", &dir,
-    ]));
+    let (lab, _) = Lab::up("dnsbad", 1);
+    let dir = lab.dir.clone();
     let m = Manifest::load(Path::new(&dir)).unwrap().unwrap();
     let web = container(&m, "alice-web");
     let db = container(&m, "alice-db");

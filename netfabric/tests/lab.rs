@@ -12,7 +12,7 @@ use std::{
 
 mod common;
 
-use common::{BIN, Lab, TestNetns, in_ns, nf, ok, ping, require_root_and_bpffs, unique_name};
+use common::{BIN, Lab, TestNetns, in_ns, nf, ok, ping, require_root_and_bpffs};
 
 /// Ping until it succeeds (or `tries` attempts failed): the agent applies
 /// store changes and new ports asynchronously (within a few hundred ms).
@@ -29,15 +29,8 @@ fn ping_eventually(ns: &str, to: &str, tries: u32) -> bool {
 #[test]
 fn lab_container_create_delete_recreate_keeps_its_address() {
     require_root_and_bpffs();
-    let name = unique_name("c");
-    let dir = format!("/tmp/netfabric-test-{name}");
-    let lab = Lab {
-        name: name.clone(),
-        dir: dir.clone(),
-    };
-    ok(&nf(&[
-        "lab", "up", "--hosts", "2", "--name", &name, "--dir", &dir,
-    ]));
+    let (lab, _) = Lab::up("c", 2);
+    let (name, dir) = (lab.name.clone(), lab.dir.clone());
     let store = format!("file://{dir}/state.json");
     let h2 = format!("{name}-h2");
     let aw = format!("nf-{name}-alice-web");
@@ -152,16 +145,9 @@ fn lab_container_create_delete_recreate_keeps_its_address() {
 #[test]
 fn lab_policy_group_change_restart_under_traffic_and_clean_down() {
     require_root_and_bpffs();
-    let name = unique_name("r");
+    let (lab, _) = Lab::up("r", 2);
+    let (name, dir) = (lab.name.clone(), lab.dir.clone());
     let name = name.as_str();
-    let dir = format!("/tmp/netfabric-test-{name}");
-    let lab = Lab {
-        name: name.to_owned(),
-        dir: dir.clone(),
-    };
-    ok(&nf(&[
-        "lab", "up", "--hosts", "2", "--name", name, "--dir", &dir,
-    ]));
     // The uplinks as `lab up` documents them: MAC, address, GRO on and the
     // kernel's default TX checksum offload on both ends of each veth.
     for (n, h) in [(1, "h1"), (2, "h2")] {

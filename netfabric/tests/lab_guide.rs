@@ -11,7 +11,7 @@ use std::{
 
 mod common;
 
-use common::{Lab, nf, ok, require_root_and_bpffs, unique_name};
+use common::{Lab, require_root_and_bpffs};
 
 /// Run one printed line in a fresh shell that first ran the printed export.
 fn paste(export: &str, line: &str) -> Output {
@@ -56,15 +56,8 @@ fn commands(printed: &str) -> Vec<String> {
 #[test]
 fn every_command_lab_up_prints_works_when_pasted() {
     require_root_and_bpffs();
-    let name = unique_name("g");
-    let dir = format!("/tmp/netfabric-test-{name}");
-    let _lab = Lab {
-        name: name.clone(),
-        dir: dir.clone(),
-    };
-    let printed = ok(&nf(&[
-        "lab", "up", "--hosts", "3", "--name", &name, "--dir", &dir,
-    ]));
+    let (lab, printed) = Lab::up("g", 3);
+    let (name, dir) = (lab.name.clone(), lab.dir.clone());
     let lines = commands(&printed);
     let export = lines
         .iter()

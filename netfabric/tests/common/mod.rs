@@ -68,6 +68,30 @@ pub struct Lab {
     pub dir: String,
 }
 
+impl Lab {
+    /// `netfabric lab up --hosts HOSTS`, named `t<tag><pid>` in
+    /// `/tmp/netfabric-test-<name>`, taken down on drop; also what `lab up`
+    /// printed.
+    pub fn up(tag: &str, hosts: u32) -> (Lab, String) {
+        let name = unique_name(tag);
+        let lab = Lab {
+            dir: format!("/tmp/netfabric-test-{name}"),
+            name,
+        };
+        let printed = ok(&nf(&[
+            "lab",
+            "up",
+            "--hosts",
+            &hosts.to_string(),
+            "--name",
+            &lab.name,
+            "--dir",
+            &lab.dir,
+        ]));
+        (lab, printed)
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = nf(&["lab", "down", "--name", &self.name, "--dir", &self.dir]);
