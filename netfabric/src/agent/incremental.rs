@@ -22,9 +22,8 @@ use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_grou
 
 use super::plan::{
     EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
-    member_pairs,
 };
-use crate::state::{Container, Group, State};
+use crate::state::{Container, Group, State, member_pairs};
 
 /// What [`IncrementalPlan::update`] did.
 #[derive(Debug)]

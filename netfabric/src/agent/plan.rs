@@ -23,7 +23,7 @@ pub use crate::datapath::maps::{
 use crate::{
     Datapath, DatapathError, conventions,
     datapath::maps::{narrowing_all, narrowing_of, widening_all, widening_of},
-    state::{Container, State},
+    state::{Container, State, member_pairs},
 };
 
 /// What the maps of one host hold (or must hold): one field per
@@ -120,22 +120,6 @@ pub(crate) fn local_port(c: &Container, rt: &Runtime) -> Option<(u8, PortEntry)>
             mac: conventions::container_mac(c.address).0,
         },
     ))
-}
-
-/// The pairs of different non-system owners among `members` (owner ids).
-pub(crate) fn member_pairs(members: impl IntoIterator<Item = u32>) -> Vec<OwnerPair> {
-    let ids: BTreeSet<u32> = members
-        .into_iter()
-        .filter(|&id| id != SYSTEM_OWNER)
-        .collect();
-    let ids: Vec<u32> = ids.into_iter().collect();
-    let mut pairs = Vec::new();
-    for (i, &a) in ids.iter().enumerate() {
-        for &b in &ids[i + 1..] {
-            pairs.push(OwnerPair::new(a, b));
-        }
-    }
-    pairs
 }
 
 impl HostPlan {

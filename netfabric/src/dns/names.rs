@@ -21,7 +21,7 @@ use netfabric_common::{
 
 use crate::{
     conventions,
-    state::{Ipv4Prefix, State},
+    state::{Ipv4Prefix, State, member_pairs},
 };
 
 /// The default domain ([`conventions::DEFAULT_DNS_DOMAIN`]).
@@ -151,16 +151,11 @@ impl Directory {
             );
         }
         for g in &state.groups {
-            let ids: Vec<u32> = g
+            let ids = g
                 .members
                 .iter()
-                .filter_map(|m| owner_id.get(m.as_str()).copied())
-                .collect();
-            for (i, &a) in ids.iter().enumerate() {
-                for &b in &ids[i + 1..] {
-                    d.shared.insert(OwnerPair::new(a, b));
-                }
-            }
+                .filter_map(|m| owner_id.get(m.as_str()).copied());
+            d.shared.extend(member_pairs(ids));
         }
         d.zones = state.zones.iter().map(|z| z.prefix).collect();
         d

@@ -323,6 +323,24 @@ pub mod mac_serde {
     }
 }
 
+/// The pairs of different non-system owners among `members` (owner ids):
+/// the pairs a group makes share a group (the agent counts them into
+/// `GROUP_PAIRS`, the DNS asks them for visibility).
+pub fn member_pairs(members: impl IntoIterator<Item = u32>) -> Vec<netfabric_common::OwnerPair> {
+    let ids: BTreeSet<u32> = members
+        .into_iter()
+        .filter(|&id| id != netfabric_common::SYSTEM_OWNER)
+        .collect();
+    let ids: Vec<u32> = ids.into_iter().collect();
+    let mut pairs = Vec::new();
+    for (i, &a) in ids.iter().enumerate() {
+        for &b in &ids[i + 1..] {
+            pairs.push(netfabric_common::OwnerPair::new(a, b));
+        }
+    }
+    pairs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
