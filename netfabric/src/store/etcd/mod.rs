@@ -184,7 +184,30 @@ struct EtcdFailure {
     /// No member answered at all (connection refused or timed out, no
     /// reply): as opposed to a member that answered with an error.
     unreachable: bool,
+    /// The request never left this process: no connection to the member
+    /// the balancer picked could be made. A commit that failed so did not
+    /// land, and repeating any request is safe.
+    not_sent: bool,
     reason: String,
+}
+
+/// How many times one request is repeated at once when it was not sent
+/// (the balancer picks among the members at random, so a repeat most
+/// likely reaches a live one): a dead member of three then costs nothing
+/// but a refused connection, not a backoff.
+const NOT_SENT_REPEATS: u32 = 8;
+
+/// Whether the error chain holds tonic's marker for a connection that
+/// could not be established (refused, timed out, TLS handshake failed).
+fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The innermost cause of an error (`Connection refused (os error 111)`),
@@ -232,6 +255,11 @@ impl From<etcd_client::Error> for EtcdFailure {
         EtcdFailure {
             retryable,
             unreachable,
+            not_sent: match &e {
+                E::GRpcStatus(s) => is_connect_error(s),
+                E::TransportError(t) => is_connect_error(t),
+                _ => false,
+            },
             reason,
         }
     }
@@ -246,6 +274,7 @@ impl From<tokio::time::error::Elapsed> for EtcdFailure {
         EtcdFailure {
             retryable: true,
             unreachable: false,
+            not_sent: false,
             reason: format!("no answer within {OP_TIMEOUT:?}"),
         }
     }
@@ -407,15 +436,19 @@ impl EtcdStore {
     pub fn wipe(&self) -> Result<(), StoreError> {
         self.set_cache(None);
         self.retrying("wiping", |inner| async move {
-            let mut c = inner.client().await?;
-            tokio::time::timeout(
-                OP_TIMEOUT,
-                c.delete(
-                    inner.cfg.prefix.as_bytes(),
-                    Some(etcd_client::DeleteOptions::new().with_prefix()),
-                ),
-            )
-            .await??;
+            let prefix = inner.cfg.prefix.clone();
+            inner
+                .request(|mut c| {
+                    let prefix = prefix.clone();
+                    async move {
+                        c.delete(
+                            prefix,
+                            Some(etcd_client::DeleteOptions::new().with_prefix()),
+                        )
+                        .await
+                    }
+                })
+                .await?;
             Ok(())
         })
     }
@@ -424,20 +457,21 @@ impl EtcdStore {
     /// watcher behind it into a full resync).
     pub fn compact(&self) -> Result<i64, StoreError> {
         self.retrying("compacting", |inner| async move {
-            let mut c = inner.client().await?;
-            let rev = tokio::time::timeout(OP_TIMEOUT, c.get("/", None))
-                .await??
+            let rev = inner
+                .request(|mut c| async move { c.get("/", None).await })
+                .await?
                 .header()
                 .map(|h| h.revision())
                 .unwrap_or(0);
-            tokio::time::timeout(
-                OP_TIMEOUT,
-                c.compact(
-                    rev,
-                    Some(etcd_client::CompactionOptions::new().with_physical()),
-                ),
-            )
-            .await??;
+            inner
+                .request(|mut c| async move {
+                    c.compact(
+                        rev,
+                        Some(etcd_client::CompactionOptions::new().with_physical()),
+                    )
+                    .await
+                })
+                .await?;
             Ok(rev)
         })
     }
@@ -517,6 +551,31 @@ impl Inner {
         }
     }
 
+    /// Sends one request (`call` makes it on a client), within
+    /// [`OP_TIMEOUT`]. A request that was not sent is repeated at once, a
+    /// few times within [`CONNECT_TIMEOUT`]: the balancer most likely picks
+    /// a live member next.
+    async fn request<T, F, Fut>(&self, mut call: F) -> Result<T, EtcdFailure>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let started = Instant::now();
+        let mut sent = 0;
+        loop {
+            let c = self.client().await?;
+            let f = EtcdFailure::from(match tokio::time::timeout(OP_TIMEOUT, call(c)).await? {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            });
+            sent += 1;
+            if !f.not_sent || sent >= NOT_SENT_REPEATS || started.elapsed() >= CONNECT_TIMEOUT {
+                return Err(f);
+            }
+            tracing::debug!(reason = %f.reason, "etcd request not sent; repeating it");
+        }
+    }
+
     fn key(&self, rel: &str) -> String {
         format!("{}{rel}", self.cfg.prefix)
     }
@@ -563,23 +622,29 @@ impl Inner {
     /// commit can then only be among the `meta/commit` values written
     /// between `after` and the fence: walk them back.
     async fn resolve(&self, after: i64, id: &str) -> Result<Option<i64>, EtcdFailure> {
-        let mut c = self.client().await?;
         let key = self.key(COMMIT);
-        let fence = tokio::time::timeout(
-            OP_TIMEOUT,
-            c.put(key.clone(), commit_value(&commit_id()), None),
-        )
-        .await??;
+        let fence_value = commit_value(&commit_id());
+        let fence = self
+            .request(|mut c| {
+                let (key, value) = (key.clone(), fence_value.clone());
+                async move { c.put(key, value, None).await }
+            })
+            .await?;
         // Without the fence's revision nothing can be concluded.
         let fenced_at = fence.header().map(|h| h.revision()).ok_or(EtcdFailure {
             retryable: false,
             unreachable: false,
+            not_sent: false,
             reason: "etcd's answer to the fence carries no revision".into(),
         })?;
         let mut at = fenced_at - 1;
         while at > after {
-            let opts = GetOptions::new().with_revision(at);
-            let resp = tokio::time::timeout(OP_TIMEOUT, c.get(key.clone(), Some(opts))).await??;
+            let resp = self
+                .request(|mut c| {
+                    let key = key.clone();
+                    async move { c.get(key, Some(GetOptions::new().with_revision(at))).await }
+                })
+                .await?;
             let Some(kv) = resp.kvs().first() else {
                 return Ok(None);
             };
@@ -596,7 +661,6 @@ impl Inner {
 
     /// Reads the whole prefix at one revision (in pages).
     async fn read(&self) -> Result<Read, EtcdFailure> {
-        let mut c = self.client().await?;
         let prefix = self.cfg.prefix.as_bytes();
         let end = prefix_end(prefix);
         let mut start = prefix.to_vec();
@@ -608,7 +672,12 @@ impl Inner {
             if at != 0 {
                 opts = opts.with_revision(at);
             }
-            let resp = tokio::time::timeout(OP_TIMEOUT, c.get(start.clone(), Some(opts))).await??;
+            let resp = self
+                .request(|mut c| {
+                    let (start, opts) = (start.clone(), opts.clone());
+                    async move { c.get(start, Some(opts)).await }
+                })
+                .await?;
             if at == 0 {
                 at = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
@@ -634,6 +703,7 @@ fn tls_options(files: &TlsFiles) -> Result<TlsOptions, EtcdFailure> {
         std::fs::read(p).map_err(|e| EtcdFailure {
             retryable: false,
             unreachable: false,
+            not_sent: true,
             reason: format!("reading {}: {e}", p.display()),
         })
     };
@@ -937,8 +1007,12 @@ impl Store for EtcdStore {
                 .and_then(ops);
             let inner = self.inner.clone();
             let result = self.block("writing", async move {
-                let mut c = inner.client().await?;
-                let resp = tokio::time::timeout(OP_TIMEOUT, c.txn(txn)).await??;
+                let resp = inner
+                    .request(|mut c| {
+                        let txn = txn.clone();
+                        async move { c.txn(txn).await }
+                    })
+                    .await?;
                 Ok::<_, EtcdFailure>((
                     resp.succeeded(),
                     resp.header().map(|h| h.revision()).unwrap_or(0),
@@ -1012,10 +1086,15 @@ impl Store for EtcdStore {
                 Err(f) => {
                     self.set_cache(None);
                     let since = *unavailable_since.get_or_insert_with(Instant::now);
-                    // The request may have reached etcd and only its answer
-                    // been lost: find out before trying again, so a commit
-                    // is neither applied twice nor reported lost.
-                    if let Some(revision) = self.resolve(read.at, &id, &f, since, &mut backoff)? {
+                    // Unless it was never sent, the request may have reached
+                    // etcd and only its answer been lost: find out before
+                    // trying again, so a commit is neither applied twice
+                    // nor reported lost.
+                    if f.not_sent {
+                        tracing::debug!(reason = %f.reason, "etcd txn was not sent");
+                    } else if let Some(revision) =
+                        self.resolve(read.at, &id, &f, since, &mut backoff)?
+                    {
                         tracing::info!(
                             revision,
                             reason = %f.reason,
@@ -1397,6 +1476,25 @@ mod tests {
         // A value without an id (older netfabric, put by hand) is nobody's.
         assert_eq!(commit_id_of(br#"{"by":"1@h","at_ms":2}"#), None);
         assert_eq!(commit_id_of(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_not_sent_and_a_members_refusal_is_answered() {
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let status = tonic::Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
+        let f = EtcdFailure::from(etcd_client::Error::GRpcStatus(status));
+        assert!(f.not_sent && f.unreachable && f.retryable, "{f:?}");
+        assert!(f.reason.contains("Connection refused"), "{f:?}");
+
+        // A connection that broke after the request left: not known unsent.
+        let reset = std::io::Error::from_raw_os_error(libc::ECONNRESET);
+        let status = tonic::Status::from_error(Box::new(reset));
+        let f = EtcdFailure::from(etcd_client::Error::GRpcStatus(status));
+        assert!(!f.not_sent && f.retryable, "{f:?}");
+
+        let no_leader = tonic::Status::unavailable("etcdserver: no leader");
+        let f = EtcdFailure::from(etcd_client::Error::GRpcStatus(no_leader));
+        assert!(!f.not_sent && !f.unreachable && f.retryable, "{f:?}");
     }
 
     #[test]
