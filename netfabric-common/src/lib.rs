@@ -8,6 +8,7 @@
 //! * [`policy`]: the rule of docs/policy.md#the-rule (same owner, shared group, system owner,
 //!   outside world) as one pure function used by the kernel and by the
 //!   userspace reference model.
+//! * [`conntrack`]: connection tracking and port scopes (stateful policy).
 //! * [`checksum`]: the incremental IPv4 checksum update for a TTL decrement.
 //!
 //! Byte order: every IPv4 address stored in a map is a `u32` in **host**
@@ -16,6 +17,7 @@
 #![no_std]
 
 pub mod checksum;
+pub mod conntrack;
 pub mod maps;
 pub mod plan;
 pub mod policy;

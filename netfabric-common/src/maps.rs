@@ -47,6 +47,17 @@ pub const OWNER_GROUPS: &str = "OWNER_GROUPS";
 pub const OWNER_GROUPS_ENTRIES: u32 = 1 << 16;
 /// Group keys one [`OwnerGroups`] entry holds.
 pub const OWNER_GROUP_KEYS: usize = 6;
+/// `LruHashMap<ConnKey, Connection>` (per host, written by the programs):
+/// connections whose replies the owner rule alone would refuse
+/// ([`crate::conntrack`]). LRU: a full table evicts, it never fails open.
+pub const CONNECTIONS: &str = "CONNECTIONS";
+pub const CONNECTIONS_ENTRIES: u32 = 1 << 18;
+/// `HashMap<ScopedPair, PortScope>` (zone-wide, written by the agent): what
+/// a sending owner may open towards a receiving owner that narrowed its
+/// access ([`crate::conntrack`]); consulted only for receivers flagged
+/// [`crate::policy::INGRESS_SCOPED`]. Absent pair: not narrowed.
+pub const PORT_SCOPES: &str = "PORT_SCOPES";
+pub const PORT_SCOPES_ENTRIES: u32 = 1 << 16;
 /// `PerCpuArray<Counter>` indexed by [`crate::Verdict::counter_slot`].
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`DropEvent`]s for `netfabric monitor`.

@@ -34,10 +34,19 @@ pub fn allows(src: Party, dst: Party, shares_group: impl FnOnce(&OwnerPair) -> b
     }
 }
 
-/// `Endpoint::groups`: set when the other 31 bits are the owner's groups
-/// bloom; clear means unknown (every pair is looked up).
+/// `Endpoint::groups`: set when the other bits are the owner's groups
+/// bloom and flags; clear means unknown (every pair is looked up, and no
+/// flag below is set).
 pub const GROUPS_KNOWN: u32 = 1 << 31;
-const GROUP_BITS: u32 = !GROUPS_KNOWN;
+/// `Endpoint::groups` flag: the owner narrowed what reaches its containers
+/// (security groups): a packet to them from another owner (or, scoped to
+/// itself, from the owner itself) is looked up in `PORT_SCOPES`.
+pub const INGRESS_SCOPED: u32 = 1 << 30;
+/// `Endpoint::groups` flag: the owner's containers may not open connections
+/// to addresses outside every zone.
+pub const EGRESS_DENIED: u32 = 1 << 29;
+/// Bloom bits: the rest.
+const GROUP_BITS: u32 = (1 << 29) - 1;
 
 /// The key of a group: FNV-1a of its name, stable across agents and
 /// restarts. It picks the group's bloom bit ([`group_bit`]) and is what
@@ -48,7 +57,7 @@ pub fn group_key(name: &str) -> u32 {
     })
 }
 
-/// The bloom bit of the group with key `group` ([`group_key`] of its name): one of 31, spread by murmur3's finaliser.
+/// The bloom bit of the group with key `group` ([`group_key`] of its name): one of 29, spread by murmur3's finaliser.
 #[inline(always)]
 pub const fn group_bit(group: u32) -> u32 {
     let mut h = group;
@@ -57,7 +66,7 @@ pub const fn group_bit(group: u32) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
-    1 << (h % 31)
+    1 << (h % 29)
 }
 
 /// The `Endpoint::groups` value of an owner in `groups` (keys as for
@@ -70,7 +79,7 @@ pub fn groups_bloom(groups: impl IntoIterator<Item = u32>) -> u32 {
 
 /// May two owners with these `Endpoint::groups` share a group? `false` is
 /// exact (no common group); `true` means "ask `GROUP_PAIRS`". Either bloom
-/// unknown: `true`.
+/// unknown: `true`. The flags take no part.
 #[inline(always)]
 pub const fn may_share_group(a: u32, b: u32) -> bool {
     let both = a & b;
@@ -115,12 +124,15 @@ mod tests {
         // Unknown on either side: ask.
         assert!(may_share_group(0, groups_bloom([])));
         assert!(may_share_group(groups_bloom([]), 0));
-        // 31 bits: every group key lands on one of them, and they spread.
+        // 29 bits: every group key lands on one of them, and they spread.
         let all = (0..1_000).map(group_bit).fold(0, |acc, b| {
-            assert!(b.count_ones() == 1 && b & GROUPS_KNOWN == 0);
+            assert!(b.count_ones() == 1 && b & !GROUP_BITS == 0);
             acc | b
         });
-        assert_eq!(all, !GROUPS_KNOWN, "all 31 bits in use");
+        assert_eq!(all, GROUP_BITS, "all 29 bits in use");
+        // Flags alone never look like a shared group.
+        let flagged = groups_bloom([]) | INGRESS_SCOPED | EGRESS_DENIED;
+        assert!(!may_share_group(flagged, flagged));
     }
 
     #[test]

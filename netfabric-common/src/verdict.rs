@@ -86,10 +86,18 @@ pub enum DropReason {
     /// deeper stack of tags than the uplink parses. Tagged traffic of the
     /// host's own VLANs that touches no zone address passes.
     VlanTagged = 12,
+    /// The owners may talk, but the receiving owner narrowed what the
+    /// sending owner may open (security groups) and the packet's protocol
+    /// and destination port are not among it, nor is it a reply of a
+    /// connection that is.
+    PortNotAllowed = 13,
+    /// A container of an owner denied egress sent to an address outside
+    /// every zone.
+    EgressDenied = 14,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Malformed,
         DropReason::SpoofedSourceIp,
         DropReason::SpoofedSourceMac,
@@ -102,6 +110,8 @@ impl DropReason {
         DropReason::TtlExceeded,
         DropReason::Ipv6NotSupported,
         DropReason::VlanTagged,
+        DropReason::PortNotAllowed,
+        DropReason::EgressDenied,
     ];
 
     /// Is the source address of a packet dropped for this reason only what
@@ -134,6 +144,8 @@ impl DropReason {
             DropReason::TtlExceeded => "ttl_exceeded",
             DropReason::Ipv6NotSupported => "ipv6_not_supported",
             DropReason::VlanTagged => "vlan_tagged",
+            DropReason::PortNotAllowed => "port_not_allowed",
+            DropReason::EgressDenied => "egress_denied",
         }
     }
 
@@ -151,6 +163,8 @@ impl DropReason {
             10 => Some(DropReason::TtlExceeded),
             11 => Some(DropReason::Ipv6NotSupported),
             12 => Some(DropReason::VlanTagged),
+            13 => Some(DropReason::PortNotAllowed),
+            14 => Some(DropReason::EgressDenied),
             _ => None,
         }
     }
@@ -276,7 +290,7 @@ mod tests {
     #[test]
     fn drop_reason_numbers_are_stable() {
         // These numbers are ABI: counters and events carry them. Never change them.
-        let expected: [(DropReason, u8, &str); 12] = [
+        let expected: [(DropReason, u8, &str); 14] = [
             (DropReason::Malformed, 1, "malformed"),
             (DropReason::SpoofedSourceIp, 2, "spoofed_source_ip"),
             (DropReason::SpoofedSourceMac, 3, "spoofed_source_mac"),
@@ -289,6 +303,8 @@ mod tests {
             (DropReason::TtlExceeded, 10, "ttl_exceeded"),
             (DropReason::Ipv6NotSupported, 11, "ipv6_not_supported"),
             (DropReason::VlanTagged, 12, "vlan_tagged"),
+            (DropReason::PortNotAllowed, 13, "port_not_allowed"),
+            (DropReason::EgressDenied, 14, "egress_denied"),
         ];
         for (r, n, label) in expected {
             assert_eq!(r as u8, n);
@@ -296,7 +312,7 @@ mod tests {
             assert_eq!(DropReason::from_u8(n), Some(r));
         }
         assert_eq!(DropReason::from_u8(0), None);
-        assert_eq!(DropReason::from_u8(13), None);
+        assert_eq!(DropReason::from_u8(15), None);
         assert_eq!(DropReason::ALL.len(), expected.len());
     }
 }
