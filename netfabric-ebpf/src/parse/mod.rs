@@ -3,6 +3,7 @@
 pub mod arp;
 pub mod eth;
 pub mod ipv4;
+pub mod l4;
 pub mod vlan;
 
 use core::{
