@@ -91,6 +91,12 @@ pub struct Connection {
     /// that refreshed it (refreshes are rate-limited, see
     /// [`REFRESH_NS`]). Past [`idle_timeout_ns`] it is as good as absent.
     pub last_seen_ns: u64,
+    /// The owners of the key's source and destination when the connection
+    /// was opened ([`crate::NO_OWNER`] for an address outside every zone).
+    /// A reply passes only while the addresses still belong to them: an
+    /// address freed and given to another owner inherits no connection.
+    pub src_owner: u32,
+    pub dst_owner: u32,
     /// [`ConnState`] as u8.
     pub state: u8,
     /// [`CONN_REPLIED`], ...
@@ -178,7 +184,7 @@ impl PortScope {
 
 const _: () = {
     assert!(core::mem::size_of::<ConnKey>() == 16);
-    assert!(core::mem::size_of::<Connection>() == 16);
+    assert!(core::mem::size_of::<Connection>() == 24);
     assert!(core::mem::size_of::<ScopedPair>() == 8);
     assert!(core::mem::size_of::<PortRule>() == 8);
     assert!(core::mem::size_of::<PortScope>() == 72);
