@@ -385,6 +385,7 @@ mod tests {
                 c("alice-db", "alice", "h2", "10.1.2.1"),
                 c("carol-api", "carol", "h2", "10.1.2.2"),
             ],
+            security_groups: Vec::new(),
             next_owner_id: 5,
         }
     }

@@ -16,6 +16,7 @@
 mod error;
 pub mod model;
 mod ops;
+pub mod security;
 mod validate;
 
 pub use error::StateError;
@@ -25,4 +26,5 @@ pub use model::{
     member_pairs,
 };
 pub use ops::HostSpec;
+pub use security::{Allow, Protocol, SecurityGroup, Via};
 pub use validate::ZONE_RANGES;

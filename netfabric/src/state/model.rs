@@ -1,4 +1,5 @@
-//! The desired state as stored: zones, hosts, owners, groups, containers.
+//! The desired state as stored: zones, hosts, owners, groups, containers,
+//! security groups.
 //!
 //! Every collection is a list of named objects kept sorted by name (the
 //! order is only cosmetic; nothing depends on it). References between objects
@@ -68,6 +69,10 @@ pub struct State {
     pub groups: Vec<Group>,
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// What receiving owners narrowed (docs/security-groups.md); unique per
+    /// (owner, via).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<super::security::SecurityGroup>,
     /// The id the next owner gets. Only ever grows, so that an owner id is
     /// never reused (a stale map entry can never grant a new owner access).
     pub next_owner_id: u32,
@@ -85,6 +90,7 @@ impl Default for State {
             }],
             groups: Vec::new(),
             containers: Vec::new(),
+            security_groups: Vec::new(),
             next_owner_id: SYSTEM_OWNER_ID + 1,
         }
     }
@@ -205,6 +211,8 @@ impl State {
         self.owners.sort_by(|a, b| a.name.cmp(&b.name));
         self.groups.sort_by(|a, b| a.name.cmp(&b.name));
         self.containers.sort_by(|a, b| a.name.cmp(&b.name));
+        self.security_groups
+            .sort_by(|a, b| (&a.owner, &a.via).cmp(&(&b.owner, &b.via)));
     }
 }
 

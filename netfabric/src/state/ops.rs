@@ -20,6 +20,7 @@ use super::{
         Container, Gateway, Group, HOST_NUMBERS, Host, Ipv4Prefix, MAX_ZONES, Owner,
         SYSTEM_OWNER_NAME, State, Zone, host_subnet,
     },
+    security::{Allow, SecurityGroup, Via},
 };
 use crate::MacAddr;
 
@@ -295,6 +296,8 @@ impl State {
             });
         }
         self.owners.retain(|o| o.name != name);
+        // Its security groups narrow nothing any more.
+        self.security_groups.retain(|g| g.owner != name);
         Ok(())
     }
 
@@ -323,9 +326,14 @@ impl State {
         Ok(())
     }
 
+    /// Deletes a group and the security groups that narrow it (without
+    /// the group their owners share nothing through it: deleting never
+    /// opens anything).
     pub fn delete_group(&mut self, name: &str) -> Result<(), StateError> {
         self.group_mut(name)?;
         self.groups.retain(|g| g.name != name);
+        self.security_groups
+            .retain(|g| g.via != Via::Group(name.to_owned()));
         Ok(())
     }
 
@@ -371,6 +379,78 @@ impl State {
             }),
             None => Ok(()),
         }
+    }
+
+    // ---- security groups ---------------------------------------------------
+
+    /// Sets what `owner` leaves open `via` one way in (replacing the rules
+    /// it had there). The owner must exist and not be the system owner; a
+    /// group must exist and have the owner as a member. Returns whether
+    /// anything changed.
+    pub fn set_security_group(
+        &mut self,
+        owner: &str,
+        via: Via,
+        allow: &[Allow],
+    ) -> Result<bool, StateError> {
+        let sg = SecurityGroup {
+            owner: owner.to_owned(),
+            via,
+            allow: super::security::merge_rules(allow.iter().copied()),
+        };
+        if self.owner(owner).is_none() {
+            return Err(StateError::UnknownReference {
+                field: sg.field("owner"),
+                kind: "owner",
+                name: owner.to_owned(),
+            });
+        }
+        if let Via::Group(group) = &sg.via {
+            let Some(g) = self.group(group) else {
+                return Err(StateError::UnknownReference {
+                    field: sg.field("via"),
+                    kind: "group",
+                    name: group.clone(),
+                });
+            };
+            if !g.members.contains(owner) {
+                return Err(StateError::invalid(
+                    sg.field("via"),
+                    format!(
+                        "{owner} is not a member of group {group}: a security group narrows \
+                         a group its owner is in (group add-member {group} {owner})"
+                    ),
+                ));
+            }
+        }
+        match self
+            .security_groups
+            .iter_mut()
+            .find(|g| g.owner == sg.owner && g.via == sg.via)
+        {
+            Some(existing) if *existing == sg => Ok(false),
+            Some(existing) => {
+                *existing = sg;
+                Ok(true)
+            }
+            None => {
+                self.security_groups.push(sg);
+                Ok(true)
+            }
+        }
+    }
+
+    pub fn delete_security_group(&mut self, owner: &str, via: &Via) -> Result<(), StateError> {
+        if self.security_group(owner, via).is_none() {
+            return Err(StateError::NotFound {
+                field: path("security_groups", &format!("{owner}/{via}"), ""),
+                kind: "security group",
+                name: format!("{owner}/{via}"),
+            });
+        }
+        self.security_groups
+            .retain(|g| !(g.owner == owner && g.via == *via));
+        Ok(())
     }
 
     // ---- containers --------------------------------------------------------

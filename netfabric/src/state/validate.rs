@@ -16,8 +16,10 @@ use super::{
         HOST_NUMBERS, Host, Ipv4Prefix, MAX_CONTAINERS_PER_HOST, MAX_ZONES, SYSTEM_OWNER_ID,
         SYSTEM_OWNER_NAME, State, host_subnet, is_valid_interface_name, is_valid_name,
     },
+    security::{Via, merge_rules},
 };
 use crate::MacAddr;
+use netfabric_common::conntrack::PORT_SCOPE_RULES;
 
 /// The ranges a zone's /16 must lie in: RFC 1918 private space and RFC 6598
 /// shared space. Everything else has a meaning a container address must not
@@ -59,6 +61,7 @@ impl State {
         self.validate_zones()?;
         self.validate_owners()?;
         self.validate_groups()?;
+        self.validate_security_groups()?;
         self.validate_hosts()?;
         self.validate_containers()
     }
@@ -239,6 +242,61 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Each security group: its owner exists and is not the system owner,
+    /// its group exists, once per (owner, via), at most `PORT_SCOPE_RULES`
+    /// rules after merging; then the `PORT_SCOPES` entries they imply fit
+    /// ([`State::port_scopes`]). A security group whose owner left the
+    /// group is kept and narrows nothing until the owner is back.
+    fn validate_security_groups(&self) -> Result<(), StateError> {
+        let owners: HashSet<&str> = self.owners.iter().map(|o| o.name.as_str()).collect();
+        let groups: HashSet<&str> = self.groups.iter().map(|g| g.name.as_str()).collect();
+        let mut seen = HashSet::new();
+        for sg in &self.security_groups {
+            if !owners.contains(sg.owner.as_str()) {
+                return Err(StateError::UnknownReference {
+                    field: sg.field("owner"),
+                    kind: "owner",
+                    name: sg.owner.clone(),
+                });
+            }
+            if sg.owner == SYSTEM_OWNER_NAME {
+                return Err(StateError::invalid(
+                    sg.field("owner"),
+                    "the system owner is never narrowed (load balancers and health checks \
+                     reach every container; the outside world reaches only its containers)",
+                ));
+            }
+            if let Via::Group(group) = &sg.via
+                && !groups.contains(group.as_str())
+            {
+                return Err(StateError::UnknownReference {
+                    field: sg.field("via"),
+                    kind: "group",
+                    name: group.clone(),
+                });
+            }
+            if !seen.insert((&sg.owner, &sg.via)) {
+                return Err(StateError::DuplicateName {
+                    field: sg.field(""),
+                    kind: "security group",
+                    name: sg.id(),
+                });
+            }
+            let merged = merge_rules(sg.allow.iter().copied());
+            if merged.len() > PORT_SCOPE_RULES {
+                return Err(StateError::invalid(
+                    sg.field("allow"),
+                    format!(
+                        "{} rules after merging overlapping and adjacent ranges; at most \
+                         {PORT_SCOPE_RULES} (use port ranges)",
+                        merged.len()
+                    ),
+                ));
+            }
+        }
+        self.port_scopes().map(|_| ())
     }
 
     fn validate_hosts(&self) -> Result<(), StateError> {

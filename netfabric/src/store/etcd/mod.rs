@@ -12,6 +12,7 @@
 //! | `<prefix>owners/<name>` | [`Owner`] (`owners/system` included) |
 //! | `<prefix>groups/<name>` | [`Group`] |
 //! | `<prefix>containers/<name>` | [`Container`] |
+//! | `<prefix>security-groups/<owner>/via/<group>`, `<prefix>security-groups/<owner>/own` | [`SecurityGroup`] |
 //! | `<prefix>meta/next_owner_id` | decimal |
 //! | `<prefix>meta/commit` | `{"by": "<pid>@<host>", "at_ms": N, "id": "<unique>"}`, written by every commit |
 //!
@@ -108,7 +109,7 @@ pub use cluster::LocalCluster;
 pub use url::{DEFAULT_PREFIX, EtcdConfig, TlsFiles, redact};
 
 use super::{Change, Revision, Snapshot, Store, StoreError, StoreHealth, Watch};
-use crate::state::{Container, Group, Host, Owner, State, Zone};
+use crate::state::{Container, Group, Host, Owner, SecurityGroup, State, Via, Zone};
 
 /// Longest wait for one etcd request.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -759,7 +760,16 @@ enum Object {
     Owner(Owner),
     Group(Group),
     Container(Container),
+    SecurityGroup(SecurityGroup),
     NextOwnerId(u32),
+}
+
+/// The key (without prefix) of a security group: one per (owner, via).
+fn security_group_key(sg: &SecurityGroup) -> String {
+    match &sg.via {
+        Via::Own => format!("security-groups/{}/own", sg.owner),
+        Via::Group(g) => format!("security-groups/{}/via/{g}", sg.owner),
+    }
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -784,6 +794,9 @@ fn encode(state: &State) -> BTreeMap<String, Vec<u8>> {
     for c in &state.containers {
         kvs.insert(format!("containers/{}", c.name), json(c));
     }
+    for sg in &state.security_groups {
+        kvs.insert(security_group_key(sg), json(sg));
+    }
     kvs.insert(
         NEXT_OWNER_ID.to_owned(),
         state.next_owner_id.to_string().into_bytes(),
@@ -795,9 +808,16 @@ fn encode(state: &State) -> BTreeMap<String, Vec<u8>> {
 /// they are).
 fn is_object_key(rel: &str) -> bool {
     rel == NEXT_OWNER_ID
-        || ["zones/", "hosts/", "owners/", "groups/", "containers/"]
-            .iter()
-            .any(|p| rel.starts_with(p))
+        || [
+            "zones/",
+            "hosts/",
+            "owners/",
+            "groups/",
+            "containers/",
+            "security-groups/",
+        ]
+        .iter()
+        .any(|p| rel.starts_with(p))
 }
 
 /// Reads one key. `Ok(None)`: a key with no object (`meta/commit`, other
@@ -821,6 +841,17 @@ fn decode(rel: &str, value: &[u8]) -> Result<Option<Object>, String> {
         "owners" => Object::Owner(named(value, name, |o: &Owner| &o.name)?),
         "groups" => Object::Group(named(value, name, |g: &Group| &g.name)?),
         "containers" => Object::Container(named(value, name, |c: &Container| &c.name)?),
+        "security-groups" => {
+            let sg: SecurityGroup = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+            let expected = security_group_key(&sg);
+            if rel != expected {
+                return Err(format!(
+                    "the key names {rel:?} but the value is security group {} (key {expected:?})",
+                    sg.id()
+                ));
+            }
+            Object::SecurityGroup(sg)
+        }
         "meta" if rel == NEXT_OWNER_ID => Object::NextOwnerId(
             std::str::from_utf8(value)
                 .ok()
@@ -830,7 +861,9 @@ fn decode(rel: &str, value: &[u8]) -> Result<Option<Object>, String> {
         "meta" => return Ok(None),
         _ => {
             return Err(
-                "not a netfabric key (zones/, hosts/, owners/, groups/, containers/, meta/)".into(),
+                "not a netfabric key (zones/, hosts/, owners/, groups/, containers/, \
+                 security-groups/, meta/)"
+                    .into(),
             );
         }
     };
@@ -854,6 +887,7 @@ fn assemble<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Result<State, 
             Object::Owner(o) => s.owners.push(o.clone()),
             Object::Group(g) => s.groups.push(g.clone()),
             Object::Container(c) => s.containers.push(c.clone()),
+            Object::SecurityGroup(g) => s.security_groups.push(g.clone()),
             Object::NextOwnerId(n) => next = Some(*n),
         }
     }
@@ -861,6 +895,9 @@ fn assemble<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Result<State, 
         return Ok(State::default());
     }
     s.next_owner_id = next.ok_or(format!("{NEXT_OWNER_ID} is missing"))?;
+    // Key order is name order for every list but security groups
+    // (`a-b/` sorts before `a/`).
+    s.normalize();
     Ok(s)
 }
 
@@ -1438,6 +1475,18 @@ mod tests {
         s.create_owner("alice").unwrap();
         s.create_group("g", &["alice".into()]).unwrap();
         s.create_container("web", "alice", "h1", None).unwrap();
+        s.create_owner("a-b").unwrap();
+        s.create_group("team", &["alice".into(), "a-b".into()])
+            .unwrap();
+        for (owner, via, allow) in [
+            ("alice", Via::Group("team".into()), "tcp/5432"),
+            ("alice", Via::Own, "icmp"),
+            ("a-b", Via::Group("team".into()), "udp/53"),
+        ] {
+            s.set_security_group(owner, via, &[allow.parse().unwrap()])
+                .unwrap();
+        }
+        s.validate().unwrap();
         s.normalize();
         s
     }
@@ -1448,7 +1497,9 @@ mod tests {
         let kvs = encode(&s);
         assert!(kvs.contains_key("containers/web"));
         assert!(kvs.contains_key("owners/system"));
-        assert_eq!(kvs["meta/next_owner_id"], b"3");
+        assert!(kvs.contains_key("security-groups/alice/via/team"));
+        assert!(kvs.contains_key("security-groups/alice/own"));
+        assert_eq!(kvs["meta/next_owner_id"], b"4");
         let objects: Vec<Object> = kvs
             .iter()
             .filter_map(|(k, v)| decode(k, v).unwrap())
@@ -1465,6 +1516,10 @@ mod tests {
         let err = decode("containers/db", &other).unwrap_err();
         assert!(err.contains("\"db\""), "{err}");
         assert!(decode("things/x", b"{}").is_err());
+        let sg = serde_json::to_vec(&sample().security_groups[0]).unwrap();
+        let err = decode("security-groups/bob/own", &sg).unwrap_err();
+        assert!(err.contains("security-groups/bob/own"), "{err}");
+        assert!(decode("security-groups/a-b/via/team", &sg).is_ok());
         assert!(decode(NEXT_OWNER_ID, b"x").is_err());
     }
 
