@@ -46,6 +46,9 @@ _netfabric() {
             netfabric,owner)
                 cmd="netfabric__subcmd__owner"
                 ;;
+            netfabric,security-group)
+                cmd="netfabric__subcmd__security__subcmd__group"
+                ;;
             netfabric,status)
                 cmd="netfabric__subcmd__status"
                 ;;
@@ -166,6 +169,9 @@ _netfabric() {
             netfabric__subcmd__help,owner)
                 cmd="netfabric__subcmd__help__subcmd__owner"
                 ;;
+            netfabric__subcmd__help,security-group)
+                cmd="netfabric__subcmd__help__subcmd__security__subcmd__group"
+                ;;
             netfabric__subcmd__help,status)
                 cmd="netfabric__subcmd__help__subcmd__status"
                 ;;
@@ -240,6 +246,15 @@ _netfabric() {
                 ;;
             netfabric__subcmd__help__subcmd__owner,list)
                 cmd="netfabric__subcmd__help__subcmd__owner__subcmd__list"
+                ;;
+            netfabric__subcmd__help__subcmd__security__subcmd__group,delete)
+                cmd="netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__delete"
+                ;;
+            netfabric__subcmd__help__subcmd__security__subcmd__group,list)
+                cmd="netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__list"
+                ;;
+            netfabric__subcmd__help__subcmd__security__subcmd__group,set)
+                cmd="netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__set"
                 ;;
             netfabric__subcmd__help__subcmd__zone,create)
                 cmd="netfabric__subcmd__help__subcmd__zone__subcmd__create"
@@ -346,6 +361,30 @@ _netfabric() {
             netfabric__subcmd__owner__subcmd__help,list)
                 cmd="netfabric__subcmd__owner__subcmd__help__subcmd__list"
                 ;;
+            netfabric__subcmd__security__subcmd__group,delete)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__delete"
+                ;;
+            netfabric__subcmd__security__subcmd__group,help)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__help"
+                ;;
+            netfabric__subcmd__security__subcmd__group,list)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__list"
+                ;;
+            netfabric__subcmd__security__subcmd__group,set)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__set"
+                ;;
+            netfabric__subcmd__security__subcmd__group__subcmd__help,delete)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__delete"
+                ;;
+            netfabric__subcmd__security__subcmd__group__subcmd__help,help)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__help"
+                ;;
+            netfabric__subcmd__security__subcmd__group__subcmd__help,list)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__list"
+                ;;
+            netfabric__subcmd__security__subcmd__group__subcmd__help,set)
+                cmd="netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__set"
+                ;;
             netfabric__subcmd__zone,create)
                 cmd="netfabric__subcmd__zone__subcmd__create"
                 ;;
@@ -377,7 +416,7 @@ _netfabric() {
 
     case "${cmd}" in
         netfabric)
-            opts="-v -h -V --store --state-dir --verbose --help --version zone host owner group container agent lab maps monitor status cni help"
+            opts="-v -h -V --store --state-dir --verbose --help --version zone host owner group security-group container agent lab maps monitor status cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1083,7 +1122,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help)
-            opts="zone host owner group container agent lab maps monitor status cni help"
+            opts="zone host owner group security-group container agent lab maps monitor status cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1545,6 +1584,62 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help__subcmd__owner__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__security__subcmd__group)
+            opts="set delete list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2441,6 +2536,184 @@ _netfabric() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group)
+            opts="-v -h -V --store --state-dir --verbose --help --version set delete list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__delete)
+            opts="-v -h -V --via --own --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --via)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__help)
+            opts="set delete list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__list)
+            opts="-o -v -h -V --output --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__security__subcmd__group__subcmd__set)
+            opts="-v -h -V --via --own --allow --none --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --via)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --store)

@@ -911,3 +911,107 @@ fn bad_dns_options_are_refused() {
         "--dns-domain",
     );
 }
+
+#[test]
+fn security_groups_are_set_listed_and_deleted_and_bad_ones_refused() {
+    let lab = Lab::new();
+    lab.ok(&["group", "add-member", "g1", "bob"]);
+    let sg = |args: &[&str]| -> Vec<String> {
+        let mut v = vec!["security-group".to_owned()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let refused = |args: &[&str], field: &str| {
+        let args = sg(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.refused(&args, field)
+    };
+    // Bad rules name the flag; bad references the field; nothing applied.
+    for bad in ["tcp", "tcp/0", "tcp/70000", "tcp/9-8", "icmp/8", "sctp/1"] {
+        let err = refused(&["set", "alice", "--via", "g1", "--allow", bad], "--allow");
+        assert!(err.contains(bad), "{err}");
+    }
+    refused(&["set", "alice", "--via", "g1"], "--allow");
+    refused(&["set", "alice", "--allow", "icmp"], "--via");
+    refused(
+        &["set", "alice", "--via", "g1", "--own", "--allow", "icmp"],
+        "--own",
+    );
+    refused(
+        &["set", "alice", "--via", "g1", "--none", "--allow", "icmp"],
+        "--none",
+    );
+    refused(
+        &["set", "zed", "--via", "g1", "--allow", "icmp"],
+        "security_groups[zed/g1].owner",
+    );
+    refused(
+        &["set", "alice", "--via", "nope", "--allow", "icmp"],
+        "security_groups[alice/nope].via",
+    );
+    refused(
+        &["set", "system", "--own", "--allow", "icmp"],
+        "security_groups[system/(own)].owner",
+    );
+    lab.ok(&["owner", "create", "carol"]);
+    refused(
+        &["set", "carol", "--via", "g1", "--allow", "icmp"],
+        "security_groups[carol/g1].via",
+    );
+    let nine: Vec<String> = (0..9).map(|i| format!("tcp/{}", 100 + 2 * i)).collect();
+    let mut args = vec!["set", "alice", "--via", "g1"];
+    for r in &nine {
+        args.extend(["--allow", r.as_str()]);
+    }
+    refused(&args, "security_groups[alice/g1].allow");
+    refused(
+        &["delete", "alice", "--via", "g1"],
+        "security_groups[alice/g1]",
+    );
+
+    let out = lab.ok(&[
+        "security-group",
+        "set",
+        "alice",
+        "--via",
+        "g1",
+        "--allow",
+        "tcp/5432",
+        "--allow",
+        "tcp/5433",
+        "--allow",
+        "icmp",
+    ]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "security group alice/g1: tcp/5432-5433, icmp"
+    );
+    lab.ok(&["security-group", "set", "alice", "--own", "--none"]);
+    let out = lab.ok(&["security-group", "list"]);
+    let table = stdout(&out);
+    assert!(
+        table.contains("(own)") && table.contains("nothing"),
+        "{table}"
+    );
+    assert!(table.contains("tcp/5432-5433, icmp"), "{table}");
+    let out = lab.ok(&["security-group", "list", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"owner": "alice", "via": "own", "allow": []},
+            {"owner": "alice", "via": {"group": "g1"}, "allow": ["tcp/5432-5433", "icmp"]},
+        ])
+    );
+    let state = lab.store().load().unwrap().state;
+    assert_eq!(state.security_groups.len(), 2);
+
+    lab.ok(&["security-group", "delete", "alice", "--own"]);
+    let out = lab.ok(&["group", "delete", "g1"]);
+    assert!(
+        stdout(&out).contains("1 security group"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(lab.store().load().unwrap().state.security_groups.is_empty());
+}

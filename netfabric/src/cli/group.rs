@@ -4,7 +4,10 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::{GlobalArgs, OutputFormat, output::print_list};
-use crate::{state::Group, store::StoreExt as _};
+use crate::{
+    state::{Group, Via},
+    store::StoreExt as _,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum GroupCommand {
@@ -65,10 +68,19 @@ pub fn run(cmd: GroupCommand, global: &GlobalArgs) -> anyhow::Result<()> {
             println!("group {name}: {count} member(s)");
         }
         GroupCommand::Delete { name } => {
-            store
-                .apply(|s| s.delete_group(&name))
+            let (narrowing, _) = store
+                .apply(|s| {
+                    let via = Via::Group(name.clone());
+                    let narrowing = s.security_groups.iter().filter(|g| g.via == via).count();
+                    s.delete_group(&name)?;
+                    Ok(narrowing)
+                })
                 .with_context(|| format!("deleting group {name}"))?;
-            println!("group {name} deleted");
+            if narrowing == 0 {
+                println!("group {name} deleted");
+            } else {
+                println!("group {name} deleted, with the {narrowing} security group(s) via it");
+            }
         }
         GroupCommand::AddMember { group, owners } => {
             store

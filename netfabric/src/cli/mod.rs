@@ -24,6 +24,7 @@ mod maps;
 mod monitor;
 mod output;
 mod owner;
+mod security_group;
 mod status;
 mod zone;
 
@@ -199,6 +200,12 @@ pub enum Command {
     #[command(subcommand)]
     Group(group::GroupCommand),
 
+    /// Security groups: an owner narrows what reaches its containers
+    /// through a group (or from its own containers) to some protocols and
+    /// ports (set, delete, list).
+    #[command(subcommand)]
+    SecurityGroup(security_group::SecurityGroupCommand),
+
     /// Containers: each gets a persistent address on its host (create,
     /// delete, list).
     #[command(subcommand)]
@@ -241,6 +248,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Host(cmd) => host::run(cmd, global),
         Command::Owner(cmd) => owner::run(cmd, global),
         Command::Group(cmd) => group::run(cmd, global),
+        Command::SecurityGroup(cmd) => security_group::run(cmd, global),
         Command::Container(cmd) => container::run(cmd, global),
         Command::Agent(args) => agent::run(args, global),
         Command::Lab(cmd) => lab::run(cmd, global),
