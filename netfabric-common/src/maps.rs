@@ -70,7 +70,7 @@ pub const MONITOR_LEASE: &str = "MONITOR_LEASE";
 pub const MONITOR_LEASE_ENTRIES: u32 = 1;
 
 /// Every map, for pinning and `maps list`.
-pub const ALL_MAPS: [&str; 11] = [
+pub const ALL_MAPS: [&str; 12] = [
     ZONE_BY_PREFIX,
     ENDPOINTS,
     NEXT_HOPS,
@@ -79,6 +79,7 @@ pub const ALL_MAPS: [&str; 11] = [
     HOST_CONFIG,
     GROUP_PAIRS,
     OWNER_GROUPS,
+    PORT_SCOPES,
     COUNTERS,
     DROP_EVENTS,
     MONITOR_LEASE,

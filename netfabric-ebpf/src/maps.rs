@@ -10,7 +10,8 @@ use netfabric_common::{
     COUNTER_SLOTS, Counter, DROP_EVENTS_BYTES, ENDPOINTS_ENTRIES, Endpoint, GROUP_PAIRS_ENTRIES,
     HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort, MONITOR_LEASE_ENTRIES,
     MonitorLease, NEXT_HOPS_ENTRIES, NextHop, OWNER_GROUPS_ENTRIES, OwnerGroups, OwnerPair,
-    ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
+    PORT_SCOPES_ENTRIES, ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
+    conntrack::{PortScope, ScopedPair},
 };
 
 #[map]
@@ -37,6 +38,12 @@ pub static GROUP_PAIRS: HashMap<OwnerPair, u32> =
 
 #[map]
 pub static OWNER_GROUPS: Array<OwnerGroups> = Array::with_max_entries(OWNER_GROUPS_ENTRIES, 0);
+
+/// Not preallocated (as `GROUP_PAIRS`): only the agent writes it, and
+/// most deployments hold few narrowed pairs.
+#[map]
+pub static PORT_SCOPES: HashMap<ScopedPair, PortScope> =
+    HashMap::with_max_entries(PORT_SCOPES_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

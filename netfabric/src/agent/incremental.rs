@@ -14,14 +14,22 @@
 //!   one), and the groups bloom of every endpoint and the `OWNER_GROUPS`
 //!   slot of every owner that joined or left it (that slot's list is
 //!   recomputed from the owners in a group it holds);
-//! * the runtime (ready ports, uplink): `HOST_CONFIG` and `LOCAL_PORTS`.
+//! * the runtime (ready ports, uplink): `HOST_CONFIG` and `LOCAL_PORTS`;
+//! * security groups, or groups while any security group exists: the
+//!   `PORT_SCOPES` entries recomputed for the whole state (bounded by the
+//!   security groups, not by the zone) and those that differ, and the
+//!   groups bloom of every endpoint whose owner gained its first security
+//!   group or lost its last (`INGRESS_SCOPED`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+#[cfg(test)]
+use netfabric_common::conntrack::ScopedPair;
 use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_groups_index, policy};
 
 use super::plan::{
     EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
+    port_scopes, scoped_bloom, scoped_owner_ids,
 };
 use crate::state::{Container, Group, State, member_pairs};
 
@@ -65,6 +73,8 @@ pub struct IncrementalPlan {
     /// Group key → how many groups have it: a list is written only for an
     /// owner whose group keys are each one group's.
     groups_with_key: HashMap<u32, u32>,
+    /// Owners with security groups (`INGRESS_SCOPED` in their blooms).
+    scoped: BTreeSet<u32>,
 }
 
 impl IncrementalPlan {
@@ -82,6 +92,7 @@ impl IncrementalPlan {
             owner_endpoints: HashMap::new(),
             slot_owners: HashMap::new(),
             groups_with_key: HashMap::new(),
+            scoped: BTreeSet::new(),
         };
         me.index();
         Ok(me)
@@ -130,6 +141,7 @@ impl IncrementalPlan {
                     .insert(owner);
             }
         }
+        self.scoped = scoped_owner_ids(s);
         self.owner_endpoints.clear();
         for c in &s.containers {
             if let Some((key, owner)) = self.endpoint_key(c) {
@@ -146,13 +158,14 @@ impl IncrementalPlan {
 
     /// `owner`'s groups bloom, as [`super::plan::Blooms`] computes it.
     fn bloom(&self, owner: u32) -> u32 {
-        policy::groups_bloom(
+        let bloom = policy::groups_bloom(
             self.owner_groups
                 .get(&owner)
                 .into_iter()
                 .flatten()
                 .map(|g| group_key(g)),
-        )
+        );
+        scoped_bloom(bloom, self.scoped.contains(&owner))
     }
 
     /// The `OWNER_GROUPS` entry of `slot`, as
@@ -259,6 +272,14 @@ impl IncrementalPlan {
                 return None;
             }
         }
+        // Security groups: their scopes follow every group change too.
+        let any_scope = !old.security_groups.is_empty() || !next.security_groups.is_empty();
+        let scopes =
+            if old.security_groups != next.security_groups || (!groups.is_empty() && any_scope) {
+                Some((port_scopes(next).ok()?, scoped_owner_ids(next)))
+            } else {
+                None
+            };
         // From here on nothing fails: the plan and indexes move together.
         let groups: Vec<(Option<Group>, Option<Group>)> = groups
             .into_iter()
@@ -273,8 +294,37 @@ impl IncrementalPlan {
         self.owner_ids.extend(new_owners);
 
         let mut touched = TouchedKeys::default();
+        // The new flags first: blooms written below carry them.
+        let flag_moved = match &scopes {
+            Some((_, scoped)) => {
+                let moved: BTreeSet<u32> =
+                    self.scoped.symmetric_difference(scoped).copied().collect();
+                self.scoped = scoped.clone();
+                moved
+            }
+            None => BTreeSet::new(),
+        };
         self.apply_groups(&groups, &mut touched);
         self.apply_containers(&containers, &mut touched);
+        if let Some((scopes, _)) = scopes {
+            let old = std::mem::replace(&mut self.plan.port_scopes, scopes);
+            let new = &self.plan.port_scopes;
+            touched.port_scopes.extend(
+                old.iter()
+                    .filter(|(k, v)| new.get(k) != Some(v))
+                    .map(|(k, _)| *k)
+                    .chain(new.keys().filter(|k| !old.contains_key(k)).copied()),
+            );
+            for owner in flag_moved {
+                let groups = self.bloom(owner);
+                for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
+                    if let Some(e) = self.plan.endpoints.get_mut(key) {
+                        e.groups = groups;
+                        touched.endpoints.insert(*key);
+                    }
+                }
+            }
+        }
         Some(touched)
     }
 
@@ -487,7 +537,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{MacAddr, state::HostSpec};
+    use crate::{
+        MacAddr,
+        state::{Allow, HostSpec, Via},
+    };
 
     const HOST: &str = "h1";
 
@@ -522,7 +575,24 @@ mod tests {
         CreateHost,
         /// The containers arrive in another order.
         Rotate(usize),
+        /// A security group of an owner, via a group (`Some`) or its own
+        /// containers, with rules from a small palette (so they merge).
+        SetScope {
+            owner: usize,
+            via: Option<usize>,
+            rules: Vec<usize>,
+        },
+        DeleteScope(usize),
     }
+
+    const RULES: [&str; 6] = [
+        "tcp/5432",
+        "tcp/5433-5440",
+        "udp/53",
+        "icmp",
+        "tcp/80",
+        "udp/1-52",
+    ];
 
     fn change() -> impl Strategy<Value = Change> {
         prop_oneof![
@@ -538,6 +608,9 @@ mod tests {
             2 => (1..6u8).prop_map(Change::TogglePort),
             1 => Just(Change::CreateHost),
             1 => (0..64usize).prop_map(Change::Rotate),
+            3 => (0..8usize, proptest::option::of(0..8usize), proptest::collection::vec(0..RULES.len(), 0..4))
+                .prop_map(|(owner, via, rules)| Change::SetScope { owner, via, rules }),
+            1 => (0..8usize).prop_map(Change::DeleteScope),
         ]
     }
 
@@ -653,6 +726,38 @@ mod tests {
                 }
                 Ok(())
             }
+            Change::SetScope {
+                owner: o,
+                via,
+                rules,
+            } => {
+                let Some(o) = owner(s, *o) else { return };
+                let via = match via {
+                    // A group the owner is in, if any.
+                    Some(g) => {
+                        let mine: Vec<String> = s
+                            .groups
+                            .iter()
+                            .filter(|x| x.members.contains(&o))
+                            .map(|x| x.name.clone())
+                            .collect();
+                        match nth(&mine, *g) {
+                            Some(g) => Via::Group(g.clone()),
+                            None => return,
+                        }
+                    }
+                    None => Via::Own,
+                };
+                let rules: Vec<Allow> = rules.iter().map(|&i| RULES[i].parse().unwrap()).collect();
+                s.set_security_group(&o, via, &rules).map(drop)
+            }
+            Change::DeleteScope(i) => match nth(&s.security_groups, *i) {
+                Some(g) => {
+                    let (o, via) = (g.owner.clone(), g.via.clone());
+                    s.delete_security_group(&o, &via)
+                }
+                None => return,
+            },
         };
     }
 
@@ -713,6 +818,78 @@ mod tests {
                 ..TouchedKeys::default()
             }
         );
+    }
+
+    #[test]
+    fn a_security_group_touches_its_pairs_and_its_owners_endpoints_only() {
+        let mut state = base();
+        state.create_container("a1", "alice", HOST, None).unwrap();
+        state.create_container("b1", "bob", HOST, None).unwrap();
+        let rt = Runtime {
+            uplink_ifindex: 7,
+            ready_ports: [(1, 42)].into(),
+        };
+        let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+        let (alice, bob) = (
+            state.owner("alice").unwrap().id,
+            state.owner("bob").unwrap().id,
+        );
+        let pair = ScopedPair {
+            receiver: alice,
+            sender: bob,
+        };
+        let a1 = EndpointKey {
+            zone_slot: 0,
+            low: 0x0101,
+        };
+        state
+            .set_security_group(
+                "alice",
+                Via::Group("team".into()),
+                &["tcp/5432".parse().unwrap()],
+            )
+            .unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("a security group is incremental");
+        };
+        assert_eq!(
+            keys,
+            TouchedKeys {
+                endpoints: [a1].into(),
+                port_scopes: [pair].into(),
+                ..TouchedKeys::default()
+            }
+        );
+        assert!(inc.plan().endpoints[&a1].groups & policy::INGRESS_SCOPED != 0);
+        // Another rule: the pair only; the flag stays.
+        state
+            .set_security_group(
+                "alice",
+                Via::Group("team".into()),
+                &["icmp".parse().unwrap()],
+            )
+            .unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        assert_eq!(
+            keys,
+            TouchedKeys {
+                port_scopes: [pair].into(),
+                ..TouchedKeys::default()
+            }
+        );
+        // bob leaves team: the pair's scope goes with the pair.
+        state.remove_group_members("team", &["bob".into()]).unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        assert!(keys.port_scopes.contains(&pair), "{keys:?}");
+        assert!(inc.plan().port_scopes.is_empty());
+        // The group goes with its security group: the flag goes too.
+        state.delete_group("team").unwrap();
+        step(&mut inc, &state, &rt);
+        assert!(inc.plan().endpoints[&a1].groups & policy::INGRESS_SCOPED == 0);
     }
 
     /// Steps `inc` to `state` and checks it against the full plan and diff.

@@ -466,6 +466,11 @@ impl Agent {
             p.owner_groups.len(),
             c::OWNER_GROUPS_ENTRIES,
         );
+        m.set_map(
+            plan::PortScopes::NAME,
+            p.port_scopes.len(),
+            c::PORT_SCOPES_ENTRIES,
+        );
         let mut attached = BTreeSet::new();
         if let Some((name, _)) = &self.uplink {
             attached.insert((datapath::PROG_FROM_UPLINK, name.clone()));
@@ -619,6 +624,7 @@ impl Agent {
         };
         let (mut applied, mut failed) = (0usize, 0usize);
         for op in &ops {
+            let failed_before = failed;
             match apply(&mut self.dp, op) {
                 Ok(()) => {
                     self.current.record(op);
@@ -641,6 +647,16 @@ impl Agent {
                     failed += 1;
                     self.error(&format!("applying {op:?}: {e}"));
                 }
+            }
+            if failed > failed_before && matches!(op, Op::PortScope(plan::Change::Set { .. })) {
+                // An absent scope leaves its pair open: nothing that opens
+                // (a flag, a pair, an endpoint) may follow it. The next
+                // change diffs in full and tries again.
+                tracing::error!(
+                    ?op,
+                    "a port scope could not be written: the rest of this change is not applied"
+                );
+                break;
             }
         }
         self.stats.reconciles += 1;

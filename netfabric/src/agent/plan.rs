@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use netfabric_common::{
-    Endpoint, HostConfig, NO_OWNER, OwnerGroups, OwnerPair, SYSTEM_OWNER, owner_groups_index,
-    policy,
+    Endpoint, HostConfig, NO_OWNER, OwnerGroups, OwnerPair, SYSTEM_OWNER, conntrack::ScopedPair,
+    owner_groups_index, policy,
 };
 
 pub use crate::datapath::maps::{
@@ -17,13 +17,14 @@ pub use crate::datapath::maps::{
     local_ports::{LocalPorts, PortEntry},
     next_hops::{NextHopKey, NextHops, UnderlayHop},
     owner_groups::OwnerGroupsMap,
+    port_scopes::PortScopes,
     zone_gateways::ZoneGateways,
     zones::Zones,
 };
 use crate::{
     Datapath, DatapathError, conventions,
     datapath::maps::{narrowing_all, narrowing_of, widening_all, widening_of},
-    state::{Container, State, member_pairs},
+    state::{Container, State, StateError, member_pairs, security},
 };
 
 /// What the maps of one host hold (or must hold): one field per
@@ -47,6 +48,9 @@ pub struct HostPlan {
     /// `OWNER_GROUPS`: slot → an owner's exact group keys
     /// ([`OwnerGroupLists`]).
     pub owner_groups: Entries<OwnerGroupsMap>,
+    /// `PORT_SCOPES`: (receiver, sender) → what the sender may still open
+    /// ([`port_scopes`]; zone-wide, like the pairs).
+    pub port_scopes: Entries<PortScopes>,
 }
 
 /// The keys whose entries a change of the desired state may have changed,
@@ -62,6 +66,7 @@ pub struct TouchedKeys {
     pub group_pairs: BTreeSet<OwnerPair>,
     /// `OWNER_GROUPS` slots.
     pub owner_groups: BTreeSet<u32>,
+    pub port_scopes: BTreeSet<ScopedPair>,
 }
 
 /// What the host knows at run time and the desired state does not.
@@ -80,6 +85,30 @@ pub enum PlanError {
     UnknownHost(String),
     #[error("zone {zone:?} of host {host:?} is not in the desired state")]
     UnknownZone { host: String, zone: String },
+    /// The security groups do not fit the datapath (a state that passed
+    /// validation never does this): nothing is planned rather than a scope
+    /// left out.
+    #[error(transparent)]
+    SecurityGroups(StateError),
+}
+
+/// The `PORT_SCOPES` entries of `state` ([`State::port_scopes`]).
+pub fn port_scopes(state: &State) -> Result<Entries<PortScopes>, PlanError> {
+    Ok(state
+        .port_scopes()
+        .map_err(PlanError::SecurityGroups)?
+        .into_iter()
+        .map(|(pair, rules)| (pair, security::port_scope(&rules)))
+        .collect())
+}
+
+/// The ids of the owners whose endpoints carry `INGRESS_SCOPED`.
+pub fn scoped_owner_ids(state: &State) -> BTreeSet<u32> {
+    state
+        .scoped_owners()
+        .into_iter()
+        .filter_map(|name| state.owner(name).map(|o| o.id))
+        .collect()
 }
 
 /// `HOST_CONFIG` of host `host_name` (without the present flag).
@@ -182,7 +211,9 @@ impl HostPlan {
                 group_key(&g.name),
                 members.filter_map(|m| owner_id.get(m.as_str()).copied()),
             )
-        }));
+        }))
+        .scoped(scoped_owner_ids(state));
+        plan.port_scopes = port_scopes(state)?;
         plan.owner_groups = OwnerGroupLists::of_groups(state.groups.iter().map(|g| {
             let members = g.members.iter();
             (
@@ -258,6 +289,16 @@ impl HostPlan {
             Op::OwnerGroups,
             &mut ops,
         );
+        // A scope that goes opens its pair: after the pairs and lists
+        // that go, so that a pair denied in the end is never open
+        // meanwhile.
+        narrow(
+            &self.port_scopes,
+            &desired.port_scopes,
+            k.map(|k| &k.port_scopes),
+            Op::PortScope,
+            &mut ops,
+        );
         narrow(
             &self.local_ports,
             &desired.local_ports,
@@ -302,6 +343,16 @@ impl HostPlan {
         {
             ops.push(Op::SetHost { host });
         }
+        // Scopes new or changed before anything opens: a receiver flagged
+        // `INGRESS_SCOPED` (its endpoints) or a pair newly shared (the
+        // pairs) finds its scope there.
+        widen(
+            &self.port_scopes,
+            &desired.port_scopes,
+            k.map(|k| &k.port_scopes),
+            Op::PortScope,
+            &mut ops,
+        );
         widen(
             &self.zones,
             &desired.zones,
@@ -366,6 +417,7 @@ impl HostPlan {
             Op::LocalPort(c) => c.record(&mut self.local_ports),
             Op::GroupPair(c) => c.record(&mut self.group_pairs),
             Op::OwnerGroups(c) => c.record(&mut self.owner_groups),
+            Op::PortScope(c) => c.record(&mut self.port_scopes),
         }
     }
 
@@ -384,6 +436,7 @@ impl HostPlan {
             local_ports: LocalPorts::read(dp, &in_use)?,
             group_pairs: GroupPairs::read(dp, &in_use)?,
             owner_groups: OwnerGroupsMap::read(dp, &in_use)?,
+            port_scopes: PortScopes::read(dp, &in_use)?,
             zones,
         })
     }
@@ -431,7 +484,12 @@ fn widen<M: DesiredMap>(
 /// and members; the one computation the agent, the reference model and the
 /// bench share.
 #[derive(Debug, Clone, Default)]
-pub struct Blooms(BTreeMap<u32, u32>);
+pub struct Blooms {
+    groups: BTreeMap<u32, u32>,
+    /// Owners with security groups: their blooms carry
+    /// `policy::INGRESS_SCOPED`.
+    scoped: BTreeSet<u32>,
+}
 
 impl Blooms {
     /// `groups`: (group key, member owner ids).
@@ -444,15 +502,36 @@ impl Blooms {
                 *out.entry(owner).or_insert(policy::GROUPS_KNOWN) |= policy::group_bit(key);
             }
         }
-        Blooms(out)
+        Blooms {
+            groups: out,
+            scoped: BTreeSet::new(),
+        }
     }
 
-    /// `owner`'s bloom (an owner in no group: known, no bit).
+    /// The same blooms with `INGRESS_SCOPED` on the owners in `scoped`.
+    pub fn scoped(mut self, scoped: BTreeSet<u32>) -> Self {
+        self.scoped = scoped;
+        self
+    }
+
+    /// `owner`'s bloom (an owner in no group: known, no bit), with its
+    /// flags.
     pub fn of(&self, owner: u32) -> u32 {
-        self.0
+        let bloom = self
+            .groups
             .get(&owner)
             .copied()
-            .unwrap_or_else(|| policy::groups_bloom([]))
+            .unwrap_or_else(|| policy::groups_bloom([]));
+        scoped_bloom(bloom, self.scoped.contains(&owner))
+    }
+}
+
+/// `bloom` with `INGRESS_SCOPED` set or cleared.
+pub fn scoped_bloom(bloom: u32, scoped: bool) -> u32 {
+    if scoped {
+        bloom | policy::INGRESS_SCOPED
+    } else {
+        bloom & !policy::INGRESS_SCOPED
     }
 }
 
@@ -523,6 +602,7 @@ pub enum Op {
     LocalPort(Change<LocalPorts>),
     GroupPair(Change<GroupPairs>),
     OwnerGroups(Change<OwnerGroupsMap>),
+    PortScope(Change<PortScopes>),
 }
 
 impl Op {
@@ -537,6 +617,7 @@ impl Op {
             Op::LocalPort(c) => c.apply(dp),
             Op::GroupPair(c) => c.apply(dp),
             Op::OwnerGroups(c) => c.apply(dp),
+            Op::PortScope(c) => c.apply(dp),
         }
     }
 }
@@ -888,5 +969,74 @@ mod tests {
             }
         }
         assert_eq!(cur, after);
+    }
+
+    #[test]
+    fn scopes_come_before_what_they_narrow_and_go_after_what_denies() {
+        use crate::state::Via;
+        let s = lab();
+        let (alice, bob) = (s.owner("alice").unwrap().id, s.owner("bob").unwrap().id);
+        let pair = ScopedPair {
+            receiver: alice,
+            sender: bob,
+        };
+        let before = HostPlan::compute(&s, "h1", &rt()).unwrap();
+        assert!(before.port_scopes.is_empty());
+        // alice narrows ops: bob (in ops only) is scoped; carol shares team
+        // too, which alice did not narrow.
+        let mut s2 = s.clone();
+        s2.set_security_group(
+            "alice",
+            Via::Group("ops".into()),
+            &["tcp/5432".parse().unwrap()],
+        )
+        .unwrap();
+        let after = HostPlan::compute(&s2, "h1", &rt()).unwrap();
+        assert_eq!(
+            after.port_scopes.keys().copied().collect::<Vec<_>>(),
+            [pair]
+        );
+        let scope = after.port_scopes[&pair];
+        assert!(scope.opens(6, 5432) && !scope.opens(6, 22));
+        let flagged = after.endpoints[&ep(0x0101)];
+        assert_eq!(
+            flagged.groups,
+            before.endpoints[&ep(0x0101)].groups | policy::INGRESS_SCOPED
+        );
+        assert_eq!(
+            after.endpoints[&ep(0x0201)],
+            before.endpoints[&ep(0x0201)],
+            "bob's own blooms"
+        );
+        let ops = before.diff(&after);
+        assert_eq!(
+            ops,
+            vec![
+                Op::PortScope(Change::Set {
+                    key: pair,
+                    value: scope
+                }),
+                set_endpoint(0x0101, alice, flagged.groups),
+            ],
+            "the scope before the flag"
+        );
+        // The group deleted (its security group with it): the pair goes
+        // before the scope, which goes before the flag.
+        let mut s3 = s2.clone();
+        s3.delete_group("ops").unwrap();
+        let gone = HostPlan::compute(&s3, "h1", &rt()).unwrap();
+        let ops = after.diff(&gone);
+        let at = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).expect("present");
+        let pair_gone = at(&|o| *o == remove_pair(OwnerPair::new(alice, bob)));
+        let scope_gone = at(&|o| *o == Op::PortScope(Change::Clear { key: pair }));
+        let flag_gone = at(
+            &|o| matches!(o, Op::Endpoint(Change::Set { key, value }) if *key == ep(0x0101) && value.groups & policy::INGRESS_SCOPED == 0),
+        );
+        assert!(pair_gone < scope_gone && scope_gone < flag_gone, "{ops:?}");
+        let mut cur = after.clone();
+        for op in &ops {
+            cur.record(op);
+        }
+        assert_eq!(cur, gone);
     }
 }

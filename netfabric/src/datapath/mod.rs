@@ -25,6 +25,7 @@ use aya::{
 use netfabric_common::{
     self as common, Counter, Endpoint, HostConfig, LocalPort, MAX_ZONES, MonitorLease, NextHop,
     OwnerGroups, OwnerPair,
+    conntrack::{PortScope, ScopedPair},
 };
 
 pub use maps::counters::CounterSnapshot;
@@ -128,6 +129,7 @@ pub struct Datapath {
     group_pairs: HashMap<MapData, OwnerPair, u32>,
     group_pairs_capacity: u32,
     owner_groups: Array<MapData, OwnerGroups>,
+    port_scopes: HashMap<MapData, ScopedPair, PortScope>,
     counters: PerCpuArray<MapData, Counter>,
     drop_events: Option<RingBuf<MapData>>,
     monitor_lease: Array<MapData, MonitorLease>,
@@ -176,6 +178,7 @@ impl Datapath {
             group_pairs: take(&mut ebpf, common::GROUP_PAIRS)?,
             group_pairs_capacity,
             owner_groups: take(&mut ebpf, common::OWNER_GROUPS)?,
+            port_scopes: take(&mut ebpf, common::PORT_SCOPES)?,
             counters: take(&mut ebpf, common::COUNTERS)?,
             drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
             monitor_lease: take(&mut ebpf, common::MONITOR_LEASE)?,

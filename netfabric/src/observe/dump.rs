@@ -7,6 +7,7 @@ use std::{net::Ipv4Addr, path::Path};
 
 use netfabric_common::{
     self as common, Endpoint, HostConfig, LocalPort, MonitorLease, NextHop, OwnerPair,
+    conntrack::{PortScope, ScopedPair},
 };
 use serde::Serialize;
 
@@ -22,6 +23,7 @@ use crate::{
         CounterSnapshot,
         batch::{self, RawEntries, pod},
     },
+    state::security::scope_rules,
 };
 
 type Result<T, E = ObserveError> = std::result::Result<T, E>;
@@ -99,6 +101,7 @@ pub fn dump(pin_dir: &Path, name: &str, names: &Names) -> Result<Decoded> {
         common::HOST_CONFIG => host_config(&raw, names),
         common::GROUP_PAIRS => group_pairs(&raw, names),
         common::OWNER_GROUPS => owner_groups(&raw, names),
+        common::PORT_SCOPES => port_scopes(&raw, names),
         common::COUNTERS => counters(&raw),
         common::MONITOR_LEASE => monitor_lease(&raw),
         _ => return Err(ObserveError::UnknownMap(name.to_owned())),
@@ -148,6 +151,9 @@ struct EndpointRow<'a> {
     /// `Endpoint::groups`: the owner's groups bloom, `null` when unknown
     /// (every pair is looked up).
     groups_bloom: Option<String>,
+    /// `INGRESS_SCOPED`: the owner has security groups (`PORT_SCOPES` is
+    /// consulted for packets to this address).
+    ingress_scoped: bool,
 }
 
 /// An `Endpoint::groups` value for people: the 31 bloom bits in hex, or
@@ -193,6 +199,8 @@ fn endpoints(
                 container: c.map(|c| c.name.as_str()),
                 host: c.map(|c| c.host.as_str()),
                 groups_bloom: bloom_text(e.groups),
+                ingress_scoped: e.groups & common::policy::GROUPS_KNOWN != 0
+                    && e.groups & common::policy::INGRESS_SCOPED != 0,
             },
             vec![
                 address.map_or_else(
@@ -488,6 +496,52 @@ fn group_pairs(raw: &RawEntries, names: &Names) -> Decoded {
                 format!("{} ({})", or_id(hi, pair.high), pair.high),
                 n.to_string(),
                 groups.join(", "),
+            ],
+        );
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct PortScopeRow<'a> {
+    receiver_id: u32,
+    receiver: Option<&'a str>,
+    sender_id: u32,
+    sender: Option<&'a str>,
+    /// What the sender may still open, as `security-group set` writes it
+    /// (`tcp/5432`, `udp/5000-5010`, `icmp`); empty: nothing.
+    allow: Vec<String>,
+}
+
+fn port_scopes(raw: &RawEntries, names: &Names) -> Decoded {
+    let mut d = Decoded::new(common::PORT_SCOPES, &["receiver", "sender", "allows"]);
+    let mut entries: Vec<(ScopedPair, PortScope)> = (0..raw.count)
+        .map(|i| (pod(raw.key(i)), pod(raw.value(i))))
+        .collect();
+    entries.sort_by_key(|(pair, _)| *pair);
+    for (pair, scope) in entries {
+        let (r, s) = (names.owner(pair.receiver), names.owner(pair.sender));
+        let allow: Vec<String> = scope_rules(&scope)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let shown = if allow.is_empty() {
+            "nothing".to_owned()
+        } else {
+            allow.join(", ")
+        };
+        d.push(
+            PortScopeRow {
+                receiver_id: pair.receiver,
+                receiver: r,
+                sender_id: pair.sender,
+                sender: s,
+                allow,
+            },
+            vec![
+                format!("{} ({})", or_id(r, pair.receiver), pair.receiver),
+                format!("{} ({})", or_id(s, pair.sender), pair.sender),
+                shown,
             ],
         );
     }

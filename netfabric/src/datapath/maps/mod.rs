@@ -18,6 +18,7 @@ pub mod host_config;
 pub mod local_ports;
 pub mod next_hops;
 pub mod owner_groups;
+pub mod port_scopes;
 pub mod zone_gateways;
 pub mod zones;
 
