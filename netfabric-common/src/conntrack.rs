@@ -180,6 +180,20 @@ impl PortScope {
         }
         false
     }
+
+    /// Does the scope open `protocol` on any port (what a later fragment,
+    /// which carries no ports, is judged by)?
+    #[inline(always)]
+    pub fn opens_protocol(&self, protocol: u8) -> bool {
+        let mut i = 0;
+        while i < PORT_SCOPE_RULES {
+            if (i as u32) < self.count && self.rules[i].protocol == protocol {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
 }
 
 const _: () = {
@@ -241,5 +255,9 @@ mod tests {
         assert!(!s.opens(PROTO_TCP, 5433));
         assert!(!s.opens(PROTO_UDP, 5432));
         assert!(s.opens(PROTO_ICMP, 0));
+        assert!(s.opens_protocol(PROTO_TCP) && s.opens_protocol(PROTO_ICMP));
+        assert!(!s.opens_protocol(PROTO_UDP));
+        s.count = 1;
+        assert!(!s.opens_protocol(PROTO_ICMP), "rules past count are unused");
     }
 }

@@ -1,6 +1,7 @@
 //! TC ingress on a container's host-side port: traffic a container sends.
 //!
-//! anti-spoofing → destination lookup → policy → TTL → same-host delivery
+//! anti-spoofing → destination lookup → policy → port scope (security
+//! groups) → TTL → same-host delivery
 //! (`bpf_redirect_peer` into the destination container) or out of the uplink
 //! to the next hop; destinations outside every zone go to the host stack.
 //!
@@ -22,13 +23,15 @@ use crate::{
     parse::{Packet, arp, eth, ipv4, vlan},
     policy::{Location, check, endpoint_in_zone, host_config, locate},
     route::{Egress, check_ttl, egress, rewrite},
-    spoof,
+    scope, spoof,
 };
 
-/// Make the Ethernet header and the longest IPv4 header linear (TC only).
+/// Make the Ethernet header, the longest IPv4 header and the transport
+/// fields the port scope reads (`parse::l4`: up to the TCP flags) linear
+/// (TC only).
 #[inline(always)]
 pub fn linear_packet(ctx: &TcContext) -> Packet {
-    const WANT: usize = eth::ETH_HLEN + 60;
+    const WANT: usize = eth::ETH_HLEN + 60 + 14;
     let have = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
     if have < WANT && len > have {
@@ -95,6 +98,7 @@ fn try_from_container(
     };
 
     check(Party::Owner(src.owner), src.groups, dst)?;
+    scope::check(pkt, &ip, src.owner, dst)?;
     check_ttl(&ip)?;
     match egress(host, ip.dst, dst_zone)? {
         Egress::Port(port) => {

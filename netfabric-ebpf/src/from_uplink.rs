@@ -5,7 +5,8 @@
 //! container's host's underlay MAC (`spoofed_wrong_host` otherwise). IPv4 for
 //! a container of this host is then checked against policy and TTL.
 //! Everything else (the host's own traffic, ARP, IPv6, other protocols, other
-//! hosts' addresses) passes to the stack untouched. IPv4 whose header cannot
+//! hosts' addresses) passes to the stack untouched. A receiver with security
+//! groups is then asked about the protocol and port (`scope::check`). IPv4 whose header cannot
 //! be parsed is dropped as `malformed`: its destination cannot be trusted,
 //! and the stack would drop it too.
 //!
@@ -38,7 +39,7 @@
 //! MTUs; only the linear part is parsed.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use netfabric_common::{Direction, DropReason, HostConfig, LocalPort, Verdict};
+use netfabric_common::{Direction, DropReason, HostConfig, LocalPort, Verdict, policy::Party};
 
 use crate::{
     metrics::record,
@@ -50,7 +51,7 @@ use crate::{
     },
     policy::{Location, check, endpoint_in_zone, host_config, in_a_zone, locate, source_party},
     route::{check_ttl, is_local, local_port},
-    spoof,
+    scope, spoof,
 };
 
 #[xdp(frags)]
@@ -124,6 +125,9 @@ pub fn judge(pkt: &mut Packet, stripped_tag: bool) -> Result<Judged, DropReason>
     let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
     let (src, src_groups) = source_party(&src_location)?;
     check(src, src_groups, dst)?;
+    if let Party::Owner(src_owner) = src {
+        scope::check(pkt, &ip, src_owner, dst)?;
+    }
     check_ttl(&ip)?;
     Ok(Judged::Deliver {
         eth,

@@ -25,6 +25,7 @@ mod metrics;
 mod parse;
 mod policy;
 mod route;
+mod scope;
 mod spoof;
 mod to_container;
 

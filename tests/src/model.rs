@@ -19,7 +19,7 @@ use netfabric::agent::{
     self, HostPlan, Op,
     plan::{
         Blooms, Change, EndpointKey, Entries, NextHopKey, OwnerGroupLists, OwnerGroupsMap,
-        PortEntry, UnderlayHop,
+        PortEntry, PortScopes, UnderlayHop,
     },
 };
 use netfabric::datapath::{
@@ -29,6 +29,8 @@ use netfabric::datapath::{
 use netfabric_common::{
     Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, OwnerPair, SYSTEM_OWNER,
     Verdict,
+    conntrack::{PORT_SCOPE_RULES, PortRule, PortScope, ScopedPair},
+    policy::INGRESS_SCOPED,
 };
 
 use crate::packets::{self, ETH_HLEN, Mac};
@@ -165,6 +167,20 @@ pub struct PortModel {
     pub mac: Mac,
 }
 
+/// How a sender reaches the owner a security group narrows
+/// (docs/security-groups.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ScopeVia {
+    /// The owner's own containers.
+    Own,
+    /// Owners sharing this group (id) with it.
+    Group(u32),
+}
+
+/// One rule of a security group: IP protocol and an inclusive range of
+/// destination ports (ignored for ICMP, which opens every ICMP message).
+pub type ScopeRule = (u8, u16, u16);
+
 /// One change of the derived owner-pair table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PairChange {
@@ -198,6 +214,10 @@ pub struct Model {
     lists_written: Entries<OwnerGroupsMap>,
     /// Derived: (low, high) → number of groups the two owners share.
     pairs: BTreeMap<(u32, u32), u32>,
+    /// Security groups: (receiving owner, way in) → what stays open.
+    pub security_groups: BTreeMap<(u32, ScopeVia), Vec<ScopeRule>>,
+    /// What the model last wrote into `PORT_SCOPES`.
+    scopes_written: Entries<PortScopes>,
 }
 
 fn norm(a: u32, b: u32) -> (u32, u32) {
@@ -263,7 +283,124 @@ impl Model {
     /// `Endpoint::groups` of `owner`, as the agent computes it (group ids
     /// are the bloom keys).
     pub fn groups_bloom(&self, owner: u32) -> u32 {
-        Blooms::of_groups(self.groups.iter().map(|(g, m)| (*g, m.iter().copied()))).of(owner)
+        let bloom =
+            Blooms::of_groups(self.groups.iter().map(|(g, m)| (*g, m.iter().copied()))).of(owner);
+        if self.scoped(owner) {
+            bloom | INGRESS_SCOPED
+        } else {
+            bloom
+        }
+    }
+
+    /// Has `owner` security groups (its endpoints carry `INGRESS_SCOPED`)?
+    pub fn scoped(&self, owner: u32) -> bool {
+        self.security_groups.keys().any(|(r, _)| *r == owner)
+    }
+
+    /// What `sender` may still open towards `receiver` (`None`: not
+    /// narrowed). The system owner is never narrowed; an owner's own
+    /// containers only by a security group via own; another owner only if
+    /// every group it shares with the receiver is narrowed, then by the
+    /// union of their rules.
+    pub fn scope_of(&self, receiver: u32, sender: u32) -> Option<Vec<ScopeRule>> {
+        if sender == SYSTEM_OWNER || !self.scoped(receiver) {
+            return None;
+        }
+        if sender == receiver {
+            return self
+                .security_groups
+                .get(&(receiver, ScopeVia::Own))
+                .cloned();
+        }
+        let shared: Vec<u32> = self
+            .groups
+            .iter()
+            .filter(|(_, m)| m.contains(&receiver) && m.contains(&sender))
+            .map(|(g, _)| *g)
+            .collect();
+        if shared.is_empty() {
+            return None;
+        }
+        let mut rules = Vec::new();
+        for g in shared {
+            rules.extend(
+                self.security_groups
+                    .get(&(receiver, ScopeVia::Group(g)))?
+                    .iter()
+                    .copied(),
+            );
+        }
+        rules.sort();
+        rules.dedup();
+        Some(rules)
+    }
+
+    /// The `PORT_SCOPES` entries of the model's security groups.
+    pub fn scope_entries(&self) -> Entries<PortScopes> {
+        let receivers: BTreeSet<u32> = self.security_groups.keys().map(|(r, _)| *r).collect();
+        let mut senders: BTreeSet<u32> = self.groups.values().flatten().copied().collect();
+        senders.extend(receivers.iter().copied());
+        let mut out = Entries::<PortScopes>::new();
+        for &receiver in &receivers {
+            for &sender in &senders {
+                let Some(rules) = self.scope_of(receiver, sender) else {
+                    continue;
+                };
+                assert!(
+                    rules.len() <= PORT_SCOPE_RULES,
+                    "the model's scopes must fit an entry: {rules:?}"
+                );
+                let mut scope = PortScope {
+                    count: rules.len() as u32,
+                    ..PortScope::default()
+                };
+                for (slot, &(protocol, first_port, last_port)) in scope.rules.iter_mut().zip(&rules)
+                {
+                    *slot = PortRule {
+                        first_port,
+                        last_port,
+                        protocol,
+                        _pad: [0; 3],
+                    };
+                }
+                out.insert(ScopedPair { receiver, sender }, scope);
+            }
+        }
+        out
+    }
+
+    /// Make `PORT_SCOPES` hold [`Self::scope_entries`] through the agent's
+    /// plan diff and writer, touching only the pairs that differ from what
+    /// the model wrote before.
+    pub fn write_scopes(&mut self, dp: &mut Datapath) {
+        let scopes = |port_scopes| HostPlan {
+            port_scopes,
+            ..HostPlan::default()
+        };
+        let want = self.scope_entries();
+        let ops = scopes(std::mem::take(&mut self.scopes_written)).diff(&scopes(want.clone()));
+        for op in ops {
+            agent::apply(dp, &op).unwrap_or_else(|e| panic!("applying {op:?}: {e}"));
+        }
+        self.scopes_written = want;
+    }
+
+    /// Sets (`Some`) or deletes `receiver`'s security group via `via`, and
+    /// writes it as the agent would: the scopes first, then the receiver's
+    /// endpoints (their `INGRESS_SCOPED` flag).
+    pub fn set_security_group(
+        &mut self,
+        dp: &mut Datapath,
+        receiver: u32,
+        via: ScopeVia,
+        rules: Option<Vec<ScopeRule>>,
+    ) {
+        match rules {
+            Some(rules) => self.security_groups.insert((receiver, via), rules),
+            None => self.security_groups.remove(&(receiver, via)),
+        };
+        self.write_scopes(dp);
+        self.sync_blooms(dp, receiver);
     }
 
     /// The `ENDPOINTS` entry of container `addr`: its owner and the
@@ -328,6 +465,8 @@ impl Model {
             self.write_endpoint(dp, slot, addr);
         }
         self.write_owner_groups(dp);
+        // Memberships decide who a security group narrows.
+        self.write_scopes(dp);
     }
 
     /// The derived pair table.
@@ -457,6 +596,7 @@ impl Model {
             plan.group_pairs.insert(OwnerPair::new(a, b), n);
         }
         plan.owner_groups = self.owner_lists();
+        plan.port_scopes = self.scope_entries();
         plan
     }
 
@@ -468,6 +608,7 @@ impl Model {
             agent::apply(dp, &op).unwrap_or_else(|e| panic!("applying {op:?}: {e}"));
         }
         self.lists_written = plan.owner_groups;
+        self.scopes_written = plan.port_scopes;
     }
 
     /// Apply pair-table changes to the maps, as the agent would.
@@ -558,6 +699,7 @@ impl Model {
         if !self.allowed(Party::Owner(src_owner), Party::Owner(dst_owner)) {
             return Err(DropReason::PolicyDenied);
         }
+        self.check_scope(pkt, &ip, src_owner)?;
         if ip.ttl <= 1 {
             return Err(DropReason::TtlExceeded);
         }
@@ -598,6 +740,52 @@ impl Model {
                 dst: gw,
             },
         ))
+    }
+
+    /// docs/security-groups.md: after the owner rule, a receiver whose
+    /// endpoint carries `INGRESS_SCOPED` (a known bloom: an unknown one
+    /// has no flags) and narrowed `src_owner` is reached only on the
+    /// protocols and destination ports it left open. A later fragment
+    /// passes when its protocol is open on some port; a first fragment too
+    /// short for the transport fields read (TCP 14 bytes, UDP 4, ICMP 6) is
+    /// malformed; other protocols are never open.
+    fn check_scope(&self, pkt: &[u8], ip: &Ipv4View, src_owner: u32) -> Result<(), DropReason> {
+        let dst = self.endpoint(ip.dst);
+        if dst.groups & INGRESS_SCOPED == 0 {
+            return Ok(());
+        }
+        let Some(rules) = self.scope_of(dst.owner, src_owner) else {
+            return Ok(());
+        };
+        let opened = if ip.fragment_offset != 0 {
+            rules.iter().any(|r| r.0 == ip.protocol)
+        } else {
+            let l4 = ETH_HLEN + ip.header_len;
+            let need = match ip.protocol {
+                6 => 14,
+                17 => 4,
+                1 => 6,
+                _ => 0,
+            };
+            if pkt.len() < l4 + need {
+                return Err(DropReason::Malformed);
+            }
+            match ip.protocol {
+                6 | 17 => {
+                    let port = u16::from_be_bytes([pkt[l4 + 2], pkt[l4 + 3]]);
+                    rules
+                        .iter()
+                        .any(|&(p, first, last)| p == ip.protocol && first <= port && port <= last)
+                }
+                1 => rules.iter().any(|r| r.0 == 1),
+                _ => false,
+            }
+        };
+        if opened {
+            Ok(())
+        } else {
+            Err(DropReason::PortNotAllowed)
+        }
     }
 
     /// docs/policy.md#identity-comes-from-the-source-address: any IPv4 packet claiming a container source must arrive
@@ -666,6 +854,9 @@ impl Model {
         };
         if !self.allowed(src, Party::Owner(dst_owner)) {
             return Err(DropReason::PolicyDenied);
+        }
+        if let Party::Owner(src_owner) = src {
+            self.check_scope(pkt, &ip, src_owner)?;
         }
         if ip.ttl <= 1 {
             return Err(DropReason::TtlExceeded);
@@ -817,6 +1008,8 @@ struct Ipv4View {
     /// The first two bytes after the IPv4 header (a UDP/TCP source port),
     /// if the frame holds them and this is not a later fragment.
     source_port: Option<u16>,
+    header_len: usize,
+    fragment_offset: u16,
 }
 
 /// Version 4, IHL of at least 5 words, total length covering the header and
@@ -846,6 +1039,8 @@ fn parse_ipv4(pkt: &[u8]) -> Result<Ipv4View, DropReason> {
         ttl: h[8],
         protocol: h[9],
         source_port,
+        header_len,
+        fragment_offset,
     })
 }
 

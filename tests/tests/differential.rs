@@ -14,10 +14,13 @@ use std::{
 };
 
 use netfabric::datapath::{Datapath, LoadOptions};
-use netfabric_common::{MAX_ZONES, SYSTEM_OWNER, Verdict};
+use netfabric_common::{DropReason, MAX_ZONES, SYSTEM_OWNER, Verdict};
 use netfabric_tests::{
     ensure_bpffs,
-    model::{Harness, HostModel, Model, PairChange, PortModel, Prog, ZoneModel, check, dummies},
+    model::{
+        Harness, HostModel, Model, PairChange, PortModel, Prog, ScopeRule, ScopeVia, ZoneModel,
+        check, dummies,
+    },
     netns::Netns,
     packets::{
         ArpFrame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_LLDP, ETH_P_QINQ,
@@ -237,6 +240,19 @@ fn scenario(rng: &mut Rng, devices: &[u32]) -> Scenario {
             m.unknown_blooms.insert(addr);
         }
     }
+    // Security groups of a few receivers (never the system owner), via a
+    // group or their own containers.
+    let users: Vec<u32> = owners
+        .iter()
+        .copied()
+        .filter(|&o| o != SYSTEM_OWNER)
+        .collect();
+    for _ in 0..rng.range(0, 3) {
+        let receiver = rng.pick(&users);
+        let via = random_via(rng, &groups);
+        let rules = random_rules(rng);
+        m.security_groups.insert((receiver, via), rules);
+    }
     Scenario {
         model: m,
         local_ports,
@@ -435,6 +451,37 @@ fn packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Vec<u8> {
     }
 }
 
+/// Rules security groups draw from: single ports, ranges, every port,
+/// icmp; at most two per security group, so the union over four narrowed
+/// groups fits an entry.
+const SCOPE_RULES: [ScopeRule; 8] = [
+    (6, 5432, 5432),
+    (6, 1, 1000),
+    (6, 40000, 40000),
+    (17, 53, 53),
+    (17, 5000, 5010),
+    (17, 1, 65535),
+    (1, 0, 0),
+    (6, 22, 22),
+];
+
+/// Destination ports packets draw from: the rules' edges and misses.
+const DESTINATION_PORTS: [u16; 10] = [5432, 5433, 22, 53, 1000, 1001, 5000, 5011, 40000, 7];
+
+fn random_rules(rng: &mut Rng) -> Vec<ScopeRule> {
+    (0..rng.range(0, 2))
+        .map(|_| rng.pick(&SCOPE_RULES))
+        .collect()
+}
+
+fn random_via(rng: &mut Rng, groups: &[u32]) -> ScopeVia {
+    if rng.chance(30) {
+        ScopeVia::Own
+    } else {
+        ScopeVia::Group(rng.pick(groups))
+    }
+}
+
 /// The host's resolver (the containers' gateway).
 const RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
@@ -449,6 +496,11 @@ fn transport(rng: &mut Rng, mut p: Vec<u8>) -> Vec<u8> {
     if p.len() >= l4 + 2 {
         p[l4..l4 + 2].copy_from_slice(&port.to_be_bytes());
     }
+    // The destination port, which security groups judge.
+    if p.len() >= l4 + 4 && rng.chance(80) {
+        let dport = rng.pick(&DESTINATION_PORTS);
+        p[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+    }
     refresh_checksum(&mut p);
     p
 }
@@ -456,6 +508,22 @@ fn transport(rng: &mut Rng, mut p: Vec<u8>) -> Vec<u8> {
 /// A membership change (or a container coming or going), applied to the
 /// model and, as an agent would, to the maps.
 fn change(rng: &mut Rng, s: &mut Scenario, dp: &mut Datapath) -> String {
+    if rng.chance(15) {
+        // A security group set or deleted.
+        let users: Vec<u32> = s
+            .owners
+            .iter()
+            .copied()
+            .filter(|&o| o != SYSTEM_OWNER)
+            .collect();
+        let receiver = rng.pick(&users);
+        let via = random_via(rng, &s.groups);
+        let rules = (!s.model.security_groups.contains_key(&(receiver, via)) || rng.chance(50))
+            .then(|| random_rules(rng));
+        let what = format!("owner {receiver} security group {via:?}: {rules:?}");
+        s.model.set_security_group(dp, receiver, via, rules);
+        return what;
+    }
     match rng.below(10) {
         0..=6 => {
             let g = rng.pick(&s.groups);
@@ -556,6 +624,16 @@ fn datapath_agrees_with_the_reference_model() {
                 let in_model: BTreeSet<((u32, u32), u32)> =
                     s.model.pairs().iter().map(|(k, v)| (*k, *v)).collect();
                 assert_eq!(in_map, in_model, "GROUP_PAIRS differs from the model");
+                let scopes_in_map: BTreeMap<_, _> =
+                    h.dp.port_scopes()
+                        .expect("port scopes")
+                        .into_iter()
+                        .collect();
+                assert_eq!(
+                    scopes_in_map,
+                    s.model.scope_entries(),
+                    "PORT_SCOPES differs from the model"
+                );
             }
             let prog = match rng.below(100) {
                 0..=39 => Prog::FromContainer(pick_device(&mut rng, &s)),
@@ -608,6 +686,17 @@ fn datapath_agrees_with_the_reference_model() {
             mismatches.len()
         );
     }
+    // Security groups were exercised: some packets refused for their port,
+    // others forwarded through a narrowed pair.
+    let refused_for_port = seen
+        .iter()
+        .filter(|((_, v), _)| *v == Verdict::Dropped(DropReason::PortNotAllowed))
+        .map(|(_, n)| n)
+        .sum::<usize>();
+    assert!(
+        refused_for_port >= 20,
+        "only {refused_for_port} cases refused for their port"
+    );
 }
 
 /// A device for a TC run: usually one with a port, sometimes a stray.

@@ -18,8 +18,8 @@ use netfabric_common::{Direction, DropReason as R, Forward, MonitorLease, SYSTEM
 use netfabric_tests::{
     ensure_bpffs,
     model::{
-        Expect, Harness, HostModel, Model, PortModel, Prediction, Prog, TC_ACT_OK, TC_ACT_REDIRECT,
-        ZoneModel, check, dummies,
+        Expect, Harness, HostModel, Model, PortModel, Prediction, Prog, ScopeRule, ScopeVia,
+        TC_ACT_OK, TC_ACT_REDIRECT, ZoneModel, check, dummies,
     },
     netns::Netns,
     packets::{
@@ -1885,6 +1885,275 @@ fn l4_ports(mut frame: Vec<u8>, proto: u8, sport: u16, dport: u16) -> Vec<u8> {
     }
     refresh_checksum(&mut frame);
     frame
+}
+
+// ---- security groups ---------------------------------------------------------------------
+
+/// `receiver` sets (`Some`) or deletes its security group `via`, written
+/// as the agent writes it (scopes, then the receiver's flag).
+fn scope(receiver: u32, via: ScopeVia, rules: Option<Vec<ScopeRule>>) -> Step {
+    Box::new(move |m: &mut Model, dp: &mut Datapath| {
+        m.set_security_group(dp, receiver, via, rules.clone());
+    })
+}
+
+/// An ICMP echo request from `frame` (type 8, code 0, identifier `id`).
+fn echo_request(frame: Vec<u8>, id: u16) -> Vec<u8> {
+    l4_ports(frame, ICMP, 0x0800, id)
+}
+
+#[test]
+fn security_group_fixtures() {
+    let mut w = world(true);
+    let _in = w._ns.enter();
+    let p10 = Prog::FromContainer(w.port(10));
+    let p11 = Prog::FromContainer(w.port(11));
+    let p20 = Prog::FromContainer(w.port(20));
+    let p30 = Prog::FromContainer(w.port(30));
+    let p50 = Prog::FromContainer(w.port(50));
+    let up = Prog::Uplink;
+    let c10 = |dst: Ipv4Addr| Ipv4Frame::new(cmac(10), GW_MAC, l(10), dst);
+    let tcp10 = |dst: Ipv4Addr, port: u16| l4_ports(c10(dst).build(), TCP, 40000, port);
+    let udp10 = |dst: Ipv4Addr, port: u16| l4_ports(c10(dst).build(), UDP, 40000, port);
+    // alice on host 2, through the uplink.
+    let remote_tcp = |dst: Ipv4Addr, port: u16| {
+        l4_ports(
+            Ipv4Frame::new(H2_MAC, UPLINK_MAC, a(2, 10), dst).build(),
+            TCP,
+            40000,
+            port,
+        )
+    };
+    let drop10 = dropped(p10, R::PortNotAllowed);
+    let rows = vec![
+        row(
+            "no security group: alice -> carol tcp/22",
+            p10,
+            tcp10(l(30), 22),
+            tc_local(30),
+        ),
+        row_after(
+            "carol narrows AC1 to tcp/5432; alice still shares AC2 (open): tcp/22 passes",
+            scope(CAROL, ScopeVia::Group(G_AC1), Some(vec![(TCP, 5432, 5432)])),
+            p10,
+            tcp10(l(30), 22),
+            tc_local(30),
+        ),
+        row_after(
+            "carol narrows AC2 too (udp/5000-5010, icmp): alice gets the union; tcp/5432",
+            scope(
+                CAROL,
+                ScopeVia::Group(G_AC2),
+                Some(vec![(UDP, 5000, 5010), (ICMP, 0, 0)]),
+            ),
+            p10,
+            tcp10(l(30), 5432),
+            tc_local(30),
+        ),
+        row(
+            "tcp/5433 is not open",
+            p10,
+            tcp10(l(30), 5433),
+            drop10.clone(),
+        ),
+        row("tcp/22 is not open", p10, tcp10(l(30), 22), drop10.clone()),
+        row(
+            "udp/5000 (first of the range)",
+            p10,
+            udp10(l(30), 5000),
+            tc_local(30),
+        ),
+        row(
+            "udp/5010 (last of the range)",
+            p10,
+            udp10(l(30), 5010),
+            tc_local(30),
+        ),
+        row("udp/4999", p10, udp10(l(30), 4999), drop10.clone()),
+        row("udp/5011", p10, udp10(l(30), 5011), drop10.clone()),
+        row(
+            "udp/5432 (open for tcp only)",
+            p10,
+            udp10(l(30), 5432),
+            drop10.clone(),
+        ),
+        row(
+            "icmp echo request",
+            p10,
+            echo_request(c10(l(30)).build(), 7),
+            tc_local(30),
+        ),
+        row(
+            "icmp of another type (destination unreachable): icmp is open",
+            p10,
+            l4_ports(c10(l(30)).build(), ICMP, 0x0301, 0),
+            tc_local(30),
+        ),
+        row(
+            "sctp: no rule opens another protocol",
+            p10,
+            l4_ports(c10(l(30)).build(), SCTP, 40000, 5432),
+            drop10.clone(),
+        ),
+        row(
+            "tcp first fragment (more fragments) to tcp/5432",
+            p10,
+            l4_ports(c10(l(30)).fragment(true, 0).build(), TCP, 40000, 5432),
+            tc_local(30),
+        ),
+        row(
+            "tcp first fragment (more fragments) to tcp/22",
+            p10,
+            l4_ports(c10(l(30)).fragment(true, 0).build(), TCP, 40000, 22),
+            drop10.clone(),
+        ),
+        row(
+            "tcp later fragment: no ports, tcp is open on some port",
+            p10,
+            l4_ports(c10(l(30)).fragment(false, 100).build(), TCP, 40000, 22),
+            tc_local(30),
+        ),
+        row(
+            "udp later fragment: udp is open on some port",
+            p10,
+            l4_ports(c10(l(30)).fragment(true, 7).build(), UDP, 1, 1),
+            tc_local(30),
+        ),
+        row(
+            "sctp later fragment: sctp is open nowhere",
+            p10,
+            l4_ports(c10(l(30)).fragment(false, 100).build(), SCTP, 1, 1),
+            drop10.clone(),
+        ),
+        row(
+            "tcp first fragment too short for the TCP header (8 bytes)",
+            p10,
+            l4_ports(c10(l(30)).payload(0).build(), TCP, 40000, 5432),
+            dropped(p10, R::Malformed),
+        ),
+        row(
+            "TTL 1 to a closed port: the scope is judged before the TTL",
+            p10,
+            l4_ports(c10(l(30)).ttl(1).build(), TCP, 40000, 22),
+            drop10.clone(),
+        ),
+        row(
+            "TTL 1 to an open port",
+            p10,
+            l4_ports(c10(l(30)).ttl(1).build(), TCP, 40000, 5432),
+            dropped(p10, R::TtlExceeded),
+        ),
+        row(
+            "the system owner is never narrowed: system -> carol tcp/22",
+            p50,
+            l4_ports(
+                Ipv4Frame::new(cmac(50), GW_MAC, l(50), l(30)).build(),
+                TCP,
+                40000,
+                22,
+            ),
+            tc_local(30),
+        ),
+        row(
+            "the receiver's scope is not the sender's: carol -> alice tcp/22",
+            p30,
+            l4_ports(
+                Ipv4Frame::new(cmac(30), GW_MAC, l(30), l(10)).build(),
+                TCP,
+                40000,
+                22,
+            ),
+            tc_local(10),
+        ),
+        row(
+            "an owner sharing no group with carol: the owner rule refuses first (bob -> carol)",
+            p20,
+            l4_ports(
+                Ipv4Frame::new(cmac(20), GW_MAC, l(20), l(30)).build(),
+                TCP,
+                40000,
+                5432,
+            ),
+            dropped(p20, R::PolicyDenied),
+        ),
+        row(
+            "uplink: alice on host 2 -> carol tcp/5433",
+            up,
+            remote_tcp(l(30), 5433),
+            dropped(up, R::PortNotAllowed),
+        ),
+        row(
+            "uplink: alice on host 2 -> carol tcp/5432",
+            up,
+            remote_tcp(l(30), 5432),
+            uplink_local(30),
+        ),
+        row_after(
+            "alice leaves AC2: only AC1's tcp/5432 is left; udp/5000",
+            leave(G_AC2, ALICE),
+            p10,
+            udp10(l(30), 5000),
+            drop10.clone(),
+        ),
+        row("... and tcp/5432", p10, tcp10(l(30), 5432), tc_local(30)),
+        row_after(
+            "carol deletes the AC1 scope: alice is open again (tcp/22)",
+            scope(CAROL, ScopeVia::Group(G_AC1), None),
+            p10,
+            tcp10(l(30), 22),
+            tc_local(30),
+        ),
+        row_after(
+            "alice narrows her own containers to tcp/8080: .10 -> .11 tcp/8080",
+            scope(ALICE, ScopeVia::Own, Some(vec![(TCP, 8080, 8080)])),
+            p10,
+            tcp10(l(11), 8080),
+            tc_local(11),
+        ),
+        row("own: tcp/22", p10, tcp10(l(11), 22), drop10.clone()),
+        row(
+            "reply_refused_until_conntrack: .11:8080 -> .10:40000, the reply of an allowed \
+             connection (its destination is the client's port; the connection table will let it pass)",
+            p11,
+            l4_ports(
+                Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10)).build(),
+                TCP,
+                8080,
+                40000,
+            ),
+            dropped(p11, R::PortNotAllowed),
+        ),
+        row(
+            "own, through the uplink: alice on host 2 -> .11 tcp/22",
+            up,
+            remote_tcp(l(11), 22),
+            dropped(up, R::PortNotAllowed),
+        ),
+        row(
+            "own scope does not narrow other owners: carol -> alice tcp/22",
+            p30,
+            l4_ports(
+                Ipv4Frame::new(cmac(30), GW_MAC, l(30), l(10)).build(),
+                TCP,
+                40000,
+                22,
+            ),
+            tc_local(10),
+        ),
+        row_after(
+            "alice deletes her own scope: .10 -> .11 tcp/22",
+            scope(ALICE, ScopeVia::Own, None),
+            p10,
+            tcp10(l(11), 22),
+            tc_local(11),
+        ),
+    ];
+    drop(_in);
+    run_table(&mut w, "security groups", rows);
+    assert_eq!(
+        w.model.security_groups.keys().collect::<Vec<_>>(),
+        [&(CAROL, ScopeVia::Group(G_AC2))]
+    );
 }
 
 // ---- before the agent configured the host ------------------------------------------------
