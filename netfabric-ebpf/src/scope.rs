@@ -37,7 +37,7 @@ pub fn check(pkt: &Packet, ip: &Ipv4, src_owner: u32, dst: Endpoint) -> Result<(
         receiver: dst.owner,
         sender: src_owner,
     };
-    let Some(scope) = (unsafe { PORT_SCOPES.get(&pair) }) else {
+    let Some(scope) = (unsafe { PORT_SCOPES.get(pair) }) else {
         return Ok(());
     };
     let protocol = ip.protocol();
