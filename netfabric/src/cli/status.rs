@@ -1,6 +1,7 @@
 //! `netfabric status`: one screen per host: the agent process, programs
 //! attached (with link and program ids), map pressure, counters by reason
-//! since the maps were created, and whether the store answers.
+//! since the maps were created, and whether the store answers; before the
+//! hosts, the security groups of the store and whom each narrows.
 
 use std::{path::Path, time::Instant};
 
@@ -15,6 +16,7 @@ use crate::observe::{
     pins::{self, MapSummary},
     status::{AttachedProgram, attached_programs},
 };
+use crate::state::{Allow, State, Via};
 
 /// `netfabric status`
 #[derive(Debug, clap::Args)]
@@ -67,6 +69,51 @@ fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<H
         counters,
         monitor_events_lost: lost,
     })
+}
+
+/// One security group as `status` shows it.
+#[derive(Debug, Serialize)]
+struct SecurityGroupRow {
+    owner: String,
+    /// A group's name, or `(own)`.
+    via: String,
+    allow: Vec<Allow>,
+    /// The senders this security group narrows (`PORT_SCOPES` pairs with
+    /// the owner as receiver): owners that reach the owner only through
+    /// narrowed groups, this one among them; for `(own)`, the owner.
+    narrows: Vec<String>,
+}
+
+fn security_group_rows(state: &State) -> Vec<SecurityGroupRow> {
+    // A state that does not validate shows no pairs (the refusal is shown).
+    let pairs = state.port_scopes().unwrap_or_default();
+    let name = |id: u32| {
+        state
+            .owner_by_id(id)
+            .map_or_else(|| id.to_string(), |o| o.name.clone())
+    };
+    state
+        .security_groups
+        .iter()
+        .map(|sg| {
+            let receiver = state.owner(&sg.owner).map(|o| o.id);
+            let narrows = pairs
+                .keys()
+                .filter(|p| Some(p.receiver) == receiver)
+                .map(|p| name(p.sender))
+                .filter(|sender| match &sg.via {
+                    Via::Own => *sender == sg.owner,
+                    Via::Group(g) => state.group(g).is_some_and(|g| g.members.contains(sender)),
+                })
+                .collect();
+            SecurityGroupRow {
+                owner: sg.owner.clone(),
+                via: sg.via.to_string(),
+                allow: sg.allow.clone(),
+                narrows,
+            }
+        })
+        .collect()
 }
 
 fn table(header: &[&str]) -> Table {
@@ -142,10 +189,32 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             Err(e) => return Err(e).with_context(|| format!("reading the pins of {host}")),
         }
     }
+    let security_groups = state.as_ref().map(security_group_rows).unwrap_or_default();
     if args.output == OutputFormat::Json {
-        let json = serde_json::json!({ "store": store, "hosts": report });
+        let json = serde_json::json!({
+            "store": store,
+            "security_groups": security_groups,
+            "hosts": report,
+        });
         println!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
+    }
+    if !security_groups.is_empty() {
+        println!("security groups (the store's; every host enforces them):");
+        let mut t = table(&["owner", "via", "allows", "narrows"]);
+        for g in &security_groups {
+            t.add_row(vec![
+                g.owner.clone(),
+                g.via.clone(),
+                super::security_group::rules_text(&g.allow),
+                if g.narrows.is_empty() {
+                    "nobody (no owner reaches it only this way)".to_owned()
+                } else {
+                    g.narrows.join(", ")
+                },
+            ]);
+        }
+        println!("{t}\n");
     }
     for (i, h) in report.iter().enumerate() {
         if i > 0 {
