@@ -122,6 +122,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
         owner_count: full.owner_count,
         group_count: 0,
         label: full.label.clone(),
+        scoped: Default::default(),
     };
     for _ in 0..reps {
         let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;

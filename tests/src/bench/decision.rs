@@ -43,7 +43,10 @@ use netfabric::agent::plan::{Blooms, OwnerGroupLists};
 use netfabric::datapath::{
     BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC,
 };
-use netfabric_common::{HostConfig, SYSTEM_OWNER};
+use netfabric_common::{
+    HostConfig, SYSTEM_OWNER,
+    conntrack::{PROTO_ICMP, PROTO_TCP, PROTO_UDP, PortRule, PortScope, ScopedPair},
+};
 use serde_json::{Value, json};
 
 use super::{Rng, Settings, Stats};
@@ -84,7 +87,7 @@ pub fn addr(host: u8, c: u8) -> Ipv4Addr {
 fn frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let builder = etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src.octets(), dst.octets(), 255)
-        .udp(40000, 5201);
+        .udp(40000, BENCH_PORT);
     let payload = [0u8; 18];
     let mut out = Vec::with_capacity(builder.size(payload.len()));
     builder.write(&mut out, &payload).expect("building a frame");
@@ -104,6 +107,10 @@ pub struct Zone {
     pub owner_count: u32,
     pub group_count: u32,
     pub label: String,
+    /// Owners with security groups (`INGRESS_SCOPED`): every pair sharing
+    /// a group with one of them as the receiver is narrowed to
+    /// [`bench_scope`] (in `PORT_SCOPES`).
+    pub scoped: BTreeSet<u32>,
 }
 
 impl Zone {
@@ -115,6 +122,59 @@ impl Zone {
     pub fn bloom(&self, owner: u32) -> u32 {
         self.blooms.of(owner)
     }
+
+    /// The `PORT_SCOPES` entries: (receiver, sender) for every pair with a
+    /// scoped receiver.
+    pub fn scopes(&self) -> Vec<ScopedPair> {
+        let mut out = Vec::new();
+        for &(a, b) in &self.pairs {
+            for (receiver, sender) in [(a, b), (b, a)] {
+                if self.scoped.contains(&receiver) {
+                    out.push(ScopedPair { receiver, sender });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The UDP port every bench frame goes to.
+const BENCH_PORT: u16 = 5201;
+
+/// The scope of every narrowed bench pair: eight rules (the most a pair
+/// holds), the bench's UDP port opened by the last one, so an open packet
+/// runs through all of them.
+pub fn bench_scope() -> PortScope {
+    let rule = |protocol, first_port, last_port| PortRule {
+        first_port,
+        last_port,
+        protocol,
+        _pad: [0; 3],
+    };
+    PortScope {
+        count: 8,
+        _pad: 0,
+        rules: [
+            rule(PROTO_TCP, 22, 22),
+            rule(PROTO_TCP, 80, 80),
+            rule(PROTO_TCP, 443, 443),
+            rule(PROTO_TCP, 5432, 5432),
+            rule(PROTO_UDP, 53, 53),
+            rule(PROTO_ICMP, 0, 0),
+            rule(PROTO_UDP, 5000, 5010),
+            rule(PROTO_UDP, BENCH_PORT, BENCH_PORT),
+        ],
+    }
+}
+
+/// `zone` where one owner in eight has security groups (a full zone's
+/// narrowed pairs then fit `PORT_SCOPES`): their blooms carry
+/// `INGRESS_SCOPED`. The small zone's owner 12 is one.
+pub fn with_security_groups(mut zone: Zone) -> Zone {
+    let owners: BTreeSet<u32> = zone.owners.values().copied().collect();
+    zone.scoped = owners.into_iter().filter(|o| o % 8 == 4).collect();
+    zone.blooms = std::mem::take(&mut zone.blooms).scoped(zone.scoped.clone());
+    zone
 }
 
 /// Blooms of the members of `groups` (group index as the key).
@@ -153,6 +213,7 @@ pub fn small_zone() -> Zone {
         owner_count: 3,
         group_count: 1,
         label: "10 containers, 3 owners, 1 group".into(),
+        scoped: BTreeSet::new(),
     }
 }
 
@@ -193,6 +254,7 @@ pub fn zone(hosts: u8, owners: u32, groups: u32, rng: &mut Rng) -> Zone {
         lists: lists(&memberships),
         owner_count: owners,
         group_count: groups,
+        scoped: BTreeSet::new(),
     }
 }
 
@@ -204,6 +266,9 @@ pub fn zones(rng: &mut Rng) -> Vec<Zone> {
         zone(64, 2_500, 250, rng),
         zone(254, 10_000, 1_000, rng),
     ]
+    .into_iter()
+    .map(with_security_groups)
+    .collect()
 }
 
 /// Fill a freshly loaded datapath with `zone` as seen from [`LOCAL_HOST`].
@@ -219,6 +284,11 @@ pub fn fill(dp: &mut Datapath, zone: &Zone, ports: &BTreeMap<u8, u32>) -> Result
         flags: 0,
     })?;
     dp.set_zone(addr(0, 0), 0)?;
+    // Scopes before the flags in the endpoints, as the agent writes them.
+    let scope = bench_scope();
+    for pair in zone.scopes() {
+        dp.set_port_scope(pair, scope)?;
+    }
     for h in 1..=254u8 {
         dp.set_next_hop(0, h, HOST_MAC, Ipv4Addr::new(172, 31, 0, h))?;
     }
@@ -386,13 +456,31 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         })
         .collect()
     };
-    let same_owner = |s: u32, d: u32| s == d;
-    let group = |s: u32, d: u32| s != d && shares(s, d);
+    let same_owner = |s: u32, d: u32| s == d && !zone.scoped.contains(&d);
+    // To an owner without security groups (its pairs are not narrowed).
+    let group = |s: u32, d: u32| s != d && shares(s, d) && !zone.scoped.contains(&d);
+    // To an owner with security groups: the pair is narrowed, looked up.
+    let scoped =
+        |s: u32, d: u32| s != d && s != SYSTEM_OWNER && shares(s, d) && zone.scoped.contains(&d);
     let denied = |s: u32, d: u32| s != d && d != SYSTEM_OWNER && s != SYSTEM_OWNER && !shares(s, d);
     let same_local = from_container(rng, &local_dsts, &same_owner);
     let same_remote = from_container(rng, &remote, &same_owner);
     let group_remote = from_container(rng, &remote, &group);
     let denied_remote = from_container(rng, &remote, &denied);
+    let scoped_remote = from_container(rng, &remote, &scoped);
+    // The same packets to a port the scope does not open.
+    let closed_port = |cases: &[(Vec<u8>, u32)]| -> Vec<(Vec<u8>, u32)> {
+        cases
+            .iter()
+            .map(|(pkt, ifindex)| {
+                let mut p = pkt.clone();
+                // UDP destination port: Ethernet 14 + IPv4 20 + 2.
+                p[36..38].copy_from_slice(&(BENCH_PORT + 1).to_be_bytes());
+                (p, *ifindex)
+            })
+            .collect()
+    };
+    let scoped_refused = closed_port(&scoped_remote);
     // Spoofed: a local container claiming a neighbour's address.
     let spoofed: Vec<(Vec<u8>, u32)> = same_remote
         .iter()
@@ -438,6 +526,7 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
     };
     let up_same = uplink(rng, &same_owner);
     let up_group = uplink(rng, &group);
+    let up_scoped = uplink(rng, &scoped);
     let up_pass: Vec<(Vec<u8>, u32)> = (0..spread_n)
         .map(|_| {
             let h = 2 + rng.below(253) as u8;
@@ -486,6 +575,16 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         ),
         tc("container: group, remote", TC_ACT_REDIRECT, group_remote),
         tc("container: denied", TC_ACT_SHOT, denied_remote),
+        tc(
+            "container: group, scoped, open port",
+            TC_ACT_REDIRECT,
+            scoped_remote,
+        ),
+        tc(
+            "container: group, scoped, closed port",
+            TC_ACT_SHOT,
+            scoped_refused,
+        ),
         tc("container: spoofed source IP", TC_ACT_SHOT, spoofed),
         tc("container: outside, to stack", TC_ACT_OK, to_stack),
         // The uplink: the XDP prefilter passes what it does not drop, the
@@ -495,6 +594,11 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         xdp("uplink XDP: not ours, pass", XDP_PASS, up_pass.clone()),
         up_tc("uplink TC: same owner, deliver", TC_ACT_REDIRECT, up_same),
         up_tc("uplink TC: group, deliver", TC_ACT_REDIRECT, up_group),
+        up_tc(
+            "uplink TC: group, scoped, deliver",
+            TC_ACT_REDIRECT,
+            up_scoped,
+        ),
         up_tc("uplink TC: not ours, pass", TC_ACT_OK, up_pass),
     ];
     v.retain(|p| {
