@@ -96,8 +96,11 @@ pub struct IncrementalPlan {
 }
 
 impl IncrementalPlan {
-    /// The full plan of `host` for `state`, and its indexes.
-    pub fn new(state: State, host: &str, rt: Runtime) -> Result<Self, PlanError> {
+    /// The full plan of `host` for `state`, and its indexes. The state is
+    /// kept sorted by name ([`State::normalize`]): changes find their
+    /// objects by binary search.
+    pub fn new(mut state: State, host: &str, rt: Runtime) -> Result<Self, PlanError> {
+        state.normalize();
         let plan = HostPlan::compute(&state, host, &rt)?;
         let mut me = IncrementalPlan {
             host: host.to_owned(),
