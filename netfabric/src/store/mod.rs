@@ -163,9 +163,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// depend only on the state it is given.
     fn update(&self, change: &mut Change<'_>) -> Result<Revision, StoreError>;
 
-    /// A feed of committed states: every snapshot with a revision greater
-    /// than `from` (intermediate revisions may be skipped: a watcher always
-    /// gets the latest state, never a stale one). `watch(0)` delivers the
+    /// A feed of committed states: every state with a revision greater
+    /// than `from`, whole or as the changes since the one before ([`Update`];
+    /// intermediate revisions may be skipped: a watcher always gets the
+    /// latest state, never a stale one). `watch(0)` delivers the
     /// current state first (if it was ever written). A state that does not
     /// validate is sent as an `Err` and never delivered. The file store
     /// also delivers a state whose revision went back (a restored backup)
