@@ -15,20 +15,26 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+use netfabric_common::{
+    Direction, DropReason, Endpoint, Forward, SYSTEM_OWNER, Verdict,
+    policy::{EGRESS_DENIED, INGRESS_SCOPED, Party},
+    resolver::RESOLVER_ADDR,
+};
 
 use crate::{
+    conntrack::{self, Peer},
     metrics::record,
-    parse::{Packet, arp, eth, ipv4, vlan},
+    parse::{Packet, arp, eth, ipv4, l4, vlan},
     policy::{Location, check, endpoint_in_zone, host_config, locate},
-    route::{Egress, check_ttl, egress, rewrite},
+    route::{self, Egress, check_ttl, rewrite},
     spoof,
 };
 
-/// Make the Ethernet header and the longest IPv4 header linear (TC only).
+/// Make the Ethernet header, the longest IPv4 header and the transport
+/// header fields connection tracking reads (`parse::l4`) linear (TC only).
 #[inline(always)]
 pub fn linear_packet(ctx: &TcContext) -> Packet {
-    const WANT: usize = eth::ETH_HLEN + 60;
+    const WANT: usize = eth::ETH_HLEN + 60 + 14;
     let have = ctx.data_end() - ctx.data();
     let len = ctx.len() as usize;
     if have < WANT && len > have {
@@ -89,14 +95,20 @@ fn try_from_container(
         // Outside every zone: the host stack routes (and NATs) it. Make sure
         // it is addressed to the host, not bridged to another port.
         Location::Outside => {
+            egress(pkt, &ip, src)?;
             eth::set_dst_mac(eth, &host.gateway_mac);
             return Ok((Forward::Stack, TC_ACT_OK));
         }
     };
 
     check(Party::Owner(src.owner), src.groups, dst)?;
+    if src.groups & INGRESS_SCOPED != 0 {
+        // Its replies will be judged against the sender's port scopes.
+        let l4 = l4::parse(pkt, &ip)?;
+        conntrack::track(&l4.key(&ip), &l4, src.owner, Peer::Container(dst));
+    }
     check_ttl(&ip)?;
-    match egress(host, ip.dst, dst_zone)? {
+    match route::egress(host, ip.dst, dst_zone)? {
         Egress::Port(port) => {
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
             Ok((
@@ -112,4 +124,23 @@ fn try_from_container(
             ))
         }
     }
+}
+
+/// A packet from the container `src` to an address outside every zone: an
+/// owner denied egress may reach only the host's resolver; a non-system
+/// owner's connection is tracked so that its replies from outside pass
+/// (`to_container`). The resolver's replies pass without state.
+#[inline(always)]
+fn egress(pkt: &Packet, ip: &ipv4::Ipv4, src: Endpoint) -> Result<(), DropReason> {
+    if ip.dst == RESOLVER_ADDR {
+        return Ok(());
+    }
+    if src.groups & EGRESS_DENIED != 0 {
+        return Err(DropReason::EgressDenied);
+    }
+    if src.owner != SYSTEM_OWNER {
+        let l4 = l4::parse(pkt, ip)?;
+        conntrack::track(&l4.key(ip), &l4, src.owner, Peer::Outside);
+    }
+    Ok(())
 }

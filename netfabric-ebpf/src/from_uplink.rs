@@ -38,7 +38,7 @@
 //! MTUs; only the linear part is parsed.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use netfabric_common::{Direction, DropReason, HostConfig, LocalPort, Verdict};
+use netfabric_common::{Direction, DropReason, Endpoint, HostConfig, LocalPort, Verdict};
 
 use crate::{
     metrics::record,
@@ -82,6 +82,10 @@ pub enum Judged {
         ip: Ipv4,
         host: &'static HostConfig,
         port: &'static LocalPort,
+        /// The source container's entry (`None`: outside every zone).
+        src: Option<Endpoint>,
+        /// The destination container's entry.
+        dst: Endpoint,
     },
 }
 
@@ -125,11 +129,17 @@ pub fn judge(pkt: &mut Packet, stripped_tag: bool) -> Result<Judged, DropReason>
     let (src, src_groups) = source_party(&src_location)?;
     check(src, src_groups, dst)?;
     check_ttl(&ip)?;
+    let src = match src_location {
+        Location::Container { endpoint, .. } => Some(endpoint),
+        _ => None,
+    };
     Ok(Judged::Deliver {
         eth,
         ip,
         host,
         port,
+        src,
+        dst,
     })
 }
 

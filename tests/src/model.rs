@@ -27,8 +27,10 @@ use netfabric::datapath::{
     PROG_TO_CONTAINER,
 };
 use netfabric_common::{
-    Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, OwnerPair, SYSTEM_OWNER,
-    Verdict,
+    Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, NO_OWNER, OwnerPair,
+    SYSTEM_OWNER, Verdict,
+    conntrack::{ConnKey, ConnState, PROTO_ICMP, PROTO_TCP, PROTO_UDP},
+    policy,
 };
 
 use crate::packets::{self, ETH_HLEN, Mac};
@@ -198,6 +200,36 @@ pub struct Model {
     lists_written: Entries<OwnerGroupsMap>,
     /// Derived: (low, high) → number of groups the two owners share.
     pairs: BTreeMap<(u32, u32), u32>,
+    /// Owners denied egress: their endpoints carry `EGRESS_DENIED` (an
+    /// endpoint in `unknown_blooms` carries no flag, so it may egress).
+    pub egress_denied: BTreeSet<u32>,
+    /// The connections the programs track, as the model follows them.
+    pub connections: BTreeMap<ConnKey, ModelConn>,
+}
+
+/// One tracked connection, as the model follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelConn {
+    pub src_owner: u32,
+    pub dst_owner: u32,
+    pub state: ConnState,
+    pub replied: bool,
+    /// Idle past its timeout (the test aged it in the map too).
+    pub expired: bool,
+}
+
+/// What a packet the programs passed does to the connection table.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    /// A packet of a tracked kind in its opening direction.
+    Track {
+        key: ConnKey,
+        l4: L4View,
+        src_owner: u32,
+        dst_owner: u32,
+    },
+    /// A reply that passed because of the entry of `key.reversed()`.
+    Reply { key: ConnKey, l4: L4View },
 }
 
 fn norm(a: u32, b: u32) -> (u32, u32) {
@@ -267,16 +299,108 @@ impl Model {
     }
 
     /// The `ENDPOINTS` entry of container `addr`: its owner and the
-    /// owner's groups bloom, or an unknown bloom (0) for the addresses in
-    /// `unknown_blooms`.
+    /// owner's groups bloom and flags, or an unknown bloom (0, no flags)
+    /// for the addresses in `unknown_blooms`.
     fn endpoint(&self, addr: Ipv4Addr) -> Endpoint {
         let owner = self.owners[&addr];
         let groups = if self.unknown_blooms.contains(&addr) {
             0
+        } else if self.egress_denied.contains(&owner) {
+            self.groups_bloom(owner) | policy::EGRESS_DENIED
         } else {
             self.groups_bloom(owner)
         };
         Endpoint { owner, groups }
+    }
+
+    /// May the container at `addr` send to outside every zone (beyond the
+    /// host's resolver)? Its endpoint's flag says.
+    fn may_egress(&self, addr: Ipv4Addr) -> bool {
+        self.endpoint(addr).groups & policy::EGRESS_DENIED == 0
+    }
+
+    /// Marks a tracked connection idle past its timeout (the caller ages
+    /// the map's entry the same way).
+    pub fn expire(&mut self, key: &ConnKey) {
+        if let Some(c) = self.connections.get_mut(key) {
+            c.expired = true;
+        }
+    }
+
+    /// The connection table as the model expects the map to hold it:
+    /// key → (src owner, dst owner, state, replied), expired entries
+    /// included (the map keeps them until the LRU takes them).
+    pub fn expected_connections(&self) -> BTreeMap<ConnKey, (u32, u32, ConnState, bool)> {
+        self.connections
+            .iter()
+            .map(|(k, c)| (*k, (c.src_owner, c.dst_owner, c.state, c.replied)))
+            .collect()
+    }
+
+    /// Predicts `pkt` through `prog` and moves the model's connection
+    /// table as the programs move theirs.
+    pub fn step(&mut self, prog: Prog, pkt: &[u8]) -> Prediction {
+        let (prediction, effect) = self.judge(prog, pkt);
+        match effect {
+            Some(Effect::Track {
+                key,
+                l4,
+                src_owner,
+                dst_owner,
+            }) => self.track(key, l4, src_owner, dst_owner),
+            Some(Effect::Reply { key, l4 }) => {
+                if let Some(c) = self.connections.get_mut(&key.reversed()) {
+                    c.state = next_state(c.state, key.protocol, l4.tcp_flags, true);
+                    c.replied = true;
+                }
+            }
+            None => {}
+        }
+        prediction
+    }
+
+    /// `conntrack::track` of the programs: refresh a live entry of the same
+    /// owners, or create one for an opening packet (a stale one replaced,
+    /// a closing TCP entry reopened by a SYN).
+    fn track(&mut self, key: ConnKey, l4: L4View, src_owner: u32, dst_owner: u32) {
+        if !l4.has_ports {
+            return;
+        }
+        let opening = l4.opens();
+        if let Some(c) = self.connections.get_mut(&key) {
+            let live = !c.expired
+                && c.src_owner == src_owner
+                && c.dst_owner == dst_owner
+                && !(opening && key.protocol == PROTO_TCP && c.state == ConnState::Closing);
+            if live {
+                c.state = next_state(c.state, key.protocol, l4.tcp_flags, false);
+                return;
+            }
+        }
+        if opening {
+            self.connections.insert(
+                key,
+                ModelConn {
+                    src_owner,
+                    dst_owner,
+                    state: ConnState::Opening,
+                    replied: false,
+                    expired: false,
+                },
+            );
+        }
+    }
+
+    /// Does `key` (refused by the rule, from outside to the container
+    /// `to`) answer a live connection `to` opened and may still keep?
+    fn is_reply(&self, key: &ConnKey, l4: &L4View, to: Ipv4Addr) -> bool {
+        l4.has_ports
+            && self.connections.get(&key.reversed()).is_some_and(|c| {
+                !c.expired
+                    && c.src_owner == self.owners[&to]
+                    && c.dst_owner == NO_OWNER
+                    && self.may_egress(to)
+            })
     }
 
     /// Write the `ENDPOINTS` entry of container `addr` (zone slot `slot`)
@@ -489,9 +613,14 @@ impl Model {
     // ---- prediction ----------------------------------------------------------------
 
     pub fn predict(&self, prog: Prog, pkt: &[u8]) -> Prediction {
-        match prog {
+        self.judge(prog, pkt).0
+    }
+
+    fn judge(&self, prog: Prog, pkt: &[u8]) -> (Prediction, Option<Effect>) {
+        let mut effect = None;
+        let prediction = match prog {
             Prog::FromContainer(ifindex) => self
-                .judge_from_container(ifindex, pkt)
+                .judge_from_container(ifindex, pkt, &mut effect)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
             Prog::Uplink => self
                 .judge_from_uplink(pkt)
@@ -501,13 +630,22 @@ impl Model {
                 .judge_from_uplink(pkt)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
             Prog::ToContainer(ifindex) => self
-                .judge_to_container(ifindex, pkt)
+                .judge_to_container(ifindex, pkt, &mut effect)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
+        };
+        match prediction.verdict {
+            Verdict::Forwarded(_) => (prediction, effect),
+            Verdict::Dropped(_) => (prediction, None),
         }
     }
 
     /// anti-spoofing → destination lookup → policy → TTL → delivery.
-    fn judge_from_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
+    fn judge_from_container(
+        &self,
+        ifindex: u32,
+        pkt: &[u8],
+        effect: &mut Option<Effect>,
+    ) -> Result<Prediction, DropReason> {
         let eth = parse_eth(pkt)?;
         let host = self.host.as_ref().ok_or(DropReason::NoRoute)?;
         match eth.ether_type {
@@ -547,7 +685,24 @@ impl Model {
         let (dst_slot, dst_owner) = match self.place(ip.dst) {
             Place::Container { slot, owner } => (slot, owner),
             Place::Vacant { .. } => return Err(DropReason::UnknownDestination),
+            // Egress: the resolver is the host's, always reachable; an owner
+            // denied egress reaches nothing else; a non-system owner's
+            // connection is tracked (so its transport header must be whole).
             Place::Outside => {
+                if ip.dst != RESOLVER {
+                    if !self.may_egress(ip.src) {
+                        return Err(DropReason::EgressDenied);
+                    }
+                    if src_owner != SYSTEM_OWNER {
+                        let l4 = parse_l4(pkt, &ip)?;
+                        *effect = Some(Effect::Track {
+                            key: l4.key(&ip),
+                            l4,
+                            src_owner,
+                            dst_owner: NO_OWNER,
+                        });
+                    }
+                }
                 return Ok(Prediction::forward(
                     TC_ACT_OK,
                     Forward::Stack,
@@ -685,7 +840,12 @@ impl Model {
     /// past this hook), so any source inside a zone is forged; outside
     /// sources reach system containers only, except the host resolver's
     /// replies (169.254.1.1, UDP or TCP source port 53), which reach any.
-    fn judge_to_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
+    fn judge_to_container(
+        &self,
+        ifindex: u32,
+        pkt: &[u8],
+        effect: &mut Option<Effect>,
+    ) -> Result<Prediction, DropReason> {
         let ok = Prediction::forward(TC_ACT_OK, Forward::Local, Expect::Untouched);
         let eth = parse_eth(pkt)?;
         match eth.ether_type {
@@ -711,7 +871,14 @@ impl Model {
             return Ok(ok);
         }
         if !self.allowed(Party::Outside, Party::Owner(dst_owner)) {
-            return Err(DropReason::PolicyDenied);
+            // Only a reply of a connection the container opened to outside
+            // (a transport header too short to read is none).
+            let l4 = parse_l4(pkt, &ip).map_err(|_| DropReason::PolicyDenied)?;
+            let key = l4.key(&ip);
+            if !self.is_reply(&key, &l4, ip.dst) {
+                return Err(DropReason::PolicyDenied);
+            }
+            *effect = Some(Effect::Reply { key, l4 });
         }
         Ok(ok)
     }
@@ -817,6 +984,8 @@ struct Ipv4View {
     /// The first two bytes after the IPv4 header (a UDP/TCP source port),
     /// if the frame holds them and this is not a later fragment.
     source_port: Option<u16>,
+    header_len: usize,
+    fragment_offset: u16,
 }
 
 /// Version 4, IHL of at least 5 words, total length covering the header and
@@ -846,7 +1015,112 @@ fn parse_ipv4(pkt: &[u8]) -> Result<Ipv4View, DropReason> {
         ttl: h[8],
         protocol: h[9],
         source_port,
+        header_len,
+        fragment_offset,
     })
+}
+
+/// The transport fields connection tracking keys on (docs/policy.md).
+#[derive(Clone, Copy, Debug)]
+struct L4View {
+    protocol: u8,
+    src_port: u16,
+    dst_port: u16,
+    tcp_flags: u8,
+    icmp_type: u8,
+    has_ports: bool,
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+impl L4View {
+    fn key(&self, ip: &Ipv4View) -> ConnKey {
+        ConnKey {
+            src: ip.src.into(),
+            dst: ip.dst.into(),
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            _pad: [0; 3],
+        }
+    }
+
+    /// May it create an entry: a TCP SYN without ACK/RST/FIN, an ICMP echo
+    /// request, any UDP datagram.
+    fn opens(&self) -> bool {
+        match self.protocol {
+            PROTO_TCP => self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN,
+            PROTO_ICMP => self.icmp_type == 8,
+            PROTO_UDP => true,
+            _ => false,
+        }
+    }
+}
+
+/// TCP FIN/RST closes; a reply establishes an opening connection.
+fn next_state(state: ConnState, protocol: u8, tcp_flags: u8, reply: bool) -> ConnState {
+    if protocol == PROTO_TCP && tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        ConnState::Closing
+    } else if reply && state == ConnState::Opening {
+        ConnState::Established
+    } else {
+        state
+    }
+}
+
+/// A first fragment of TCP, UDP or ICMP must hold the fields read (TCP 14
+/// bytes, UDP 4, ICMP 6), else `Malformed`; ICMP has "ports" for echo
+/// only (request: id as source port; reply: as destination port); later
+/// fragments and other protocols have none.
+fn parse_l4(pkt: &[u8], ip: &Ipv4View) -> Result<L4View, DropReason> {
+    let mut l4 = L4View {
+        protocol: ip.protocol,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        icmp_type: 0,
+        has_ports: false,
+    };
+    if ip.fragment_offset != 0 {
+        return Ok(l4);
+    }
+    let at = ETH_HLEN + ip.header_len;
+    let need = match ip.protocol {
+        PROTO_TCP => 14,
+        PROTO_UDP => 4,
+        PROTO_ICMP => 6,
+        _ => return Ok(l4),
+    };
+    let h = pkt.get(at..at + need).ok_or(DropReason::Malformed)?;
+    match ip.protocol {
+        PROTO_TCP | PROTO_UDP => {
+            l4.src_port = u16::from_be_bytes([h[0], h[1]]);
+            l4.dst_port = u16::from_be_bytes([h[2], h[3]]);
+            l4.has_ports = true;
+            if ip.protocol == PROTO_TCP {
+                l4.tcp_flags = h[13];
+            }
+        }
+        _ => {
+            l4.icmp_type = h[0];
+            let id = u16::from_be_bytes([h[4], h[5]]);
+            match h[0] {
+                8 => {
+                    l4.src_port = id;
+                    l4.has_ports = true;
+                }
+                0 => {
+                    l4.dst_port = id;
+                    l4.has_ports = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(l4)
 }
 
 // ---- observing the real programs ----------------------------------------------------------

@@ -14,6 +14,7 @@
 //!   one), and the groups bloom of every endpoint and the `OWNER_GROUPS`
 //!   slot of every owner that joined or left it (that slot's list is
 //!   recomputed from the owners in a group it holds);
+//! * an owner's egress switch: the flags of each of its endpoints;
 //! * the runtime (ready ports, uplink): `HOST_CONFIG` and `LOCAL_PORTS`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -22,6 +23,7 @@ use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_grou
 
 use super::plan::{
     EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
+    owner_flags,
 };
 use crate::state::{Changes, Container, Group, Object, Owner, State, member_pairs};
 
@@ -49,6 +51,10 @@ fn container_of(o: &Option<Object>) -> Option<&Container> {
 /// A change checked for an incremental update, with what it names owned.
 struct Prepared {
     new_owners: Vec<(String, u32)>,
+    /// Owner id → flags, of every owner added or changed.
+    new_flags: Vec<(u32, u32)>,
+    /// Owners whose flags changed (id, new flags).
+    reflagged: Vec<(u32, u32)>,
     groups: Vec<(Option<Group>, Option<Group>)>,
     containers: Vec<(Option<Container>, Option<Container>)>,
 }
@@ -93,6 +99,9 @@ pub struct IncrementalPlan {
     /// Group key → how many groups have it: a list is written only for an
     /// owner whose group keys are each one group's.
     groups_with_key: HashMap<u32, u32>,
+    /// Owner id → its flags beside the bloom ([`super::plan::owner_flags`];
+    /// an owner whose flags change is a changed owner: full replan).
+    owner_flags: HashMap<u32, u32>,
 }
 
 impl IncrementalPlan {
@@ -113,6 +122,7 @@ impl IncrementalPlan {
             owner_endpoints: HashMap::new(),
             slot_owners: HashMap::new(),
             groups_with_key: HashMap::new(),
+            owner_flags: HashMap::new(),
         };
         me.index();
         Ok(me)
@@ -131,6 +141,7 @@ impl IncrementalPlan {
     fn index(&mut self) {
         let s = &self.state;
         self.owner_ids = s.owners.iter().map(|o| (o.name.clone(), o.id)).collect();
+        self.owner_flags = s.owners.iter().map(|o| (o.id, owner_flags(o))).collect();
         let slots: HashMap<&str, u32> = s.zones.iter().map(|z| (z.name.as_str(), z.slot)).collect();
         self.host_slots = s
             .hosts
@@ -175,7 +186,8 @@ impl IncrementalPlan {
         Some((EndpointKey::of(slot, c.address), owner))
     }
 
-    /// `owner`'s groups bloom, as [`super::plan::Blooms`] computes it.
+    /// `owner`'s `Endpoint::groups`: its groups bloom, as
+    /// [`super::plan::Blooms`] computes it, and its flags.
     fn bloom(&self, owner: u32) -> u32 {
         policy::groups_bloom(
             self.owner_groups
@@ -183,7 +195,7 @@ impl IncrementalPlan {
                 .into_iter()
                 .flatten()
                 .map(|g| group_key(g)),
-        )
+        ) | self.owner_flags.get(&owner).copied().unwrap_or(0)
     }
 
     /// The `OWNER_GROUPS` entry of `slot`, as
@@ -320,13 +332,21 @@ impl IncrementalPlan {
         groups: Vec<(Option<&Group>, Option<&Group>)>,
         containers: Vec<(Option<&Container>, Option<&Container>)>,
     ) -> Option<Prepared> {
-        if owners.iter().any(|(before, _)| before.is_some()) {
-            // An owner removed or renumbered: every reference to it moves.
-            return None;
+        // An owner whose flags alone changed (egress): its endpoints get
+        // them. The same id before and after, so nothing else moves.
+        let mut reflagged = Vec::new();
+        for (before, after) in &owners {
+            match (before, after) {
+                (None, _) => {}
+                (Some(b), Some(a)) if b.id == a.id => reflagged.push((a.id, owner_flags(a))),
+                // An owner removed or renumbered: every reference to it moves.
+                _ => return None,
+            }
         }
         // Everything a change names must resolve, or the full plan decides.
         let new_ids: HashMap<&str, u32> = owners
             .iter()
+            .filter(|(before, _)| before.is_none())
             .filter_map(|(_, after)| after.map(|o| (o.name.as_str(), o.id)))
             .collect();
         let resolves =
@@ -356,6 +376,11 @@ impl IncrementalPlan {
         }
         Some(Prepared {
             new_owners: new_ids.iter().map(|(n, i)| ((*n).to_owned(), *i)).collect(),
+            new_flags: owners
+                .iter()
+                .filter_map(|(_, after)| after.map(|o| (o.id, owner_flags(o))))
+                .collect(),
+            reflagged,
             groups: groups
                 .into_iter()
                 .map(|(b, a)| (b.cloned(), a.cloned()))
@@ -370,10 +395,27 @@ impl IncrementalPlan {
     /// Moves the plan and the indexes together; nothing fails here.
     fn apply_prepared(&mut self, prepared: Prepared) -> TouchedKeys {
         self.owner_ids.extend(prepared.new_owners);
+        self.owner_flags.extend(prepared.new_flags);
         let mut touched = TouchedKeys::default();
         self.apply_groups(&prepared.groups, &mut touched);
+        self.apply_flags(&prepared.reflagged, &mut touched);
         self.apply_containers(&prepared.containers, &mut touched);
         touched
+    }
+
+    /// Owners whose flags changed (id, new flags): their endpoints take
+    /// them.
+    fn apply_flags(&mut self, reflagged: &[(u32, u32)], touched: &mut TouchedKeys) {
+        for &(owner, flags) in reflagged {
+            self.owner_flags.insert(owner, flags);
+            let groups = self.bloom(owner);
+            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
+                if let Some(e) = self.plan.endpoints.get_mut(key) {
+                    e.groups = groups;
+                    touched.endpoints.insert(*key);
+                }
+            }
+        }
     }
 
     fn apply_groups(
@@ -585,7 +627,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{MacAddr, state::HostSpec};
+    use crate::{
+        MacAddr,
+        state::{Egress, HostSpec},
+    };
 
     const HOST: &str = "h1";
 
@@ -603,7 +648,14 @@ mod tests {
             owner: usize,
         },
         CreateOwner,
+        /// An owner created with egress denied.
+        CreateOwnerDenied,
         DeleteOwner(usize),
+        /// An owner's egress switch set (to the value it has, or not).
+        SetEgress {
+            owner: usize,
+            deny: bool,
+        },
         CreateGroup(Vec<usize>),
         DeleteGroup(usize),
         Join {
@@ -628,7 +680,9 @@ mod tests {
             2 => (0..64usize).prop_map(Change::DeleteContainer),
             2 => (0..64usize, 0..8usize).prop_map(|(container, owner)| Change::MoveContainer { container, owner }),
             1 => Just(Change::CreateOwner),
+            1 => Just(Change::CreateOwnerDenied),
             1 => (0..8usize).prop_map(Change::DeleteOwner),
+            2 => (0..8usize, any::<bool>()).prop_map(|(owner, deny)| Change::SetEgress { owner, deny }),
             2 => proptest::collection::vec(0..8usize, 0..5).prop_map(Change::CreateGroup),
             1 => (0..8usize).prop_map(Change::DeleteGroup),
             3 => (0..8usize, 0..8usize).prop_map(|(group, owner)| Change::Join { group, owner }),
@@ -711,6 +765,15 @@ mod tests {
                 Ok(())
             }
             Change::CreateOwner => s.create_owner(&format!("o{serial}")).map(drop),
+            Change::CreateOwnerDenied => {
+                let name = format!("o{serial}");
+                s.create_owner(&name)
+                    .and_then(|_| s.set_owner_egress(&name, Egress::Deny))
+            }
+            Change::SetEgress { owner: o, deny } => match owner(s, *o) {
+                Some(o) => s.set_owner_egress(&o, if *deny { Egress::Deny } else { Egress::Allow }),
+                None => return,
+            },
             Change::DeleteOwner(i) => match owner(s, *i) {
                 Some(o) => s.delete_owner(&o),
                 None => return,

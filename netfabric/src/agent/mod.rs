@@ -30,6 +30,7 @@
 pub mod incremental;
 pub mod links;
 pub mod lock;
+pub mod nat;
 pub mod plan;
 
 use std::{
@@ -210,6 +211,9 @@ struct Agent {
     nl: rtnetlink::Handle,
     lock: AgentLock,
     report: AgentReport,
+    /// The egress NAT ruleset installed last (`None`: none installed by
+    /// this process; a stale one of an earlier run is replaced whole).
+    nat: Option<nat::NatConfig>,
 }
 
 async fn run_async(
@@ -271,6 +275,7 @@ async fn run_async(
             dns: dns.as_ref().map(crate::dns::DnsServer::summary),
             ..AgentReport::default()
         },
+        nat: None,
     };
     agent.publish_report();
     agent.publish_maps();
@@ -570,6 +575,13 @@ impl Agent {
         let Some(host) = state.host(&self.host) else {
             if self.planner.is_some() || self.stats.reconciles == 0 {
                 tracing::warn!(host = %self.host, "this host is not in the desired state; waiting");
+                if !self.maps_only {
+                    // The host went away: so does its egress NAT.
+                    match nat::remove() {
+                        Ok(()) => self.nat = None,
+                        Err(e) => self.error(&format!("removing the egress NAT: {e}")),
+                    }
+                }
             }
             // Planned again in full once the host is back.
             self.planner = None;
@@ -577,6 +589,11 @@ impl Agent {
             return;
         };
         let uplink_name = host.uplink.clone();
+        let nat_wanted = nat::NatConfig {
+            host_subnet: host.subnet,
+            uplink: host.uplink.clone(),
+            zones: state.zones.iter().map(|z| z.prefix).collect(),
+        };
         let uplink_ifindex = if self.maps_only {
             Some(0)
         } else {
@@ -585,6 +602,15 @@ impl Agent {
         let Some(uplink_ifindex) = uplink_ifindex else {
             return self.error(&format!("uplink {uplink_name} not found"));
         };
+        if !self.maps_only && self.nat.as_ref() != Some(&nat_wanted) {
+            match nat::install(&nat_wanted) {
+                Ok(()) => {
+                    tracing::info!(uplink = %nat_wanted.uplink, "egress NAT installed");
+                    self.nat = Some(nat_wanted);
+                }
+                Err(e) => self.error(&format!("installing the egress NAT: {e}")),
+            }
+        }
         let rt = Runtime {
             uplink_ifindex,
             ready_ports: self.ports.clone(),

@@ -25,6 +25,7 @@ use aya::{
 use netfabric_common::{
     self as common, Counter, Endpoint, HostConfig, LocalPort, MAX_ZONES, MonitorLease, NextHop,
     OwnerGroups, OwnerPair,
+    conntrack::{ConnKey, Connection},
 };
 
 pub use maps::counters::CounterSnapshot;
@@ -131,6 +132,7 @@ pub struct Datapath {
     counters: PerCpuArray<MapData, Counter>,
     drop_events: Option<RingBuf<MapData>>,
     monitor_lease: Array<MapData, MonitorLease>,
+    connections: HashMap<MapData, ConnKey, Connection>,
 }
 
 impl Datapath {
@@ -179,6 +181,7 @@ impl Datapath {
             counters: take(&mut ebpf, common::COUNTERS)?,
             drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
             monitor_lease: take(&mut ebpf, common::MONITOR_LEASE)?,
+            connections: take(&mut ebpf, common::CONNECTIONS)?,
             ebpf,
             others: Vec::new(),
         })

@@ -563,16 +563,28 @@ mod tests {
                         1 => 2,
                         _ => n.next_owner_id,
                     };
-                    n.owners.push(Owner { name, id });
+                    n.owners.push(Owner {
+                        name,
+                        id,
+                        egress: Default::default(),
+                    });
                     if rng.below(5) != 0 {
                         n.next_owner_id = n.next_owner_id.max(id + 1);
                     }
                 }
             }
             5 => {
-                if rng.below(3) == 0 && n.owners.len() > 1 {
+                if n.owners.len() > 1 {
                     let i = 1 + rng.below(n.owners.len() as u64 - 1) as usize;
-                    n.owners.remove(i);
+                    if rng.below(3) == 0 {
+                        n.owners.remove(i);
+                    } else {
+                        // A changed owner (its egress switch).
+                        n.owners[i].egress = match n.owners[i].egress {
+                            super::super::model::Egress::Allow => super::super::model::Egress::Deny,
+                            super::super::model::Egress::Deny => super::super::model::Egress::Allow,
+                        };
+                    }
                 }
             }
             6 => {

@@ -24,7 +24,7 @@ mod validate;
 pub use changes::{Changes, FollowedState, Object, ObjectChange, ObjectId};
 pub use error::StateError;
 pub use model::{
-    Container, Gateway, Group, Host, Ipv4Prefix, MAX_CONTAINERS_PER_HOST, NAME_RULE, Owner,
+    Container, Egress, Gateway, Group, Host, Ipv4Prefix, MAX_CONTAINERS_PER_HOST, NAME_RULE, Owner,
     ParsePrefixError, SYSTEM_OWNER_ID, SYSTEM_OWNER_NAME, State, Zone, host_subnet, is_valid_name,
     member_pairs,
 };

@@ -354,6 +354,7 @@ pub fn full_zone_state(rng: &mut Rng) -> Result<State> {
         s.owners.push(Owner {
             name: format!("o{o}"),
             id: s.next_owner_id,
+            egress: Default::default(),
         });
         s.next_owner_id += 1;
     }

@@ -1488,6 +1488,30 @@ mod tests {
     }
 
     #[test]
+    fn an_owners_egress_round_trips_and_its_default_is_not_written() {
+        let mut s = sample();
+        assert!(!String::from_utf8_lossy(&encode(&s)["owners/alice"]).contains("egress"));
+        s.set_owner_egress("alice", crate::state::Egress::Deny)
+            .unwrap();
+        let kvs = encode(&s);
+        assert_eq!(
+            kvs["owners/alice"],
+            br#"{"name":"alice","id":2,"egress":"deny"}"#
+        );
+        let objects: Vec<Object> = kvs
+            .iter()
+            .filter_map(|(k, v)| decode(k, v).unwrap())
+            .collect();
+        assert_eq!(assemble(&objects).unwrap(), s);
+        let err = decode(
+            "owners/alice",
+            br#"{"name":"alice","id":2,"egress":"maybe"}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("egress") || err.contains("maybe"), "{err}");
+    }
+
+    #[test]
     fn bad_keys_are_named() {
         assert!(decode("containers/web", b"{").is_err());
         let other = serde_json::to_vec(&sample().containers[0]).unwrap();
