@@ -247,6 +247,9 @@ _netfabric() {
             netfabric__subcmd__help__subcmd__owner,list)
                 cmd="netfabric__subcmd__help__subcmd__owner__subcmd__list"
                 ;;
+            netfabric__subcmd__help__subcmd__owner,set)
+                cmd="netfabric__subcmd__help__subcmd__owner__subcmd__set"
+                ;;
             netfabric__subcmd__help__subcmd__security__subcmd__group,delete)
                 cmd="netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__delete"
                 ;;
@@ -349,6 +352,9 @@ _netfabric() {
             netfabric__subcmd__owner,list)
                 cmd="netfabric__subcmd__owner__subcmd__list"
                 ;;
+            netfabric__subcmd__owner,set)
+                cmd="netfabric__subcmd__owner__subcmd__set"
+                ;;
             netfabric__subcmd__owner__subcmd__help,create)
                 cmd="netfabric__subcmd__owner__subcmd__help__subcmd__create"
                 ;;
@@ -360,6 +366,9 @@ _netfabric() {
                 ;;
             netfabric__subcmd__owner__subcmd__help,list)
                 cmd="netfabric__subcmd__owner__subcmd__help__subcmd__list"
+                ;;
+            netfabric__subcmd__owner__subcmd__help,set)
+                cmd="netfabric__subcmd__owner__subcmd__help__subcmd__set"
                 ;;
             netfabric__subcmd__security__subcmd__group,delete)
                 cmd="netfabric__subcmd__security__subcmd__group__subcmd__delete"
@@ -1542,7 +1551,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help__subcmd__owner)
-            opts="create delete list"
+            opts="create set delete list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1584,6 +1593,20 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help__subcmd__owner__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__owner__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2388,7 +2411,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__owner)
-            opts="-v -h -V --store --state-dir --verbose --help --version create delete list help"
+            opts="-v -h -V --store --state-dir --verbose --help --version create set delete list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2410,12 +2433,16 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__owner__subcmd__create)
-            opts="-v -h -V --store --state-dir --verbose --help --version"
+            opts="-v -h -V --egress --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --egress)
+                    COMPREPLY=($(compgen -W "allow deny" -- "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2454,7 +2481,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__owner__subcmd__help)
-            opts="create delete list help"
+            opts="create set delete list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2523,6 +2550,20 @@ _netfabric() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netfabric__subcmd__owner__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netfabric__subcmd__owner__subcmd__list)
             opts="-o -v -h -V --output --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2536,6 +2577,32 @@ _netfabric() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__owner__subcmd__set)
+            opts="-v -h -V --egress --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --egress)
+                    COMPREPLY=($(compgen -W "allow deny" -- "${cur}"))
                     return 0
                     ;;
                 --store)

@@ -70,7 +70,7 @@ pub const MONITOR_LEASE: &str = "MONITOR_LEASE";
 pub const MONITOR_LEASE_ENTRIES: u32 = 1;
 
 /// Every map, for pinning and `maps list`.
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 13] = [
     ZONE_BY_PREFIX,
     ENDPOINTS,
     NEXT_HOPS,
@@ -83,6 +83,7 @@ pub const ALL_MAPS: [&str; 12] = [
     COUNTERS,
     DROP_EVENTS,
     MONITOR_LEASE,
+    CONNECTIONS,
 ];
 
 /// The reserved owner that may talk to every container (load balancers,

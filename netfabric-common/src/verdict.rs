@@ -208,8 +208,12 @@ pub const FORWARD_SLOT_BASE: u32 = 32;
 /// The slot (after all directions) counting drop events the ring buffer could
 /// not take (the monitor was too slow); `packets` holds the count.
 pub const MONITOR_LOST_SLOT: u32 = 3 * SLOTS_PER_DIRECTION;
+/// The slot counting connections the programs added to `CONNECTIONS`
+/// (`packets` holds the count). Evictions by the LRU are not seen by the
+/// programs: created − live − expired is what the table evicted.
+pub const CONNECTIONS_CREATED_SLOT: u32 = MONITOR_LOST_SLOT + 1;
 /// Entries of the per-CPU `COUNTERS` array.
-pub const COUNTER_SLOTS: u32 = MONITOR_LOST_SLOT + 1;
+pub const COUNTER_SLOTS: u32 = CONNECTIONS_CREATED_SLOT + 1;
 
 impl Verdict {
     /// Index into `COUNTERS` for this verdict seen in `direction`.

@@ -1,7 +1,8 @@
 //! TC ingress on a container's host-side port: traffic a container sends.
 //!
-//! anti-spoofing → destination lookup → policy → port scope (security
-//! groups) → TTL → same-host delivery
+//! anti-spoofing → destination lookup → policy → TTL → route → port scope
+//! (security groups; a reply of a tracked connection passes) → same-host
+//! delivery
 //! (`bpf_redirect_peer` into the destination container) or out of the uplink
 //! to the next hop; destinations outside every zone go to the host stack.
 //!
@@ -16,19 +17,24 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party};
+use netfabric_common::{
+    Direction, DropReason, Endpoint, Forward, SYSTEM_OWNER, Verdict,
+    policy::{EGRESS_DENIED, INGRESS_SCOPED, Party},
+    resolver::RESOLVER_ADDR,
+};
 
 use crate::{
+    conntrack::{self, Peer},
     metrics::record,
-    parse::{Packet, arp, eth, ipv4, vlan},
+    parse::{Packet, arp, eth, ipv4, l4, vlan},
     policy::{Location, check, endpoint_in_zone, host_config, locate},
-    route::{Egress, check_ttl, egress, rewrite},
+    route::{self, Egress, check_ttl, rewrite},
     scope, spoof,
 };
 
 /// Make the Ethernet header, the longest IPv4 header and the transport
-/// fields the port scope reads (`parse::l4`: up to the TCP flags) linear
-/// (TC only).
+/// header fields connection tracking and port scopes read (`parse::l4`)
+/// linear (TC only).
 #[inline(always)]
 pub fn linear_packet(ctx: &TcContext) -> Packet {
     const WANT: usize = eth::ETH_HLEN + 60 + 14;
@@ -92,15 +98,24 @@ fn try_from_container(
         // Outside every zone: the host stack routes (and NATs) it. Make sure
         // it is addressed to the host, not bridged to another port.
         Location::Outside => {
+            egress(pkt, &ip, src)?;
             eth::set_dst_mac(eth, &host.gateway_mac);
             return Ok((Forward::Stack, TC_ACT_OK));
         }
     };
 
     check(Party::Owner(src.owner), src.groups, dst)?;
-    scope::check(pkt, &ip, src.owner, dst)?;
     check_ttl(&ip)?;
-    match egress(host, ip.dst, dst_zone)? {
+    let route = route::egress(host, ip.dst, dst_zone)?;
+    // What touches the connection table comes last: only a packet that is
+    // forwarded moves it.
+    scope::check(pkt, &ip, src, dst)?;
+    if src.groups & INGRESS_SCOPED != 0 {
+        // Its replies will be judged against the sender's port scopes.
+        let l4 = l4::parse(pkt, &ip)?;
+        conntrack::track(&l4.key(&ip), &l4, src.owner, Peer::Container(dst));
+    }
+    match route {
         Egress::Port(port) => {
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
             Ok((
@@ -116,4 +131,23 @@ fn try_from_container(
             ))
         }
     }
+}
+
+/// A packet from the container `src` to an address outside every zone: an
+/// owner denied egress may reach only the host's resolver; a non-system
+/// owner's connection is tracked so that its replies from outside pass
+/// (`to_container`). The resolver's replies pass without state.
+#[inline(always)]
+fn egress(pkt: &Packet, ip: &ipv4::Ipv4, src: Endpoint) -> Result<(), DropReason> {
+    if ip.dst == RESOLVER_ADDR {
+        return Ok(());
+    }
+    if src.groups & EGRESS_DENIED != 0 {
+        return Err(DropReason::EgressDenied);
+    }
+    if src.owner != SYSTEM_OWNER {
+        let l4 = l4::parse(pkt, ip)?;
+        conntrack::track(&l4.key(ip), &l4, src.owner, Peer::Outside);
+    }
+    Ok(())
 }

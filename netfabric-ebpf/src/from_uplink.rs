@@ -39,7 +39,7 @@
 //! MTUs; only the linear part is parsed.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use netfabric_common::{Direction, DropReason, HostConfig, LocalPort, Verdict, policy::Party};
+use netfabric_common::{Direction, DropReason, Endpoint, HostConfig, LocalPort, Verdict};
 
 use crate::{
     metrics::record,
@@ -83,6 +83,10 @@ pub enum Judged {
         ip: Ipv4,
         host: &'static HostConfig,
         port: &'static LocalPort,
+        /// The source container's entry (`None`: outside every zone).
+        src: Option<Endpoint>,
+        /// The destination container's entry.
+        dst: Endpoint,
     },
 }
 
@@ -125,15 +129,22 @@ pub fn judge(pkt: &mut Packet, stripped_tag: bool) -> Result<Judged, DropReason>
     let port = local_port(ip.dst).ok_or(DropReason::UnknownDestination)?;
     let (src, src_groups) = source_party(&src_location)?;
     check(src, src_groups, dst)?;
-    if let Party::Owner(src_owner) = src {
-        scope::check(pkt, &ip, src_owner, dst)?;
-    }
+    let src = match src_location {
+        Location::Container { endpoint, .. } => Some(endpoint),
+        _ => None,
+    };
     check_ttl(&ip)?;
+    // Last: a reply it lets through moves the connection table.
+    if let Some(src) = src {
+        scope::check(pkt, &ip, src, dst)?;
+    }
     Ok(Judged::Deliver {
         eth,
         ip,
         host,
         port,
+        src,
+        dst,
     })
 }
 

@@ -13,13 +13,14 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netfabric_common::{Direction, DropReason, Forward, Verdict};
+use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::INGRESS_SCOPED};
 
 use crate::{
+    conntrack::{self, Peer},
     from_container::linear_packet,
     from_uplink::{Judged, judge},
     metrics::record,
-    parse::Packet,
+    parse::{Packet, l4},
     route::rewrite,
 };
 
@@ -44,7 +45,18 @@ fn try_from_uplink_tc(pkt: &mut Packet, tagged: bool) -> Result<(Forward, i32), 
             ip,
             host,
             port,
+            src,
+            dst,
         } => {
+            if let Some(src) = src
+                && src.groups & INGRESS_SCOPED != 0
+            {
+                // Its replies will be judged (on this host too) against the
+                // sender's port scopes. Tracked before the rewrite: the key
+                // holds addresses and ports only.
+                let l4 = l4::parse(pkt, &ip)?;
+                conntrack::track(&l4.key(&ip), &l4, src.owner, Peer::Container(dst));
+            }
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
             Ok((
                 Forward::Local,

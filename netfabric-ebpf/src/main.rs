@@ -12,11 +12,13 @@
 //!
 //! Concerns: `parse` (one parser per header), `spoof` (source checks),
 //! `policy` (owner/group rule over the maps), `route` (next hop, MAC and TTL
-//! rewrite), `metrics` (the one place where verdicts are counted and drops
+//! rewrite), `conntrack` (the connections whose replies may pass),
+//! `metrics` (the one place where verdicts are counted and drops
 //! reported), `maps` (every map, declared once).
 #![no_std]
 #![no_main]
 
+mod conntrack;
 mod from_container;
 mod from_uplink;
 mod from_uplink_tc;

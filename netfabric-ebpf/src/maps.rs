@@ -4,14 +4,14 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netfabric_common::{
-    COUNTER_SLOTS, Counter, DROP_EVENTS_BYTES, ENDPOINTS_ENTRIES, Endpoint, GROUP_PAIRS_ENTRIES,
-    HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort, MONITOR_LEASE_ENTRIES,
-    MonitorLease, NEXT_HOPS_ENTRIES, NextHop, OWNER_GROUPS_ENTRIES, OwnerGroups, OwnerPair,
-    PORT_SCOPES_ENTRIES, ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
-    conntrack::{PortScope, ScopedPair},
+    CONNECTIONS_ENTRIES, COUNTER_SLOTS, Counter, DROP_EVENTS_BYTES, ENDPOINTS_ENTRIES, Endpoint,
+    GROUP_PAIRS_ENTRIES, HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort,
+    MONITOR_LEASE_ENTRIES, MonitorLease, NEXT_HOPS_ENTRIES, NextHop, OWNER_GROUPS_ENTRIES,
+    OwnerGroups, OwnerPair, PORT_SCOPES_ENTRIES, ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
+    conntrack::{ConnKey, Connection, PortScope, ScopedPair},
 };
 
 #[map]
@@ -56,3 +56,7 @@ pub static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DROP_EVENTS_BYTES, 0);
 
 #[map]
 pub static MONITOR_LEASE: Array<MonitorLease> = Array::with_max_entries(MONITOR_LEASE_ENTRIES, 0);
+
+#[map]
+pub static CONNECTIONS: LruHashMap<ConnKey, Connection> =
+    LruHashMap::with_max_entries(CONNECTIONS_ENTRIES, 0);

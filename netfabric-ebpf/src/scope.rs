@@ -5,9 +5,11 @@
 //!
 //! Only then is `PORT_SCOPES` looked up, for (receiver, sender): absent,
 //! the sender is not narrowed; present, the packet's protocol and
-//! destination port must be opened, else `port_not_allowed`. Owners
-//! without security groups pay one bit test. The system owner is never
-//! narrowed (the agent writes no pair for it, and it is not looked up).
+//! destination port must be opened, or the packet must be the reply of a
+//! tracked connection whose original direction is still allowed
+//! (`conntrack::reply_allowed`), else `port_not_allowed`. Owners without
+//! security groups pay one bit test. The system owner is never narrowed
+//! (the agent writes no pair for it, and it is not looked up).
 //!
 //! A later fragment carries no ports: it passes a narrowed pair when the
 //! scope opens its protocol on some port. Its first fragment, which has
@@ -15,68 +17,61 @@
 //! nothing (Linux drops overlapping fragments, so a later one cannot
 //! rewrite the ports either).
 
-use netfabric_common::{
-    DropReason, Endpoint, SYSTEM_OWNER,
-    conntrack::{PROTO_ICMP, PROTO_TCP, PROTO_UDP, ScopedPair},
-    policy,
-};
+use netfabric_common::{DropReason, Endpoint, SYSTEM_OWNER, conntrack::ScopedPair, policy};
 
 use crate::{
+    conntrack::{self, Peer},
     maps::PORT_SCOPES,
-    parse::{Packet, eth::ETH_HLEN, ipv4::Ipv4},
+    parse::{Packet, ipv4::Ipv4, l4},
 };
 
-/// May a container of `src_owner` reach `dst` with this packet's protocol
-/// and port? Called after the owner rule allowed it.
+/// May the container `src` reach the container `dst` with this packet's
+/// protocol and port? Called after the owner rule allowed it.
 #[inline(always)]
-pub fn check(pkt: &Packet, ip: &Ipv4, src_owner: u32, dst: Endpoint) -> Result<(), DropReason> {
-    if dst.groups & policy::INGRESS_SCOPED == 0 || src_owner == SYSTEM_OWNER {
+pub fn check(pkt: &Packet, ip: &Ipv4, src: Endpoint, dst: Endpoint) -> Result<(), DropReason> {
+    if dst.groups & policy::INGRESS_SCOPED == 0 || src.owner == SYSTEM_OWNER {
         return Ok(());
     }
     let pair = ScopedPair {
         receiver: dst.owner,
-        sender: src_owner,
+        sender: src.owner,
     };
     let Some(scope) = (unsafe { PORT_SCOPES.get(pair) }) else {
         return Ok(());
     };
     let protocol = ip.protocol();
-    let opened = if ip.fragment_offset() != 0 {
-        scope.opens_protocol(protocol)
-    } else {
-        scope.opens(protocol, destination_port(pkt, ip, protocol)?)
-    };
-    if opened {
+    if ip.fragment_offset() != 0 {
+        return if scope.opens_protocol(protocol) {
+            Ok(())
+        } else {
+            Err(DropReason::PortNotAllowed)
+        };
+    }
+    let l4 = l4::parse(pkt, ip)?;
+    if scope.opens(protocol, l4.dst_port)
+        || conntrack::reply_allowed(&l4.key(ip), &l4, Peer::Container(src), dst)
+    {
         Ok(())
     } else {
         Err(DropReason::PortNotAllowed)
     }
 }
 
-/// The destination port of a first fragment (0 for ICMP and other
-/// protocols). A TCP, UDP or ICMP header too short for what
-/// `parse::l4` reads (TCP up to its flags, 14 bytes; UDP 4; ICMP 6) is
-/// `Malformed`, as there. Read here rather than through `parse::l4::L4`:
-/// returning that struct made LLVM load it from the stack at a misaligned
-/// offset, which the verifier refuses.
+/// Would `receiver`'s scope for `sender` let `protocol` to destination
+/// `port` through (no entry, or no `INGRESS_SCOPED`: yes)? What a tracked
+/// connection's original direction is judged by on every reply, so that a
+/// narrowed scope cuts it.
 #[inline(always)]
-fn destination_port(pkt: &Packet, ip: &Ipv4, protocol: u8) -> Result<u16, DropReason> {
-    let at = ETH_HLEN + ip.header_len();
-    match protocol {
-        PROTO_TCP => {
-            let h: *const [u8; 14] = pkt.ptr_at(at)?;
-            let h = unsafe { &*h };
-            Ok(u16::from_be_bytes([h[2], h[3]]))
-        }
-        PROTO_UDP => {
-            let h: *const [u8; 4] = pkt.ptr_at(at)?;
-            let h = unsafe { &*h };
-            Ok(u16::from_be_bytes([h[2], h[3]]))
-        }
-        PROTO_ICMP => {
-            let _: *const [u8; 6] = pkt.ptr_at(at)?;
-            Ok(0)
-        }
-        _ => Ok(0),
+pub fn opens(receiver: Endpoint, sender: u32, protocol: u8, port: u16) -> bool {
+    if receiver.groups & policy::INGRESS_SCOPED == 0 || sender == SYSTEM_OWNER {
+        return true;
+    }
+    let pair = ScopedPair {
+        receiver: receiver.owner,
+        sender,
+    };
+    match unsafe { PORT_SCOPES.get(pair) } {
+        Some(scope) => scope.opens(protocol, port),
+        None => true,
     }
 }

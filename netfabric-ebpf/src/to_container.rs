@@ -10,7 +10,9 @@
 //! checked it, so it is forged (`spoofed_wrong_host`). Only sources outside
 //! every zone remain, and they may reach system containers only, except the
 //! replies of the host's DNS resolver (`netfabric_common::resolver`: from
-//! 169.254.1.1, UDP or TCP source port 53), which reach every container.
+//! 169.254.1.1, UDP or TCP source port 53), which reach every container,
+//! and the replies of connections the container opened to outside
+//! (`conntrack::reply_allowed`: tracked, and its owner still may egress).
 //! Tagged frames are `vlan_tagged`, as on the ingress.
 
 use aya_ebpf::{
@@ -21,9 +23,10 @@ use aya_ebpf::{
 use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party, resolver};
 
 use crate::{
+    conntrack::{self, Peer},
     from_container::linear_packet,
     metrics::record,
-    parse::{Packet, eth, ipv4, vlan},
+    parse::{Packet, eth, ipv4, l4, vlan},
     policy::{check, endpoint_in_zone, host_config, in_a_zone},
     route::{is_local, local_port},
 };
@@ -73,7 +76,16 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32, tagged: bool) -> Result<Forw
     if resolver::is_resolver_reply(ip.src, ip.protocol(), source_port(pkt, &ip)) {
         return Ok(Forward::Local);
     }
-    check(Party::Outside, 0, dst)?;
+    if check(Party::Outside, 0, dst).is_err() {
+        // Only the reply of a connection the container opened to outside;
+        // a transport header too short to read cannot be one.
+        let Ok(l4) = l4::parse(pkt, &ip) else {
+            return Err(DropReason::PolicyDenied);
+        };
+        if !conntrack::reply_allowed(&l4.key(&ip), &l4, Peer::Outside, dst) {
+            return Err(DropReason::PolicyDenied);
+        }
+    }
     Ok(Forward::Local)
 }
 

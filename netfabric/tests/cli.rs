@@ -1015,3 +1015,53 @@ fn security_groups_are_set_listed_and_deleted_and_bad_ones_refused() {
     );
     assert!(lab.store().load().unwrap().state.security_groups.is_empty());
 }
+
+#[test]
+fn an_owners_egress_is_set_at_creation_or_later_and_stored() {
+    let lab = Lab::new();
+    let egress = |name: &str| {
+        let state: State = lab.store().load().unwrap().state;
+        state.owner(name).map(|o| o.egress)
+    };
+    use netfabric::state::Egress;
+    assert_eq!(egress("alice"), Some(Egress::Allow), "allowed by default");
+    // The default stays out of the file: a state from before the switch
+    // reads the same.
+    let file = std::fs::read_to_string(lab.file()).unwrap();
+    assert!(!file.contains("egress"), "{file}");
+
+    lab.ok(&["owner", "create", "batch", "--egress", "deny"]);
+    assert_eq!(egress("batch"), Some(Egress::Deny));
+    lab.ok(&["owner", "create", "batch", "--egress", "deny"]);
+    lab.ok(&["owner", "create", "batch"]);
+    let err = lab.refused(
+        &["owner", "create", "batch", "--egress", "allow"],
+        "owners[batch].egress",
+    );
+    assert!(err.contains("owner set batch --egress allow"), "{err}");
+
+    let out = lab.ok(&["owner", "set", "alice", "--egress", "deny"]);
+    assert_eq!(stdout(&out).trim(), "owner alice: egress deny");
+    assert_eq!(egress("alice"), Some(Egress::Deny));
+    let table = stdout(&lab.ok(&["owner", "list"]));
+    assert!(table.contains("EGRESS"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&lab.ok(&["owner", "list", "-o", "json"]).stdout).unwrap();
+    let alice = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "alice")
+        .unwrap();
+    assert_eq!(alice["egress"], "deny");
+    lab.ok(&["owner", "set", "alice", "--egress", "allow"]);
+    assert_eq!(egress("alice"), Some(Egress::Allow));
+
+    lab.refused(
+        &["owner", "set", "nobody", "--egress", "deny"],
+        "owners[nobody]",
+    );
+    let out = lab.run(&["owner", "set", "alice", "--egress", "sometimes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--egress"), "{}", stderr(&out));
+}

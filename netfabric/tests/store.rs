@@ -375,6 +375,7 @@ fn a_full_zone_validates_and_updates_quickly() {
         state.owners.push(Owner {
             name: format!("o{i}"),
             id: 2 + i,
+            egress: Default::default(),
         });
     }
     state.next_owner_id = 10_002;

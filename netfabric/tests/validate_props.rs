@@ -115,6 +115,7 @@ fn build(plan: &Plan) -> State {
         state.owners.push(Owner {
             name: name(os, i),
             id: SYSTEM_OWNER_ID + 1 + i as u32,
+            egress: Default::default(),
         });
     }
     state.next_owner_id = SYSTEM_OWNER_ID + 1 + plan.owners as u32 + plan.id_gap;

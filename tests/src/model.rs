@@ -27,10 +27,13 @@ use netfabric::datapath::{
     PROG_TO_CONTAINER,
 };
 use netfabric_common::{
-    Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, OwnerPair, SYSTEM_OWNER,
-    Verdict,
-    conntrack::{PORT_SCOPE_RULES, PortRule, PortScope, ScopedPair},
-    policy::INGRESS_SCOPED,
+    Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, NO_OWNER, OwnerPair,
+    SYSTEM_OWNER, Verdict,
+    conntrack::{
+        ConnKey, ConnState, PORT_SCOPE_RULES, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PortRule,
+        PortScope, ScopedPair,
+    },
+    policy::{self, INGRESS_SCOPED},
 };
 
 use crate::packets::{self, ETH_HLEN, Mac};
@@ -218,6 +221,36 @@ pub struct Model {
     pub security_groups: BTreeMap<(u32, ScopeVia), Vec<ScopeRule>>,
     /// What the model last wrote into `PORT_SCOPES`.
     scopes_written: Entries<PortScopes>,
+    /// Owners denied egress: their endpoints carry `EGRESS_DENIED` (an
+    /// endpoint in `unknown_blooms` carries no flag, so it may egress).
+    pub egress_denied: BTreeSet<u32>,
+    /// The connections the programs track, as the model follows them.
+    pub connections: BTreeMap<ConnKey, ModelConn>,
+}
+
+/// One tracked connection, as the model follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelConn {
+    pub src_owner: u32,
+    pub dst_owner: u32,
+    pub state: ConnState,
+    pub replied: bool,
+    /// Idle past its timeout (the test aged it in the map too).
+    pub expired: bool,
+}
+
+/// What a packet the programs passed does to the connection table.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    /// A packet of a tracked kind in its opening direction.
+    Track {
+        key: ConnKey,
+        l4: L4View,
+        src_owner: u32,
+        dst_owner: u32,
+    },
+    /// A reply that passed because of the entry of `key.reversed()`.
+    Reply { key: ConnKey, l4: L4View },
 }
 
 fn norm(a: u32, b: u32) -> (u32, u32) {
@@ -404,16 +437,109 @@ impl Model {
     }
 
     /// The `ENDPOINTS` entry of container `addr`: its owner and the
-    /// owner's groups bloom, or an unknown bloom (0) for the addresses in
-    /// `unknown_blooms`.
+    /// owner's groups bloom and flags, or an unknown bloom (0, no flags)
+    /// for the addresses in `unknown_blooms`.
     fn endpoint(&self, addr: Ipv4Addr) -> Endpoint {
         let owner = self.owners[&addr];
         let groups = if self.unknown_blooms.contains(&addr) {
             0
+        } else if self.egress_denied.contains(&owner) {
+            self.groups_bloom(owner) | policy::EGRESS_DENIED
         } else {
             self.groups_bloom(owner)
         };
         Endpoint { owner, groups }
+    }
+
+    /// May the container at `addr` send to outside every zone (beyond the
+    /// host's resolver)? Its endpoint's flag says.
+    fn may_egress(&self, addr: Ipv4Addr) -> bool {
+        self.endpoint(addr).groups & policy::EGRESS_DENIED == 0
+    }
+
+    /// Marks a tracked connection idle past its timeout (the caller ages
+    /// the map's entry the same way).
+    pub fn expire(&mut self, key: &ConnKey) {
+        if let Some(c) = self.connections.get_mut(key) {
+            c.expired = true;
+        }
+    }
+
+    /// The connection table as the model expects the map to hold it:
+    /// key → (src owner, dst owner, state, replied), expired entries
+    /// included (the map keeps them until the LRU takes them).
+    pub fn expected_connections(&self) -> BTreeMap<ConnKey, (u32, u32, ConnState, bool)> {
+        self.connections
+            .iter()
+            .map(|(k, c)| (*k, (c.src_owner, c.dst_owner, c.state, c.replied)))
+            .collect()
+    }
+
+    /// Predicts `pkt` through `prog` and moves the model's connection
+    /// table as the programs move theirs.
+    pub fn step(&mut self, prog: Prog, pkt: &[u8]) -> Prediction {
+        let (prediction, effects) = self.judge(prog, pkt);
+        for effect in effects {
+            match effect {
+                Effect::Track {
+                    key,
+                    l4,
+                    src_owner,
+                    dst_owner,
+                } => self.track(key, l4, src_owner, dst_owner),
+                Effect::Reply { key, l4 } => {
+                    if let Some(c) = self.connections.get_mut(&key.reversed()) {
+                        c.state = next_state(c.state, key.protocol, l4.tcp_flags, true);
+                        c.replied = true;
+                    }
+                }
+            }
+        }
+        prediction
+    }
+
+    /// `conntrack::track` of the programs: refresh a live entry of the same
+    /// owners, or create one for an opening packet (a stale one replaced,
+    /// a closing TCP entry reopened by a SYN).
+    fn track(&mut self, key: ConnKey, l4: L4View, src_owner: u32, dst_owner: u32) {
+        if !l4.has_ports {
+            return;
+        }
+        let opening = l4.opens();
+        if let Some(c) = self.connections.get_mut(&key) {
+            let live = !c.expired
+                && c.src_owner == src_owner
+                && c.dst_owner == dst_owner
+                && !(opening && key.protocol == PROTO_TCP && c.state == ConnState::Closing);
+            if live {
+                c.state = next_state(c.state, key.protocol, l4.tcp_flags, false);
+                return;
+            }
+        }
+        if opening {
+            self.connections.insert(
+                key,
+                ModelConn {
+                    src_owner,
+                    dst_owner,
+                    state: ConnState::Opening,
+                    replied: false,
+                    expired: false,
+                },
+            );
+        }
+    }
+
+    /// Does `key` (refused by the rule, from outside to the container
+    /// `to`) answer a live connection `to` opened and may still keep?
+    fn is_reply(&self, key: &ConnKey, l4: &L4View, to: Ipv4Addr) -> bool {
+        l4.has_ports
+            && self.connections.get(&key.reversed()).is_some_and(|c| {
+                !c.expired
+                    && c.src_owner == self.owners[&to]
+                    && c.dst_owner == NO_OWNER
+                    && self.may_egress(to)
+            })
     }
 
     /// Write the `ENDPOINTS` entry of container `addr` (zone slot `slot`)
@@ -630,25 +756,39 @@ impl Model {
     // ---- prediction ----------------------------------------------------------------
 
     pub fn predict(&self, prog: Prog, pkt: &[u8]) -> Prediction {
-        match prog {
+        self.judge(prog, pkt).0
+    }
+
+    fn judge(&self, prog: Prog, pkt: &[u8]) -> (Prediction, Vec<Effect>) {
+        let mut effect = Vec::new();
+        let prediction = match prog {
             Prog::FromContainer(ifindex) => self
-                .judge_from_container(ifindex, pkt)
+                .judge_from_container(ifindex, pkt, &mut effect)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
             Prog::Uplink => self
-                .judge_from_uplink(pkt)
+                .judge_from_uplink(pkt, &mut effect, false)
                 .unwrap_or_else(|r| Prediction::drop(Prog::UplinkTc(0), r))
                 .at_prefilter(),
             Prog::UplinkTc(_) => self
-                .judge_from_uplink(pkt)
+                .judge_from_uplink(pkt, &mut effect, true)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
             Prog::ToContainer(ifindex) => self
-                .judge_to_container(ifindex, pkt)
+                .judge_to_container(ifindex, pkt, &mut effect)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
+        };
+        match prediction.verdict {
+            Verdict::Forwarded(_) => (prediction, effect),
+            Verdict::Dropped(_) => (prediction, Vec::new()),
         }
     }
 
     /// anti-spoofing → destination lookup → policy → TTL → delivery.
-    fn judge_from_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
+    fn judge_from_container(
+        &self,
+        ifindex: u32,
+        pkt: &[u8],
+        effect: &mut Vec<Effect>,
+    ) -> Result<Prediction, DropReason> {
         let eth = parse_eth(pkt)?;
         let host = self.host.as_ref().ok_or(DropReason::NoRoute)?;
         match eth.ether_type {
@@ -688,7 +828,24 @@ impl Model {
         let (dst_slot, dst_owner) = match self.place(ip.dst) {
             Place::Container { slot, owner } => (slot, owner),
             Place::Vacant { .. } => return Err(DropReason::UnknownDestination),
+            // Egress: the resolver is the host's, always reachable; an owner
+            // denied egress reaches nothing else; a non-system owner's
+            // connection is tracked (so its transport header must be whole).
             Place::Outside => {
+                if ip.dst != RESOLVER {
+                    if !self.may_egress(ip.src) {
+                        return Err(DropReason::EgressDenied);
+                    }
+                    if src_owner != SYSTEM_OWNER {
+                        let l4 = parse_l4(pkt, &ip)?;
+                        effect.push(Effect::Track {
+                            key: l4.key(&ip),
+                            l4,
+                            src_owner,
+                            dst_owner: NO_OWNER,
+                        });
+                    }
+                }
                 return Ok(Prediction::forward(
                     TC_ACT_OK,
                     Forward::Stack,
@@ -699,10 +856,25 @@ impl Model {
         if !self.allowed(Party::Owner(src_owner), Party::Owner(dst_owner)) {
             return Err(DropReason::PolicyDenied);
         }
-        self.check_scope(pkt, &ip, src_owner)?;
         if ip.ttl <= 1 {
             return Err(DropReason::TtlExceeded);
         }
+        let routed = self.route_from_container(host, &ip, dst_slot)?;
+        // Last, what moves the connection table: the scope (a reply of a
+        // tracked connection passes it), then a scoped sender's tracking.
+        self.check_scope(pkt, &ip, src_owner, effect)?;
+        self.track_scoped_sender(pkt, &ip, src_owner, dst_owner, effect)?;
+        Ok(routed)
+    }
+
+    /// Where `from_container` sends a packet for a container of zone
+    /// `dst_slot`.
+    fn route_from_container(
+        &self,
+        host: &HostModel,
+        ip: &Ipv4View,
+        dst_slot: u32,
+    ) -> Result<Prediction, DropReason> {
         if dst_slot == host.zone_slot {
             if ip.dst.octets()[2] == host.host_octet {
                 let port = self
@@ -749,7 +921,13 @@ impl Model {
     /// passes when its protocol is open on some port; a first fragment too
     /// short for the transport fields read (TCP 14 bytes, UDP 4, ICMP 6) is
     /// malformed; other protocols are never open.
-    fn check_scope(&self, pkt: &[u8], ip: &Ipv4View, src_owner: u32) -> Result<(), DropReason> {
+    fn check_scope(
+        &self,
+        pkt: &[u8],
+        ip: &Ipv4View,
+        src_owner: u32,
+        effect: &mut Vec<Effect>,
+    ) -> Result<(), DropReason> {
         let dst = self.endpoint(ip.dst);
         if dst.groups & INGRESS_SCOPED == 0 {
             return Ok(());
@@ -782,10 +960,66 @@ impl Model {
             }
         };
         if opened {
+            return Ok(());
+        }
+        // A reply of a connection the receiver opened, while its original
+        // direction is still allowed (owner rule and the sender's own
+        // scope for the receiver).
+        let l4 = parse_l4(pkt, ip)?;
+        let key = l4.key(ip);
+        let is_reply = l4.has_ports
+            && self.connections.get(&key.reversed()).is_some_and(|c| {
+                !c.expired
+                    && c.src_owner == dst.owner
+                    && c.dst_owner == src_owner
+                    && self.allowed(Party::Owner(dst.owner), Party::Owner(src_owner))
+                    && self.scope_opens(ip.src, dst.owner, key.protocol, key.src_port)
+            });
+        if is_reply {
+            effect.push(Effect::Reply { key, l4 });
             Ok(())
         } else {
             Err(DropReason::PortNotAllowed)
         }
+    }
+
+    /// Does the scope of the container at `receiver` for `sender` let
+    /// `protocol` to `port` through (not flagged or not narrowed: yes)?
+    fn scope_opens(&self, receiver: Ipv4Addr, sender: u32, protocol: u8, port: u16) -> bool {
+        let r = self.endpoint(receiver);
+        if r.groups & INGRESS_SCOPED == 0 {
+            return true;
+        }
+        match self.scope_of(r.owner, sender) {
+            None => true,
+            Some(rules) => rules.iter().any(|&(p, first, last)| {
+                p == protocol && (p == PROTO_ICMP || (first <= port && port <= last))
+            }),
+        }
+    }
+
+    /// A sender whose endpoint carries `INGRESS_SCOPED` has its packets to
+    /// containers tracked (their replies are judged by its scopes); its
+    /// transport header must be whole.
+    fn track_scoped_sender(
+        &self,
+        pkt: &[u8],
+        ip: &Ipv4View,
+        src_owner: u32,
+        dst_owner: u32,
+        effect: &mut Vec<Effect>,
+    ) -> Result<(), DropReason> {
+        if self.endpoint(ip.src).groups & INGRESS_SCOPED == 0 {
+            return Ok(());
+        }
+        let l4 = parse_l4(pkt, ip)?;
+        effect.push(Effect::Track {
+            key: l4.key(ip),
+            l4,
+            src_owner,
+            dst_owner,
+        });
+        Ok(())
     }
 
     /// docs/policy.md#identity-comes-from-the-source-address: any IPv4 packet claiming a container source must arrive
@@ -799,7 +1033,12 @@ impl Model {
     /// The prediction is `from_uplink_tc`'s (the TC program judges and
     /// delivers); [`Prediction::at_prefilter`] turns it into the XDP
     /// prefilter's.
-    fn judge_from_uplink(&self, pkt: &[u8]) -> Result<Prediction, DropReason> {
+    fn judge_from_uplink(
+        &self,
+        pkt: &[u8],
+        effect: &mut Vec<Effect>,
+        tc: bool,
+    ) -> Result<Prediction, DropReason> {
         let pass = Prediction::forward(TC_ACT_OK, Forward::Stack, Expect::Untouched);
         let eth = parse_eth(pkt)?;
         if packets::is_vlan_tag(eth.ether_type) {
@@ -855,11 +1094,15 @@ impl Model {
         if !self.allowed(src, Party::Owner(dst_owner)) {
             return Err(DropReason::PolicyDenied);
         }
-        if let Party::Owner(src_owner) = src {
-            self.check_scope(pkt, &ip, src_owner)?;
-        }
         if ip.ttl <= 1 {
             return Err(DropReason::TtlExceeded);
+        }
+        if let Party::Owner(src_owner) = src {
+            self.check_scope(pkt, &ip, src_owner, effect)?;
+            // `from_uplink_tc` tracks a scoped sender (the prefilter does not).
+            if tc {
+                self.track_scoped_sender(pkt, &ip, src_owner, dst_owner, effect)?;
+            }
         }
         Ok(Prediction::forward(
             TC_ACT_REDIRECT,
@@ -876,7 +1119,12 @@ impl Model {
     /// past this hook), so any source inside a zone is forged; outside
     /// sources reach system containers only, except the host resolver's
     /// replies (169.254.1.1, UDP or TCP source port 53), which reach any.
-    fn judge_to_container(&self, ifindex: u32, pkt: &[u8]) -> Result<Prediction, DropReason> {
+    fn judge_to_container(
+        &self,
+        ifindex: u32,
+        pkt: &[u8],
+        effect: &mut Vec<Effect>,
+    ) -> Result<Prediction, DropReason> {
         let ok = Prediction::forward(TC_ACT_OK, Forward::Local, Expect::Untouched);
         let eth = parse_eth(pkt)?;
         match eth.ether_type {
@@ -902,7 +1150,14 @@ impl Model {
             return Ok(ok);
         }
         if !self.allowed(Party::Outside, Party::Owner(dst_owner)) {
-            return Err(DropReason::PolicyDenied);
+            // Only a reply of a connection the container opened to outside
+            // (a transport header too short to read is none).
+            let l4 = parse_l4(pkt, &ip).map_err(|_| DropReason::PolicyDenied)?;
+            let key = l4.key(&ip);
+            if !self.is_reply(&key, &l4, ip.dst) {
+                return Err(DropReason::PolicyDenied);
+            }
+            effect.push(Effect::Reply { key, l4 });
         }
         Ok(ok)
     }
@@ -1042,6 +1297,109 @@ fn parse_ipv4(pkt: &[u8]) -> Result<Ipv4View, DropReason> {
         header_len,
         fragment_offset,
     })
+}
+
+/// The transport fields connection tracking keys on (docs/policy.md).
+#[derive(Clone, Copy, Debug)]
+struct L4View {
+    protocol: u8,
+    src_port: u16,
+    dst_port: u16,
+    tcp_flags: u8,
+    icmp_type: u8,
+    has_ports: bool,
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+impl L4View {
+    fn key(&self, ip: &Ipv4View) -> ConnKey {
+        ConnKey {
+            src: ip.src.into(),
+            dst: ip.dst.into(),
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            _pad: [0; 3],
+        }
+    }
+
+    /// May it create an entry: a TCP SYN without ACK/RST/FIN, an ICMP echo
+    /// request, any UDP datagram.
+    fn opens(&self) -> bool {
+        match self.protocol {
+            PROTO_TCP => self.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN,
+            PROTO_ICMP => self.icmp_type == 8,
+            PROTO_UDP => true,
+            _ => false,
+        }
+    }
+}
+
+/// TCP FIN/RST closes; a reply establishes an opening connection.
+fn next_state(state: ConnState, protocol: u8, tcp_flags: u8, reply: bool) -> ConnState {
+    if protocol == PROTO_TCP && tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        ConnState::Closing
+    } else if reply && state == ConnState::Opening {
+        ConnState::Established
+    } else {
+        state
+    }
+}
+
+/// A first fragment of TCP, UDP or ICMP must hold the fields read (TCP 14
+/// bytes, UDP 4, ICMP 6), else `Malformed`; ICMP has "ports" for echo
+/// only (request: id as source port; reply: as destination port); later
+/// fragments and other protocols have none.
+fn parse_l4(pkt: &[u8], ip: &Ipv4View) -> Result<L4View, DropReason> {
+    let mut l4 = L4View {
+        protocol: ip.protocol,
+        src_port: 0,
+        dst_port: 0,
+        tcp_flags: 0,
+        icmp_type: 0,
+        has_ports: false,
+    };
+    if ip.fragment_offset != 0 {
+        return Ok(l4);
+    }
+    let at = ETH_HLEN + ip.header_len;
+    let need = match ip.protocol {
+        PROTO_TCP => 14,
+        PROTO_UDP => 4,
+        PROTO_ICMP => 6,
+        _ => return Ok(l4),
+    };
+    let h = pkt.get(at..at + need).ok_or(DropReason::Malformed)?;
+    match ip.protocol {
+        PROTO_TCP | PROTO_UDP => {
+            l4.src_port = u16::from_be_bytes([h[0], h[1]]);
+            l4.dst_port = u16::from_be_bytes([h[2], h[3]]);
+            l4.has_ports = true;
+            if ip.protocol == PROTO_TCP {
+                l4.tcp_flags = h[13];
+            }
+        }
+        _ => {
+            l4.icmp_type = h[0];
+            let id = u16::from_be_bytes([h[4], h[5]]);
+            match h[0] {
+                8 => {
+                    l4.src_port = id;
+                    l4.has_ports = true;
+                }
+                0 => {
+                    l4.dst_port = id;
+                    l4.has_ports = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(l4)
 }
 
 // ---- observing the real programs ----------------------------------------------------------

@@ -267,6 +267,89 @@ pub fn set_total_len(mut frame: Vec<u8>, total_len: u16) -> Vec<u8> {
     frame
 }
 
+/// A transport header as connection tracking reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A 20-byte TCP header with these flags (FIN 0x01, SYN 0x02, RST
+    /// 0x04, ACK 0x10).
+    Tcp {
+        sport: u16,
+        dport: u16,
+        flags: u8,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    /// ICMP echo request (type 8) or reply (type 0) with identifier `id`.
+    Echo {
+        request: bool,
+        id: u16,
+    },
+    /// Another ICMP type (e.g. 3, destination unreachable): no identifier.
+    Icmp {
+        icmp_type: u8,
+    },
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// `frame` (IPv4, built with at least 20 bytes of payload) carrying `t`
+/// right after its IPv4 header: the protocol field, the header's bytes and
+/// the IPv4 checksum are written (transport checksums are left at 0: the
+/// programs never read them).
+pub fn with_transport(mut frame: Vec<u8>, t: Transport) -> Vec<u8> {
+    let ihl = usize::from(frame[ETH_HLEN] & 0x0f) * 4;
+    let at = ETH_HLEN + ihl;
+    let (proto, header): (u8, Vec<u8>) = match t {
+        Transport::Tcp {
+            sport,
+            dport,
+            flags,
+        } => {
+            let mut h = vec![0u8; 20];
+            h[0..2].copy_from_slice(&sport.to_be_bytes());
+            h[2..4].copy_from_slice(&dport.to_be_bytes());
+            h[4..8].copy_from_slice(&0x1000_0000u32.to_be_bytes());
+            h[12] = 5 << 4;
+            h[13] = flags;
+            h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+            (6, h)
+        }
+        Transport::Udp { sport, dport } => {
+            let mut h = vec![0u8; 8];
+            h[0..2].copy_from_slice(&sport.to_be_bytes());
+            h[2..4].copy_from_slice(&dport.to_be_bytes());
+            let len = (frame.len() - at) as u16;
+            h[4..6].copy_from_slice(&len.to_be_bytes());
+            (17, h)
+        }
+        Transport::Echo { request, id } => {
+            let mut h = vec![0u8; 8];
+            h[0] = if request { 8 } else { 0 };
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            h[6..8].copy_from_slice(&1u16.to_be_bytes());
+            (1, h)
+        }
+        Transport::Icmp { icmp_type } => {
+            let mut h = vec![0u8; 8];
+            h[0] = icmp_type;
+            (1, h)
+        }
+    };
+    assert!(
+        frame.len() >= at + header.len(),
+        "payload too short for {t:?}"
+    );
+    frame[ETH_HLEN + 9] = proto;
+    frame[at..at + header.len()].copy_from_slice(&header);
+    refresh_checksum(&mut frame);
+    frame
+}
+
 pub fn truncate(mut frame: Vec<u8>, len: usize) -> Vec<u8> {
     frame.truncate(len);
     frame

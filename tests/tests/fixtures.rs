@@ -11,21 +11,32 @@
 //!
 //! Run: `cargo test -p netfabric-tests --test fixtures -- --nocapture`
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
-use netfabric::datapath::{Datapath, LoadOptions};
-use netfabric_common::{Direction, DropReason as R, Forward, MonitorLease, SYSTEM_OWNER, Verdict};
+use netfabric::datapath::{
+    Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_TO_CONTAINER,
+    maps::connections::monotonic_now_ns,
+};
+use netfabric_common::{
+    CONNECTIONS_ENTRIES, Direction, DropReason as R, Forward, MonitorLease, SYSTEM_OWNER, Verdict,
+    conntrack::{
+        CONN_REPLIED, ConnKey, ConnState, PROTO_ICMP, PROTO_TCP, PROTO_UDP, idle_timeout_ns,
+    },
+};
 use netfabric_tests::{
     ensure_bpffs,
     model::{
         Expect, Harness, HostModel, Model, PortModel, Prediction, Prog, ScopeRule, ScopeVia,
-        TC_ACT_OK, TC_ACT_REDIRECT, ZoneModel, check, dummies,
+        TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, ZoneModel, check, dummies,
     },
     netns::Netns,
     packets::{
         ArpFrame, ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_LLDP, ETH_P_QINQ,
-        Ipv4Frame, Mac, ipv6, mac, raw_ethernet, refresh_checksum, set_ihl, set_total_len,
-        set_version, truncate,
+        Ipv4Frame, Mac, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport, ipv6, mac, raw_ethernet,
+        refresh_checksum, set_ihl, set_total_len, set_version, truncate, with_transport,
     },
     unique,
 };
@@ -1897,6 +1908,14 @@ fn scope(receiver: u32, via: ScopeVia, rules: Option<Vec<ScopeRule>>) -> Step {
     })
 }
 
+/// `frame` (TCP) with these TCP flags (byte 13 of the header).
+fn tcp_flags(mut frame: Vec<u8>, flags: u8) -> Vec<u8> {
+    let l4 = ETH_HLEN + usize::from(frame[ETH_HLEN] & 0x0f) * 4;
+    frame[l4 + 13] = flags;
+    refresh_checksum(&mut frame);
+    frame
+}
+
 /// An ICMP echo request from `frame` (type 8, code 0, identifier `id`).
 fn echo_request(frame: Vec<u8>, id: u16) -> Vec<u8> {
     l4_ports(frame, ICMP, 0x0800, id)
@@ -2032,10 +2051,10 @@ fn security_group_fixtures() {
             dropped(p10, R::Malformed),
         ),
         row(
-            "TTL 1 to a closed port: the scope is judged before the TTL",
+            "TTL 1 to a closed port: the TTL is judged before the scope",
             p10,
             l4_ports(c10(l(30)).ttl(1).build(), TCP, 40000, 22),
-            drop10.clone(),
+            dropped(p10, R::TtlExceeded),
         ),
         row(
             "TTL 1 to an open port",
@@ -2112,14 +2131,65 @@ fn security_group_fixtures() {
         ),
         row("own: tcp/22", p10, tcp10(l(11), 22), drop10.clone()),
         row(
-            "reply_refused_until_conntrack: .11:8080 -> .10:40000, the reply of an allowed \
-             connection (its destination is the client's port; the connection table will let it pass)",
+            "a reply-like packet of no tracked connection: .11:8080 -> .10:40000 (ACK)",
             p11,
-            l4_ports(
-                Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10)).build(),
-                TCP,
-                8080,
-                40000,
+            tcp_flags(
+                l4_ports(
+                    Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10)).build(),
+                    TCP,
+                    8080,
+                    40000,
+                ),
+                0x10,
+            ),
+            dropped(p11, R::PortNotAllowed),
+        ),
+        row(
+            ".10 opens tcp/8080 on .11 (SYN; alice is scoped: tracked)",
+            p10,
+            tcp_flags(tcp10(l(11), 8080), 0x02),
+            tc_local(11),
+        ),
+        row(
+            "its reply .11:8080 -> .10:40000 (SYN-ACK) passes: the connection is tracked",
+            p11,
+            tcp_flags(
+                l4_ports(
+                    Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10)).build(),
+                    TCP,
+                    8080,
+                    40000,
+                ),
+                0x12,
+            ),
+            tc_local(10),
+        ),
+        row(
+            "a reply to another client port is not that connection's: .11:8080 -> .10:40001",
+            p11,
+            tcp_flags(
+                l4_ports(
+                    Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10)).build(),
+                    TCP,
+                    8080,
+                    40001,
+                ),
+                0x10,
+            ),
+            dropped(p11, R::PortNotAllowed),
+        ),
+        row_after(
+            "alice's own scope moves to tcp/9090: the established connection's next reply is cut",
+            scope(ALICE, ScopeVia::Own, Some(vec![(TCP, 9090, 9090)])),
+            p11,
+            tcp_flags(
+                l4_ports(
+                    Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10)).build(),
+                    TCP,
+                    8080,
+                    40000,
+                ),
+                0x10,
             ),
             dropped(p11, R::PortNotAllowed),
         ),
@@ -2353,5 +2423,598 @@ fn drop_events_only_while_a_monitor_holds_the_lease() {
             BOB
         )],
         "tagged frame: event"
+    );
+}
+
+// ---- connection tracking and egress -------------------------------------------------------
+
+/// One row of a stateful table: an optional state change, then a packet
+/// whose expected result is written by hand; the reference model (stepped
+/// through the same rows) must predict it too.
+struct StatefulRow {
+    desc: &'static str,
+    before: Option<Step>,
+    prog: Prog,
+    pkt: Vec<u8>,
+    want: Prediction,
+    /// After the packet: the entry of this key as (state, replied), or
+    /// `None` for no entry at all.
+    entry: Option<(ConnKey, Option<(ConnState, bool)>)>,
+}
+
+fn stateful(desc: &'static str, prog: Prog, pkt: Vec<u8>, want: Prediction) -> StatefulRow {
+    StatefulRow {
+        desc,
+        before: None,
+        prog,
+        pkt,
+        want,
+        entry: None,
+    }
+}
+
+impl StatefulRow {
+    fn after(mut self, step: Step) -> Self {
+        self.before = Some(step);
+        self
+    }
+
+    fn leaves(mut self, key: ConnKey, entry: Option<(ConnState, bool)>) -> Self {
+        self.entry = Some((key, entry));
+        self
+    }
+}
+
+fn run_stateful(w: &mut World, title: &str, rows: Vec<StatefulRow>) {
+    println!("== {title}: {} fixtures", rows.len());
+    let _in = w._ns.enter();
+    let mut failures = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(step) = &r.before {
+            step(&mut w.model, &mut w.h.dp);
+        }
+        let modelled = w.model.step(r.prog, &r.pkt);
+        let mut errs = Vec::new();
+        if modelled != r.want {
+            errs.push(format!("the model predicts {modelled:?}"));
+        }
+        match w.h.run(r.prog, &r.pkt) {
+            Ok(got) => errs.extend(check(r.prog, &r.pkt, &r.want, &got)),
+            Err(e) => errs.push(format!("test run failed: {e}")),
+        }
+        if let Some((key, want)) = r.entry {
+            let got = w.h.dp.connection(&key).expect("reading CONNECTIONS");
+            let got = got.map(|c| {
+                (
+                    ConnState::from_u8(c.state).expect("a known state"),
+                    c.flags & CONN_REPLIED != 0,
+                )
+            });
+            if got != want {
+                errs.push(format!("entry {key:?} is {got:?}, want {want:?}"));
+            }
+        }
+        println!(
+            "{i:3} {:<16} {:<66} {}",
+            r.prog.name(),
+            r.desc,
+            if errs.is_empty() { "ok" } else { "FAIL" }
+        );
+        if !errs.is_empty() {
+            failures.push(format!(
+                "[{title} #{i}] {}:\n    {}",
+                r.desc,
+                errs.join("\n    ")
+            ));
+        }
+    }
+    // Every entry the model follows is in the map with the same owners,
+    // state and reply flag, and the map holds nothing else.
+    let in_map: BTreeMap<ConnKey, (u32, u32, ConnState, bool)> =
+        w.h.dp
+            .connections()
+            .expect("reading CONNECTIONS")
+            .into_iter()
+            .map(|(k, c)| {
+                let state = ConnState::from_u8(c.state).expect("a known state");
+                (
+                    k,
+                    (c.src_owner, c.dst_owner, state, c.flags & CONN_REPLIED != 0),
+                )
+            })
+            .collect();
+    if in_map != w.model.expected_connections() {
+        failures.push(format!(
+            "CONNECTIONS holds {in_map:#?}\nthe model: {:#?}",
+            w.model.expected_connections()
+        ));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+}
+
+/// The `CONNECTIONS` key of a packet from `src:sport` to `dst:dport`.
+fn conn(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, protocol: u8) -> ConnKey {
+    ConnKey {
+        src: src.into(),
+        dst: dst.into(),
+        src_port: sport,
+        dst_port: dport,
+        protocol,
+        _pad: [0; 3],
+    }
+}
+
+/// Ages the entry of `key` past its idle timeout, in the map and the model.
+fn expire(key: ConnKey) -> Step {
+    Box::new(move |m: &mut Model, dp: &mut Datapath| {
+        let mut c = dp
+            .connection(&key)
+            .expect("reading CONNECTIONS")
+            .expect("the entry to age");
+        let timeout = idle_timeout_ns(key.protocol, c.state);
+        let now = monotonic_now_ns();
+        assert!(now > timeout + 2_000_000_000, "uptime too short to age");
+        c.last_seen_ns = now - timeout - 1_000_000_000;
+        dp.set_connection(&key, &c).expect("ageing the entry");
+        m.expire(&key);
+    })
+}
+
+fn egress(owner: u32, allowed: bool) -> Step {
+    Box::new(move |m: &mut Model, dp: &mut Datapath| {
+        if allowed {
+            m.egress_denied.remove(&owner);
+        } else {
+            m.egress_denied.insert(owner);
+        }
+        m.sync_blooms(dp, owner);
+    })
+}
+
+/// The address `addr` (of this host, zone slot 0) now belongs to `owner`.
+fn reassign(addr: Ipv4Addr, owner: u32) -> Step {
+    Box::new(move |m: &mut Model, dp: &mut Datapath| {
+        m.owners.insert(addr, owner);
+        m.write_endpoint(dp, 0, addr);
+    })
+}
+
+fn stack_to_gateway() -> Prediction {
+    Prediction::forward(TC_ACT_OK, Forward::Stack, Expect::DstMac(GW_MAC))
+}
+
+#[test]
+fn connection_tracking_fixtures() {
+    let mut w = world(true);
+    let (out10, in10) = (
+        Prog::FromContainer(w.port(10)),
+        Prog::ToContainer(w.port(10)),
+    );
+    let in11 = Prog::ToContainer(w.port(11));
+    let out50 = Prog::FromContainer(w.port(50));
+    let web = Ipv4Addr::new(203, 0, 113, 10);
+    let resolver = Ipv4Addr::new(169, 254, 1, 1);
+    // Container `.c` sending to `dst`, and the host stack delivering
+    // `src → .c`, each with a transport header.
+    let from = |c: u8, dst: Ipv4Addr, t: Transport| {
+        with_transport(
+            Ipv4Frame::new(cmac(c), GW_MAC, l(c), dst)
+                .payload(40)
+                .build(),
+            t,
+        )
+    };
+    let to = |src: Ipv4Addr, c: u8, t: Transport| {
+        with_transport(
+            Ipv4Frame::new(GW_MAC, cmac(c), src, l(c))
+                .payload(40)
+                .build(),
+            t,
+        )
+    };
+    let tcp = |sport, dport, flags| Transport::Tcp {
+        sport,
+        dport,
+        flags,
+    };
+    let udp = |sport, dport| Transport::Udp { sport, dport };
+    let echo = |request, id| Transport::Echo { request, id };
+    let https = conn(l(10), 40000, web, 443, PROTO_TCP);
+    let dns = conn(l(10), 5353, OUTSIDE, 53, PROTO_UDP);
+    let ping = conn(l(10), 7, OUTSIDE, 0, PROTO_ICMP);
+    let (opening, established, closing) = (
+        Some((ConnState::Opening, false)),
+        Some((ConnState::Established, true)),
+        Some((ConnState::Closing, true)),
+    );
+    let refused = |prog| dropped(prog, R::PolicyDenied);
+    let delivered = egress_ok;
+
+    let rows = vec![
+        stateful(
+            "a SYN-ACK from outside before any connection",
+            in10,
+            to(web, 10, tcp(443, 40000, TCP_SYN | TCP_ACK)),
+            refused(in10),
+        )
+        .leaves(https, None),
+        stateful(
+            "alice's SYN to outside: to the stack, tracked (opening)",
+            out10,
+            from(10, web, tcp(40000, 443, TCP_SYN)),
+            stack_to_gateway(),
+        )
+        .leaves(https, opening),
+        stateful(
+            "the reply from another port of the server",
+            in10,
+            to(web, 10, tcp(444, 40000, TCP_SYN | TCP_ACK)),
+            refused(in10),
+        ),
+        stateful(
+            "the reply sent to alice's other container",
+            in11,
+            to(web, 11, tcp(443, 40000, TCP_SYN | TCP_ACK)),
+            refused(in11),
+        ),
+        stateful(
+            "the reply from another outside address",
+            in10,
+            to(OUTSIDE, 10, tcp(443, 40000, TCP_SYN | TCP_ACK)),
+            refused(in10),
+        ),
+        stateful(
+            "the SYN-ACK: delivered untouched, established",
+            in10,
+            to(web, 10, tcp(443, 40000, TCP_SYN | TCP_ACK)),
+            delivered(),
+        )
+        .leaves(https, established),
+        stateful(
+            "alice's ACK: to the stack, still established",
+            out10,
+            from(10, web, tcp(40000, 443, TCP_ACK)),
+            stack_to_gateway(),
+        )
+        .leaves(https, established),
+        stateful(
+            "data from the server",
+            in10,
+            to(web, 10, tcp(443, 40000, TCP_ACK | 0x08)),
+            delivered(),
+        ),
+        stateful(
+            "FIN from the server: delivered, closing",
+            in10,
+            to(web, 10, tcp(443, 40000, TCP_FIN | TCP_ACK)),
+            delivered(),
+        )
+        .leaves(https, closing),
+        stateful(
+            "alice's last ACK while closing",
+            out10,
+            from(10, web, tcp(40000, 443, TCP_ACK)),
+            stack_to_gateway(),
+        )
+        .leaves(https, closing),
+        stateful(
+            "a new SYN on the same ports reopens it",
+            out10,
+            from(10, web, tcp(40000, 443, TCP_SYN)),
+            stack_to_gateway(),
+        )
+        .leaves(https, opening),
+        stateful(
+            "RST from the server: delivered, closing",
+            in10,
+            to(web, 10, tcp(443, 40000, TCP_RST | TCP_ACK)),
+            delivered(),
+        )
+        .leaves(https, closing),
+        stateful(
+            "alice's ACK without SYN on new ports: to the stack, nothing tracked",
+            out10,
+            from(10, web, tcp(40001, 443, TCP_ACK)),
+            stack_to_gateway(),
+        )
+        .leaves(conn(l(10), 40001, web, 443, PROTO_TCP), None),
+        stateful(
+            "so its reply is refused",
+            in10,
+            to(web, 10, tcp(443, 40001, TCP_ACK)),
+            refused(in10),
+        ),
+        stateful(
+            "alice's UDP query to outside: tracked",
+            out10,
+            from(10, OUTSIDE, udp(5353, 53)),
+            stack_to_gateway(),
+        )
+        .leaves(dns, opening),
+        stateful(
+            "its answer: delivered, established",
+            in10,
+            to(OUTSIDE, 10, udp(53, 5353)),
+            delivered(),
+        )
+        .leaves(dns, established),
+        stateful(
+            "an echo request to outside: tracked by its identifier",
+            out10,
+            from(10, OUTSIDE, echo(true, 7)),
+            stack_to_gateway(),
+        )
+        .leaves(ping, opening),
+        stateful(
+            "the echo reply with that identifier",
+            in10,
+            to(OUTSIDE, 10, echo(false, 7)),
+            delivered(),
+        )
+        .leaves(ping, established),
+        stateful(
+            "an echo reply with another identifier",
+            in10,
+            to(OUTSIDE, 10, echo(false, 8)),
+            refused(in10),
+        ),
+        stateful(
+            "an echo request from outside matching the identifier",
+            in10,
+            to(OUTSIDE, 10, echo(true, 7)),
+            refused(in10),
+        ),
+        stateful(
+            "an ICMP error from outside (no identifier)",
+            in10,
+            to(OUTSIDE, 10, Transport::Icmp { icmp_type: 3 }),
+            refused(in10),
+        ),
+        stateful(
+            "an expired entry lets no reply through",
+            in10,
+            to(OUTSIDE, 10, udp(53, 5353)),
+            refused(in10),
+        )
+        .after(expire(dns)),
+        stateful(
+            "a new query replaces the expired entry",
+            out10,
+            from(10, OUTSIDE, udp(5353, 53)),
+            stack_to_gateway(),
+        )
+        .leaves(dns, opening),
+        stateful(
+            "and its answer passes again",
+            in10,
+            to(OUTSIDE, 10, udp(53, 5353)),
+            delivered(),
+        )
+        .leaves(dns, established),
+        stateful(
+            "alice's address given to bob: the echo reply is refused",
+            in10,
+            to(OUTSIDE, 10, echo(false, 7)),
+            refused(in10),
+        )
+        .after(reassign(l(10), BOB))
+        .leaves(ping, established),
+        stateful(
+            "back to alice: the reply passes again",
+            in10,
+            to(OUTSIDE, 10, echo(false, 7)),
+            delivered(),
+        )
+        .after(reassign(l(10), ALICE)),
+        stateful(
+            "egress denied after establishment: the next reply is refused",
+            in10,
+            to(OUTSIDE, 10, udp(53, 5353)),
+            refused(in10),
+        )
+        .after(egress(ALICE, false)),
+        stateful(
+            "and alice's next packet to outside is egress_denied",
+            out10,
+            from(10, OUTSIDE, udp(5353, 53)),
+            dropped(out10, R::EgressDenied),
+        ),
+        stateful(
+            "a new connection to outside too",
+            out10,
+            from(10, web, tcp(40002, 443, TCP_SYN)),
+            dropped(out10, R::EgressDenied),
+        )
+        .leaves(conn(l(10), 40002, web, 443, PROTO_TCP), None),
+        stateful(
+            "the host's resolver stays reachable",
+            out10,
+            from(10, resolver, udp(5353, 53)),
+            stack_to_gateway(),
+        )
+        .leaves(conn(l(10), 5353, resolver, 53, PROTO_UDP), None),
+        stateful(
+            "and answers",
+            in10,
+            to(resolver, 10, udp(53, 5353)),
+            delivered(),
+        ),
+        stateful(
+            "egress allowed again: the tracked connection resumes",
+            in10,
+            to(OUTSIDE, 10, udp(53, 5353)),
+            delivered(),
+        )
+        .after(egress(ALICE, true)),
+        stateful(
+            "a system container's egress is not tracked (outside may reach it anyway)",
+            out50,
+            from(50, OUTSIDE, udp(5353, 53)),
+            stack_to_gateway(),
+        )
+        .leaves(conn(l(50), 5353, OUTSIDE, 53, PROTO_UDP), None),
+        stateful(
+            "a TCP header cut short, to outside",
+            out10,
+            with_len(from(10, web, tcp(40003, 443, TCP_SYN)), 20 + 10),
+            dropped(out10, R::Malformed),
+        ),
+        stateful(
+            "a UDP header cut short, to outside",
+            out10,
+            with_len(from(10, OUTSIDE, udp(5354, 53)), 20 + 3),
+            dropped(out10, R::Malformed),
+        ),
+        stateful(
+            "an ICMP header cut short, to outside",
+            out10,
+            with_len(from(10, OUTSIDE, echo(true, 9)), 20 + 5),
+            dropped(out10, R::Malformed),
+        ),
+        stateful(
+            "a later fragment to outside: to the stack, nothing tracked",
+            out10,
+            with_transport(
+                Ipv4Frame::new(cmac(10), GW_MAC, l(10), web)
+                    .payload(40)
+                    .fragment(false, 64)
+                    .build(),
+                tcp(40004, 443, TCP_SYN),
+            ),
+            stack_to_gateway(),
+        )
+        .leaves(conn(l(10), 40004, web, 443, PROTO_TCP), None),
+        stateful(
+            "a reply cut short is no reply",
+            in10,
+            with_len(to(web, 10, tcp(443, 40000, TCP_ACK)), 20 + 10),
+            refused(in10),
+        ),
+        stateful(
+            "another protocol (SCTP) to outside: to the stack, nothing tracked",
+            out10,
+            l4_ports(
+                Ipv4Frame::new(cmac(10), GW_MAC, l(10), web)
+                    .payload(40)
+                    .build(),
+                SCTP,
+                40005,
+                443,
+            ),
+            stack_to_gateway(),
+        ),
+    ];
+    run_stateful(&mut w, "connection tracking", rows);
+}
+
+/// `frame` cut to an IPv4 total length of `ip_len` bytes (the IPv4 header
+/// of 20 bytes included), the frame and the header agreeing.
+fn with_len(frame: Vec<u8>, ip_len: usize) -> Vec<u8> {
+    set_total_len(truncate(frame, ETH_HLEN + ip_len), ip_len as u16)
+}
+
+#[test]
+fn a_flood_of_new_flows_evicts_and_never_lets_an_evicted_reply_through() {
+    let mut w = world(true);
+    let _in = w._ns.enter();
+    let (out10, in10) = (w.port(10), w.port(10));
+    let web = Ipv4Addr::new(203, 0, 113, 20);
+    let created_before = w.h.dp.counters().expect("counters").connections_created;
+    // More new flows than the table holds: UDP from every source port of
+    // two containers' addresses... one address suffices with many ports
+    // and several servers.
+    let flows = CONNECTIONS_ENTRIES as usize + CONNECTIONS_ENTRIES as usize / 8;
+    let flow = |i: usize| {
+        let server = Ipv4Addr::new(203, 0, 113, 20 + (i / 60_000) as u8);
+        let sport = 1024 + (i % 60_000) as u16;
+        (server, sport)
+    };
+    let mut pkt = with_transport(
+        Ipv4Frame::new(cmac(10), GW_MAC, l(10), web)
+            .payload(40)
+            .build(),
+        Transport::Udp {
+            sport: 1024,
+            dport: 443,
+        },
+    );
+    for i in 0..flows {
+        let (server, sport) = flow(i);
+        pkt[ETH_HLEN + 16..ETH_HLEN + 20].copy_from_slice(&server.octets());
+        pkt[ETH_HLEN + 20..ETH_HLEN + 22].copy_from_slice(&sport.to_be_bytes());
+        let out =
+            w.h.dp
+                .test_run_tc(PROG_FROM_CONTAINER, &pkt, out10, 1)
+                .expect("test run");
+        assert_eq!(out.action, TC_ACT_OK, "flow {i} goes to the stack");
+    }
+    let counters = w.h.dp.counters().expect("counters");
+    let created = counters.connections_created - created_before;
+    assert_eq!(created, flows as u64, "every new flow was created");
+    let live = w.h.dp.connections().expect("reading CONNECTIONS");
+    assert!(
+        live.len() <= CONNECTIONS_ENTRIES as usize,
+        "{} entries in a table of {CONNECTIONS_ENTRIES}",
+        live.len()
+    );
+    let evicted = flows - live.len();
+    assert!(
+        evicted >= flows - CONNECTIONS_ENTRIES as usize,
+        "only {evicted} evicted"
+    );
+    println!(
+        "{flows} flows: {} live, {evicted} evicted (created − live)",
+        live.len()
+    );
+    let tracked: BTreeSet<(u32, u16)> = live.iter().map(|(k, _)| (k.dst, k.src_port)).collect();
+    // Replies: of every evicted flow among a sample spread over the whole
+    // flood, refused and counted; of a sample of live ones, delivered.
+    let mut reply = with_transport(
+        Ipv4Frame::new(GW_MAC, cmac(10), web, l(10))
+            .payload(40)
+            .build(),
+        Transport::Udp {
+            sport: 443,
+            dport: 1024,
+        },
+    );
+    let before = w.h.dp.counters().expect("counters");
+    let (mut refused, mut delivered) = (0u64, 0u64);
+    for i in (0..flows).step_by(37) {
+        let (server, sport) = flow(i);
+        reply[ETH_HLEN + 12..ETH_HLEN + 16].copy_from_slice(&server.octets());
+        reply[ETH_HLEN + 22..ETH_HLEN + 24].copy_from_slice(&sport.to_be_bytes());
+        refresh_checksum(&mut reply);
+        let out =
+            w.h.dp
+                .test_run_tc(PROG_TO_CONTAINER, &reply, in10, 1)
+                .expect("test run");
+        if tracked.contains(&(u32::from(server), sport)) {
+            assert_eq!(out.action, TC_ACT_OK, "the reply of live flow {i}");
+            delivered += 1;
+        } else {
+            assert_eq!(out.action, TC_ACT_SHOT, "the reply of evicted flow {i}");
+            refused += 1;
+        }
+    }
+    let moved = w.h.dp.counters().expect("counters").since(&before);
+    assert!(refused > 500 && delivered > 500, "{refused} / {delivered}");
+    assert_eq!(
+        moved
+            .get(Direction::ToContainer, Verdict::Dropped(R::PolicyDenied))
+            .packets,
+        refused
+    );
+    assert_eq!(
+        moved
+            .get(Direction::ToContainer, Verdict::Forwarded(Forward::Local))
+            .packets,
+        delivered
     );
 }

@@ -17,8 +17,11 @@ pub const TCP_ACK: u8 = 0x10;
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
 
-/// One packet's transport identity.
+/// One packet's transport identity. Aligned like a stack slot: the build
+/// allows misaligned accesses, which the verifier accepts for packets and
+/// map values but not for the stack.
 #[derive(Clone, Copy)]
+#[repr(C, align(8))]
 pub struct L4 {
     /// IP protocol number.
     pub protocol: u8,
@@ -30,6 +33,9 @@ pub struct L4 {
     pub dst_port: u16,
     /// TCP flags (byte 13 of the header); 0 for other protocols.
     pub tcp_flags: u8,
+    /// ICMP type of an ICMP first fragment; 0 for other protocols (0 is
+    /// also the echo reply: look at `protocol` first).
+    pub icmp_type: u8,
     /// The ports above are known: a TCP/UDP first fragment, or ICMP echo.
     /// A later fragment, another protocol or ICMP type has none.
     pub has_ports: bool,
@@ -61,6 +67,7 @@ pub fn parse(pkt: &Packet, ip: &Ipv4) -> Result<L4, DropReason> {
         src_port: 0,
         dst_port: 0,
         tcp_flags: 0,
+        icmp_type: 0,
         has_ports: false,
     };
     if ip.fragment_offset() != 0 {
@@ -89,6 +96,7 @@ pub fn parse(pkt: &Packet, ip: &Ipv4) -> Result<L4, DropReason> {
             let h: *const [u8; 6] = pkt.ptr_at(at)?;
             let h = unsafe { &*h };
             let id = u16::from_be_bytes([h[4], h[5]]);
+            l4.icmp_type = h[0];
             match h[0] {
                 ICMP_ECHO_REQUEST => {
                     l4.src_port = id;

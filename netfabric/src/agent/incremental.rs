@@ -14,12 +14,13 @@
 //!   one), and the groups bloom of every endpoint and the `OWNER_GROUPS`
 //!   slot of every owner that joined or left it (that slot's list is
 //!   recomputed from the owners in a group it holds);
+//! * an owner's egress switch: the flags of each of its endpoints;
 //! * the runtime (ready ports, uplink): `HOST_CONFIG` and `LOCAL_PORTS`;
-//! * security groups, or groups while any security group exists: the
-//!   `PORT_SCOPES` entries recomputed for the whole state (bounded by the
-//!   security groups, not by the zone) and those that differ, and the
-//!   groups bloom of every endpoint whose owner gained its first security
-//!   group or lost its last (`INGRESS_SCOPED`).
+//! * while any security group exists (before or after): the `PORT_SCOPES`
+//!   entries recomputed from the new state (bounded by the security
+//!   groups, not by the zone) and those that differ, and the groups bloom
+//!   of every endpoint whose owner gained its first security group or lost
+//!   its last (`INGRESS_SCOPED`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,9 +30,41 @@ use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_grou
 
 use super::plan::{
     EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
-    port_scopes, scoped_bloom, scoped_owner_ids,
+    owner_flags, port_scopes, scoped_bloom, scoped_owner_ids,
 };
-use crate::state::{Container, Group, State, member_pairs};
+use crate::state::{Changes, Container, Group, Object, Owner, State, member_pairs};
+
+fn owner_of(o: &Option<Object>) -> Option<&Owner> {
+    match o {
+        Some(Object::Owner(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn group_of(o: &Option<Object>) -> Option<&Group> {
+    match o {
+        Some(Object::Group(g)) => Some(g),
+        _ => None,
+    }
+}
+
+fn container_of(o: &Option<Object>) -> Option<&Container> {
+    match o {
+        Some(Object::Container(c)) => Some(c),
+        _ => None,
+    }
+}
+
+/// A change checked for an incremental update, with what it names owned.
+struct Prepared {
+    new_owners: Vec<(String, u32)>,
+    /// Owner id → flags, of every owner added or changed.
+    new_flags: Vec<(u32, u32)>,
+    /// Owners whose flags changed (id, new flags).
+    reflagged: Vec<(u32, u32)>,
+    groups: Vec<(Option<Group>, Option<Group>)>,
+    containers: Vec<(Option<Container>, Option<Container>)>,
+}
 
 /// What [`IncrementalPlan::update`] did.
 #[derive(Debug)]
@@ -73,13 +106,19 @@ pub struct IncrementalPlan {
     /// Group key → how many groups have it: a list is written only for an
     /// owner whose group keys are each one group's.
     groups_with_key: HashMap<u32, u32>,
+    /// Owner id → its flags beside the bloom ([`super::plan::owner_flags`];
+    /// an owner whose flags change is a changed owner: full replan).
+    owner_flags: HashMap<u32, u32>,
     /// Owners with security groups (`INGRESS_SCOPED` in their blooms).
     scoped: BTreeSet<u32>,
 }
 
 impl IncrementalPlan {
-    /// The full plan of `host` for `state`, and its indexes.
-    pub fn new(state: State, host: &str, rt: Runtime) -> Result<Self, PlanError> {
+    /// The full plan of `host` for `state`, and its indexes. The state is
+    /// kept sorted by name ([`State::normalize`]): changes find their
+    /// objects by binary search.
+    pub fn new(mut state: State, host: &str, rt: Runtime) -> Result<Self, PlanError> {
+        state.normalize();
         let plan = HostPlan::compute(&state, host, &rt)?;
         let mut me = IncrementalPlan {
             host: host.to_owned(),
@@ -92,6 +131,7 @@ impl IncrementalPlan {
             owner_endpoints: HashMap::new(),
             slot_owners: HashMap::new(),
             groups_with_key: HashMap::new(),
+            owner_flags: HashMap::new(),
             scoped: BTreeSet::new(),
         };
         me.index();
@@ -111,6 +151,7 @@ impl IncrementalPlan {
     fn index(&mut self) {
         let s = &self.state;
         self.owner_ids = s.owners.iter().map(|o| (o.name.clone(), o.id)).collect();
+        self.owner_flags = s.owners.iter().map(|o| (o.id, owner_flags(o))).collect();
         let slots: HashMap<&str, u32> = s.zones.iter().map(|z| (z.name.as_str(), z.slot)).collect();
         self.host_slots = s
             .hosts
@@ -156,7 +197,8 @@ impl IncrementalPlan {
         Some((EndpointKey::of(slot, c.address), owner))
     }
 
-    /// `owner`'s groups bloom, as [`super::plan::Blooms`] computes it.
+    /// `owner`'s `Endpoint::groups`: its groups bloom, as
+    /// [`super::plan::Blooms`] computes it, and its flags.
     fn bloom(&self, owner: u32) -> u32 {
         let bloom = policy::groups_bloom(
             self.owner_groups
@@ -164,7 +206,7 @@ impl IncrementalPlan {
                 .into_iter()
                 .flatten()
                 .map(|g| group_key(g)),
-        );
+        ) | self.owner_flags.get(&owner).copied().unwrap_or(0);
         scoped_bloom(bloom, self.scoped.contains(&owner))
     }
 
@@ -197,6 +239,7 @@ impl IncrementalPlan {
         match self.update_state(&next) {
             Some(mut touched) => {
                 let previous = std::mem::replace(&mut self.state, next);
+                self.refresh_scopes(&mut touched)?;
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
                 }
@@ -216,6 +259,41 @@ impl IncrementalPlan {
         }
     }
 
+    /// `PORT_SCOPES` and the `INGRESS_SCOPED` flags for the state just
+    /// taken (`self.state`), while it or the one before has security
+    /// groups: the scopes that differ, and the endpoints of every owner
+    /// whose flag moved.
+    fn refresh_scopes(&mut self, touched: &mut TouchedKeys) -> Result<(), PlanError> {
+        if self.scoped.is_empty()
+            && self.plan.port_scopes.is_empty()
+            && self.state.security_groups.is_empty()
+        {
+            return Ok(());
+        }
+        let scopes = port_scopes(&self.state)?;
+        let scoped = scoped_owner_ids(&self.state);
+        let moved: BTreeSet<u32> = self.scoped.symmetric_difference(&scoped).copied().collect();
+        self.scoped = scoped;
+        let old = std::mem::replace(&mut self.plan.port_scopes, scopes);
+        let new = &self.plan.port_scopes;
+        touched.port_scopes.extend(
+            old.iter()
+                .filter(|(k, v)| new.get(k) != Some(v))
+                .map(|(k, _)| *k)
+                .chain(new.keys().filter(|k| !old.contains_key(k)).copied()),
+        );
+        for owner in moved {
+            let groups = self.bloom(owner);
+            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
+                if let Some(e) = self.plan.endpoints.get_mut(key) {
+                    e.groups = groups;
+                    touched.endpoints.insert(*key);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The runtime this plan was made with.
     pub fn runtime(&self) -> &Runtime {
         &self.rt
@@ -228,6 +306,60 @@ impl IncrementalPlan {
         touched
     }
 
+    /// Moves to the state `changes` make of the last one (and `rt`), as
+    /// [`Self::update`] does with the whole state: what a store's watch
+    /// sends at zone scale, where a whole state costs milliseconds to
+    /// compare.
+    pub fn update_changes(&mut self, changes: &Changes, rt: &Runtime) -> Result<Update, PlanError> {
+        match self.update_from_changes(changes) {
+            Some(mut touched) => {
+                self.state.apply_changes(changes);
+                self.refresh_scopes(&mut touched)?;
+                if *rt != self.rt {
+                    self.apply_runtime(rt, &mut touched);
+                }
+                Ok(Update {
+                    touched: Touched::Keys(touched),
+                    previous: State::default(),
+                })
+            }
+            None => {
+                let mut next = std::mem::take(&mut self.state);
+                next.apply_changes(changes);
+                *self = IncrementalPlan::new(next, &self.host.clone(), rt.clone())?;
+                Ok(Update {
+                    touched: Touched::All,
+                    previous: State::default(),
+                })
+            }
+        }
+    }
+
+    /// [`Self::update_state`] for a change given object by object.
+    fn update_from_changes(&mut self, changes: &Changes) -> Option<TouchedKeys> {
+        let mut owners = Vec::new();
+        let mut groups = Vec::new();
+        let mut containers = Vec::new();
+        for c in changes.iter() {
+            match (&c.before, &c.after) {
+                (Some(Object::Owner(b)), a) => owners.push((Some(b), owner_of(a))),
+                (None, Some(Object::Owner(a))) => owners.push((None, Some(a))),
+                (Some(Object::Group(b)), a) => groups.push((Some(b), group_of(a))),
+                (None, Some(Object::Group(a))) => groups.push((None, Some(a))),
+                (Some(Object::Container(b)), a) => containers.push((Some(b), container_of(a))),
+                (None, Some(Object::Container(a))) => containers.push((None, Some(a))),
+                // The plan does not read it.
+                (Some(Object::NextOwnerId(_)) | None, Some(Object::NextOwnerId(_)) | None) => {}
+                // Recomputed from the new state ([`Self::refresh_scopes`]).
+                (Some(Object::SecurityGroup(_)) | None, Some(Object::SecurityGroup(_)) | None) => {}
+                // Zones and hosts: replanned in full.
+                _ => return None,
+            }
+        }
+        let prepared = self.prepare(owners, groups, containers)?;
+        Some(self.apply_prepared(prepared))
+    }
+
     /// The incremental update of the plan to state `next`, or `None` where
     /// only a full replan will do (nothing changed yet in that case).
     fn update_state(&mut self, next: &State) -> Option<TouchedKeys> {
@@ -236,15 +368,36 @@ impl IncrementalPlan {
             return None;
         }
         let owners = changed_by_name(&old.owners, &next.owners, |o| &o.name)?;
-        if owners.iter().any(|(before, _)| before.is_some()) {
-            // An owner removed or renumbered: every reference to it moves.
-            return None;
-        }
         let groups = changed_by_name(&old.groups, &next.groups, |g| &g.name)?;
         let containers = changed_by_name(&old.containers, &next.containers, |c| &c.name)?;
+        let prepared = self.prepare(owners, groups, containers)?;
+        Some(self.apply_prepared(prepared))
+    }
+
+    /// What moving the plan by these changed owners, groups and containers
+    /// (paired by name: before, after) takes, or `None` where only a full
+    /// replan will do.
+    fn prepare(
+        &self,
+        owners: Vec<(Option<&Owner>, Option<&Owner>)>,
+        groups: Vec<(Option<&Group>, Option<&Group>)>,
+        containers: Vec<(Option<&Container>, Option<&Container>)>,
+    ) -> Option<Prepared> {
+        // An owner whose flags alone changed (egress): its endpoints get
+        // them. The same id before and after, so nothing else moves.
+        let mut reflagged = Vec::new();
+        for (before, after) in &owners {
+            match (before, after) {
+                (None, _) => {}
+                (Some(b), Some(a)) if b.id == a.id => reflagged.push((a.id, owner_flags(a))),
+                // An owner removed or renumbered: every reference to it moves.
+                _ => return None,
+            }
+        }
         // Everything a change names must resolve, or the full plan decides.
         let new_ids: HashMap<&str, u32> = owners
             .iter()
+            .filter(|(before, _)| before.is_none())
             .filter_map(|(_, after)| after.map(|o| (o.name.as_str(), o.id)))
             .collect();
         let resolves =
@@ -272,60 +425,48 @@ impl IncrementalPlan {
                 return None;
             }
         }
-        // Security groups: their scopes follow every group change too.
-        let any_scope = !old.security_groups.is_empty() || !next.security_groups.is_empty();
-        let scopes =
-            if old.security_groups != next.security_groups || (!groups.is_empty() && any_scope) {
-                Some((port_scopes(next).ok()?, scoped_owner_ids(next)))
-            } else {
-                None
-            };
-        // From here on nothing fails: the plan and indexes move together.
-        let groups: Vec<(Option<Group>, Option<Group>)> = groups
-            .into_iter()
-            .map(|(b, a)| (b.cloned(), a.cloned()))
-            .collect();
-        let containers: Vec<(Option<Container>, Option<Container>)> = containers
-            .into_iter()
-            .map(|(b, a)| (b.cloned(), a.cloned()))
-            .collect();
-        let new_owners: Vec<(String, u32)> =
-            new_ids.iter().map(|(n, i)| ((*n).to_owned(), *i)).collect();
-        self.owner_ids.extend(new_owners);
+        Some(Prepared {
+            new_owners: new_ids.iter().map(|(n, i)| ((*n).to_owned(), *i)).collect(),
+            new_flags: owners
+                .iter()
+                .filter_map(|(_, after)| after.map(|o| (o.id, owner_flags(o))))
+                .collect(),
+            reflagged,
+            groups: groups
+                .into_iter()
+                .map(|(b, a)| (b.cloned(), a.cloned()))
+                .collect(),
+            containers: containers
+                .into_iter()
+                .map(|(b, a)| (b.cloned(), a.cloned()))
+                .collect(),
+        })
+    }
 
+    /// Moves the plan and the indexes together; nothing fails here.
+    fn apply_prepared(&mut self, prepared: Prepared) -> TouchedKeys {
+        self.owner_ids.extend(prepared.new_owners);
+        self.owner_flags.extend(prepared.new_flags);
         let mut touched = TouchedKeys::default();
-        // The new flags first: blooms written below carry them.
-        let flag_moved = match &scopes {
-            Some((_, scoped)) => {
-                let moved: BTreeSet<u32> =
-                    self.scoped.symmetric_difference(scoped).copied().collect();
-                self.scoped = scoped.clone();
-                moved
-            }
-            None => BTreeSet::new(),
-        };
-        self.apply_groups(&groups, &mut touched);
-        self.apply_containers(&containers, &mut touched);
-        if let Some((scopes, _)) = scopes {
-            let old = std::mem::replace(&mut self.plan.port_scopes, scopes);
-            let new = &self.plan.port_scopes;
-            touched.port_scopes.extend(
-                old.iter()
-                    .filter(|(k, v)| new.get(k) != Some(v))
-                    .map(|(k, _)| *k)
-                    .chain(new.keys().filter(|k| !old.contains_key(k)).copied()),
-            );
-            for owner in flag_moved {
-                let groups = self.bloom(owner);
-                for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
-                    if let Some(e) = self.plan.endpoints.get_mut(key) {
-                        e.groups = groups;
-                        touched.endpoints.insert(*key);
-                    }
+        self.apply_groups(&prepared.groups, &mut touched);
+        self.apply_flags(&prepared.reflagged, &mut touched);
+        self.apply_containers(&prepared.containers, &mut touched);
+        touched
+    }
+
+    /// Owners whose flags changed (id, new flags): their endpoints take
+    /// them.
+    fn apply_flags(&mut self, reflagged: &[(u32, u32)], touched: &mut TouchedKeys) {
+        for &(owner, flags) in reflagged {
+            self.owner_flags.insert(owner, flags);
+            let groups = self.bloom(owner);
+            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
+                if let Some(e) = self.plan.endpoints.get_mut(key) {
+                    e.groups = groups;
+                    touched.endpoints.insert(*key);
                 }
             }
         }
-        Some(touched)
     }
 
     fn apply_groups(
@@ -539,7 +680,7 @@ mod tests {
     use super::*;
     use crate::{
         MacAddr,
-        state::{Allow, HostSpec, Via},
+        state::{Allow, Egress, HostSpec, Via},
     };
 
     const HOST: &str = "h1";
@@ -558,7 +699,14 @@ mod tests {
             owner: usize,
         },
         CreateOwner,
+        /// An owner created with egress denied.
+        CreateOwnerDenied,
         DeleteOwner(usize),
+        /// An owner's egress switch set (to the value it has, or not).
+        SetEgress {
+            owner: usize,
+            deny: bool,
+        },
         CreateGroup(Vec<usize>),
         DeleteGroup(usize),
         Join {
@@ -600,7 +748,9 @@ mod tests {
             2 => (0..64usize).prop_map(Change::DeleteContainer),
             2 => (0..64usize, 0..8usize).prop_map(|(container, owner)| Change::MoveContainer { container, owner }),
             1 => Just(Change::CreateOwner),
+            1 => Just(Change::CreateOwnerDenied),
             1 => (0..8usize).prop_map(Change::DeleteOwner),
+            2 => (0..8usize, any::<bool>()).prop_map(|(owner, deny)| Change::SetEgress { owner, deny }),
             2 => proptest::collection::vec(0..8usize, 0..5).prop_map(Change::CreateGroup),
             1 => (0..8usize).prop_map(Change::DeleteGroup),
             3 => (0..8usize, 0..8usize).prop_map(|(group, owner)| Change::Join { group, owner }),
@@ -686,6 +836,15 @@ mod tests {
                 Ok(())
             }
             Change::CreateOwner => s.create_owner(&format!("o{serial}")).map(drop),
+            Change::CreateOwnerDenied => {
+                let name = format!("o{serial}");
+                s.create_owner(&name)
+                    .and_then(|_| s.set_owner_egress(&name, Egress::Deny))
+            }
+            Change::SetEgress { owner: o, deny } => match owner(s, *o) {
+                Some(o) => s.set_owner_egress(&o, if *deny { Egress::Deny } else { Egress::Allow }),
+                None => return,
+            },
             Change::DeleteOwner(i) => match owner(s, *i) {
                 Some(o) => s.delete_owner(&o),
                 None => return,
@@ -766,19 +925,34 @@ mod tests {
 
         /// Over any sequence of changes, the incremental plan equals the
         /// full plan, and diffing only the touched keys gives exactly the
-        /// operations of the full diff, in the same order.
+        /// operations of the full diff, in the same order. The same holds
+        /// for the plan moved by the changes object by object (as a store's
+        /// watch sends them).
         #[test]
         fn incremental_plans_equal_full_plans(changes in proptest::collection::vec(change(), 1..40)) {
             let mut state = base();
+            state.normalize();
             let mut rt = Runtime { uplink_ifindex: 7, ready_ports: [(1, 42)].into() };
             let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+            let mut by_changes = inc.clone();
             for (serial, c) in changes.iter().enumerate() {
+                let previous = state.clone();
                 change_state(&mut state, &mut rt, c, serial);
+                state.normalize();
                 prop_assume!(state.validate().is_ok());
                 let before = inc.plan().clone();
                 let touched = inc.update(state.clone(), &rt).unwrap().touched;
                 let full = HostPlan::compute(&state, HOST, &rt).unwrap();
                 prop_assert_eq!(inc.plan(), &full, "after {:?}", c);
+                let moved = by_changes
+                    .update_changes(&Changes::between(&previous, &state), &rt)
+                    .unwrap()
+                    .touched;
+                prop_assert_eq!(by_changes.state(), &state, "state after {:?}", c);
+                prop_assert_eq!(by_changes.plan(), &full, "plan by changes after {:?}", c);
+                if let Touched::Keys(keys) = &moved {
+                    prop_assert_eq!(before.diff_keys(&full, keys), before.diff(&full), "after {:?}", c);
+                }
                 let full_ops = before.diff(&full);
                 match &touched {
                     Touched::Keys(keys) => {

@@ -24,7 +24,7 @@ pub use crate::datapath::maps::{
 use crate::{
     Datapath, DatapathError, conventions,
     datapath::maps::{narrowing_all, narrowing_of, widening_all, widening_of},
-    state::{Container, State, StateError, member_pairs, security},
+    state::{Container, Egress, Owner, State, StateError, member_pairs, security},
 };
 
 /// What the maps of one host hold (or must hold): one field per
@@ -222,6 +222,11 @@ impl HostPlan {
             )
         }))
         .0;
+        let flags: BTreeMap<u32, u32> = state
+            .owners
+            .iter()
+            .map(|o| (o.id, owner_flags(o)))
+            .collect();
         for c in &state.containers {
             let (Some(&slot), Some(&owner)) = (
                 host_zone.get(c.host.as_str()),
@@ -233,7 +238,7 @@ impl HostPlan {
                 EndpointKey::of(slot, c.address),
                 Endpoint {
                     owner,
-                    groups: blooms.of(owner),
+                    groups: blooms.of(owner) | flags.get(&owner).copied().unwrap_or(0),
                 },
             );
             if c.host == host_name
@@ -477,6 +482,15 @@ fn widen<M: DesiredMap>(
                 .filter_map(|&key| widening_of(key, current, desired))
                 .map(op),
         ),
+    }
+}
+
+/// The flags of `owner` that its endpoints carry beside its groups bloom
+/// (`Endpoint::groups`): `EGRESS_DENIED` when its egress is denied.
+pub fn owner_flags(owner: &Owner) -> u32 {
+    match owner.egress {
+        Egress::Allow => 0,
+        Egress::Deny => policy::EGRESS_DENIED,
     }
 }
 
@@ -837,6 +851,31 @@ mod tests {
             after.endpoints[&ep(0x0201)].groups,
         );
         assert!(policy::may_share_group(a, b));
+    }
+
+    #[test]
+    fn an_owner_denied_egress_flags_its_endpoints_and_nothing_else() {
+        let s = lab();
+        let before = HostPlan::compute(&s, "h1", &rt()).unwrap();
+        let mut s2 = s.clone();
+        s2.set_owner_egress("alice", Egress::Deny).unwrap();
+        let after = HostPlan::compute(&s2, "h1", &rt()).unwrap();
+        let alice = s.owner("alice").unwrap().id;
+        let was = before.endpoints[&ep(0x0101)];
+        assert_eq!(was.groups & policy::EGRESS_DENIED, 0);
+        let flagged = Endpoint {
+            owner: alice,
+            groups: was.groups | policy::EGRESS_DENIED,
+        };
+        assert_eq!(after.endpoints[&ep(0x0101)], flagged);
+        assert_eq!(
+            before.diff(&after),
+            vec![set_endpoint(0x0101, alice, flagged.groups)],
+            "only alice's endpoint changes"
+        );
+        // Allowed again: the flag goes.
+        s2.set_owner_egress("alice", Egress::Allow).unwrap();
+        assert_eq!(HostPlan::compute(&s2, "h1", &rt()).unwrap(), before);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use aya::{
 use netfabric_common::{
     self as common, Counter, Endpoint, HostConfig, LocalPort, MAX_ZONES, MonitorLease, NextHop,
     OwnerGroups, OwnerPair,
-    conntrack::{PortScope, ScopedPair},
+    conntrack::{ConnKey, Connection, PortScope, ScopedPair},
 };
 
 pub use maps::counters::CounterSnapshot;
@@ -133,6 +133,7 @@ pub struct Datapath {
     counters: PerCpuArray<MapData, Counter>,
     drop_events: Option<RingBuf<MapData>>,
     monitor_lease: Array<MapData, MonitorLease>,
+    connections: HashMap<MapData, ConnKey, Connection>,
 }
 
 impl Datapath {
@@ -182,6 +183,7 @@ impl Datapath {
             counters: take(&mut ebpf, common::COUNTERS)?,
             drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
             monitor_lease: take(&mut ebpf, common::MONITOR_LEASE)?,
+            connections: take(&mut ebpf, common::CONNECTIONS)?,
             ebpf,
             others: Vec::new(),
         })

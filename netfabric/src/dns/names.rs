@@ -359,6 +359,7 @@ mod tests {
         let owner = |name: &str, id: u32| Owner {
             name: name.into(),
             id,
+            egress: Default::default(),
         };
         State {
             zones: vec![Zone {

@@ -104,6 +104,7 @@ pub fn dump(pin_dir: &Path, name: &str, names: &Names) -> Result<Decoded> {
         common::PORT_SCOPES => port_scopes(&raw, names),
         common::COUNTERS => counters(&raw),
         common::MONITOR_LEASE => monitor_lease(&raw),
+        common::CONNECTIONS => connections(&raw, names),
         _ => return Err(ObserveError::UnknownMap(name.to_owned())),
     })
 }
@@ -457,6 +458,112 @@ pub fn lease_state(lease: MonitorLease, now_ns: u64) -> String {
         ),
         MonitorLease { .. } => "expired: no drop events".to_owned(),
     }
+}
+
+#[derive(Serialize)]
+struct ConnectionRow<'a> {
+    protocol: &'static str,
+    protocol_number: u8,
+    /// The opening direction: its source (a container) and destination.
+    src: Ipv4Addr,
+    src_port: u16,
+    dst: Ipv4Addr,
+    dst_port: u16,
+    /// `opening`, `established`, `closing` (TCP) or, past its idle
+    /// timeout, `expired` (the programs treat it as absent; the LRU
+    /// reclaims it).
+    state: String,
+    replied: bool,
+    /// Seconds since a packet last refreshed it (refreshes are at most
+    /// once a second).
+    age_s: f64,
+    idle_timeout_s: u64,
+    src_owner_id: u32,
+    src_owner: Option<&'a str>,
+    src_container: Option<&'a str>,
+    /// `null` (id 0) for an address outside every zone.
+    dst_owner_id: u32,
+    dst_owner: Option<&'a str>,
+    dst_container: Option<&'a str>,
+}
+
+fn protocol_name(p: u8) -> &'static str {
+    match p {
+        common::conntrack::PROTO_TCP => "tcp",
+        common::conntrack::PROTO_UDP => "udp",
+        common::conntrack::PROTO_ICMP => "icmp",
+        _ => "other",
+    }
+}
+
+/// `CONNECTIONS`, oldest refresh last; ICMP echo shows its identifier as
+/// the source port.
+fn connections(raw: &RawEntries, names: &Names) -> Decoded {
+    use crate::datapath::maps::connections::{is_expired, state_label};
+    use common::conntrack::{CONN_REPLIED, ConnKey, Connection, idle_timeout_ns};
+    let mut d = Decoded::new(
+        common::CONNECTIONS,
+        &[
+            "protocol",
+            "source",
+            "destination",
+            "state",
+            "replied",
+            "age",
+            "owners",
+        ],
+    );
+    let now = Clock::monotonic_ns();
+    let mut entries: Vec<(ConnKey, Connection)> = raw.typed().collect();
+    entries.sort_by_key(|(k, c)| (std::cmp::Reverse(c.last_seen_ns), *k));
+    for (k, c) in entries {
+        let (src, dst) = (Ipv4Addr::from(k.src), Ipv4Addr::from(k.dst));
+        let state = if is_expired(&k, &c, now) {
+            "expired".to_owned()
+        } else {
+            state_label(&c)
+        };
+        let age_s = now.saturating_sub(c.last_seen_ns) as f64 / 1e9;
+        let owner = |id: u32| (id != common::NO_OWNER).then(|| names.owner(id)).flatten();
+        let row = ConnectionRow {
+            protocol: protocol_name(k.protocol),
+            protocol_number: k.protocol,
+            src,
+            src_port: k.src_port,
+            dst,
+            dst_port: k.dst_port,
+            state: state.clone(),
+            replied: c.flags & CONN_REPLIED != 0,
+            age_s,
+            idle_timeout_s: idle_timeout_ns(k.protocol, c.state) / 1_000_000_000,
+            src_owner_id: c.src_owner,
+            src_owner: owner(c.src_owner),
+            src_container: names.container(src).map(|c| c.name.as_str()),
+            dst_owner_id: c.dst_owner,
+            dst_owner: owner(c.dst_owner),
+            dst_container: names.container(dst).map(|c| c.name.as_str()),
+        };
+        let party = |id: u32| {
+            if id == common::NO_OWNER {
+                "outside".to_owned()
+            } else {
+                or_id(names.owner(id), id)
+            }
+        };
+        d.push(
+            &row,
+            vec![
+                row.protocol.to_owned(),
+                format!("{src}:{}", k.src_port),
+                format!("{dst}:{}", k.dst_port),
+                state,
+                if row.replied { "yes" } else { "no" }.to_owned(),
+                format!("{age_s:.1} s"),
+                format!("{} → {}", party(c.src_owner), party(c.dst_owner)),
+            ],
+        );
+    }
+    d
 }
 
 #[derive(Serialize)]

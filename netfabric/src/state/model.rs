@@ -87,6 +87,7 @@ impl Default for State {
             owners: vec![Owner {
                 name: SYSTEM_OWNER_NAME.to_owned(),
                 id: SYSTEM_OWNER_ID,
+                egress: Egress::Allow,
             }],
             groups: Vec::new(),
             containers: Vec::new(),
@@ -149,6 +150,37 @@ pub struct Owner {
     pub name: String,
     /// Numeric id used by the datapath; never reused.
     pub id: u32,
+    /// May its containers open connections to addresses outside every
+    /// zone? Left out of the stored form when allowed (the default), so a
+    /// state written before the switch existed reads the same.
+    #[serde(default, skip_serializing_if = "Egress::is_allowed")]
+    pub egress: Egress,
+}
+
+/// An owner's switch for connections to outside every zone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Egress {
+    /// Its containers may open connections to outside (NATed to their
+    /// host's underlay address); only the replies come back.
+    #[default]
+    Allow,
+    /// Its containers' packets to outside are dropped (`egress_denied`);
+    /// the host's resolver stays reachable.
+    Deny,
+}
+
+impl Egress {
+    pub fn is_allowed(&self) -> bool {
+        *self == Egress::Allow
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Egress::Allow => "allow",
+            Egress::Deny => "deny",
+        }
+    }
 }
 
 /// A group: a named set of owners whose containers may talk to each other.

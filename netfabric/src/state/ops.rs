@@ -17,7 +17,7 @@ use std::{collections::BTreeSet, net::Ipv4Addr};
 use super::{
     error::{StateError, path},
     model::{
-        Container, Gateway, Group, HOST_NUMBERS, Host, Ipv4Prefix, MAX_ZONES, Owner,
+        Container, Egress, Gateway, Group, HOST_NUMBERS, Host, Ipv4Prefix, MAX_ZONES, Owner,
         SYSTEM_OWNER_NAME, State, Zone, host_subnet,
     },
     security::{Allow, SecurityGroup, Via},
@@ -246,8 +246,23 @@ impl State {
         self.owners.push(Owner {
             name: name.to_owned(),
             id,
+            egress: Egress::Allow,
         });
         Ok(id)
+    }
+
+    /// Sets owner `name`'s egress switch (the same value: no change).
+    pub fn set_owner_egress(&mut self, name: &str, egress: Egress) -> Result<(), StateError> {
+        let field = path("owners", name, "egress");
+        let Some(owner) = self.owners.iter_mut().find(|o| o.name == name) else {
+            return Err(StateError::NotFound {
+                field,
+                kind: "owner",
+                name: name.to_owned(),
+            });
+        };
+        owner.egress = egress;
+        Ok(())
     }
 
     pub fn delete_owner(&mut self, name: &str) -> Result<(), StateError> {

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use aya::maps::IterableMap as _;
-use netfabric_common::{self as common, Counter, Direction, MONITOR_LOST_SLOT, Verdict};
+use netfabric_common::{
+    self as common, CONNECTIONS_CREATED_SLOT, Counter, Direction, MONITOR_LOST_SLOT, Verdict,
+};
 
 use super::{KernelMap, Result};
 use crate::datapath::{Datapath, batch};
@@ -38,6 +40,9 @@ pub struct CounterSnapshot {
     pub by_verdict: BTreeMap<(Direction, Verdict), Counter>,
     /// Drop events the ring buffer could not take.
     pub monitor_events_lost: u64,
+    /// Connections the programs added to `CONNECTIONS` since the counters
+    /// were created (an entry the LRU evicted stays counted).
+    pub connections_created: u64,
 }
 
 impl CounterSnapshot {
@@ -54,6 +59,10 @@ impl CounterSnapshot {
             };
             if slot == MONITOR_LOST_SLOT {
                 snap.monitor_events_lost = sum.packets;
+                continue;
+            }
+            if slot == CONNECTIONS_CREATED_SLOT {
+                snap.connections_created = sum.packets;
                 continue;
             }
             if sum.packets == 0 {
@@ -98,6 +107,7 @@ impl CounterSnapshot {
         CounterSnapshot {
             by_verdict,
             monitor_events_lost: self.monitor_events_lost - earlier.monitor_events_lost,
+            connections_created: self.connections_created - earlier.connections_created,
         }
     }
 }

@@ -6,11 +6,11 @@
 //!   entries are planned (`agent::plan::HostPlan` holds one
 //!   [`Entries`] per map), diffed against what the map holds, and written
 //!   one [`Change`] at a time.
-//! * [`KernelMap`]: written by the programs (`COUNTERS` today; connection
-//!   tracking and NAT tomorrow). Userspace only reads them (and, for maps
+//! * [`KernelMap`]: written by the programs (`COUNTERS`, `CONNECTIONS`). Userspace only reads them (and, for maps
 //!   that need it, ages and garbage-collects entries); they are never
 //!   planned nor diffed.
 
+pub mod connections;
 pub mod counters;
 pub mod endpoints;
 pub mod group_pairs;

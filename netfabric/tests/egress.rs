@@ -1,0 +1,428 @@
+//! Egress to the outside world in the lab (needs root, bpffs, namespaces):
+//! an "outside" namespace of the test's own on the lab's underlay (an
+//! address outside every zone) serves HTTP and echoes lines; a container
+//! of an ordinary owner fetches through its host's masquerade (the server
+//! sees the host's underlay address); unsolicited traffic from outside to
+//! that container is dropped and counted; `owner set --egress deny` cuts
+//! new connections and an open one at its next packet.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    process::{Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    thread::{self, JoinHandle, sleep},
+    time::{Duration, Instant},
+};
+
+mod common;
+
+use common::{Lab, TestNetns, in_ns, nf, ok, require_root_and_bpffs, unique_name};
+use netfabric::{
+    agent::nat::{self, NatConfig},
+    port::in_netns,
+};
+
+/// The outside server's address: on the underlay /24, outside every zone.
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 200);
+const HTTP_PORT: u16 = 8080;
+const ECHO_PORT: u16 = 8081;
+const BODY: &str = "hello from outside";
+
+/// An HTTP server (answers every request with [`BODY`]) and a line echo
+/// server in namespace `ns`, recording who connected; stopped on drop.
+struct OutsideServers {
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl OutsideServers {
+    fn start(ns: &TestNetns) -> OutsideServers {
+        let path = std::path::PathBuf::from(ns.path());
+        let bind = |port| {
+            in_netns(Some(&path), || TcpListener::bind((OUTSIDE, port)))
+                .expect("entering the outside namespace")
+                .expect("binding in the outside namespace")
+        };
+        let (http, echo) = (bind(HTTP_PORT), bind(ECHO_PORT));
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let serve = |listener: TcpListener, http: bool| {
+            listener.set_nonblocking(true).unwrap();
+            let (peers, stop) = (peers.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((conn, peer)) => {
+                            peers.lock().unwrap().push(peer);
+                            conn.set_nonblocking(false).unwrap();
+                            let stop = stop.clone();
+                            thread::spawn(move || {
+                                if http {
+                                    answer_http(conn)
+                                } else {
+                                    echo_lines(conn, &stop)
+                                }
+                            });
+                        }
+                        Err(_) => sleep(Duration::from_millis(20)),
+                    }
+                }
+            })
+        };
+        let threads = vec![serve(http, true), serve(echo, false)];
+        OutsideServers {
+            peers,
+            stop,
+            threads,
+        }
+    }
+
+    fn peers(&self) -> Vec<SocketAddr> {
+        self.peers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for OutsideServers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn answer_http(mut conn: TcpStream) {
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+}
+
+fn echo_lines(conn: TcpStream, stop: &AtomicBool) {
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut out = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        match reader.read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) => {
+                if out.write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+}
+
+/// `curl` from namespace `ns` to the outside HTTP server: the body, or
+/// `None` when no answer came within `secs`.
+fn fetch(ns: &str, secs: u32) -> Option<String> {
+    let out = in_ns(
+        ns,
+        &format!("curl -s --max-time {secs} http://{OUTSIDE}:{HTTP_PORT}/"),
+    )
+    .output()
+    .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// Packets counted for `direction`/`reason` on `host` (the pinned
+/// counters, as `maps dump COUNTERS` reads them).
+fn counted(store: &str, host: &str, direction: &str, reason: &str) -> f64 {
+    let out = ok(&nf(&[
+        "--store", store, "maps", "dump", "COUNTERS", "--host", host, "-o", "json",
+    ]));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["direction"] == direction && r["reason"] == reason)
+        .filter_map(|r| r["packets"].as_f64())
+        .sum()
+}
+
+fn address_of(ns: &str) -> Ipv4Addr {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let cidr = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no address in {ns}: {text}"));
+    cidr.split('/').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
+    require_root_and_bpffs();
+    let (lab, _) = Lab::up("eg", 1);
+    let (name, dir) = (lab.name.clone(), lab.dir.clone());
+    let store = format!("file://{dir}/state.json");
+    let h1 = format!("{name}-h1");
+    let host_ns = format!("nf-{h1}");
+    let web = format!("nf-{name}-alice-web");
+    let web_addr = address_of(&web);
+
+    // The outside: a namespace of our own on the lab's underlay bridge.
+    let outside = TestNetns::new(&format!("{}-out", unique_name("eg")));
+    let tag = std::process::id() % 100_000;
+    let (a, b) = (format!("ego{tag}"), format!("egu{tag}"));
+    let underlay = format!("nf-{name}-underlay");
+    sh(&[
+        "ip", "link", "add", &a, "netns", &outside.0, "type", "veth", "peer", "name", &b, "netns",
+        &underlay,
+    ]);
+    sh(&[
+        "ip", "-n", &underlay, "link", "set", &b, "master", "ubr0", "up",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &outside.0,
+        "addr",
+        "add",
+        &format!("{OUTSIDE}/24"),
+        "dev",
+        &a,
+    ]);
+    sh(&["ip", "-n", &outside.0, "link", "set", &a, "up"]);
+    sh(&["ip", "-n", &outside.0, "link", "set", "lo", "up"]);
+    // So that it can even try to reach the containers directly.
+    sh(&[
+        "ip",
+        "-n",
+        &outside.0,
+        "route",
+        "add",
+        "10.1.0.0/16",
+        "via",
+        "172.30.0.1",
+    ]);
+    let servers = OutsideServers::start(&outside);
+
+    // The agent masquerades its containers' egress out of the uplink.
+    eventually("the agent installs the egress NAT", 15, || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &host_ns,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                nat::TABLE,
+            ])
+            .output()
+            .is_ok_and(|o| {
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("masquerade")
+            })
+    });
+
+    // ---- a fetch through NAT ---------------------------------------------------
+    let mut body = None;
+    eventually("alice-web fetches from outside", 15, || {
+        body = fetch(&web, 3);
+        body.is_some()
+    });
+    assert_eq!(body.as_deref(), Some(BODY));
+    let peers = servers.peers();
+    assert!(!peers.is_empty(), "the server saw the request");
+    for p in &peers {
+        assert_eq!(
+            p.ip(),
+            std::net::IpAddr::V4(Ipv4Addr::new(172, 30, 0, 1)),
+            "the server sees the host's underlay address, never the container's"
+        );
+    }
+    let created = |store: &str| {
+        let out = ok(&nf(&[
+            "--store",
+            store,
+            "maps",
+            "dump",
+            "CONNECTIONS",
+            "--host",
+            &h1,
+            "-o",
+            "json",
+        ]));
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let conns = created(&store);
+    let tracked = conns.as_array().unwrap().iter().any(|c| {
+        c["src"] == web_addr.to_string()
+            && c["dst"] == OUTSIDE.to_string()
+            && c["dst_port"] == HTTP_PORT
+            && c["protocol"] == "tcp"
+            && c["src_owner"] == "alice"
+    });
+    assert!(tracked, "the fetch is tracked: {conns:#}");
+
+    // ---- unsolicited inbound from outside: dropped and counted -------------------
+    let denied_before = counted(&store, &h1, "from_uplink", "policy_denied");
+    let unsolicited = in_ns(&outside.0, &format!("nc -z -w 2 {web_addr} 80"))
+        .output()
+        .unwrap();
+    assert!(
+        !unsolicited.status.success(),
+        "outside must not reach alice-web unsolicited"
+    );
+    let denied_after = counted(&store, &h1, "from_uplink", "policy_denied");
+    assert!(
+        denied_after > denied_before,
+        "the unsolicited SYN is counted ({denied_before} → {denied_after})"
+    );
+
+    // ---- an open connection, then egress denied ----------------------------------
+    let mut nc = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &web,
+            "nc",
+            &OUTSIDE.to_string(),
+            &ECHO_PORT.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut to_nc = nc.stdin.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let from_nc = nc.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(from_nc).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    writeln!(to_nc, "before").unwrap();
+    let echoed = rx.recv_timeout(Duration::from_secs(5));
+    assert_eq!(echoed.as_deref(), Ok("before"), "the open connection works");
+
+    let egress_denied_before = counted(&store, &h1, "from_container", "egress_denied");
+    ok(&nf(&[
+        "--store", &store, "owner", "set", "alice", "--egress", "deny",
+    ]));
+    eventually(
+        "a new fetch fails once the agent applied the switch",
+        15,
+        || fetch(&web, 1).is_none(),
+    );
+    writeln!(to_nc, "after").unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_secs(3)).is_err(),
+        "the open connection is cut at its next packet"
+    );
+    assert!(
+        counted(&store, &h1, "from_container", "egress_denied") > egress_denied_before,
+        "the refused packets are counted as egress_denied"
+    );
+    let _ = nc.kill();
+    let _ = nc.wait();
+    let _ = reader.join();
+
+    // Allowed again: new connections work.
+    ok(&nf(&[
+        "--store", &store, "owner", "set", "alice", "--egress", "allow",
+    ]));
+    eventually("alice-web fetches again", 15, || {
+        fetch(&web, 2).as_deref() == Some(BODY)
+    });
+    drop(servers);
+    drop(lab);
+}
+
+/// The masquerade's table: installed, installed again unchanged, replaced
+/// when the zones change, and removed; in a namespace of the test's own.
+#[test]
+fn the_nat_table_is_idempotent_replaced_whole_and_removed() {
+    require_root_and_bpffs();
+    let ns = TestNetns::new(&format!("{}-nat", unique_name("eg")));
+    let path = std::path::PathBuf::from(ns.path());
+    let config = NatConfig {
+        host_subnet: "10.1.3.0/24".parse().unwrap(),
+        uplink: "up0".into(),
+        zones: vec!["10.1.0.0/16".parse().unwrap()],
+    };
+    let listed = || in_netns(Some(&path), nat::listed).unwrap().unwrap();
+    assert_eq!(listed(), None, "a new namespace has no table");
+    in_netns(Some(&path), || nat::install(&config))
+        .unwrap()
+        .unwrap();
+    let once = listed().expect("installed");
+    assert!(once.contains("ip saddr 10.1.3.0/24"), "{once}");
+    assert!(once.contains("masquerade"), "{once}");
+    in_netns(Some(&path), || nat::install(&config))
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed().as_deref(), Some(once.as_str()), "idempotent");
+    let forwarding = in_netns(Some(&path), || {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap()
+    })
+    .unwrap();
+    assert_eq!(forwarding.trim(), "1", "forwarding is on");
+
+    let more = NatConfig {
+        zones: vec![
+            "10.1.0.0/16".parse().unwrap(),
+            "10.7.0.0/16".parse().unwrap(),
+        ],
+        ..config
+    };
+    in_netns(Some(&path), || nat::install(&more))
+        .unwrap()
+        .unwrap();
+    let replaced = listed().expect("installed");
+    assert!(replaced.contains("10.7.255.255") || replaced.contains("10.7.0.0/16"));
+    assert_eq!(
+        replaced.matches("masquerade").count(),
+        1,
+        "one rule, not one per install: {replaced}"
+    );
+    in_netns(Some(&path), nat::remove).unwrap().unwrap();
+    assert_eq!(listed(), None, "removed");
+    in_netns(Some(&path), nat::remove).unwrap().unwrap();
+}
