@@ -241,3 +241,87 @@ fn a_group_scoped_to_tcp_5432_opens_that_port_only_and_revocation_cuts_connectio
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     drop(lab);
 }
+
+#[test]
+fn replies_of_allowed_connections_pass_a_scoped_client_and_revocation_cuts_them() {
+    require_root_and_bpffs();
+    let (lab, _) = Lab::up("sr", 2);
+    let name = lab.name.clone();
+    let store = format!("file://{}/state.json", lab.dir);
+    let h1 = format!("{name}-h1");
+    // alice-web on h1 (10.1.1.1) and alice-db on h2 (10.1.2.1): alice
+    // narrows her own containers to tcp/5432, so the replies of a
+    // connection (to the client's ephemeral port) pass only as replies of
+    // the tracked connection.
+    let web = format!("nf-{name}-alice-web");
+    let db = format!("nf-{name}-alice-db");
+    let nfs = |args: &[&str]| {
+        let mut all = vec!["--store", store.as_str()];
+        all.extend_from_slice(args);
+        ok(&nf(&all))
+    };
+    nfs(&[
+        "security-group",
+        "set",
+        "alice",
+        "--own",
+        "--allow",
+        "tcp/5432",
+    ]);
+    // The flag is in h1's endpoints once the scope is (scope first).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = json(&nf(&[
+            "--store",
+            &store,
+            "maps",
+            "dump",
+            "ENDPOINTS",
+            "--host",
+            &h1,
+            "-o",
+            "json",
+        ]));
+        let flagged = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["owner"] == "alice")
+            .all(|r| r["ingress_scoped"] == true);
+        if flagged {
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice's endpoints never flagged");
+        sleep(Duration::from_millis(100));
+    }
+    sleep(Duration::from_millis(300));
+
+    let (served, answered) = exchange(&db, &web, "10.1.2.1", 5432);
+    assert_eq!(served, "request-from-bob", "the server got the request");
+    assert_eq!(
+        answered, "answer-from-alice",
+        "the reply to the client's port passed as the reply of a tracked connection"
+    );
+    let (served, answered) = exchange(&db, &web, "10.1.2.1", 5433);
+    assert_eq!((served.as_str(), answered.as_str()), ("", ""));
+
+    // A scope that no longer opens the port cuts the connection, replies
+    // included.
+    let (server, client) = stream(&db, &web, "10.1.2.1", 5432);
+    sleep(Duration::from_millis(1000));
+    nfs(&[
+        "security-group",
+        "set",
+        "alice",
+        "--own",
+        "--allow",
+        "tcp/6000",
+    ]);
+    let got = received(server);
+    drop(client);
+    assert!(
+        got > 0 && got < 50 * 20_000,
+        "the connection was not cut by the new scope: {got} bytes arrived"
+    );
+    drop(lab);
+}
