@@ -706,4 +706,79 @@ mod tests {
         // "web" came and went: no change left for it.
         assert_eq!(merged.iter().count(), 1, "{merged:?}");
     }
+
+    /// A random edit of `s` that touches security groups: set one (any
+    /// owner, a group or own, 0 to 9 separate rules), delete one, or change
+    /// a group's members.
+    fn edit_security_groups(s: &State, rng: &mut Rng) -> State {
+        use crate::state::security::{SecurityGroup, Via};
+        let mut n = s.clone();
+        let owner =
+            |rng: &mut Rng| ["alice", "bob", "carol", "system", "ghost"][rng.below(5) as usize];
+        match rng.below(4) {
+            0 | 1 => {
+                let via = match rng.below(4) {
+                    0 => Via::Own,
+                    g => Via::Group(format!("g{}", g - 1 + rng.below(2))),
+                };
+                let owner = owner(rng).to_owned();
+                n.security_groups
+                    .retain(|g| !(g.owner == owner && g.via == via));
+                let allow = (0..rng.below(10))
+                    .map(|i| format!("tcp/{}", 100 + 2 * i).parse().unwrap())
+                    .collect();
+                n.security_groups.push(SecurityGroup { owner, via, allow });
+            }
+            2 => {
+                if !n.security_groups.is_empty() {
+                    let i = rng.below(n.security_groups.len() as u64) as usize;
+                    n.security_groups.remove(i);
+                }
+            }
+            _ => {
+                let name = format!("g{}", rng.below(3));
+                n.groups.retain(|g| g.name != name);
+                if rng.below(4) != 0 {
+                    n.groups.push(Group {
+                        name,
+                        members: (0..rng.below(4)).map(|_| owner(rng).to_owned()).collect(),
+                    });
+                }
+            }
+        }
+        n.normalize();
+        n
+    }
+
+    /// With security groups, a group change is validated whole: a member
+    /// joining can give a pair more rules than an entry holds, a group
+    /// deleted can leave a security group naming nothing.
+    #[test]
+    fn followed_states_with_security_groups_validate_as_the_whole_does() {
+        let mut rng = Rng(0x5eed_5ec6_0000_0001);
+        let mut refused = 0;
+        for _ in 0..100 {
+            let mut store = base();
+            let (mut followed, _) = FollowedState::new(store.clone());
+            for step in 0..30 {
+                let next = if rng.below(2) == 0 {
+                    edit_security_groups(&store, &mut rng)
+                } else {
+                    edit(&store, &mut rng)
+                };
+                let changes = Changes::between(&store, &next);
+                let verdict = followed.apply(&changes);
+                assert_eq!(followed.state(), &next, "step {step}: the state followed");
+                assert_eq!(
+                    verdict.is_ok(),
+                    next.validate().is_ok(),
+                    "step {step}: {verdict:?} vs {:?} for {changes:?}",
+                    next.validate()
+                );
+                refused += usize::from(verdict.is_err());
+                store = next;
+            }
+        }
+        assert!(refused > 100, "only {refused} refusals");
+    }
 }
