@@ -196,7 +196,14 @@ struct Agent {
     /// The egress NAT ruleset installed last (`None`: none installed by
     /// this process; a stale one of an earlier run is replaced whole).
     nat: Option<nat::NatConfig>,
+    /// When `CONNECTIONS` was last counted for /metrics (the programs fill
+    /// it; counting reads the whole table, so at most every
+    /// [`CONNECTIONS_COUNT_EVERY`]).
+    connections_counted: Option<std::time::Instant>,
 }
+
+/// How often the agent counts `CONNECTIONS` for `netfabric_map_entries`.
+const CONNECTIONS_COUNT_EVERY: Duration = Duration::from_secs(5);
 
 async fn run_async(
     config: AgentConfig,
@@ -258,6 +265,7 @@ async fn run_async(
             ..AgentReport::default()
         },
         nat: None,
+        connections_counted: None,
     };
     agent.publish_report();
     agent.publish_maps();
@@ -471,6 +479,16 @@ impl Agent {
             p.owner_groups.len(),
             c::OWNER_GROUPS_ENTRIES,
         );
+        if self
+            .connections_counted
+            .is_none_or(|at| at.elapsed() >= CONNECTIONS_COUNT_EVERY)
+        {
+            self.connections_counted = Some(std::time::Instant::now());
+            match self.dp.connection_count() {
+                Ok(n) => m.set_map(c::CONNECTIONS, n, c::CONNECTIONS_ENTRIES),
+                Err(e) => tracing::warn!(error = %e, "counting CONNECTIONS for /metrics"),
+            }
+        }
         let mut attached = BTreeSet::new();
         if let Some((name, _)) = &self.uplink {
             attached.insert((datapath::PROG_FROM_UPLINK, name.clone()));
