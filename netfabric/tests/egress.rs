@@ -293,6 +293,24 @@ fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
             })
     });
 
+    // A flushed ruleset is installed again by the agent.
+    sh(&["ip", "netns", "exec", &host_ns, "nft", "flush", "ruleset"]);
+    eventually("the agent installs the egress NAT again", 20, || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &host_ns,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                nat::TABLE,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+
     // ---- a fetch through NAT ---------------------------------------------------
     let mut body = None;
     eventually("alice-web fetches from outside", 15, || {

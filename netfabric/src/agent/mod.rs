@@ -196,6 +196,9 @@ struct Agent {
     /// The egress NAT ruleset installed last (`None`: none installed by
     /// this process; a stale one of an earlier run is replaced whole).
     nat: Option<nat::NatConfig>,
+    /// When the installed table was last checked for presence (someone
+    /// flushing the host's ruleset must not cut egress until a restart).
+    nat_checked: Option<std::time::Instant>,
     /// When `CONNECTIONS` was last counted for /metrics (the programs fill
     /// it; counting reads the whole table, so at most every
     /// [`CONNECTIONS_COUNT_EVERY`]).
@@ -265,6 +268,7 @@ async fn run_async(
             ..AgentReport::default()
         },
         nat: None,
+        nat_checked: None,
         connections_counted: None,
     };
     agent.publish_report();
@@ -609,6 +613,18 @@ impl Agent {
         let Some(uplink_ifindex) = uplink_ifindex else {
             return self.error(&format!("uplink {uplink_name} not found"));
         };
+        if !self.maps_only
+            && self.nat.is_some()
+            && self
+                .nat_checked
+                .is_none_or(|at| at.elapsed() >= nat::CHECK_EVERY)
+        {
+            self.nat_checked = Some(std::time::Instant::now());
+            if matches!(nat::listed(), Ok(None)) {
+                tracing::warn!("the egress NAT table is gone; installing it again");
+                self.nat = None;
+            }
+        }
         if !self.maps_only && self.nat.as_ref() != Some(&nat_wanted) {
             match nat::install(&nat_wanted) {
                 Ok(()) => {
