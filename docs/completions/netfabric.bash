@@ -241,6 +241,9 @@ _netfabric() {
             netfabric__subcmd__help__subcmd__owner,list)
                 cmd="netfabric__subcmd__help__subcmd__owner__subcmd__list"
                 ;;
+            netfabric__subcmd__help__subcmd__owner,set)
+                cmd="netfabric__subcmd__help__subcmd__owner__subcmd__set"
+                ;;
             netfabric__subcmd__help__subcmd__zone,create)
                 cmd="netfabric__subcmd__help__subcmd__zone__subcmd__create"
                 ;;
@@ -334,6 +337,9 @@ _netfabric() {
             netfabric__subcmd__owner,list)
                 cmd="netfabric__subcmd__owner__subcmd__list"
                 ;;
+            netfabric__subcmd__owner,set)
+                cmd="netfabric__subcmd__owner__subcmd__set"
+                ;;
             netfabric__subcmd__owner__subcmd__help,create)
                 cmd="netfabric__subcmd__owner__subcmd__help__subcmd__create"
                 ;;
@@ -345,6 +351,9 @@ _netfabric() {
                 ;;
             netfabric__subcmd__owner__subcmd__help,list)
                 cmd="netfabric__subcmd__owner__subcmd__help__subcmd__list"
+                ;;
+            netfabric__subcmd__owner__subcmd__help,set)
+                cmd="netfabric__subcmd__owner__subcmd__help__subcmd__set"
                 ;;
             netfabric__subcmd__zone,create)
                 cmd="netfabric__subcmd__zone__subcmd__create"
@@ -1503,7 +1512,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help__subcmd__owner)
-            opts="create delete list"
+            opts="create set delete list"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1545,6 +1554,20 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help__subcmd__owner__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__owner__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2293,7 +2316,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__owner)
-            opts="-v -h -V --store --state-dir --verbose --help --version create delete list help"
+            opts="-v -h -V --store --state-dir --verbose --help --version create set delete list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2315,12 +2338,16 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__owner__subcmd__create)
-            opts="-v -h -V --store --state-dir --verbose --help --version"
+            opts="-v -h -V --egress --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --egress)
+                    COMPREPLY=($(compgen -W "allow deny" -- "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2359,7 +2386,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__owner__subcmd__help)
-            opts="create delete list help"
+            opts="create set delete list help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2428,6 +2455,20 @@ _netfabric() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        netfabric__subcmd__owner__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         netfabric__subcmd__owner__subcmd__list)
             opts="-o -v -h -V --output --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2441,6 +2482,32 @@ _netfabric() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__owner__subcmd__set)
+            opts="-v -h -V --egress --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --egress)
+                    COMPREPLY=($(compgen -W "allow deny" -- "${cur}"))
                     return 0
                     ;;
                 --store)

@@ -49,10 +49,12 @@ const RUNTIME_PACKAGES: &[&str] = &[
     // sysctl: the lab and the tests set per-namespace knobs (IPv6 off,
     // ip_forward, rp_filter).
     "procps",
+    // nft: the agent's masquerade of its containers' egress (and a peer
+    // the bench measures).
+    "nftables",
     // `cargo xtask bench`: the peers it measures, TCP throughput and
     // request/response round trips.
     "iptables",
-    "nftables",
     "iperf3",
     "sockperf",
     // promtool and the Prometheus server for the observability tests.

@@ -25,7 +25,39 @@ use super::plan::{
     EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
     owner_flags,
 };
-use crate::state::{Container, Group, State, member_pairs};
+use crate::state::{Changes, Container, Group, Object, Owner, State, member_pairs};
+
+fn owner_of(o: &Option<Object>) -> Option<&Owner> {
+    match o {
+        Some(Object::Owner(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn group_of(o: &Option<Object>) -> Option<&Group> {
+    match o {
+        Some(Object::Group(g)) => Some(g),
+        _ => None,
+    }
+}
+
+fn container_of(o: &Option<Object>) -> Option<&Container> {
+    match o {
+        Some(Object::Container(c)) => Some(c),
+        _ => None,
+    }
+}
+
+/// A change checked for an incremental update, with what it names owned.
+struct Prepared {
+    new_owners: Vec<(String, u32)>,
+    /// Owner id → flags, of every owner added or changed.
+    new_flags: Vec<(u32, u32)>,
+    /// Owners whose flags changed (id, new flags).
+    reflagged: Vec<(u32, u32)>,
+    groups: Vec<(Option<Group>, Option<Group>)>,
+    containers: Vec<(Option<Container>, Option<Container>)>,
+}
 
 /// What [`IncrementalPlan::update`] did.
 #[derive(Debug)]
@@ -73,8 +105,11 @@ pub struct IncrementalPlan {
 }
 
 impl IncrementalPlan {
-    /// The full plan of `host` for `state`, and its indexes.
-    pub fn new(state: State, host: &str, rt: Runtime) -> Result<Self, PlanError> {
+    /// The full plan of `host` for `state`, and its indexes. The state is
+    /// kept sorted by name ([`State::normalize`]): changes find their
+    /// objects by binary search.
+    pub fn new(mut state: State, host: &str, rt: Runtime) -> Result<Self, PlanError> {
+        state.normalize();
         let plan = HostPlan::compute(&state, host, &rt)?;
         let mut me = IncrementalPlan {
             host: host.to_owned(),
@@ -223,6 +258,57 @@ impl IncrementalPlan {
         touched
     }
 
+    /// Moves to the state `changes` make of the last one (and `rt`), as
+    /// [`Self::update`] does with the whole state: what a store's watch
+    /// sends at zone scale, where a whole state costs milliseconds to
+    /// compare.
+    pub fn update_changes(&mut self, changes: &Changes, rt: &Runtime) -> Result<Update, PlanError> {
+        match self.update_from_changes(changes) {
+            Some(mut touched) => {
+                self.state.apply_changes(changes);
+                if *rt != self.rt {
+                    self.apply_runtime(rt, &mut touched);
+                }
+                Ok(Update {
+                    touched: Touched::Keys(touched),
+                    previous: State::default(),
+                })
+            }
+            None => {
+                let mut next = std::mem::take(&mut self.state);
+                next.apply_changes(changes);
+                *self = IncrementalPlan::new(next, &self.host.clone(), rt.clone())?;
+                Ok(Update {
+                    touched: Touched::All,
+                    previous: State::default(),
+                })
+            }
+        }
+    }
+
+    /// [`Self::update_state`] for a change given object by object.
+    fn update_from_changes(&mut self, changes: &Changes) -> Option<TouchedKeys> {
+        let mut owners = Vec::new();
+        let mut groups = Vec::new();
+        let mut containers = Vec::new();
+        for c in changes.iter() {
+            match (&c.before, &c.after) {
+                (Some(Object::Owner(b)), a) => owners.push((Some(b), owner_of(a))),
+                (None, Some(Object::Owner(a))) => owners.push((None, Some(a))),
+                (Some(Object::Group(b)), a) => groups.push((Some(b), group_of(a))),
+                (None, Some(Object::Group(a))) => groups.push((None, Some(a))),
+                (Some(Object::Container(b)), a) => containers.push((Some(b), container_of(a))),
+                (None, Some(Object::Container(a))) => containers.push((None, Some(a))),
+                // The plan does not read it.
+                (Some(Object::NextOwnerId(_)) | None, Some(Object::NextOwnerId(_)) | None) => {}
+                // Zones and hosts: replanned in full.
+                _ => return None,
+            }
+        }
+        let prepared = self.prepare(owners, groups, containers)?;
+        Some(self.apply_prepared(prepared))
+    }
+
     /// The incremental update of the plan to state `next`, or `None` where
     /// only a full replan will do (nothing changed yet in that case).
     fn update_state(&mut self, next: &State) -> Option<TouchedKeys> {
@@ -231,6 +317,21 @@ impl IncrementalPlan {
             return None;
         }
         let owners = changed_by_name(&old.owners, &next.owners, |o| &o.name)?;
+        let groups = changed_by_name(&old.groups, &next.groups, |g| &g.name)?;
+        let containers = changed_by_name(&old.containers, &next.containers, |c| &c.name)?;
+        let prepared = self.prepare(owners, groups, containers)?;
+        Some(self.apply_prepared(prepared))
+    }
+
+    /// What moving the plan by these changed owners, groups and containers
+    /// (paired by name: before, after) takes, or `None` where only a full
+    /// replan will do.
+    fn prepare(
+        &self,
+        owners: Vec<(Option<&Owner>, Option<&Owner>)>,
+        groups: Vec<(Option<&Group>, Option<&Group>)>,
+        containers: Vec<(Option<&Container>, Option<&Container>)>,
+    ) -> Option<Prepared> {
         // An owner whose flags alone changed (egress): its endpoints get
         // them. The same id before and after, so nothing else moves.
         let mut reflagged = Vec::new();
@@ -242,8 +343,6 @@ impl IncrementalPlan {
                 _ => return None,
             }
         }
-        let groups = changed_by_name(&old.groups, &next.groups, |g| &g.name)?;
-        let containers = changed_by_name(&old.containers, &next.containers, |c| &c.name)?;
         // Everything a change names must resolve, or the full plan decides.
         let new_ids: HashMap<&str, u32> = owners
             .iter()
@@ -275,29 +374,33 @@ impl IncrementalPlan {
                 return None;
             }
         }
-        // From here on nothing fails: the plan and indexes move together.
-        let groups: Vec<(Option<Group>, Option<Group>)> = groups
-            .into_iter()
-            .map(|(b, a)| (b.cloned(), a.cloned()))
-            .collect();
-        let containers: Vec<(Option<Container>, Option<Container>)> = containers
-            .into_iter()
-            .map(|(b, a)| (b.cloned(), a.cloned()))
-            .collect();
-        let new_owners: Vec<(String, u32)> =
-            new_ids.iter().map(|(n, i)| ((*n).to_owned(), *i)).collect();
-        let new_flags: Vec<(u32, u32)> = owners
-            .iter()
-            .filter_map(|(_, after)| after.map(|o| (o.id, owner_flags(o))))
-            .collect();
-        self.owner_ids.extend(new_owners);
-        self.owner_flags.extend(new_flags);
+        Some(Prepared {
+            new_owners: new_ids.iter().map(|(n, i)| ((*n).to_owned(), *i)).collect(),
+            new_flags: owners
+                .iter()
+                .filter_map(|(_, after)| after.map(|o| (o.id, owner_flags(o))))
+                .collect(),
+            reflagged,
+            groups: groups
+                .into_iter()
+                .map(|(b, a)| (b.cloned(), a.cloned()))
+                .collect(),
+            containers: containers
+                .into_iter()
+                .map(|(b, a)| (b.cloned(), a.cloned()))
+                .collect(),
+        })
+    }
 
+    /// Moves the plan and the indexes together; nothing fails here.
+    fn apply_prepared(&mut self, prepared: Prepared) -> TouchedKeys {
+        self.owner_ids.extend(prepared.new_owners);
+        self.owner_flags.extend(prepared.new_flags);
         let mut touched = TouchedKeys::default();
-        self.apply_groups(&groups, &mut touched);
-        self.apply_flags(&reflagged, &mut touched);
-        self.apply_containers(&containers, &mut touched);
-        Some(touched)
+        self.apply_groups(&prepared.groups, &mut touched);
+        self.apply_flags(&prepared.reflagged, &mut touched);
+        self.apply_containers(&prepared.containers, &mut touched);
+        touched
     }
 
     /// Owners whose flags changed (id, new flags): their endpoints take
@@ -719,19 +822,34 @@ mod tests {
 
         /// Over any sequence of changes, the incremental plan equals the
         /// full plan, and diffing only the touched keys gives exactly the
-        /// operations of the full diff, in the same order.
+        /// operations of the full diff, in the same order. The same holds
+        /// for the plan moved by the changes object by object (as a store's
+        /// watch sends them).
         #[test]
         fn incremental_plans_equal_full_plans(changes in proptest::collection::vec(change(), 1..40)) {
             let mut state = base();
+            state.normalize();
             let mut rt = Runtime { uplink_ifindex: 7, ready_ports: [(1, 42)].into() };
             let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+            let mut by_changes = inc.clone();
             for (serial, c) in changes.iter().enumerate() {
+                let previous = state.clone();
                 change_state(&mut state, &mut rt, c, serial);
+                state.normalize();
                 prop_assume!(state.validate().is_ok());
                 let before = inc.plan().clone();
                 let touched = inc.update(state.clone(), &rt).unwrap().touched;
                 let full = HostPlan::compute(&state, HOST, &rt).unwrap();
                 prop_assert_eq!(inc.plan(), &full, "after {:?}", c);
+                let moved = by_changes
+                    .update_changes(&Changes::between(&previous, &state), &rt)
+                    .unwrap()
+                    .touched;
+                prop_assert_eq!(by_changes.state(), &state, "state after {:?}", c);
+                prop_assert_eq!(by_changes.plan(), &full, "plan by changes after {:?}", c);
+                if let Touched::Keys(keys) = &moved {
+                    prop_assert_eq!(before.diff_keys(&full, keys), before.diff(&full), "after {:?}", c);
+                }
                 let full_ops = before.diff(&full);
                 match &touched {
                     Touched::Keys(keys) => {

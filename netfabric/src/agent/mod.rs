@@ -50,8 +50,8 @@ use crate::{
     datapath::{self, LoadOptions},
     observe::metrics::{AgentMetrics, DatapathCollector},
     port,
-    state::State,
-    store::{Snapshot, Store, StoreError},
+    state::{Changes, Object, State},
+    store::{FeedItem, Store, StoreError, Update},
 };
 use lock::{AgentLock, AgentReport};
 
@@ -169,6 +169,24 @@ pub struct Stats {
     pub map_full: u64,
 }
 
+/// What the store sent that the maps do not follow yet.
+enum Pending {
+    /// A whole state.
+    Whole(State),
+    /// Changes of the planner's state.
+    Changes(Changes),
+}
+
+/// Does `changes` add, change or remove a host or a zone?
+fn touches_hosts(changes: &Changes) -> bool {
+    changes.iter().any(|c| {
+        [&c.before, &c.after]
+            .into_iter()
+            .flatten()
+            .any(|o| matches!(o, Object::Host(_) | Object::Zone(_)))
+    })
+}
+
 struct Agent {
     host: String,
     maps_only: bool,
@@ -179,7 +197,7 @@ struct Agent {
     ports: BTreeMap<u8, u32>,
     uplink: Option<(String, u32)>,
     /// A desired state received and not planned yet.
-    pending: Option<State>,
+    pending: Option<Pending>,
     /// The plan of the last state planned (and that state).
     planner: Option<IncrementalPlan>,
     /// Whether the maps hold the planner's plan (`current` equals it: the
@@ -278,7 +296,7 @@ async fn run_async(
         agent.adopt_links().await;
     }
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Snapshot, StoreError>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<FeedItem>(4);
     let watch = store.watch(0).context("watching the store")?;
     // Whether the store is reachable (fail static: while it is not, the maps
     // keep the last state applied). For `netfabric_store_up` and `status`.
@@ -300,9 +318,9 @@ async fn run_async(
     }
     let feeder = tokio::task::spawn_blocking(move || {
         while !tx.is_closed() {
-            // Only the newest of the states waiting: a burst of changes
-            // costs one plan per state the agent can keep up with.
-            match watch.recv_latest_timeout(Duration::from_millis(200)) {
+            // The updates waiting merged into one: a burst of changes
+            // costs one plan per round the agent can keep up with.
+            match watch.recv_updates_timeout(Duration::from_millis(200)) {
                 Some(Err(e @ StoreError::Unavailable { .. })) => tracing::warn!(
                     error = %e,
                     "store unreachable; enforcing the last state applied until it is back"
@@ -327,24 +345,17 @@ async fn run_async(
     loop {
         tokio::select! {
             item = rx.recv() => match item {
-                Some(Ok(snap)) => match snap.state.validate() {
-                    Ok(()) => {
-                        tracing::info!(revision = snap.revision, "desired state");
-                        agent.pending = Some(snap.state);
-                        agent.accepted(snap.revision);
-                        agent.reconcile().await;
-                        if let (Some(dns), Some(state)) = (&dns, agent.desired_state()) {
-                            dns.publish(state, snap.revision);
-                        }
+                // The store validated it (a watch delivers valid states only).
+                Some(Ok(update)) => {
+                    let revision = update.revision();
+                    tracing::info!(revision, "desired state");
+                    agent.receive(update);
+                    agent.accepted(revision);
+                    agent.reconcile().await;
+                    if let (Some(dns), Some(state)) = (&dns, agent.desired_state()) {
+                        dns.publish(state, revision);
                     }
-                    Err(e) => agent.refused(
-                        &StoreError::InvalidStored {
-                            path: store.url().into(),
-                            source: Box::new(e),
-                        },
-                        Some(snap.revision),
-                    ),
-                },
+                }
                 Some(Err(e)) => agent.refused(&e, None),
                 None => break,
             },
@@ -642,14 +653,20 @@ impl Agent {
         // The state a change replaces is freed after the map writes.
         let mut replaced = None;
         let touched = match (self.pending.take(), self.planner.as_mut()) {
-            (Some(next), Some(planner)) => planner.update(next, &rt).map(|u| {
+            (Some(Pending::Whole(next)), Some(planner)) => planner.update(next, &rt).map(|u| {
                 replaced = Some(u.previous);
                 u.touched
             }),
-            (Some(next), None) => IncrementalPlan::new(next, &self.host, rt).map(|planner| {
-                self.planner = Some(planner);
-                Touched::All
-            }),
+            (Some(Pending::Changes(changes)), Some(planner)) => {
+                planner.update_changes(&changes, &rt).map(|u| u.touched)
+            }
+            (Some(Pending::Whole(next)), None) => {
+                IncrementalPlan::new(next, &self.host, rt).map(|planner| {
+                    self.planner = Some(planner);
+                    Touched::All
+                })
+            }
+            (Some(Pending::Changes(_)), None) => return,
             (None, Some(planner)) if *planner.runtime() != rt => {
                 Ok(Touched::Keys(planner.update_runtime(&rt)))
             }
@@ -727,11 +744,45 @@ impl Agent {
         self.publish_maps();
     }
 
-    /// The state to plan: the one received last.
+    /// Takes an update from the store in: kept until the next reconcile
+    /// plans it (merged with one not planned yet).
+    fn receive(&mut self, update: Update) {
+        self.pending = Some(match (self.pending.take(), update) {
+            (_, Update::Whole(s)) => Pending::Whole(s.state),
+            (Some(Pending::Whole(mut state)), Update::Changed { changes, .. }) => {
+                state.apply_changes(&changes);
+                Pending::Whole(state)
+            }
+            (Some(Pending::Changes(mut earlier)), Update::Changed { changes, .. }) => {
+                earlier.merge(changes);
+                Pending::Changes(earlier)
+            }
+            (None, Update::Changed { changes, .. }) => match &self.planner {
+                // Hosts and zones decide whether this host plans at all:
+                // such a change is taken as a whole state (it is rare).
+                Some(_) if !touches_hosts(&changes) => Pending::Changes(changes),
+                Some(planner) => {
+                    let mut state = planner.state().clone();
+                    state.apply_changes(&changes);
+                    Pending::Whole(state)
+                }
+                None => {
+                    // A feed starts with a whole state, and a state without
+                    // this host stays pending whole: nothing to apply to.
+                    tracing::error!("a change arrived before any state; ignored");
+                    return;
+                }
+            },
+        });
+    }
+
+    /// The state to plan: the one received last (a change not planned yet
+    /// names no host or zone: the planner's state answers for those).
     fn desired_state(&self) -> Option<&State> {
-        self.pending
-            .as_ref()
-            .or_else(|| self.planner.as_ref().map(IncrementalPlan::state))
+        match &self.pending {
+            Some(Pending::Whole(state)) => Some(state),
+            _ => self.planner.as_ref().map(IncrementalPlan::state),
+        }
     }
 
     async fn bring_ports_up(&mut self, names: &[(String, u32, bool)]) {

@@ -4,6 +4,8 @@
 //!
 //! * [`model`]: zones, hosts, owners, groups, containers, as stored.
 //! * [`validate`](State::validate): every rule, errors naming the field.
+//! * [`changes`]: a change object by object, and a state followed change
+//!   by change ([`FollowedState`]), validated by what the change touches.
 //! * operations such as [`State::create_container`], which allocates the
 //!   lowest free address of the host's /24.
 //!
@@ -13,11 +15,13 @@
 //! and `-`, starting with a letter (like a DNS label, so names can later be
 //! served by a name service). Names are unique within their kind.
 
+pub mod changes;
 mod error;
 pub mod model;
 mod ops;
 mod validate;
 
+pub use changes::{Changes, FollowedState, Object, ObjectChange, ObjectId};
 pub use error::StateError;
 pub use model::{
     Container, Egress, Gateway, Group, Host, Ipv4Prefix, MAX_CONTAINERS_PER_HOST, NAME_RULE, Owner,

@@ -54,7 +54,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Revision, Snapshot, Store, StoreError, Watch};
+use super::{Change, Revision, Snapshot, Store, StoreError, Update, Watch};
 use crate::state::State;
 
 /// Default directory of the embedded store.
@@ -490,7 +490,7 @@ impl Store for FileStore {
                         Ok(snapshot)
                     });
                     if let Some(item) = feed.next(read, &store.path)
-                        && tx.send(item).is_err()
+                        && tx.send(item.map(Update::Whole)).is_err()
                     {
                         return;
                     }

@@ -35,7 +35,7 @@ pub use etcd::EtcdStore;
 pub use file::{DEFAULT_STATE_DIR, FileStore, STATE_FILE_NAME};
 pub use health::StoreHealth;
 
-use crate::state::{State, StateError};
+use crate::state::{Changes, State, StateError};
 
 /// Revision of a committed state: 0 for the initial (never written) state,
 /// then +1 on every commit that changed something.
@@ -163,9 +163,10 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// depend only on the state it is given.
     fn update(&self, change: &mut Change<'_>) -> Result<Revision, StoreError>;
 
-    /// A feed of committed states: every snapshot with a revision greater
-    /// than `from` (intermediate revisions may be skipped: a watcher always
-    /// gets the latest state, never a stale one). `watch(0)` delivers the
+    /// A feed of committed states: every state with a revision greater
+    /// than `from`, whole or as the changes since the one before ([`Update`];
+    /// intermediate revisions may be skipped: a watcher always gets the
+    /// latest state, never a stale one). `watch(0)` delivers the
     /// current state first (if it was ever written). A state that does not
     /// validate is sent as an `Err` and never delivered. The file store
     /// also delivers a state whose revision went back (a restored backup)
@@ -193,13 +194,44 @@ pub trait StoreExt: Store {
 
 impl<S: Store + ?Sized> StoreExt for S {}
 
-/// A change feed: committed snapshots in revision order, from a background
-/// thread that stops when the `Watch` is dropped.
+/// What a watch delivers: a whole state, or what changed since the state
+/// it delivered before (etcd: the objects of one watch response). A feed
+/// starts with a whole state, and sends one again after anything that
+/// breaks the chain (a resync, an invalid state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    Whole(Snapshot),
+    Changed {
+        revision: Revision,
+        changes: Changes,
+    },
+}
+
+impl Update {
+    pub fn revision(&self) -> Revision {
+        match self {
+            Update::Whole(s) => s.revision,
+            Update::Changed { revision, .. } => *revision,
+        }
+    }
+}
+
+/// One item of a feed.
+pub type FeedItem = Result<Update, StoreError>;
+
+/// A change feed: committed states in revision order, from a background
+/// thread that stops when the `Watch` is dropped. Read it either as
+/// snapshots ([`Watch::recv`] and friends: each a whole state, built here
+/// from the changes) or as updates ([`Watch::recv_updates_timeout`]: the
+/// changes themselves, what an agent at zone scale needs); not both.
 pub struct Watch {
-    rx: mpsc::Receiver<Result<Snapshot, StoreError>>,
-    /// An item [`Watch::recv_latest_timeout`] took from `rx` but has not
-    /// returned yet (the error after a run of snapshots).
-    held: Mutex<Option<Result<Snapshot, StoreError>>>,
+    rx: mpsc::Receiver<FeedItem>,
+    /// An item taken from `rx` but not returned yet (the error after a run
+    /// of updates merged into one).
+    held: Mutex<Option<FeedItem>>,
+    /// The state delivered last to a snapshot reader, which the next
+    /// changes apply to.
+    current: Mutex<Option<State>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     health: Arc<StoreHealth>,
@@ -217,7 +249,7 @@ impl Watch {
     /// send fails (the watcher is gone).
     pub fn spawn(
         name: &str,
-        body: impl FnOnce(mpsc::Sender<Result<Snapshot, StoreError>>, Arc<AtomicBool>) + Send + 'static,
+        body: impl FnOnce(mpsc::Sender<FeedItem>, Arc<AtomicBool>) + Send + 'static,
     ) -> std::io::Result<Watch> {
         Self::spawn_with_health(name, Arc::new(StoreHealth::default()), body)
     }
@@ -226,7 +258,7 @@ impl Watch {
     pub fn spawn_with_health(
         name: &str,
         health: Arc<StoreHealth>,
-        body: impl FnOnce(mpsc::Sender<Result<Snapshot, StoreError>>, Arc<AtomicBool>) + Send + 'static,
+        body: impl FnOnce(mpsc::Sender<FeedItem>, Arc<AtomicBool>) + Send + 'static,
     ) -> std::io::Result<Watch> {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
@@ -237,6 +269,7 @@ impl Watch {
         Ok(Watch {
             rx,
             held: Mutex::new(None),
+            current: Mutex::new(None),
             stop,
             thread: Some(thread),
             health,
@@ -249,53 +282,99 @@ impl Watch {
         self.health.clone()
     }
 
-    fn take_held(&self) -> Option<Result<Snapshot, StoreError>> {
+    fn take_held(&self) -> Option<FeedItem> {
         self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
     }
 
+    fn next_item(&self, timeout: Option<Duration>) -> Option<FeedItem> {
+        self.take_held().or_else(|| match timeout {
+            Some(t) => self.rx.recv_timeout(t).ok(),
+            None => self.rx.recv().ok(),
+        })
+    }
+
+    /// The snapshot an update makes of the state delivered before.
+    fn snapshot(&self, item: FeedItem) -> Result<Snapshot, StoreError> {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match item? {
+            Update::Whole(s) => {
+                *current = Some(s.state.clone());
+                Ok(s)
+            }
+            Update::Changed { revision, changes } => {
+                let state = current.as_mut().expect("a feed starts with a whole state");
+                state.apply_changes(&changes);
+                Ok(Snapshot {
+                    state: state.clone(),
+                    revision,
+                })
+            }
+        }
+    }
+
     /// Waits for the next snapshot (or error). `None` when the feed ended.
     pub fn recv(&self) -> Option<Result<Snapshot, StoreError>> {
-        self.take_held().or_else(|| self.rx.recv().ok())
+        self.next_item(None).map(|i| self.snapshot(i))
     }
 
     /// Waits at most `timeout`; `None` on timeout or when the feed ended.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Result<Snapshot, StoreError>> {
-        self.take_held()
-            .or_else(|| self.rx.recv_timeout(timeout).ok())
-    }
-
-    /// [`Watch::recv_timeout`], skipping snapshots that newer ones already
-    /// waiting supersede: each snapshot is a whole state, so a consumer
-    /// slower than the changes (an agent during a burst) needs only the
-    /// newest, and the feed does not pile up states it will never use. An
-    /// error is never skipped: it ends the run of snapshots and is returned
-    /// by the next call.
-    pub fn recv_latest_timeout(&self, timeout: Duration) -> Option<Result<Snapshot, StoreError>> {
-        let mut latest = match self.recv_timeout(timeout)? {
-            Ok(s) => s,
-            Err(e) => return Some(Err(e)),
-        };
-        while let Ok(item) = self.rx.try_recv() {
-            match item {
-                Ok(newer) => latest = newer,
-                Err(e) => {
-                    *self
-                        .held
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Err(e));
-                    break;
-                }
-            }
-        }
-        Some(Ok(latest))
+        self.next_item(Some(timeout)).map(|i| self.snapshot(i))
     }
 
     /// The next snapshot if one is waiting.
     pub fn try_recv(&self) -> Option<Result<Snapshot, StoreError>> {
-        self.take_held().or_else(|| self.rx.try_recv().ok())
+        self.take_held()
+            .or_else(|| self.rx.try_recv().ok())
+            .map(|i| self.snapshot(i))
+    }
+
+    /// The next update, merged with those already waiting behind it: a
+    /// consumer slower than the changes (an agent during a burst) handles
+    /// one update per round, and the feed does not pile up. A whole state
+    /// supersedes what came before it; changes after a whole state are
+    /// applied to it; consecutive changes merge. An error is never merged
+    /// over: it ends the run and is returned by the next call. `None` on
+    /// timeout or when the feed ended.
+    pub fn recv_updates_timeout(&self, timeout: Duration) -> Option<FeedItem> {
+        let mut merged = match self.next_item(Some(timeout))? {
+            Ok(u) => u,
+            Err(e) => return Some(Err(e)),
+        };
+        while let Ok(item) = self.rx.try_recv() {
+            merged = match (merged, item) {
+                (_, Ok(Update::Whole(s))) => Update::Whole(s),
+                (Update::Whole(mut s), Ok(Update::Changed { revision, changes })) => {
+                    s.state.apply_changes(&changes);
+                    s.revision = revision;
+                    Update::Whole(s)
+                }
+                (
+                    Update::Changed { mut changes, .. },
+                    Ok(Update::Changed {
+                        revision,
+                        changes: later,
+                    }),
+                ) => {
+                    changes.merge(later);
+                    Update::Changed { revision, changes }
+                }
+                (merged, Err(e)) => {
+                    *self
+                        .held
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Err(e));
+                    return Some(Ok(merged));
+                }
+            };
+        }
+        Some(Ok(merged))
     }
 }
 
@@ -361,48 +440,131 @@ pub fn default_url() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{Container, Object, ObjectId};
 
-    fn snap(revision: Revision) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot {
+    fn snap(revision: Revision) -> FeedItem {
+        Ok(Update::Whole(Snapshot {
             state: State::default(),
             revision,
+        }))
+    }
+
+    /// A change that adds (or replaces) container `name`.
+    fn changed(revision: Revision, name: &str) -> FeedItem {
+        let mut changes = Changes::default();
+        let c = Container {
+            name: name.into(),
+            owner: "system".into(),
+            host: "h".into(),
+            address: std::net::Ipv4Addr::new(10, 1, 1, 1),
+        };
+        changes.record(
+            ObjectId::Container(name.into()),
+            None,
+            Some(Object::Container(c)),
+        );
+        Ok(Update::Changed { revision, changes })
+    }
+
+    fn gone() -> FeedItem {
+        Err(StoreError::Unavailable {
+            url: "test".into(),
+            action: "watching",
+            reason: "gone".into(),
         })
     }
 
-    fn revision(item: Option<Result<Snapshot, StoreError>>) -> Result<Revision, String> {
+    fn feed(items: Vec<FeedItem>) -> Watch {
+        let (sent_tx, sent_rx) = mpsc::channel();
+        let watch = Watch::spawn("test-watch", move |tx, _stop| {
+            for item in items {
+                tx.send(item).unwrap();
+            }
+            sent_tx.send(()).unwrap();
+        })
+        .unwrap();
+        sent_rx.recv().unwrap();
+        watch
+    }
+
+    /// The revision and container names of an update.
+    fn seen(item: Option<FeedItem>) -> Result<(Revision, Vec<String>), String> {
         match item.expect("an item") {
-            Ok(s) => Ok(s.revision),
+            Ok(Update::Whole(s)) => Ok((
+                s.revision,
+                s.state.containers.iter().map(|c| c.name.clone()).collect(),
+            )),
+            Ok(Update::Changed { revision, changes }) => Ok((
+                revision,
+                changes
+                    .iter()
+                    .filter_map(|c| match &c.after {
+                        Some(Object::Container(c)) => Some(format!("+{}", c.name)),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
             Err(e) => Err(e.to_string()),
         }
     }
 
     #[test]
-    fn recv_latest_skips_superseded_snapshots_but_never_an_error() {
-        let (sent_tx, sent_rx) = mpsc::channel();
-        let watch = Watch::spawn("test-watch", move |tx, _stop| {
-            for item in [snap(1), snap(2), snap(3)] {
-                tx.send(item).unwrap();
-            }
-            tx.send(Err(StoreError::Unavailable {
-                url: "test".into(),
-                action: "watching",
-                reason: "gone".into(),
-            }))
-            .unwrap();
-            tx.send(snap(4)).unwrap();
-            tx.send(snap(5)).unwrap();
-            sent_tx.send(()).unwrap();
-        })
-        .unwrap();
-        sent_rx.recv().unwrap();
+    fn updates_merge_up_to_an_error_and_a_whole_state_supersedes() {
+        let watch = feed(vec![
+            snap(1),
+            changed(2, "a"),
+            changed(3, "b"),
+            gone(),
+            changed(4, "c"),
+            changed(5, "d"),
+            snap(6),
+            changed(7, "e"),
+        ]);
         let wait = Duration::from_secs(5);
-        assert_eq!(revision(watch.recv_latest_timeout(wait)), Ok(3));
-        assert!(revision(watch.recv_latest_timeout(wait)).is_err_and(|e| e.contains("gone")));
-        assert_eq!(revision(watch.recv_latest_timeout(wait)), Ok(5));
+        // The whole state with both changes applied.
+        assert_eq!(
+            seen(watch.recv_updates_timeout(wait)),
+            Ok((3, vec!["a".into(), "b".into()]))
+        );
+        assert!(seen(watch.recv_updates_timeout(wait)).is_err_and(|e| e.contains("gone")));
+        // Changes 4 and 5 merged, then superseded by the whole state 6.
+        assert_eq!(
+            seen(watch.recv_updates_timeout(wait)),
+            Ok((7, vec!["e".into()]))
+        );
         assert!(
             watch
-                .recv_latest_timeout(Duration::from_millis(50))
+                .recv_updates_timeout(Duration::from_millis(50))
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn snapshot_readers_get_whole_states_built_from_the_changes() {
+        let watch = feed(vec![snap(1), changed(2, "a"), gone(), changed(3, "b")]);
+        let names = |s: Snapshot| {
+            (
+                s.revision,
+                s.state
+                    .containers
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let wait = Duration::from_secs(5);
+        assert_eq!(
+            names(watch.recv_timeout(wait).unwrap().unwrap()),
+            (1, vec![])
+        );
+        assert_eq!(
+            names(watch.recv_timeout(wait).unwrap().unwrap()),
+            (2, vec!["a".to_owned()])
+        );
+        assert!(watch.recv_timeout(wait).unwrap().is_err());
+        assert_eq!(
+            names(watch.recv_timeout(wait).unwrap().unwrap()),
+            (3, vec!["a".to_owned(), "b".to_owned()])
         );
     }
 }

@@ -17,7 +17,7 @@ use netfabric::{
         plan::{EndpointKey, NextHopKey, UnderlayHop},
     },
     datapath::{Datapath, LoadOptions},
-    state::{Container, Group, HostSpec, Owner, State},
+    state::{Changes, Container, FollowedState, Group, HostSpec, Owner, State},
 };
 use netfabric_common::{Endpoint, HostConfig, OwnerPair};
 use serde_json::{Value, json};
@@ -219,6 +219,9 @@ pub fn run(settings: &Settings) -> Result<Control> {
         planned.push(t.elapsed().as_secs_f64());
     }
     let mut planner = planner.context("at least one repetition")?;
+    // What the store's watch follows (etcd: the mirror of its keys).
+    let (mut followed, verdict) = FollowedState::new(state.clone());
+    verdict.context("the full zone's state is valid")?;
     let mut dp = Datapath::load(&LoadOptions::default())?;
     let mut current = HostPlan::default();
     for op in current.diff(planner.plan()) {
@@ -233,6 +236,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
         let k = rng.below(next.containers.len() as u64) as usize;
         next.containers[k].owner = format!("o{}", rng.below(10_000));
         moved.push(change_to_maps(
+            &mut followed,
             &mut planner,
             next,
             &rt,
@@ -247,6 +251,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
             (i as u64 * 7_919 + rng.below(10_000)) % 10_000
         ));
         joined.push(change_to_maps(
+            &mut followed,
             &mut planner,
             next,
             &rt,
@@ -275,12 +280,12 @@ pub fn run(settings: &Settings) -> Result<Control> {
         target: 1.0,
     });
     rows.push(Timed {
-        what: "single change: a container's owner (agent: state event to last map write)",
+        what: "single change: a container's owner (store change event to last map write)",
         seconds: Stats::of(&moved),
         target: 1e-3,
     });
     rows.push(Timed {
-        what: "single change: an owner joins a group (agent: state event to last map write)",
+        what: "single change: an owner joins a group (store change event to last map write)",
         seconds: Stats::of(&joined),
         target: 1e-3,
     });
@@ -294,18 +299,26 @@ pub fn run(settings: &Settings) -> Result<Control> {
 /// The name of [`LOCAL_HOST`] in [`full_zone_state`].
 const LOCAL_HOST_NAME: &str = "h1";
 
-/// One change through the agent's path, timed from the new state's arrival
-/// to the last map write: incremental plan, diff of the touched keys,
-/// apply (freeing the replaced state comes after).
+/// One change through the path an etcd change takes, timed from the
+/// change event (the objects it changed) to the last map write: the
+/// watch's validation by what changed, the agent's incremental plan, the
+/// diff of the touched keys, the map writes.
 fn change_to_maps(
+    followed: &mut FollowedState,
     planner: &mut IncrementalPlan,
     next: State,
     rt: &Runtime,
     current: &mut HostPlan,
     dp: &mut Datapath,
 ) -> Result<f64> {
+    let mut next = next;
+    next.normalize();
+    // What the watch response carries (decoding one object's JSON is not
+    // counted: microseconds).
+    let changes = Changes::between(followed.state(), &next);
     let t = Instant::now();
-    let update = planner.update(next, rt)?;
+    followed.apply(&changes)?;
+    let update = planner.update_changes(&changes, rt)?;
     let ops = match &update.touched {
         Touched::Keys(keys) => current.diff_keys(planner.plan(), keys),
         Touched::All => current.diff(planner.plan()),
@@ -323,7 +336,7 @@ fn change_to_maps(
 
 /// A full zone as a desired state: 254 hosts x 254 containers, 10,000
 /// owners `o0`.. with random containers, 1,000 groups of 20 random owners.
-fn full_zone_state(rng: &mut Rng) -> Result<State> {
+pub fn full_zone_state(rng: &mut Rng) -> Result<State> {
     let mut s = State::default();
     s.create_zone("z1", "10.1.0.0/16".parse()?, None)?;
     for h in 1..=254u8 {

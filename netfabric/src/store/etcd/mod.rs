@@ -107,8 +107,8 @@ use serde::{Serialize, de::DeserializeOwned};
 pub use cluster::LocalCluster;
 pub use url::{DEFAULT_PREFIX, EtcdConfig, TlsFiles, redact};
 
-use super::{Change, Revision, Snapshot, Store, StoreError, StoreHealth, Watch};
-use crate::state::{Container, Group, Host, Owner, State, Zone};
+use super::{Change, Revision, Snapshot, Store, StoreError, StoreHealth, Update, Watch};
+use crate::state::{Changes, Container, FollowedState, Group, Host, Object, Owner, State, Zone};
 
 /// Longest wait for one etcd request.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -751,17 +751,6 @@ impl Backoff {
 
 // ---- Encoding: state <-> keys --------------------------------------------
 
-/// One object of the state, as found under one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Object {
-    Zone(Zone),
-    Host(Host),
-    Owner(Owner),
-    Group(Group),
-    Container(Container),
-    NextOwnerId(u32),
-}
-
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("the state serialises")
 }
@@ -1136,48 +1125,92 @@ impl Store for EtcdStore {
 
 // ---- Watch ---------------------------------------------------------------
 
-type Feed = mpsc::Sender<Result<Snapshot, StoreError>>;
+type Feed = mpsc::Sender<Result<Update, StoreError>>;
 
-/// What the watch knows: every object by key, keys it could not read.
+/// What the watch knows: every object by key, keys it could not read, and
+/// the state it follows change by change.
 #[derive(Default)]
 struct Mirror {
     objects: BTreeMap<String, Object>,
     bad: BTreeMap<String, String>,
+    /// The state built from `objects` and kept up to date with `pending`
+    /// (`None`: build it whole at the next send).
+    followed: Option<FollowedState>,
+    /// Object changes since the last send.
+    pending: Changes,
+    /// The watcher did not get the last state (it was invalid): the next
+    /// valid one goes out whole.
+    behind: bool,
 }
 
 impl Mirror {
     fn set(&mut self, rel: &str, value: &[u8]) {
-        self.objects.remove(rel);
+        let before = self.objects.remove(rel);
         self.bad.remove(rel);
         match decode(rel, value) {
             Ok(Some(o)) => {
+                self.pending.record(o.id(), before, Some(o.clone()));
                 self.objects.insert(rel.to_owned(), o);
             }
             Ok(None) => {}
             Err(reason) => {
+                // The state is unusable until the key is fixed; then it is
+                // built whole again.
+                self.followed = None;
                 self.bad.insert(rel.to_owned(), reason);
             }
         }
     }
 
     fn remove(&mut self, rel: &str) {
-        self.objects.remove(rel);
+        if let Some(before) = self.objects.remove(rel) {
+            self.pending.record(before.id(), Some(before), None);
+        }
         self.bad.remove(rel);
     }
 
-    /// The state, if every key is readable and the whole is valid.
-    fn state(&self, inner: &Inner) -> Result<State, StoreError> {
+    /// What to send the watcher, if every key is readable and the state
+    /// valid: the changes since the last send, or the whole state when the
+    /// watcher cannot follow changes from what it has.
+    fn update(&mut self, inner: &Inner, revision: i64) -> Result<Update, StoreError> {
         if let Some((k, reason)) = self.bad.iter().next() {
             return Err(inner.bad_key(k, reason.clone()));
         }
-        let state = assemble(self.objects.values()).map_err(|r| inner.bad_key(NEXT_OWNER_ID, r))?;
-        state
-            .validate()
-            .map_err(|source| StoreError::InvalidStored {
-                path: inner.url.clone().into(),
-                source: Box::new(source),
-            })?;
-        Ok(state)
+        let invalid = |source| StoreError::InvalidStored {
+            path: inner.url.clone().into(),
+            source: Box::new(source),
+        };
+        let changes = std::mem::take(&mut self.pending);
+        let whole = match &mut self.followed {
+            Some(followed) => {
+                if let Err(e) = followed.apply(&changes) {
+                    self.behind = true;
+                    return Err(invalid(e));
+                }
+                std::mem::take(&mut self.behind)
+            }
+            None => {
+                let state =
+                    assemble(self.objects.values()).map_err(|r| inner.bad_key(NEXT_OWNER_ID, r))?;
+                let (followed, verdict) = FollowedState::new(state);
+                self.followed = Some(followed);
+                if let Err(e) = verdict {
+                    self.behind = true;
+                    return Err(invalid(e));
+                }
+                self.behind = false;
+                true
+            }
+        };
+        let revision = revision as Revision;
+        if whole {
+            let state = self.followed.as_ref().map(|f| f.state().clone());
+            return Ok(Update::Whole(Snapshot {
+                state: state.expect("followed above"),
+                revision,
+            }));
+        }
+        Ok(Update::Changed { revision, changes })
     }
 }
 
@@ -1202,18 +1235,14 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
     // Sends a state; false when the receiver is gone.
     // Sends the mirror's state at `revision` if it is newer than the last
     // one sent, or whatever its revision with `force` (etcd went back).
-    let send = |mirror: &Mirror, revision: i64, last_sent: &mut i64, force: bool| -> bool {
+    let send = |mirror: &mut Mirror, revision: i64, last_sent: &mut i64, force: bool| -> bool {
         if revision <= *last_sent && !force {
             return true;
         }
-        match mirror.state(&inner) {
-            Ok(state) => {
+        match mirror.update(&inner, revision) {
+            Ok(update) => {
                 *last_sent = revision;
-                tx.send(Ok(Snapshot {
-                    state,
-                    revision: revision as Revision,
-                }))
-                .is_ok()
+                tx.send(Ok(update)).is_ok()
             }
             Err(e) => {
                 tracing::error!(error = %e, "the state in etcd is not usable; keeping the last one");
@@ -1268,7 +1297,7 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
                             "etcd's revision went back (restored from a backup?); applying its state"
                         );
                     }
-                    if !send(&mirror, revision, &mut last_sent, went_back) {
+                    if !send(&mut mirror, revision, &mut last_sent, went_back) {
                         return;
                     }
                     next = Some(read.at + 1);
@@ -1388,7 +1417,7 @@ async fn watch_loop(inner: Arc<Inner>, from: Revision, tx: Feed, health: Arc<Sto
             }
             if let Some(rev) = changed {
                 backoff = Backoff::new();
-                if !send(&mirror, rev, &mut last_sent, false) {
+                if !send(&mut mirror, rev, &mut last_sent, false) {
                     return;
                 }
             }
