@@ -21,7 +21,7 @@ use std::{
 
 mod common;
 
-use common::{Lab, TestNetns, in_ns, nf, ok, require_root_and_bpffs, unique_name};
+use common::{Lab, TestNetns, free_ports, in_ns, nf, ok, require_root_and_bpffs, unique_name};
 use netfabric::{
     agent::nat::{self, NatConfig},
     port::in_netns,
@@ -176,6 +176,24 @@ fn counted(store: &str, host: &str, direction: &str, reason: &str) -> f64 {
         .sum()
 }
 
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map_or(out.clone(), |(_, b)| b.to_owned()))
+}
+
+/// The value of the sample `series` (name and labels exactly) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 fn address_of(ns: &str) -> Ipv4Addr {
     let out = Command::new("ip")
         .args(["-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"])
@@ -193,7 +211,25 @@ fn address_of(ns: &str) -> Ipv4Addr {
 #[test]
 fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
     require_root_and_bpffs();
-    let (lab, _) = Lab::up("eg", 1);
+    // As `Lab::up`, with /metrics on a port of our own.
+    let metrics_base = free_ports(1);
+    let lab = Lab {
+        name: unique_name("eg"),
+        dir: format!("/tmp/netfabric-test-{}", unique_name("eg")),
+    };
+    ok(&nf(&[
+        "lab",
+        "up",
+        "--hosts",
+        "1",
+        "--name",
+        &lab.name,
+        "--dir",
+        &lab.dir,
+        "--metrics-port-base",
+        &metrics_base.to_string(),
+    ]));
+    let metrics_addr = format!("127.0.0.1:{}", metrics_base + 1);
     let (name, dir) = (lab.name.clone(), lab.dir.clone());
     let store = format!("file://{dir}/state.json");
     let h1 = format!("{name}-h1");
@@ -257,6 +293,24 @@ fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
             })
     });
 
+    // A flushed ruleset is installed again by the agent.
+    sh(&["ip", "netns", "exec", &host_ns, "nft", "flush", "ruleset"]);
+    eventually("the agent installs the egress NAT again", 20, || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &host_ns,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                nat::TABLE,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+
     // ---- a fetch through NAT ---------------------------------------------------
     let mut body = None;
     eventually("alice-web fetches from outside", 15, || {
@@ -296,6 +350,22 @@ fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
             && c["src_owner"] == "alice"
     });
     assert!(tracked, "the fetch is tracked: {conns:#}");
+
+    // /metrics: the table's occupancy and capacity like every map, and the
+    // connections created.
+    let mut scrape = String::new();
+    eventually("/metrics counts the connection", 15, || {
+        scrape = http_get(&metrics_addr, "/metrics").unwrap_or_default();
+        sample(&scrape, "netfabric_map_entries{map=\"CONNECTIONS\"}").is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(
+        sample(&scrape, "netfabric_map_capacity{map=\"CONNECTIONS\"}"),
+        Some(262_144.0)
+    );
+    assert!(
+        sample(&scrape, "netfabric_connections_created_total").is_some_and(|n| n >= 1.0),
+        "{scrape}"
+    );
 
     // ---- unsolicited inbound from outside: dropped and counted -------------------
     let denied_before = counted(&store, &h1, "from_uplink", "policy_denied");

@@ -25,6 +25,7 @@ use netfabric_common::{
     conntrack::{
         CONN_REPLIED, ConnKey, ConnState, PROTO_ICMP, PROTO_TCP, PROTO_UDP, idle_timeout_ns,
     },
+    policy::INGRESS_SCOPED,
 };
 use netfabric_tests::{
     ensure_bpffs,
@@ -3017,4 +3018,136 @@ fn a_flood_of_new_flows_evicts_and_never_lets_an_evicted_reply_through() {
             .packets,
         delivered
     );
+}
+
+/// (what, program, packet, expected result, key, the entry's owners after
+/// it; `None`: no entry).
+type ScopedCase = (
+    &'static str,
+    Prog,
+    Vec<u8>,
+    Prediction,
+    ConnKey,
+    Option<(u32, u32)>,
+);
+
+/// Senders whose owner narrowed its own access (`INGRESS_SCOPED`) are
+/// tracked where their packets are judged: on the sending host
+/// (`from_container`) and on the receiving one (`from_uplink_tc`), so that
+/// the replies (judged against the sender's scopes) can be recognised.
+#[test]
+fn scoped_senders_are_tracked_on_both_hosts() {
+    let mut w = world(true);
+    let _in = w._ns.enter();
+    // Alice (here .10, and .10 of host 2) narrowed her access.
+    for (slot, addr) in [(0, l(10)), (0, a(2, 10))] {
+        let groups = w.model.groups_bloom(ALICE) | INGRESS_SCOPED;
+        w.h.dp
+            .set_endpoint_groups(slot, addr, ALICE, groups)
+            .expect("flagging alice");
+    }
+    let out10 = Prog::FromContainer(w.port(10));
+    let out30 = Prog::FromContainer(w.port(30));
+    let uplink = Prog::UplinkTc(w.stray);
+    let from = |c: u8, dst: Ipv4Addr, t: Transport| {
+        with_transport(
+            Ipv4Frame::new(cmac(c), GW_MAC, l(c), dst)
+                .payload(40)
+                .build(),
+            t,
+        )
+    };
+    let syn = |sport, dport| Transport::Tcp {
+        sport,
+        dport,
+        flags: TCP_SYN,
+    };
+    let cases: Vec<ScopedCase> = vec![
+        (
+            "alice's SYN to carol (a shared group): delivered and tracked",
+            out10,
+            from(10, l(30), syn(40000, 5432)),
+            tc_local(30),
+            conn(l(10), 40000, l(30), 5432, PROTO_TCP),
+            Some((ALICE, CAROL)),
+        ),
+        (
+            "alice's UDP to carol: tracked",
+            out10,
+            from(
+                10,
+                l(30),
+                Transport::Udp {
+                    sport: 5000,
+                    dport: 53,
+                },
+            ),
+            tc_local(30),
+            conn(l(10), 5000, l(30), 53, PROTO_UDP),
+            Some((ALICE, CAROL)),
+        ),
+        (
+            "alice's ACK without a connection: delivered, nothing tracked",
+            out10,
+            from(
+                10,
+                l(30),
+                Transport::Tcp {
+                    sport: 40001,
+                    dport: 5432,
+                    flags: TCP_ACK,
+                },
+            ),
+            tc_local(30),
+            conn(l(10), 40001, l(30), 5432, PROTO_TCP),
+            None,
+        ),
+        (
+            "carol (not scoped) to alice: delivered, nothing tracked",
+            out30,
+            from(30, l(10), syn(40000, 80)),
+            tc_local(10),
+            conn(l(30), 40000, l(10), 80, PROTO_TCP),
+            None,
+        ),
+        (
+            "alice on host 2 to carol here: delivered and tracked by the receiving host",
+            uplink,
+            with_transport(
+                Ipv4Frame::new(H2_MAC, UPLINK_MAC, a(2, 10), l(30))
+                    .payload(40)
+                    .build(),
+                syn(41000, 5432),
+            ),
+            uplink_local(30),
+            conn(a(2, 10), 41000, l(30), 5432, PROTO_TCP),
+            Some((ALICE, CAROL)),
+        ),
+        (
+            "alice's TCP header cut short: malformed",
+            out10,
+            with_len(from(10, l(30), syn(40002, 5432)), 20 + 10),
+            dropped(out10, R::Malformed),
+            conn(l(10), 40002, l(30), 5432, PROTO_TCP),
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (desc, prog, pkt, want, key, owners) in cases {
+        let mut errs = match w.h.run(prog, &pkt) {
+            Ok(got) => check(prog, &pkt, &want, &got),
+            Err(e) => vec![format!("test run failed: {e}")],
+        };
+        let entry = w.h.dp.connection(&key).expect("reading CONNECTIONS");
+        let got = entry.map(|c| (c.src_owner, c.dst_owner, c.state));
+        let expected = owners.map(|(s, d)| (s, d, ConnState::Opening as u8));
+        if got != expected {
+            errs.push(format!("entry {got:?}, want {expected:?}"));
+        }
+        println!("{desc:<76} {}", if errs.is_empty() { "ok" } else { "FAIL" });
+        if !errs.is_empty() {
+            failures.push(format!("{desc}: {}", errs.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -214,7 +214,17 @@ struct Agent {
     /// The egress NAT ruleset installed last (`None`: none installed by
     /// this process; a stale one of an earlier run is replaced whole).
     nat: Option<nat::NatConfig>,
+    /// When the installed table was last checked for presence (someone
+    /// flushing the host's ruleset must not cut egress until a restart).
+    nat_checked: Option<std::time::Instant>,
+    /// When `CONNECTIONS` was last counted for /metrics (the programs fill
+    /// it; counting reads the whole table, so at most every
+    /// [`CONNECTIONS_COUNT_EVERY`]).
+    connections_counted: Option<std::time::Instant>,
 }
+
+/// How often the agent counts `CONNECTIONS` for `netfabric_map_entries`.
+const CONNECTIONS_COUNT_EVERY: Duration = Duration::from_secs(5);
 
 async fn run_async(
     config: AgentConfig,
@@ -276,6 +286,8 @@ async fn run_async(
             ..AgentReport::default()
         },
         nat: None,
+        nat_checked: None,
+        connections_counted: None,
     };
     agent.publish_report();
     agent.publish_maps();
@@ -487,6 +499,16 @@ impl Agent {
             p.port_scopes.len(),
             c::PORT_SCOPES_ENTRIES,
         );
+        if self
+            .connections_counted
+            .is_none_or(|at| at.elapsed() >= CONNECTIONS_COUNT_EVERY)
+        {
+            self.connections_counted = Some(std::time::Instant::now());
+            match self.dp.connection_count() {
+                Ok(n) => m.set_map(c::CONNECTIONS, n, c::CONNECTIONS_ENTRIES),
+                Err(e) => tracing::warn!(error = %e, "counting CONNECTIONS for /metrics"),
+            }
+        }
         let mut attached = BTreeSet::new();
         if let Some((name, _)) = &self.uplink {
             attached.insert((datapath::PROG_FROM_UPLINK, name.clone()));
@@ -607,6 +629,18 @@ impl Agent {
         let Some(uplink_ifindex) = uplink_ifindex else {
             return self.error(&format!("uplink {uplink_name} not found"));
         };
+        if !self.maps_only
+            && self.nat.is_some()
+            && self
+                .nat_checked
+                .is_none_or(|at| at.elapsed() >= nat::CHECK_EVERY)
+        {
+            self.nat_checked = Some(std::time::Instant::now());
+            if matches!(nat::listed(), Ok(None)) {
+                tracing::warn!("the egress NAT table is gone; installing it again");
+                self.nat = None;
+            }
+        }
         if !self.maps_only && self.nat.as_ref() != Some(&nat_wanted) {
             match nat::install(&nat_wanted) {
                 Ok(()) => {

@@ -15,6 +15,9 @@
 //! process per change of the ruleset, which happens when zones or the
 //! uplink change, not per packet or container.
 //!
+//! The agent checks every [`CHECK_EVERY`] that the table is still there
+//! and installs it again if someone flushed the ruleset.
+//!
 //! The agent also turns on IPv4 forwarding in its namespace
 //! (`net.ipv4.ip_forward`): the stack routes the containers' egress from
 //! the host bridge to the uplink. The table goes when the host leaves the
@@ -31,6 +34,10 @@ use crate::{conventions::HOST_BRIDGE, port, state::Ipv4Prefix};
 
 /// The nftables table the agent owns (family `ip`).
 pub const TABLE: &str = "netfabric";
+
+/// How often the agent checks that its table is still there (a flushed
+/// ruleset is installed again within this time).
+pub const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the masquerade needs to know about the host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `netfabric_packets_total`, `netfabric_bytes_total` | counter | `direction`, `verdict`, `reason` |
 //! | `netfabric_monitor_events_lost_total` | counter | |
+//! | `netfabric_connections_created_total` | counter | |
 //! | `netfabric_map_entries`, `netfabric_map_capacity` | gauge | `map` |
 //! | `netfabric_map_full_total` | counter | `map` |
 //! | `netfabric_reconciles_total`, `netfabric_reconcile_errors_total` | counter | |
@@ -394,6 +395,15 @@ impl Collector for DatapathCollector {
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
             }
         }
+        let created = ConstCounter::new(snap.connections_created);
+        created.encode(encoder.encode_descriptor(
+            "netfabric_connections_created",
+            "Connections the datapath added to CONNECTIONS; created minus entries (the \
+             CONNECTIONS netfabric_map_entries) minus expired ones is what the full table \
+             evicted",
+            None,
+            created.metric_type(),
+        )?)?;
         let lost_counter = ConstCounter::new(lost);
         lost_counter.encode(encoder.encode_descriptor(
             "netfabric_monitor_events_lost",

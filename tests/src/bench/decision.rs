@@ -41,11 +41,12 @@ use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
 use netfabric::agent::plan::{Blooms, OwnerGroupLists};
 use netfabric::datapath::{
-    BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC,
+    BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK,
+    PROG_FROM_UPLINK_TC, PROG_TO_CONTAINER,
 };
 use netfabric_common::{
     HostConfig, SYSTEM_OWNER,
-    conntrack::{PROTO_ICMP, PROTO_TCP, PROTO_UDP, PortRule, PortScope, ScopedPair},
+    conntrack::{ConnKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PortRule, PortScope, ScopedPair},
 };
 use serde_json::{Value, json};
 
@@ -78,6 +79,9 @@ pub const HOT_ROUNDS: u32 = 250;
 /// uplink ones, so same-owner traffic reaches as many destinations as a
 /// full host's would (the containers of 254 owners), not a few warm ones.
 const PORTS: u8 = 254;
+/// Measure only the paths whose names contain one of these comma-separated
+/// words (e.g. `NETFABRIC_BENCH_PATHS=egress,to container`); all when unset.
+pub const PATHS_VAR: &str = "NETFABRIC_BENCH_PATHS";
 
 pub fn addr(host: u8, c: u8) -> Ipv4Addr {
     Ipv4Addr::new(ZONE[0], ZONE[1], host, c)
@@ -92,6 +96,20 @@ fn frame(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr) -> Ve
     let mut out = Vec::with_capacity(builder.size(payload.len()));
     builder.write(&mut out, &payload).expect("building a frame");
     out
+}
+
+/// The `CONNECTIONS` key of a [`frame`] (UDP).
+fn udp_key(p: &[u8]) -> ConnKey {
+    let at = |i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+    let port = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
+    ConnKey {
+        src: at(26),
+        dst: at(30),
+        src_port: port(34),
+        dst_port: port(36),
+        protocol: PROTO_UDP,
+        _pad: [0; 3],
+    }
 }
 
 /// The contents of one zone's maps.
@@ -324,6 +342,10 @@ struct Path {
     /// (packet, ifindex) cases: `hot` uses the first, `spread` takes a fresh
     /// slice of them in every repetition.
     packets: Vec<(Vec<u8>, u32)>,
+    /// The cases open connections that must be new when measured: their
+    /// `CONNECTIONS` entries (made by the check that every case takes the
+    /// path) are removed before the measurement.
+    new_flows: bool,
 }
 
 impl Path {
@@ -503,6 +525,49 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
             (p, *ifindex)
         })
         .collect();
+    // Egress of non-system owners is tracked: the same packets from
+    // ordinary owners' containers (already tracked when measured: the
+    // check below opens them), the same with a source port of their own
+    // (each a new connection: an insert), and the replies from outside
+    // to the host stack's side of the port (`to_container`): of a tracked
+    // connection, and of none.
+    let ordinary = |p: &Vec<u8>| owner_of(LOCAL_HOST, p[29]) != SYSTEM_OWNER;
+    let egress_tracked: Vec<(Vec<u8>, u32)> = to_stack
+        .iter()
+        .filter(|(p, _)| ordinary(p))
+        .cloned()
+        .collect();
+    let egress_new: Vec<(Vec<u8>, u32)> = egress_tracked
+        .iter()
+        .enumerate()
+        .map(|(i, (p, ifindex))| {
+            let mut p = p.clone();
+            let sport = 1024 + (i % 60_000) as u16;
+            p[34..36].copy_from_slice(&sport.to_be_bytes());
+            p[40..42].copy_from_slice(&[0, 0]);
+            (p, *ifindex)
+        })
+        .collect();
+    let reply = |p: &Vec<u8>| {
+        let mut r = p.clone();
+        r[26..30].copy_from_slice(&p[30..34]);
+        r[30..34].copy_from_slice(&p[26..30]);
+        r[34..36].copy_from_slice(&p[36..38]);
+        r[36..38].copy_from_slice(&p[34..36]);
+        r
+    };
+    let replies: Vec<(Vec<u8>, u32)> = egress_tracked
+        .iter()
+        .map(|(p, ifindex)| (reply(p), *ifindex))
+        .collect();
+    let unsolicited: Vec<(Vec<u8>, u32)> = replies
+        .iter()
+        .map(|(p, ifindex)| {
+            let mut p = p.clone();
+            p[34..36].copy_from_slice(&443u16.to_be_bytes());
+            (p, *ifindex)
+        })
+        .collect();
     // Uplink: from a remote host's container to a local one, from that host's MAC.
     let uplink = |rng: &mut Rng, want: &dyn Fn(u32, u32) -> bool| -> Vec<(Vec<u8>, u32)> {
         let mut chosen = Vec::new();
@@ -551,6 +616,7 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         program: PROG_FROM_UPLINK,
         action,
         packets,
+        new_flows: false,
     };
     let tc = |name, action, packets| Path {
         name,
@@ -558,6 +624,7 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         program: PROG_FROM_CONTAINER,
         action,
         packets,
+        new_flows: false,
     };
     let up_tc = |name, action, packets| Path {
         name,
@@ -565,6 +632,15 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         program: PROG_FROM_UPLINK_TC,
         action,
         packets,
+        new_flows: false,
+    };
+    let to_c = |name, action, packets| Path {
+        name,
+        kind: Kind::Tc,
+        program: PROG_TO_CONTAINER,
+        action,
+        packets,
+        new_flows: false,
     };
     let mut v = vec![
         tc("container: same owner, local", TC_ACT_REDIRECT, same_local),
@@ -587,6 +663,13 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         ),
         tc("container: spoofed source IP", TC_ACT_SHOT, spoofed),
         tc("container: outside, to stack", TC_ACT_OK, to_stack),
+        tc("container: egress, tracked flow", TC_ACT_OK, egress_tracked),
+        Path {
+            new_flows: true,
+            ..tc("container: egress, new flow", TC_ACT_OK, egress_new)
+        },
+        to_c("to container: reply, tracked", TC_ACT_OK, replies),
+        to_c("to container: outside, no entry", TC_ACT_SHOT, unsolicited),
         // The uplink: the XDP prefilter passes what it does not drop, the
         // TC program judges it again and delivers.
         xdp("uplink XDP: same owner, pass", XDP_PASS, up_same.clone()),
@@ -601,6 +684,9 @@ fn paths(zone: &Zone, rng: &mut Rng, ports: &BTreeMap<u8, u32>, spread_n: usize)
         ),
         up_tc("uplink TC: not ours, pass", TC_ACT_OK, up_pass),
     ];
+    if let Ok(only) = std::env::var(PATHS_VAR) {
+        v.retain(|p| only.split(',').any(|want| p.name.contains(want.trim())));
+    }
     v.retain(|p| {
         if p.packets.is_empty() {
             eprintln!(
@@ -762,6 +848,11 @@ pub fn run(settings: &Settings) -> Result<Decision> {
                     zone.label,
                     p.action
                 );
+            }
+        }
+        for p in paths.iter().filter(|p| p.new_flows) {
+            for (pkt, _) in &p.packets {
+                dp.remove_connection(&udp_key(pkt))?;
             }
         }
         // The empty programs' own cost, with the kernel's repeat loop.

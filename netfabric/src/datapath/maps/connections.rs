@@ -46,6 +46,12 @@ impl Datapath {
         Connections::read(self)
     }
 
+    /// How many entries the table holds now (expired ones included: the
+    /// LRU reclaims them as new ones come).
+    pub fn connection_count(&self) -> Result<usize> {
+        Ok(batch::read_all(self.connections.map(), common::CONNECTIONS)?.count)
+    }
+
     /// One connection's entry, if tracked.
     pub fn connection(&self, key: &ConnKey) -> Result<Option<Connection>> {
         match self.connections.get(key, 0) {
