@@ -72,7 +72,9 @@ fn wait_for_scope(store: &str, host: &str, allow: Option<&[&str]>) {
 fn exchange(server_ns: &str, client_ns: &str, addr: &str, port: u16) -> (String, String) {
     let server: Child = in_ns(
         server_ns,
-        &format!("printf answer-from-alice | timeout 5 nc -l -q 1 {port}"),
+        // Both ends keep their input open a second: a netcat whose input
+        // ended at once sometimes quit before the other end's data arrived.
+        &format!("(printf answer-from-alice; sleep 1) | timeout 5 nc -l -q 1 {port}"),
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::null())
@@ -81,7 +83,7 @@ fn exchange(server_ns: &str, client_ns: &str, addr: &str, port: u16) -> (String,
     sleep(Duration::from_millis(300));
     let client = in_ns(
         client_ns,
-        &format!("printf request-from-bob | timeout 3 nc -q 1 -w 2 {addr} {port}"),
+        &format!("(printf request-from-bob; sleep 1) | timeout 4 nc -q 1 -w 2 {addr} {port}"),
     )
     .output()
     .expect("nc");
