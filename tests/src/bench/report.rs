@@ -90,12 +90,14 @@ fn targets(r: &Results) -> Vec<Target> {
             what: "DNS queries per second vs dnsmasq (same names, dnsperf)".into(),
             goal: ">= 1.00x".into(),
             measured: format!(
-                "{:.2}x ({:.0} vs {:.0} qps)",
-                ours.qps.median / theirs.qps.median,
+                "{:.2}x [{:.2}..{:.2}] per pair of runs ({:.0} vs {:.0} qps)",
+                d.qps_ratio.median,
+                d.qps_ratio.min,
+                d.qps_ratio.max,
                 ours.qps.median,
                 theirs.qps.median
             ),
-            met: ours.qps.median >= theirs.qps.median,
+            met: d.qps_ratio.median >= 1.0,
         });
         out.push(Target {
             what: "DNS p99 latency vs dnsmasq".into(),
@@ -393,8 +395,10 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         writeln!(
             md,
             "dnsperf from a container namespace (4 clients, 64 outstanding, {} s per run) \
-             against 169.254.1.1, the same 200 names; latency over every query of the runs.\n",
-            d.seconds
+             against 169.254.1.1, the same 200 names, the two servers taking turns; latency \
+             over every query of the runs. Agent/dnsmasq queries per second per pair of \
+             runs: {:.2}x [{:.2}..{:.2}].\n",
+            d.seconds, d.qps_ratio.median, d.qps_ratio.min, d.qps_ratio.max
         )?;
         writeln!(
             md,
