@@ -170,11 +170,14 @@ impl DnsServer {
     }
 }
 
-/// One UDP socket per CPU (at most 4), sharing the port (`SO_REUSEPORT`):
-/// the kernel spreads queries over them by flow, and each has its own
-/// receive thread, so one busy thread does not hold up the others.
+/// One UDP socket per two CPUs (at least one, at most 4), sharing the port
+/// (`SO_REUSEPORT`): the kernel spreads askers over them by flow, and each
+/// has its own receive thread. Half the CPUs because the askers and the
+/// rest of the host need the others: on 2 CPUs one thread answered more
+/// queries per second than two (fuller batches, no thread taking the
+/// askers' CPU; `cargo xtask bench --only dns`).
 fn udp_sockets() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
 }
 
 /// `udp` UDP sockets (blocking, for [`udp`]'s threads) and a TCP listener
