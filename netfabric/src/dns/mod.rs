@@ -17,10 +17,14 @@
 //!   none ([`upstream`]).
 //! * The agent hands over each state it applies ([`DnsServer::publish`]):
 //!   the next query sees it.
+//! * UDP is answered on receive threads of the server's own, in batches,
+//!   and a repeated query from the same owner under the same state gets
+//!   the reply built for it before (`udp`); TCP goes through hickory's
+//!   server ([`server`]). Both decide and build replies with the same code.
 
 pub mod names;
 pub mod server;
-pub mod udp;
+mod udp;
 pub mod upstream;
 
 use std::{
