@@ -245,21 +245,36 @@ impl Handler {
 
     fn encode_reply(&self, request: &MessageRequest, reply: &Reply, out: &mut Vec<u8>) {
         let (metadata, edns) = self.response_parts(request, reply);
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(edns) = &edns {
-            builder.edns(edns);
-        }
-        encode_udp(
-            builder.build(
-                metadata,
-                reply.answers.iter(),
-                reply.authorities.iter(),
-                std::iter::empty(),
-                std::iter::empty(),
-            ),
-            out,
-        );
+        encode_udp(build_response(request, reply, metadata, edns.as_ref()), out);
     }
+}
+
+/// The response to `request` carrying `reply`, built with hickory's
+/// builder (the same for UDP and TCP).
+fn build_response<'q, 'a>(
+    request: &'q MessageRequest,
+    reply: &'a Reply,
+    metadata: Metadata,
+    edns: Option<&'q Edns>,
+) -> MessageResponse<
+    'q,
+    'a,
+    std::slice::Iter<'a, Record>,
+    std::slice::Iter<'a, Record>,
+    std::iter::Empty<&'a Record>,
+    std::iter::Empty<&'a Record>,
+> {
+    let mut builder = MessageResponseBuilder::from_message_request(request);
+    if let Some(edns) = edns {
+        builder.edns(edns);
+    }
+    builder.build(
+        metadata,
+        reply.answers.iter(),
+        reply.authorities.iter(),
+        std::iter::empty(),
+        std::iter::empty(),
+    )
 }
 
 /// Encodes `response` for UDP into `out` (empty) as hickory's server does:
@@ -318,17 +333,7 @@ impl RequestHandler for TcpHandler {
         handler.counters.response(reply.outcome);
 
         let (metadata, edns) = handler.response_parts(request, &reply);
-        let mut builder = MessageResponseBuilder::from_message_request(request);
-        if let Some(edns) = &edns {
-            builder.edns(edns);
-        }
-        let response = builder.build(
-            metadata,
-            reply.answers.iter(),
-            reply.authorities.iter(),
-            std::iter::empty(),
-            std::iter::empty(),
-        );
+        let response = build_response(request, &reply, metadata, edns.as_ref());
         match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
