@@ -17,9 +17,14 @@
 //!   none ([`upstream`]).
 //! * The agent hands over each state it applies ([`DnsServer::publish`]):
 //!   the next query sees it.
+//! * UDP is answered on receive threads of the server's own, in batches,
+//!   and a repeated query from the same owner under the same state gets
+//!   the reply built for it before (`udp`); TCP goes through hickory's
+//!   server ([`server`]). Both decide and build replies with the same code.
 
 pub mod names;
 pub mod server;
+mod udp;
 pub mod upstream;
 
 use std::{
@@ -74,6 +79,8 @@ pub enum DnsError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("starting the DNS receive threads: {0}")]
+    Threads(std::io::Error),
     #[error(transparent)]
     Upstream(#[from] upstream::UpstreamError),
 }
@@ -85,12 +92,15 @@ pub struct DnsServer {
     host: String,
     upstreams: Vec<SocketAddr>,
     listen: SocketAddr,
+    /// The UDP receive threads (stopped when the server is dropped).
+    _udp: udp::UdpServer,
 }
 
 impl DnsServer {
-    /// Binds UDP and TCP on `config.listen` and serves (on the current
-    /// tokio runtime) for host `host` until the runtime ends. Before the
-    /// first [`publish`](Self::publish) only the host gets answers.
+    /// Binds UDP and TCP on `config.listen` and serves for host `host`:
+    /// UDP on threads of its own until the server is dropped, TCP (and the
+    /// upstream lookups) on the current tokio runtime until it ends. Before
+    /// the first [`publish`](Self::publish) only the host gets answers.
     pub fn start(config: &DnsConfig, host: &str, metrics: DnsMetrics) -> Result<Self, DnsError> {
         let upstreams = match &config.upstream {
             UpstreamSource::Servers(s) => s.clone(),
@@ -105,14 +115,14 @@ impl DnsServer {
             config.domain.clone(),
         )));
         let (udp, tcp) = bind(config.listen, udp_sockets())?;
-        let mut server = Server::new(server::Handler {
+        let handler = Arc::new(server::Handler {
             directory: directory.clone(),
             upstream,
-            metrics,
+            counters: metrics.counters(),
         });
-        for socket in udp {
-            server.register_socket(socket);
-        }
+        let udp = udp::UdpServer::start(udp, handler.clone(), tokio::runtime::Handle::current())
+            .map_err(DnsError::Threads)?;
+        let mut server = Server::new(server::TcpHandler(handler));
         server.register_listener(tcp, TCP_IDLE, 64);
         tokio::spawn(async move {
             if let Err(e) = server.block_until_done().await {
@@ -131,6 +141,7 @@ impl DnsServer {
             host: host.to_owned(),
             upstreams,
             listen: config.listen,
+            _udp: udp,
         })
     }
 
@@ -163,15 +174,19 @@ impl DnsServer {
     }
 }
 
-/// One UDP socket per CPU (at most 4), sharing the port (`SO_REUSEPORT`):
-/// the kernel spreads queries over them by flow, and each has its own
-/// receive loop, so one busy loop does not hold up the others.
+/// One UDP socket per two CPUs (at least one, at most 4), sharing the port
+/// (`SO_REUSEPORT`): the kernel spreads askers over them by flow, and each
+/// has its own receive thread. Half the CPUs because the askers and the
+/// rest of the host need the others: on 2 CPUs one thread answered more
+/// queries per second than two (fuller batches, no thread taking the
+/// askers' CPU; `cargo xtask bench --only dns`).
 fn udp_sockets() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
 }
 
-/// `udp` UDP sockets and a TCP listener on `addr`.
-type Sockets = (Vec<tokio::net::UdpSocket>, tokio::net::TcpListener);
+/// `udp` UDP sockets (blocking, for [`udp`]'s threads) and a TCP listener
+/// on `addr`.
+type Sockets = (Vec<std::net::UdpSocket>, tokio::net::TcpListener);
 
 /// Binds [`Sockets`] even before the address exists (`IP_FREEBIND`: the
 /// bridge that holds the gateway address is created by the first
@@ -190,9 +205,8 @@ fn bind(addr: SocketAddr, udp: usize) -> Result<Sockets, DnsError> {
             let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
             s.set_freebind_v4(true)?;
             s.set_reuse_port(true)?;
-            s.set_nonblocking(true)?;
             s.bind(&addr.into())?;
-            tokio::net::UdpSocket::from_std(s.into())
+            Ok(s.into())
         })
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(err("udp"))?;

@@ -155,6 +155,49 @@ impl DnsMetrics {
             })
             .inc();
     }
+
+    /// The same series, each looked up once: a server counts every query,
+    /// and a lookup in a family takes a lock and hashes the labels.
+    pub fn counters(&self) -> DnsCounters {
+        let query = |protocol| {
+            self.queries
+                .get_or_create(&DnsProtocolLabel { protocol })
+                .clone()
+        };
+        DnsCounters {
+            udp: query("udp"),
+            tcp: query("tcp"),
+            responses: DnsOutcome::ALL.map(|o| {
+                self.responses
+                    .get_or_create(&DnsOutcomeLabel {
+                        outcome: o.as_str(),
+                    })
+                    .clone()
+            }),
+        }
+    }
+}
+
+/// The series of [`DnsMetrics`], shared with it (a count here shows in
+/// its families).
+#[derive(Clone, Debug)]
+pub struct DnsCounters {
+    udp: Counter,
+    tcp: Counter,
+    /// In the order of [`DnsOutcome::ALL`].
+    responses: [Counter; DnsOutcome::ALL.len()],
+}
+
+impl DnsCounters {
+    /// One query received over UDP (`tcp` false) or TCP.
+    pub fn query(&self, tcp: bool) {
+        if tcp { &self.tcp } else { &self.udp }.inc();
+    }
+
+    /// One response of this outcome.
+    pub fn response(&self, outcome: DnsOutcome) {
+        self.responses[outcome as usize].inc();
+    }
 }
 
 /// The metrics the agent updates as it works; cheap to clone (shared
@@ -465,4 +508,38 @@ pub async fn serve(listener: std::net::TcpListener, registry: Registry) -> std::
         );
     let listener = tokio::net::TcpListener::from_std(listener)?;
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_counters_count_in_the_families() {
+        let m = DnsMetrics::new();
+        let c = m.counters();
+        c.query(false);
+        c.query(true);
+        c.query(true);
+        for o in DnsOutcome::ALL {
+            c.response(o);
+        }
+        c.response(DnsOutcome::NxDomain);
+        let queries = |protocol| {
+            m.queries
+                .get_or_create(&DnsProtocolLabel { protocol })
+                .get()
+        };
+        assert_eq!((queries("udp"), queries("tcp")), (1, 2));
+        for o in DnsOutcome::ALL {
+            let got = m
+                .responses
+                .get_or_create(&DnsOutcomeLabel {
+                    outcome: o.as_str(),
+                })
+                .get();
+            let want = if o == DnsOutcome::NxDomain { 2 } else { 1 };
+            assert_eq!(got, want, "{}", o.as_str());
+        }
+    }
 }

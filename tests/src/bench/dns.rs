@@ -8,6 +8,10 @@
 //! Both servers see the same plumbing (a veth, no datapath programs: the
 //! per-packet datapath cost is the same for both and measured by the other
 //! parts). Names: 200 containers of one owner, the asker one of them.
+//!
+//! The two take turns, one run each per repetition (agent, dnsmasq, agent,
+//! dnsmasq, ...), so that other work on a shared machine weighs on both
+//! alike; the ratio of each pair of runs is reported besides the medians.
 
 use std::{
     net::Ipv4Addr,
@@ -48,6 +52,9 @@ pub struct DnsRow {
 pub struct DnsBench {
     pub seconds: u64,
     pub rows: Vec<DnsRow>,
+    /// The agent's queries per second over dnsmasq's, of each pair of
+    /// consecutive runs.
+    pub qps_ratio: Stats,
 }
 
 impl DnsBench {
@@ -58,6 +65,7 @@ impl DnsBench {
     pub fn json(&self) -> Value {
         json!({
             "seconds_per_run": self.seconds,
+            "qps_ratio_per_pair": self.qps_ratio.json(),
             "rows": self.rows.iter().map(|r| json!({
                 "server": r.server,
                 "qps": r.qps.json(),
@@ -276,33 +284,35 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn measure(
-    server: &'static str,
-    client: &Netns,
-    queries: &std::path::Path,
-    settings: &Settings,
-    seconds: u64,
-) -> Result<DnsRow> {
-    let mut qps = Vec::new();
-    let mut latencies = Vec::new();
-    let (mut sent, mut lost) = (0, 0);
-    for _ in 0..settings.reps {
-        let (q, l, s, x) = dnsperf(client, queries, seconds)?;
-        qps.push(q);
-        latencies.extend(l);
-        sent += s;
-        lost += x;
+/// The runs of one server so far.
+#[derive(Default)]
+struct Runs {
+    qps: Vec<f64>,
+    latencies: Vec<f64>,
+    sent: u64,
+    lost: u64,
+}
+
+impl Runs {
+    fn add(&mut self, (qps, latencies, sent, lost): (f64, Vec<f64>, u64, u64)) {
+        self.qps.push(qps);
+        self.latencies.extend(latencies);
+        self.sent += sent;
+        self.lost += lost;
     }
-    latencies.sort_by(f64::total_cmp);
-    Ok(DnsRow {
-        server,
-        qps: Stats::of(&qps),
-        p50_us: percentile(&latencies, 0.50),
-        p99_us: percentile(&latencies, 0.99),
-        p999_us: percentile(&latencies, 0.999),
-        queries: sent,
-        lost,
-    })
+
+    fn row(mut self, server: &'static str) -> DnsRow {
+        self.latencies.sort_by(f64::total_cmp);
+        DnsRow {
+            server,
+            qps: Stats::of(&self.qps),
+            p50_us: percentile(&self.latencies, 0.50),
+            p99_us: percentile(&self.latencies, 0.99),
+            p999_us: percentile(&self.latencies, 0.999),
+            queries: self.sent,
+            lost: self.lost,
+        }
+    }
 }
 
 pub fn run(settings: &Settings) -> Result<DnsBench> {
@@ -343,22 +353,26 @@ pub fn run(settings: &Settings) -> Result<DnsBench> {
     std::fs::write(&queries, q)?;
     std::fs::write(&hosts, h)?;
 
-    let mut rows = Vec::new();
-    {
-        let _agent = start_agent_dns(&host, state()?)?;
-        wait_answering(&client)?;
-        rows.push(measure(
-            "netfabric agent",
-            &client,
-            &queries,
-            settings,
-            seconds,
-        )?);
+    let (mut agent, mut dnsmasq) = (Runs::default(), Runs::default());
+    let mut ratios = Vec::new();
+    for _ in 0..settings.reps {
+        {
+            let _agent = start_agent_dns(&host, state()?)?;
+            wait_answering(&client)?;
+            agent.add(dnsperf(&client, &queries, seconds)?);
+        }
+        {
+            let _dnsmasq = start_dnsmasq(&host, &hosts)?;
+            wait_answering(&client)?;
+            dnsmasq.add(dnsperf(&client, &queries, seconds)?);
+        }
+        if let (Some(ours), Some(theirs)) = (agent.qps.last(), dnsmasq.qps.last()) {
+            ratios.push(ours / theirs);
+        }
     }
-    {
-        let _dnsmasq = start_dnsmasq(&host, &hosts)?;
-        wait_answering(&client)?;
-        rows.push(measure("dnsmasq", &client, &queries, settings, seconds)?);
-    }
-    Ok(DnsBench { seconds, rows })
+    Ok(DnsBench {
+        seconds,
+        rows: vec![agent.row("netfabric agent"), dnsmasq.row("dnsmasq")],
+        qps_ratio: Stats::of(&ratios),
+    })
 }
