@@ -142,6 +142,20 @@ pub fn track(key: &ConnKey, l4: &L4, src_owner: u32, dst: Peer) {
     }
 }
 
+/// Track a packet of a sender whose owner narrowed what reaches it
+/// (`INGRESS_SCOPED`), from the container `src` to the container `dst`,
+/// only when the sender's scope would refuse its reverse: a packet the
+/// peer may send unasked needs no state, and an entry made by a server's
+/// answer (a UDP reply from an open port) would keep the client's side of
+/// the exchange open after the scope is narrowed, as a "reply".
+#[inline(always)]
+pub fn track_scoped(key: &ConnKey, l4: &L4, src: Endpoint, dst: Endpoint) {
+    if scope::opens(src, dst.owner, key.protocol, key.src_port) {
+        return;
+    }
+    track(key, l4, src.owner, Peer::Container(dst));
+}
+
 /// May the packet `key` (with `l4`), from `from` to the container `to`,
 /// which the rule refused, pass as the reply of a tracked connection? See
 /// the module doc for what it takes. Updates the entry's state (a reply

@@ -113,7 +113,7 @@ fn try_from_container(
     if src.groups & INGRESS_SCOPED != 0 {
         // Its replies will be judged against the sender's port scopes.
         let l4 = l4::parse(pkt, &ip)?;
-        conntrack::track(&l4.key(&ip), &l4, src.owner, Peer::Container(dst));
+        conntrack::track_scoped(&l4.key(&ip), &l4, src, dst);
     }
     match route {
         Egress::Port(port) => {

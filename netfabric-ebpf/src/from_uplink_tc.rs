@@ -16,7 +16,7 @@ use aya_ebpf::{
 use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::INGRESS_SCOPED};
 
 use crate::{
-    conntrack::{self, Peer},
+    conntrack,
     from_container::linear_packet,
     from_uplink::{Judged, judge},
     metrics::record,
@@ -55,7 +55,7 @@ fn try_from_uplink_tc(pkt: &mut Packet, tagged: bool) -> Result<(Forward, i32), 
                 // sender's port scopes. Tracked before the rewrite: the key
                 // holds addresses and ports only.
                 let l4 = l4::parse(pkt, &ip)?;
-                conntrack::track(&l4.key(&ip), &l4, src.owner, Peer::Container(dst));
+                conntrack::track_scoped(&l4.key(&ip), &l4, src, dst);
             }
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
             Ok((

@@ -999,8 +999,9 @@ impl Model {
     }
 
     /// A sender whose endpoint carries `INGRESS_SCOPED` has its packets to
-    /// containers tracked (their replies are judged by its scopes); its
-    /// transport header must be whole.
+    /// containers tracked (their replies are judged by its scopes) when its
+    /// scope would refuse their reverse; its transport header must be
+    /// whole.
     fn track_scoped_sender(
         &self,
         pkt: &[u8],
@@ -1013,8 +1014,12 @@ impl Model {
             return Ok(());
         }
         let l4 = parse_l4(pkt, ip)?;
+        let key = l4.key(ip);
+        if self.scope_opens(ip.src, dst_owner, key.protocol, key.src_port) {
+            return Ok(());
+        }
         effect.push(Effect::Track {
-            key: l4.key(ip),
+            key,
             l4,
             src_owner,
             dst_owner,

@@ -23,7 +23,8 @@ use netfabric::datapath::{
 use netfabric_common::{
     CONNECTIONS_ENTRIES, Direction, DropReason as R, Forward, MonitorLease, SYSTEM_OWNER, Verdict,
     conntrack::{
-        CONN_REPLIED, ConnKey, ConnState, PROTO_ICMP, PROTO_TCP, PROTO_UDP, idle_timeout_ns,
+        CONN_REPLIED, ConnKey, ConnState, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PortRule, PortScope,
+        ScopedPair, idle_timeout_ns,
     },
     policy::INGRESS_SCOPED,
 };
@@ -3039,13 +3040,36 @@ type ScopedCase = (
 fn scoped_senders_are_tracked_on_both_hosts() {
     let mut w = world(true);
     let _in = w._ns.enter();
-    // Alice (here .10, and .10 of host 2) narrowed her access.
+    // Alice (here .10, and .10 of host 2) narrowed what carol reaches of
+    // her to tcp/22 and udp/53: a packet of hers whose reverse that scope
+    // refuses is tracked; one whose reverse it opens needs no entry.
     for (slot, addr) in [(0, l(10)), (0, a(2, 10))] {
         let groups = w.model.groups_bloom(ALICE) | INGRESS_SCOPED;
         w.h.dp
             .set_endpoint_groups(slot, addr, ALICE, groups)
             .expect("flagging alice");
     }
+    let rule = |protocol, port| PortRule {
+        first_port: port,
+        last_port: port,
+        protocol,
+        _pad: [0; 3],
+    };
+    let mut scope = PortScope {
+        count: 2,
+        ..PortScope::default()
+    };
+    scope.rules[0] = rule(PROTO_TCP, 22);
+    scope.rules[1] = rule(PROTO_UDP, 53);
+    w.h.dp
+        .set_port_scope(
+            ScopedPair {
+                receiver: ALICE,
+                sender: CAROL,
+            },
+            scope,
+        )
+        .expect("alice's scope for carol");
     let out10 = Prog::FromContainer(w.port(10));
     let out30 = Prog::FromContainer(w.port(30));
     let uplink = Prog::UplinkTc(w.stray);
@@ -3087,6 +3111,22 @@ fn scoped_senders_are_tracked_on_both_hosts() {
             Some((ALICE, CAROL)),
         ),
         (
+            "alice's UDP answer from her open udp/53: delivered, nothing tracked \
+             (an entry would keep carol's side open after the scope narrows)",
+            out10,
+            from(
+                10,
+                l(30),
+                Transport::Udp {
+                    sport: 53,
+                    dport: 5001,
+                },
+            ),
+            tc_local(30),
+            conn(l(10), 53, l(30), 5001, PROTO_UDP),
+            None,
+        ),
+        (
             "alice's ACK without a connection: delivered, nothing tracked",
             out10,
             from(
@@ -3103,11 +3143,11 @@ fn scoped_senders_are_tracked_on_both_hosts() {
             None,
         ),
         (
-            "carol (not scoped) to alice: delivered, nothing tracked",
+            "carol (not scoped) to alice's open tcp/22: delivered, nothing tracked",
             out30,
-            from(30, l(10), syn(40000, 80)),
+            from(30, l(10), syn(40000, 22)),
             tc_local(10),
-            conn(l(30), 40000, l(10), 80, PROTO_TCP),
+            conn(l(30), 40000, l(10), 22, PROTO_TCP),
             None,
         ),
         (
