@@ -15,6 +15,7 @@ use super::{
     error::path,
     model::{Container, Group, Host, MAX_CONTAINERS_PER_HOST, Owner, State, Zone, is_valid_name},
     security::{SecurityGroup, Via},
+    validate::check_address_on_host,
 };
 
 /// One object of the state, as a store keeps it under one key.
@@ -447,29 +448,7 @@ impl FollowedState {
             });
         }
         let address = container.address;
-        if !host.subnet.contains(address) {
-            return Err(StateError::AddressOutsideHost {
-                field: field("address"),
-                address,
-                host: host.name.clone(),
-                subnet: host.subnet,
-            });
-        }
-        let which = if address == host.subnet.network() {
-            Some("network")
-        } else if address == host.subnet.broadcast() {
-            Some("broadcast")
-        } else {
-            None
-        };
-        if let Some(which) = which {
-            return Err(StateError::ReservedAddress {
-                field: field("address"),
-                address,
-                which,
-                subnet: host.subnet,
-            });
-        }
+        check_address_on_host(&field("address"), address, host)?;
         if let Some(other) = self.addresses.get(&address) {
             return Err(StateError::Duplicate {
                 field: field("address"),

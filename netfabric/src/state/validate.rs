@@ -405,29 +405,7 @@ impl State {
                 });
             }
             let address = container.address;
-            if !host.subnet.contains(address) {
-                return Err(StateError::AddressOutsideHost {
-                    field: field("address"),
-                    address,
-                    host: host.name.clone(),
-                    subnet: host.subnet,
-                });
-            }
-            let which = if address == host.subnet.network() {
-                Some("network")
-            } else if address == host.subnet.broadcast() {
-                Some("broadcast")
-            } else {
-                None
-            };
-            if let Some(which) = which {
-                return Err(StateError::ReservedAddress {
-                    field: field("address"),
-                    address,
-                    which,
-                    subnet: host.subnet,
-                });
-            }
+            check_address_on_host(&field("address"), address, host)?;
             if let Some(other) = addresses.insert(address, &container.name) {
                 return Err(StateError::Duplicate {
                     field: field("address"),
@@ -459,6 +437,38 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// A container address must be one of `.1`–`.254` of its host's /24.
+pub(super) fn check_address_on_host(
+    field: &str,
+    address: Ipv4Addr,
+    host: &Host,
+) -> Result<(), StateError> {
+    if !host.subnet.contains(address) {
+        return Err(StateError::AddressOutsideHost {
+            field: field.to_owned(),
+            address,
+            host: host.name.clone(),
+            subnet: host.subnet,
+        });
+    }
+    let which = if address == host.subnet.network() {
+        Some("network")
+    } else if address == host.subnet.broadcast() {
+        Some("broadcast")
+    } else {
+        None
+    };
+    if let Some(which) = which {
+        return Err(StateError::ReservedAddress {
+            field: field.to_owned(),
+            address,
+            which,
+            subnet: host.subnet,
+        });
+    }
+    Ok(())
 }
 
 fn check_unicast_mac(field: &str, mac: MacAddr) -> Result<(), StateError> {
