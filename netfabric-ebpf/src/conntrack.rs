@@ -20,7 +20,7 @@
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use netfabric_common::{
-    CONNECTIONS_CREATED_SLOT, Endpoint, NO_OWNER,
+    CONNECTIONS_CREATED_SLOT, DropReason, Endpoint, NO_OWNER,
     conntrack::{
         CONN_REPLIED, ConnKey, ConnState, Connection, PROTO_ICMP, PROTO_TCP, PROTO_UDP, REFRESH_NS,
         idle_timeout_ns,
@@ -30,9 +30,13 @@ use netfabric_common::{
 
 use crate::{
     maps::{CONNECTIONS, COUNTERS},
-    parse::l4::{ICMP_ECHO_REQUEST, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    parse::{
+        Packet,
+        ipv4::Ipv4,
+        l4::{ICMP_ECHO_REQUEST, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    },
     policy::check,
-    scope,
+    scope::{self, Scoped},
 };
 
 /// The far end of a connection as the policy sees it.
@@ -154,6 +158,24 @@ pub fn track_scoped(key: &ConnKey, l4: &L4, src: Endpoint, dst: Endpoint) {
         return;
     }
     track(key, l4, src.owner, Peer::Container(dst));
+}
+
+/// The port scope's judgement of a packet from the container `src` to the
+/// container `dst` that the owner rule allowed: a packet the scope closes
+/// passes only as the reply of a tracked connection, else
+/// `port_not_allowed`.
+#[inline(always)]
+pub fn check_scope(
+    pkt: &Packet,
+    ip: &Ipv4,
+    src: Endpoint,
+    dst: Endpoint,
+) -> Result<(), DropReason> {
+    match scope::judge(pkt, ip, src, dst)? {
+        Scoped::Open => Ok(()),
+        Scoped::Closed(l4) if reply_allowed(&l4.key(ip), &l4, Peer::Container(src), dst) => Ok(()),
+        Scoped::Closed(_) => Err(DropReason::PortNotAllowed),
+    }
 }
 
 /// May the packet `key` (with `l4`), from `from` to the container `to`,

@@ -29,7 +29,7 @@ use crate::{
     parse::{Packet, arp, eth, ipv4, l4, vlan},
     policy::{Location, check, endpoint_in_zone, host_config, locate},
     route::{self, Egress, check_ttl, rewrite},
-    scope, spoof,
+    spoof,
 };
 
 /// Make the Ethernet header, the longest IPv4 header and the transport
@@ -109,7 +109,7 @@ fn try_from_container(
     let route = route::egress(host, ip.dst, dst_zone)?;
     // What touches the connection table comes last: only a packet that is
     // forwarded moves it.
-    scope::check(pkt, &ip, src, dst)?;
+    conntrack::check_scope(pkt, &ip, src, dst)?;
     if src.groups & INGRESS_SCOPED != 0 {
         // Its replies will be judged against the sender's port scopes.
         let l4 = l4::parse(pkt, &ip)?;

@@ -6,7 +6,7 @@
 //! a container of this host is then checked against policy and TTL.
 //! Everything else (the host's own traffic, ARP, IPv6, other protocols, other
 //! hosts' addresses) passes to the stack untouched. A receiver with security
-//! groups is then asked about the protocol and port (`scope::check`). IPv4 whose header cannot
+//! groups is then asked about the protocol and port (`conntrack::check_scope`). IPv4 whose header cannot
 //! be parsed is dropped as `malformed`: its destination cannot be trusted,
 //! and the stack would drop it too.
 //!
@@ -42,6 +42,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use netfabric_common::{Direction, DropReason, Endpoint, HostConfig, LocalPort, Verdict};
 
 use crate::{
+    conntrack,
     metrics::record,
     parse::{
         Packet,
@@ -51,7 +52,7 @@ use crate::{
     },
     policy::{Location, check, endpoint_in_zone, host_config, in_a_zone, locate, source_party},
     route::{check_ttl, is_local, local_port},
-    scope, spoof,
+    spoof,
 };
 
 #[xdp(frags)]
@@ -136,7 +137,7 @@ pub fn judge(pkt: &mut Packet, stripped_tag: bool) -> Result<Judged, DropReason>
     check_ttl(&ip)?;
     // Last: a reply it lets through moves the connection table.
     if let Some(src) = src {
-        scope::check(pkt, &ip, src, dst)?;
+        conntrack::check_scope(pkt, &ip, src, dst)?;
     }
     Ok(Judged::Deliver {
         eth,

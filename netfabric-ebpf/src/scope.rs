@@ -5,9 +5,10 @@
 //!
 //! Only then is `PORT_SCOPES` looked up, for (receiver, sender): absent,
 //! the sender is not narrowed; present, the packet's protocol and
-//! destination port must be opened, or the packet must be the reply of a
-//! tracked connection whose original direction is still allowed
-//! (`conntrack::reply_allowed`), else `port_not_allowed`. Owners without
+//! destination port must be opened; a packet it closes may still be the
+//! reply of a tracked connection whose original direction is still allowed
+//! (`conntrack::check_scope` asks `conntrack::reply_allowed`), else
+//! `port_not_allowed`. Owners without
 //! security groups pay one bit test. The system owner is never narrowed
 //! (the agent writes no pair for it, and it is not looked up).
 //!
@@ -20,40 +21,50 @@
 use netfabric_common::{DropReason, Endpoint, SYSTEM_OWNER, conntrack::ScopedPair, policy};
 
 use crate::{
-    conntrack::{self, Peer},
     maps::PORT_SCOPES,
-    parse::{Packet, ipv4::Ipv4, l4},
+    parse::{
+        Packet,
+        ipv4::Ipv4,
+        l4::{self, L4},
+    },
 };
 
-/// May the container `src` reach the container `dst` with this packet's
-/// protocol and port? Called after the owner rule allowed it.
+/// What the port scope says of a packet.
+pub enum Scoped {
+    /// Not narrowed, or its protocol and port are open.
+    Open,
+    /// Closed to it; it passes only as a tracked reply.
+    Closed(L4),
+}
+
+/// What `dst`'s scope says of this packet from the container `src`,
+/// which the owner rule allowed. A later fragment closed to its protocol
+/// is refused here (it has no ports to be a reply by).
 #[inline(always)]
-pub fn check(pkt: &Packet, ip: &Ipv4, src: Endpoint, dst: Endpoint) -> Result<(), DropReason> {
+pub fn judge(pkt: &Packet, ip: &Ipv4, src: Endpoint, dst: Endpoint) -> Result<Scoped, DropReason> {
     if dst.groups & policy::INGRESS_SCOPED == 0 || src.owner == SYSTEM_OWNER {
-        return Ok(());
+        return Ok(Scoped::Open);
     }
     let pair = ScopedPair {
         receiver: dst.owner,
         sender: src.owner,
     };
     let Some(scope) = (unsafe { PORT_SCOPES.get(pair) }) else {
-        return Ok(());
+        return Ok(Scoped::Open);
     };
     let protocol = ip.protocol();
     if ip.fragment_offset() != 0 {
         return if scope.opens_protocol(protocol) {
-            Ok(())
+            Ok(Scoped::Open)
         } else {
             Err(DropReason::PortNotAllowed)
         };
     }
     let l4 = l4::parse(pkt, ip)?;
-    if scope.opens(protocol, l4.dst_port)
-        || conntrack::reply_allowed(&l4.key(ip), &l4, Peer::Container(src), dst)
-    {
-        Ok(())
+    if scope.opens(protocol, l4.dst_port) {
+        Ok(Scoped::Open)
     } else {
-        Err(DropReason::PortNotAllowed)
+        Ok(Scoped::Closed(l4))
     }
 }
 
