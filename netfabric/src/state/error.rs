@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::model::{Ipv4Prefix, NAME_RULE};
+use super::{names::NAME_RULE, prefix::Ipv4Prefix};
 
 /// A refused state or change. Nothing was applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

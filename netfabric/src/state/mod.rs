@@ -18,7 +18,10 @@
 pub mod changes;
 mod error;
 pub mod model;
+mod names;
 mod ops;
+mod prefix;
+mod scopes;
 pub mod security;
 mod validate;
 

@@ -8,10 +8,14 @@
 //! host number, container address) are stored too, so that they stay the same
 //! for as long as the object exists.
 
-use std::{collections::BTreeSet, fmt, net::Ipv4Addr, str::FromStr};
+use std::{collections::BTreeSet, net::Ipv4Addr};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
+pub use super::{
+    names::{MAX_NAME_LEN, NAME_RULE, is_valid_interface_name, is_valid_name},
+    prefix::{Ipv4Prefix, ParsePrefixError},
+};
 use crate::MacAddr;
 
 /// Name of the reserved owner that may talk to every container (docs/concepts.md#the-system-owner).
@@ -26,36 +30,6 @@ pub const MAX_CONTAINERS_PER_HOST: usize =
     (*CONTAINER_OCTETS.end() - *CONTAINER_OCTETS.start()) as usize + 1;
 /// Zones a deployment can have (the datapath's zone slots).
 pub const MAX_ZONES: u32 = netfabric_common::MAX_ZONES;
-/// Longest name (a DNS label).
-pub const MAX_NAME_LEN: usize = 63;
-/// The naming rule, as shown in error messages.
-pub const NAME_RULE: &str = "a name is 1 to 63 characters of lowercase letters a-z, digits and '-', \
-                             starting with a letter (like a DNS label)";
-
-/// Whether `name` follows [`NAME_RULE`] (`^[a-z][a-z0-9-]{0,62}$`).
-pub fn is_valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAME_LEN
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-}
-
-/// Whether `name` is a valid Linux interface name (what the kernel's
-/// `dev_valid_name` accepts: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or
-/// whitespace).
-pub fn is_valid_interface_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-}
-
 /// The whole desired state of a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,96 +231,6 @@ pub fn host_subnet(zone_prefix: Ipv4Prefix, number: u32) -> Ipv4Prefix {
     }
 }
 
-/// An IPv4 prefix in CIDR notation, e.g. `10.1.0.0/16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv4Prefix {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-impl Ipv4Prefix {
-    pub fn new(addr: Ipv4Addr, len: u8) -> Self {
-        Ipv4Prefix { addr, len }
-    }
-
-    /// The mask as a number (`len` leading ones).
-    pub fn mask(self) -> u32 {
-        match self.len {
-            0 => 0,
-            len => u32::MAX << (32 - u32::from(len.min(32))),
-        }
-    }
-
-    /// The first address (host bits cleared).
-    pub fn network(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) & self.mask())
-    }
-
-    /// The last address (host bits set).
-    pub fn broadcast(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
-    }
-
-    /// Whether the address part has no host bits set.
-    pub fn is_canonical(self) -> bool {
-        self.network() == self.addr
-    }
-
-    pub fn contains(self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.network())
-    }
-
-    /// Whether `other` lies entirely inside `self`.
-    pub fn contains_prefix(self, other: Ipv4Prefix) -> bool {
-        other.len >= self.len && self.contains(other.addr)
-    }
-
-    pub fn overlaps(self, other: Ipv4Prefix) -> bool {
-        self.contains_prefix(other) || other.contains_prefix(self)
-    }
-}
-
-impl fmt::Display for Ipv4Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid IPv4 prefix {0:?}: expected CIDR notation such as 10.1.0.0/16")]
-pub struct ParsePrefixError(String);
-
-impl FromStr for Ipv4Prefix {
-    type Err = ParsePrefixError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParsePrefixError(s.to_owned());
-        let (addr, len) = s.split_once('/').ok_or_else(err)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
-        if len.is_empty() || len.len() > 2 || !len.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err());
-        }
-        let len: u8 = len.parse().map_err(|_| err())?;
-        if len > 32 {
-            return Err(err());
-        }
-        Ok(Ipv4Prefix { addr, len })
-    }
-}
-
-impl Serialize for Ipv4Prefix {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ipv4Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// MACs in the state file as `"02:00:0a:01:01:05"`.
 pub mod mac_serde {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -384,61 +268,6 @@ pub fn member_pairs(members: impl IntoIterator<Item = u32>) -> Vec<netfabric_com
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names() {
-        for good in ["a", "web-1", "a0", &"a".repeat(63)] {
-            assert!(is_valid_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            "1a",
-            "-a",
-            "A",
-            "a_b",
-            "a.b",
-            "é",
-            &"a".repeat(64),
-            "a b",
-        ] {
-            assert!(!is_valid_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn interface_names() {
-        assert!(is_valid_interface_name("eth0"));
-        assert!(is_valid_interface_name("nf-h1-uplink"));
-        for bad in ["", ".", "..", "a/b", "a:b", "a b", "0123456789abcdef"] {
-            assert!(!is_valid_interface_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn prefixes() {
-        let p: Ipv4Prefix = "10.1.0.0/16".parse().unwrap();
-        assert_eq!(p.to_string(), "10.1.0.0/16");
-        assert!(p.is_canonical());
-        assert!(p.contains(Ipv4Addr::new(10, 1, 200, 3)));
-        assert!(!p.contains(Ipv4Addr::new(10, 2, 0, 1)));
-        assert_eq!(p.broadcast(), Ipv4Addr::new(10, 1, 255, 255));
-        let h = host_subnet(p, 7);
-        assert_eq!(h.to_string(), "10.1.7.0/24");
-        assert!(p.contains_prefix(h) && !h.contains_prefix(p) && p.overlaps(h));
-        assert!(!"10.1.0.5/16".parse::<Ipv4Prefix>().unwrap().is_canonical());
-        for bad in [
-            "10.1.0.0",
-            "10.1.0.0/33",
-            "10.1.0/16",
-            "10.1.0.0/",
-            "10.1.0.0/+1",
-            "x/16",
-        ] {
-            assert!(bad.parse::<Ipv4Prefix>().is_err(), "{bad}");
-        }
-        let all: Ipv4Prefix = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)));
-    }
 
     #[test]
     fn default_state_has_the_system_owner() {
