@@ -101,6 +101,36 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
 
+/// A hash map's insert: a table out of room (`E2BIG`, or `ENOMEM` for one
+/// not preallocated) is [`DatapathError::MapFull`], never a silent drop.
+fn hash_insert(
+    name: &'static str,
+    capacity: u32,
+    inserted: std::result::Result<(), MapError>,
+) -> Result<()> {
+    match inserted {
+        Ok(()) => Ok(()),
+        Err(MapError::SyscallError(e))
+            if matches!(
+                e.io_error.raw_os_error(),
+                Some(libc::E2BIG) | Some(libc::ENOMEM)
+            ) =>
+        {
+            Err(DatapathError::MapFull { name, capacity })
+        }
+        Err(e) => Err(map_err(name)(e)),
+    }
+}
+
+/// A hash map's remove: an absent key is already removed.
+fn hash_remove(name: &'static str, removed: std::result::Result<(), MapError>) -> Result<()> {
+    match removed {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(map_err(name)(e)),
+    }
+}
+
 fn prog_err(name: &'static str) -> impl FnOnce(ProgramError) -> DatapathError {
     move |source| DatapathError::Program { name, source }
 }

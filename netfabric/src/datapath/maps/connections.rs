@@ -9,7 +9,7 @@ use netfabric_common::{
 };
 
 use super::{KernelMap, Result};
-use crate::datapath::{Datapath, batch, map_err};
+use crate::datapath::{Datapath, batch, hash_remove, map_err};
 
 /// `CONNECTIONS`: read in batches, never planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +71,7 @@ impl Datapath {
 
     /// Forgets one connection (absent: nothing to do).
     pub fn remove_connection(&mut self, key: &ConnKey) -> Result<()> {
-        match self.connections.remove(key) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(())
-            }
-            Err(e) => Err(map_err(common::CONNECTIONS)(e)),
-        }
+        hash_remove(common::CONNECTIONS, self.connections.remove(key))
     }
 }
 

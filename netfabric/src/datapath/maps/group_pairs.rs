@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use aya::maps::{IterableMap as _, MapError};
+use aya::maps::IterableMap as _;
 use netfabric_common::{self as common, OwnerPair};
 
 use super::{Change, DesiredMap, Entries, Result};
-use crate::datapath::{Datapath, DatapathError, batch, map_err};
+use crate::datapath::{Datapath, batch, hash_insert, hash_remove};
 
 /// `GROUP_PAIRS` as the agent plans it: owner pair → shared groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,32 +55,19 @@ impl Datapath {
     /// A full table is an error, never a silent allow or drop of the entry.
     pub fn set_group_pair(&mut self, a: u32, b: u32, shared_groups: u32) -> Result<()> {
         let pair = OwnerPair::new(a, b);
-        match self.group_pairs.insert(pair, shared_groups, 0) {
-            Ok(()) => Ok(()),
-            Err(MapError::SyscallError(e))
-                if matches!(
-                    e.io_error.raw_os_error(),
-                    Some(libc::E2BIG) | Some(libc::ENOMEM)
-                ) =>
-            {
-                Err(DatapathError::MapFull {
-                    name: common::GROUP_PAIRS,
-                    capacity: self.group_pairs_capacity,
-                })
-            }
-            Err(e) => Err(map_err(common::GROUP_PAIRS)(e)),
-        }
+        hash_insert(
+            common::GROUP_PAIRS,
+            self.group_pairs_capacity,
+            self.group_pairs.insert(pair, shared_groups, 0),
+        )
     }
 
     /// Owners `a` and `b` no longer share any group.
     pub fn remove_group_pair(&mut self, a: u32, b: u32) -> Result<()> {
-        match self.group_pairs.remove(&OwnerPair::new(a, b)) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(())
-            }
-            Err(e) => Err(map_err(common::GROUP_PAIRS)(e)),
-        }
+        hash_remove(
+            common::GROUP_PAIRS,
+            self.group_pairs.remove(&OwnerPair::new(a, b)),
+        )
     }
 
     /// Every pair (batched).

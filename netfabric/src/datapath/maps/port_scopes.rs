@@ -6,14 +6,14 @@
 
 use std::collections::BTreeSet;
 
-use aya::maps::{IterableMap as _, MapError};
+use aya::maps::IterableMap as _;
 use netfabric_common::{
     self as common,
     conntrack::{PortScope, ScopedPair},
 };
 
 use super::{DesiredMap, Entries, Result};
-use crate::datapath::{Datapath, DatapathError, batch, map_err};
+use crate::datapath::{Datapath, batch, hash_insert, hash_remove};
 
 /// `PORT_SCOPES` as the agent plans it (`State::port_scopes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,32 +48,16 @@ impl Datapath {
     /// What `pair.sender` may still open towards `pair.receiver`. A full
     /// table is an error (validation bounds the pairs: it should not be).
     pub fn set_port_scope(&mut self, pair: ScopedPair, scope: PortScope) -> Result<()> {
-        match self.port_scopes.insert(pair, scope, 0) {
-            Ok(()) => Ok(()),
-            Err(MapError::SyscallError(e))
-                if matches!(
-                    e.io_error.raw_os_error(),
-                    Some(libc::E2BIG) | Some(libc::ENOMEM)
-                ) =>
-            {
-                Err(DatapathError::MapFull {
-                    name: common::PORT_SCOPES,
-                    capacity: common::PORT_SCOPES_ENTRIES,
-                })
-            }
-            Err(e) => Err(map_err(common::PORT_SCOPES)(e)),
-        }
+        hash_insert(
+            common::PORT_SCOPES,
+            common::PORT_SCOPES_ENTRIES,
+            self.port_scopes.insert(pair, scope, 0),
+        )
     }
 
     /// The pair is no longer narrowed.
     pub fn remove_port_scope(&mut self, pair: ScopedPair) -> Result<()> {
-        match self.port_scopes.remove(&pair) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Ok(())
-            }
-            Err(e) => Err(map_err(common::PORT_SCOPES)(e)),
-        }
+        hash_remove(common::PORT_SCOPES, self.port_scopes.remove(&pair))
     }
 
     /// Every narrowed pair (batched).
