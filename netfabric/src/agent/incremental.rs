@@ -34,27 +34,6 @@ use super::plan::{
 };
 use crate::state::{Changes, Container, Group, Object, Owner, State, member_pairs};
 
-fn owner_of(o: &Option<Object>) -> Option<&Owner> {
-    match o {
-        Some(Object::Owner(o)) => Some(o),
-        _ => None,
-    }
-}
-
-fn group_of(o: &Option<Object>) -> Option<&Group> {
-    match o {
-        Some(Object::Group(g)) => Some(g),
-        _ => None,
-    }
-}
-
-fn container_of(o: &Option<Object>) -> Option<&Container> {
-    match o {
-        Some(Object::Container(c)) => Some(c),
-        _ => None,
-    }
-}
-
 /// A change checked for an incremental update, with what it names owned.
 struct Prepared {
     new_owners: Vec<(String, u32)>,
@@ -342,11 +321,17 @@ impl IncrementalPlan {
         let mut containers = Vec::new();
         for c in changes.iter() {
             match (&c.before, &c.after) {
-                (Some(Object::Owner(b)), a) => owners.push((Some(b), owner_of(a))),
+                (Some(Object::Owner(b)), a) => {
+                    owners.push((Some(b), a.as_ref().and_then(Object::owner)))
+                }
                 (None, Some(Object::Owner(a))) => owners.push((None, Some(a))),
-                (Some(Object::Group(b)), a) => groups.push((Some(b), group_of(a))),
+                (Some(Object::Group(b)), a) => {
+                    groups.push((Some(b), a.as_ref().and_then(Object::group)))
+                }
                 (None, Some(Object::Group(a))) => groups.push((None, Some(a))),
-                (Some(Object::Container(b)), a) => containers.push((Some(b), container_of(a))),
+                (Some(Object::Container(b)), a) => {
+                    containers.push((Some(b), a.as_ref().and_then(Object::container)))
+                }
                 (None, Some(Object::Container(a))) => containers.push((None, Some(a))),
                 // The plan does not read it.
                 (Some(Object::NextOwnerId(_)) | None, Some(Object::NextOwnerId(_)) | None) => {}

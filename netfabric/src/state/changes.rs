@@ -45,6 +45,41 @@ pub enum ObjectId {
 }
 
 impl Object {
+    pub fn zone(&self) -> Option<&Zone> {
+        match self {
+            Object::Zone(z) => Some(z),
+            _ => None,
+        }
+    }
+
+    pub fn host(&self) -> Option<&Host> {
+        match self {
+            Object::Host(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn owner(&self) -> Option<&Owner> {
+        match self {
+            Object::Owner(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    pub fn group(&self) -> Option<&Group> {
+        match self {
+            Object::Group(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    pub fn container(&self) -> Option<&Container> {
+        match self {
+            Object::Container(c) => Some(c),
+            _ => None,
+        }
+    }
+
     pub fn id(&self) -> ObjectId {
         match self {
             Object::Zone(z) => ObjectId::Zone(z.name.clone()),
@@ -166,68 +201,53 @@ impl State {
     /// ([`State::normalize`]) and stay so.
     pub fn apply_changes(&mut self, changes: &Changes) {
         for (id, c) in &changes.objects {
-            let after = c.after.clone();
+            let after = c.after.as_ref();
             match id {
                 ObjectId::Zone(n) => upsert(
                     &mut self.zones,
                     n,
-                    after.and_then(|o| match o {
-                        Object::Zone(z) => Some(z),
-                        _ => None,
-                    }),
+                    after.and_then(Object::zone).cloned(),
                     |z| &z.name,
                 ),
                 ObjectId::Host(n) => upsert(
                     &mut self.hosts,
                     n,
-                    after.and_then(|o| match o {
-                        Object::Host(h) => Some(h),
-                        _ => None,
-                    }),
+                    after.and_then(Object::host).cloned(),
                     |h| &h.name,
                 ),
                 ObjectId::Owner(n) => upsert(
                     &mut self.owners,
                     n,
-                    after.and_then(|o| match o {
-                        Object::Owner(o) => Some(o),
-                        _ => None,
-                    }),
+                    after.and_then(Object::owner).cloned(),
                     |o| &o.name,
                 ),
                 ObjectId::Group(n) => upsert(
                     &mut self.groups,
                     n,
-                    after.and_then(|o| match o {
-                        Object::Group(g) => Some(g),
-                        _ => None,
-                    }),
+                    after.and_then(Object::group).cloned(),
                     |g| &g.name,
                 ),
                 ObjectId::Container(n) => upsert(
                     &mut self.containers,
                     n,
-                    after.and_then(|o| match o {
-                        Object::Container(c) => Some(c),
-                        _ => None,
-                    }),
+                    after.and_then(Object::container).cloned(),
                     |c| &c.name,
                 ),
                 ObjectId::SecurityGroup(owner, via) => {
                     let list = &mut self.security_groups;
                     let at = list.binary_search_by(|g| (&g.owner, &g.via).cmp(&(owner, via)));
                     match (at, after) {
-                        (Ok(i), Some(Object::SecurityGroup(g))) => list[i] = g,
+                        (Ok(i), Some(Object::SecurityGroup(g))) => list[i] = g.clone(),
                         (Ok(i), _) => {
                             list.remove(i);
                         }
-                        (Err(i), Some(Object::SecurityGroup(g))) => list.insert(i, g),
+                        (Err(i), Some(Object::SecurityGroup(g))) => list.insert(i, g.clone()),
                         (Err(_), _) => {}
                     }
                 }
                 ObjectId::NextOwnerId => {
                     if let Some(Object::NextOwnerId(n)) = after {
-                        self.next_owner_id = n;
+                        self.next_owner_id = *n;
                     }
                 }
             }
