@@ -9,6 +9,7 @@
 //!   outside world) as one pure function used by the kernel and by the
 //!   userspace reference model.
 //! * [`conntrack`]: connection tracking and port scopes (stateful policy).
+//! * [`service`]: services' VIPs, Maglev tables and flow translations.
 //! * [`checksum`]: the incremental IPv4 checksum update for a TTL decrement.
 //!
 //! Byte order: every IPv4 address stored in a map is a `u32` in **host**
@@ -22,6 +23,7 @@ pub mod maps;
 pub mod plan;
 pub mod policy;
 pub mod resolver;
+pub mod service;
 pub mod verdict;
 
 pub use maps::*;

@@ -58,6 +58,24 @@ pub const CONNECTIONS_ENTRIES: u32 = 1 << 18;
 /// [`crate::policy::INGRESS_SCOPED`]. Absent pair: not narrowed.
 pub const PORT_SCOPES: &str = "PORT_SCOPES";
 pub const PORT_SCOPES_ENTRIES: u32 = 1 << 16;
+/// `HashMap<ServicePortKey, ServicePort>` (zone-wide, written by the
+/// agent): every VIP port of every service ([`crate::service`]).
+pub const SERVICE_PORTS: &str = "SERVICE_PORTS";
+pub const SERVICE_PORTS_ENTRIES: u32 = 1 << 16;
+/// `HashMap<u32, ServiceTable>` (zone-wide, written by the agent, not
+/// preallocated: about 17 KiB per service): a service's members and Maglev
+/// table by [`crate::service::service_id`].
+pub const SERVICE_TABLES: &str = "SERVICE_TABLES";
+pub const SERVICE_TABLES_ENTRIES: u32 = crate::service::MAX_SERVICES;
+/// `LruHashMap<ConnKey, ServiceFlow>` (per host, written by the programs):
+/// the forward and reverse translations of open service flows. LRU: a full
+/// table evicts; an evicted flow's next packet is balanced again.
+pub const SERVICE_FLOWS: &str = "SERVICE_FLOWS";
+pub const SERVICE_FLOWS_ENTRIES: u32 = 1 << 18;
+/// `LruPerCpuHashMap<ServiceCounterKey, Counter>` (per host, written by the
+/// programs): packets and bytes balanced per service and backend.
+pub const SERVICE_COUNTERS: &str = "SERVICE_COUNTERS";
+pub const SERVICE_COUNTERS_ENTRIES: u32 = 1 << 15;
 /// `PerCpuArray<Counter>` indexed by [`crate::Verdict::counter_slot`].
 pub const COUNTERS: &str = "COUNTERS";
 /// `RingBuf` of [`DropEvent`]s for `netfabric monitor`.
@@ -70,7 +88,7 @@ pub const MONITOR_LEASE: &str = "MONITOR_LEASE";
 pub const MONITOR_LEASE_ENTRIES: u32 = 1;
 
 /// Every map, for pinning and `maps list`.
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 17] = [
     ZONE_BY_PREFIX,
     ENDPOINTS,
     NEXT_HOPS,
@@ -84,6 +102,10 @@ pub const ALL_MAPS: [&str; 13] = [
     DROP_EVENTS,
     MONITOR_LEASE,
     CONNECTIONS,
+    SERVICE_PORTS,
+    SERVICE_TABLES,
+    SERVICE_FLOWS,
+    SERVICE_COUNTERS,
 ];
 
 /// The reserved owner that may talk to every container (load balancers,

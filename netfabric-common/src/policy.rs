@@ -45,8 +45,14 @@ pub const INGRESS_SCOPED: u32 = 1 << 30;
 /// `Endpoint::groups` flag: the owner's containers may not open connections
 /// to addresses outside every zone.
 pub const EGRESS_DENIED: u32 = 1 << 29;
+/// `Endpoint::groups` flag: the container is a member of a service
+/// (docs/services.md): its packets to a container of this host may be
+/// replies of a balanced flow, whose source the programs translate back to
+/// the service's VIP (`SERVICE_FLOWS`). Other containers' packets skip that
+/// lookup.
+pub const SERVICE_BACKEND: u32 = 1 << 28;
 /// Bloom bits: the rest.
-const GROUP_BITS: u32 = (1 << 29) - 1;
+const GROUP_BITS: u32 = (1 << 28) - 1;
 
 /// The key of a group: FNV-1a of its name, stable across agents and
 /// restarts. It picks the group's bloom bit ([`group_bit`]) and is what
@@ -57,7 +63,7 @@ pub fn group_key(name: &str) -> u32 {
     })
 }
 
-/// The bloom bit of the group with key `group` ([`group_key`] of its name): one of 29, spread by murmur3's finaliser.
+/// The bloom bit of the group with key `group` ([`group_key`] of its name): one of 28, spread by murmur3's finaliser.
 #[inline(always)]
 pub const fn group_bit(group: u32) -> u32 {
     let mut h = group;
@@ -66,7 +72,7 @@ pub const fn group_bit(group: u32) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
-    1 << (h % 29)
+    1 << (h % 28)
 }
 
 /// The `Endpoint::groups` value of an owner in `groups` (keys as for
@@ -124,14 +130,14 @@ mod tests {
         // Unknown on either side: ask.
         assert!(may_share_group(0, groups_bloom([])));
         assert!(may_share_group(groups_bloom([]), 0));
-        // 29 bits: every group key lands on one of them, and they spread.
+        // 28 bits: every group key lands on one of them, and they spread.
         let all = (0..1_000).map(group_bit).fold(0, |acc, b| {
             assert!(b.count_ones() == 1 && b & !GROUP_BITS == 0);
             acc | b
         });
-        assert_eq!(all, GROUP_BITS, "all 29 bits in use");
+        assert_eq!(all, GROUP_BITS, "all 28 bits in use");
         // Flags alone never look like a shared group.
-        let flagged = groups_bloom([]) | INGRESS_SCOPED | EGRESS_DENIED;
+        let flagged = groups_bloom([]) | INGRESS_SCOPED | EGRESS_DENIED | SERVICE_BACKEND;
         assert!(!may_share_group(flagged, flagged));
     }
 

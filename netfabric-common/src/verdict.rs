@@ -94,10 +94,14 @@ pub enum DropReason {
     /// A container of an owner denied egress sent to an address outside
     /// every zone.
     EgressDenied = 14,
+    /// A container sent to a service's VIP and port, but the service has
+    /// no healthy backend (or the VIP has no such port, or the packet is a
+    /// later fragment, which carries no port to balance by).
+    NoBackend = 15,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::SpoofedSourceIp,
         DropReason::SpoofedSourceMac,
@@ -112,6 +116,7 @@ impl DropReason {
         DropReason::VlanTagged,
         DropReason::PortNotAllowed,
         DropReason::EgressDenied,
+        DropReason::NoBackend,
     ];
 
     /// Is the source address of a packet dropped for this reason only what
@@ -146,6 +151,7 @@ impl DropReason {
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::PortNotAllowed => "port_not_allowed",
             DropReason::EgressDenied => "egress_denied",
+            DropReason::NoBackend => "no_backend",
         }
     }
 
@@ -165,6 +171,7 @@ impl DropReason {
             12 => Some(DropReason::VlanTagged),
             13 => Some(DropReason::PortNotAllowed),
             14 => Some(DropReason::EgressDenied),
+            15 => Some(DropReason::NoBackend),
             _ => None,
         }
     }
@@ -294,7 +301,7 @@ mod tests {
     #[test]
     fn drop_reason_numbers_are_stable() {
         // These numbers are ABI: counters and events carry them. Never change them.
-        let expected: [(DropReason, u8, &str); 14] = [
+        let expected: [(DropReason, u8, &str); 15] = [
             (DropReason::Malformed, 1, "malformed"),
             (DropReason::SpoofedSourceIp, 2, "spoofed_source_ip"),
             (DropReason::SpoofedSourceMac, 3, "spoofed_source_mac"),
@@ -309,6 +316,7 @@ mod tests {
             (DropReason::VlanTagged, 12, "vlan_tagged"),
             (DropReason::PortNotAllowed, 13, "port_not_allowed"),
             (DropReason::EgressDenied, 14, "egress_denied"),
+            (DropReason::NoBackend, 15, "no_backend"),
         ];
         for (r, n, label) in expected {
             assert_eq!(r as u8, n);
@@ -316,7 +324,7 @@ mod tests {
             assert_eq!(DropReason::from_u8(n), Some(r));
         }
         assert_eq!(DropReason::from_u8(0), None);
-        assert_eq!(DropReason::from_u8(15), None);
+        assert_eq!(DropReason::from_u8(16), None);
         assert_eq!(DropReason::ALL.len(), expected.len());
     }
 }

@@ -4,14 +4,16 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use netfabric_common::{
     CONNECTIONS_ENTRIES, COUNTER_SLOTS, Counter, DROP_EVENTS_BYTES, ENDPOINTS_ENTRIES, Endpoint,
     GROUP_PAIRS_ENTRIES, HOST_CONFIG_ENTRIES, HostConfig, LOCAL_PORTS_ENTRIES, LocalPort,
     MONITOR_LEASE_ENTRIES, MonitorLease, NEXT_HOPS_ENTRIES, NextHop, OWNER_GROUPS_ENTRIES,
-    OwnerGroups, OwnerPair, PORT_SCOPES_ENTRIES, ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
+    OwnerGroups, OwnerPair, PORT_SCOPES_ENTRIES, SERVICE_COUNTERS_ENTRIES, SERVICE_FLOWS_ENTRIES,
+    SERVICE_PORTS_ENTRIES, SERVICE_TABLES_ENTRIES, ZONE_BY_PREFIX_ENTRIES, ZONE_GATEWAYS_ENTRIES,
     conntrack::{ConnKey, Connection, PortScope, ScopedPair},
+    service::{ServiceCounterKey, ServiceFlow, ServicePort, ServicePortKey, ServiceTable},
 };
 
 #[map]
@@ -60,3 +62,20 @@ pub static MONITOR_LEASE: Array<MonitorLease> = Array::with_max_entries(MONITOR_
 #[map]
 pub static CONNECTIONS: LruHashMap<ConnKey, Connection> =
     LruHashMap::with_max_entries(CONNECTIONS_ENTRIES, 0);
+
+#[map]
+pub static SERVICE_PORTS: HashMap<ServicePortKey, ServicePort> =
+    HashMap::with_max_entries(SERVICE_PORTS_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Not preallocated: a table is about 17 KiB, and most ids have no service.
+#[map]
+pub static SERVICE_TABLES: HashMap<u32, ServiceTable> =
+    HashMap::with_max_entries(SERVICE_TABLES_ENTRIES, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static SERVICE_FLOWS: LruHashMap<ConnKey, ServiceFlow> =
+    LruHashMap::with_max_entries(SERVICE_FLOWS_ENTRIES, 0);
+
+#[map]
+pub static SERVICE_COUNTERS: LruPerCpuHashMap<ServiceCounterKey, Counter> =
+    LruPerCpuHashMap::with_max_entries(SERVICE_COUNTERS_ENTRIES, 0);

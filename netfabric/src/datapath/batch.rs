@@ -87,6 +87,10 @@ pub fn pod<T: aya::Pod>(bytes: &[u8]) -> T {
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries per batch call.
 const BATCH: u32 = 8192;
+/// Bytes of values one batch call may return: maps with large values
+/// (`SERVICE_TABLES`, about 17 KiB each) read fewer entries per call
+/// rather than allocate 8,192 of them.
+const BATCH_VALUE_BYTES: usize = 4 << 20;
 
 /// `union bpf_attr` as used by the `BPF_MAP_*_BATCH` commands.
 #[repr(C)]
@@ -157,7 +161,8 @@ fn read_batches(
     token_in.resize(token_len, 0);
     let mut token_out = vec![0u8; token_len];
     while out.count < limit {
-        let want = (limit - out.count).min(BATCH as usize);
+        let per_call = (BATCH as usize).min((BATCH_VALUE_BYTES / value_stride.max(1)).max(1));
+        let want = (limit - out.count).min(per_call);
         let mut keys = vec![0u8; key_size * want];
         let mut values = vec![0u8; value_stride * want];
         let mut attr = BatchAttr {

@@ -26,6 +26,7 @@ use netfabric_common::{
     self as common, Counter, Endpoint, HostConfig, LocalPort, MAX_ZONES, MonitorLease, NextHop,
     OwnerGroups, OwnerPair,
     conntrack::{ConnKey, Connection, PortScope, ScopedPair},
+    service::{ServiceFlow, ServicePort, ServicePortKey, ServiceTable},
 };
 
 pub use maps::counters::CounterSnapshot;
@@ -164,6 +165,11 @@ pub struct Datapath {
     drop_events: Option<RingBuf<MapData>>,
     monitor_lease: Array<MapData, MonitorLease>,
     connections: HashMap<MapData, ConnKey, Connection>,
+    service_ports: HashMap<MapData, ServicePortKey, ServicePort>,
+    service_tables: HashMap<MapData, u32, ServiceTable>,
+    service_flows: HashMap<MapData, ConnKey, ServiceFlow>,
+    /// Per-CPU LRU hash, read only in batches.
+    service_counters: MapData,
 }
 
 impl Datapath {
@@ -214,6 +220,10 @@ impl Datapath {
             drop_events: Some(take(&mut ebpf, common::DROP_EVENTS)?),
             monitor_lease: take(&mut ebpf, common::MONITOR_LEASE)?,
             connections: take(&mut ebpf, common::CONNECTIONS)?,
+            service_ports: take(&mut ebpf, common::SERVICE_PORTS)?,
+            service_tables: take(&mut ebpf, common::SERVICE_TABLES)?,
+            service_flows: take(&mut ebpf, common::SERVICE_FLOWS)?,
+            service_counters: take_data(&mut ebpf, common::SERVICE_COUNTERS)?,
             ebpf,
             others: Vec::new(),
         })
@@ -319,6 +329,14 @@ where
         .program_mut(name)
         .ok_or(DatapathError::MissingProgram(name))?;
     prog.try_into().map_err(prog_err(name))
+}
+
+/// A map only read in batches: its raw handle.
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData> {
+    match ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))? {
+        Map::PerCpuLruHashMap(data) | Map::PerCpuHashMap(data) => Ok(data),
+        _ => Err(DatapathError::MissingMap(name)),
+    }
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T>

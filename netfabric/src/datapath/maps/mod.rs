@@ -6,7 +6,8 @@
 //!   entries are planned (`agent::plan::HostPlan` holds one
 //!   [`Entries`] per map), diffed against what the map holds, and written
 //!   one [`Change`] at a time.
-//! * [`KernelMap`]: written by the programs (`COUNTERS`, `CONNECTIONS`). Userspace only reads them (and, for maps
+//! * [`KernelMap`]: written by the programs (`COUNTERS`, `CONNECTIONS`,
+//!   `SERVICE_FLOWS`, `SERVICE_COUNTERS`). Userspace only reads them (and, for maps
 //!   that need it, ages and garbage-collects entries); they are never
 //!   planned nor diffed.
 
@@ -19,6 +20,10 @@ pub mod local_ports;
 pub mod next_hops;
 pub mod owner_groups;
 pub mod port_scopes;
+pub mod service_counters;
+pub mod service_flows;
+pub mod service_ports;
+pub mod service_tables;
 pub mod zone_gateways;
 pub mod zones;
 
