@@ -2627,6 +2627,8 @@ fn connection_tracking_fixtures() {
     };
     let udp = |sport, dport| Transport::Udp { sport, dport };
     let echo = |request, id| Transport::Echo { request, id };
+    let error = |icmp_type, quoted| Transport::IcmpError { icmp_type, quoted };
+    let router = Ipv4Addr::new(198, 51, 100, 1);
     let https = conn(l(10), 40000, web, 443, PROTO_TCP);
     let dns = conn(l(10), 5353, OUTSIDE, 53, PROTO_UDP);
     let ping = conn(l(10), 7, OUTSIDE, 0, PROTO_ICMP);
@@ -2779,6 +2781,48 @@ fn connection_tracking_fixtures() {
             refused(in10),
         ),
         stateful(
+            "a router's fragmentation-needed quoting alice's query: delivered, nothing changes",
+            in10,
+            to(router, 10, error(3, dns)),
+            delivered(),
+        )
+        .leaves(dns, established),
+        stateful(
+            "time exceeded quoting alice's echo request",
+            in10,
+            to(router, 10, error(11, ping)),
+            delivered(),
+        )
+        .leaves(ping, established),
+        stateful(
+            "a parameter problem quoting alice's HTTPS segment",
+            in10,
+            to(router, 10, error(12, https)),
+            delivered(),
+        ),
+        stateful(
+            "an error quoting a connection nobody opened",
+            in10,
+            to(
+                router,
+                10,
+                error(3, conn(l(10), 40009, web, 443, PROTO_TCP)),
+            ),
+            refused(in10),
+        ),
+        stateful(
+            "an error quoting alice's query, sent to her other container",
+            in11,
+            to(router, 11, error(3, dns)),
+            refused(in11),
+        ),
+        stateful(
+            "an error quoting the answer's direction (a packet alice never sent)",
+            in10,
+            to(router, 10, error(3, dns.reversed())),
+            refused(in10),
+        ),
+        stateful(
             "an expired entry lets no reply through",
             in10,
             to(OUTSIDE, 10, udp(53, 5353)),
@@ -2821,6 +2865,12 @@ fn connection_tracking_fixtures() {
             refused(in10),
         )
         .after(egress(ALICE, false)),
+        stateful(
+            "and an error quoting her query is refused too",
+            in10,
+            to(router, 10, error(3, dns)),
+            refused(in10),
+        ),
         stateful(
             "and alice's next packet to outside is egress_denied",
             out10,
