@@ -1946,6 +1946,18 @@ fn security_group_fixtures() {
         )
     };
     let drop10 = dropped(p10, R::PortNotAllowed);
+    // A "port unreachable" from .11 to .10 quoting `quoted`.
+    let error11 = |quoted| {
+        with_transport(
+            Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10))
+                .payload(40)
+                .build(),
+            Transport::IcmpError {
+                icmp_type: 3,
+                quoted,
+            },
+        )
+    };
     let rows = vec![
         row(
             "no security group: alice -> carol tcp/22",
@@ -2180,6 +2192,24 @@ fn security_group_fixtures() {
             ),
             dropped(p11, R::PortNotAllowed),
         ),
+        row(
+            "an ICMP error from .11 quoting .10's tracked SYN (icmp is closed): passes",
+            p11,
+            error11(conn(l(10), 40000, l(11), 8080, PROTO_TCP)),
+            tc_local(10),
+        ),
+        row(
+            "an ICMP error from .11 quoting a segment .10 never sent",
+            p11,
+            error11(conn(l(10), 40007, l(11), 8080, PROTO_TCP)),
+            dropped(p11, R::PortNotAllowed),
+        ),
+        row(
+            "an ICMP error from .11 quoting .11's own side of the connection",
+            p11,
+            error11(conn(l(11), 8080, l(10), 40000, PROTO_TCP)),
+            dropped(p11, R::PortNotAllowed),
+        ),
         row_after(
             "alice's own scope moves to tcp/9090: the established connection's next reply is cut",
             scope(ALICE, ScopeVia::Own, Some(vec![(TCP, 9090, 9090)])),
@@ -2193,6 +2223,12 @@ fn security_group_fixtures() {
                 ),
                 0x10,
             ),
+            dropped(p11, R::PortNotAllowed),
+        ),
+        row(
+            "... and so are its ICMP errors",
+            p11,
+            error11(conn(l(10), 40000, l(11), 8080, PROTO_TCP)),
             dropped(p11, R::PortNotAllowed),
         ),
         row(
