@@ -57,6 +57,11 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "iptables",
     "iperf3",
     "sockperf",
+    // The conntrack bench's C programs (the kernel's conntrack kfuncs,
+    // which aya cannot call): clang and libbpf's headers; bpftool (above)
+    // loads and runs them.
+    "clang-14",
+    "libbpf-dev",
     // promtool and the Prometheus server for the observability tests.
     "prometheus",
     // The lab prints `curl .../metrics` lines; the lab guide test runs them.

@@ -14,6 +14,7 @@
 //! Every figure is a ratio against a baseline measured in the same run, from
 //! the median of several repetitions, with min..max as the spread.
 
+pub mod conntrack;
 pub mod control;
 pub mod decision;
 pub mod dns;

@@ -24,6 +24,7 @@ pub struct Results {
     pub control: Option<Control>,
     pub zone: Option<Zone>,
     pub dns: Option<super::dns::DnsBench>,
+    pub conntrack: Option<super::conntrack::ConntrackBench>,
 }
 
 /// One target: what, the goal, the measured value (as text), met or not.
@@ -179,6 +180,16 @@ fn targets(r: &Results) -> Vec<Target> {
     if let Some(z) = &r.zone {
         out.extend(zone_targets(z));
     }
+    if let Some(c) = &r.conntrack
+        && let Some((map, kfunc)) = c.lookup_costs()
+    {
+        out.push(Target {
+            what: "connection lookup (hit), our map / the kernel's conntrack kfunc (issue 17: choose by measurement)".into(),
+            goal: "<= 1.0x".into(),
+            measured: format!("{:.2}x ({map:.0} / {kfunc:.0} ns)", map / kfunc.max(1.0)),
+            met: map <= kfunc,
+        });
+    }
     out
 }
 
@@ -320,6 +331,45 @@ fn peer_targets(e: &E2e) -> Vec<Target> {
     out
 }
 
+fn conntrack_md(md: &mut String, c: &super::conntrack::ConntrackBench) -> Result<()> {
+    writeln!(
+        md,
+        "## Connection tracking: the kernel's conntrack vs our own map\n"
+    )?;
+    writeln!(
+        md,
+        "Three TC programs parse the same IPv4/UDP frame; two then look the flow up, in the \
+         kernel's conntrack (`bpf_skb_ct_lookup` kfunc, the flow tracked by the namespace's \
+         conntrack) or in an LRU hash keyed like `CONNECTIONS`. BPF_PROG_TEST_RUN through \
+         `bpftool prog run`, {} runs per call, ns per packet (median [min..max]).\n",
+        c.repeat
+    )?;
+    writeln!(
+        md,
+        "| program | tracked flow (hit) | untracked flow (miss) |"
+    )?;
+    writeln!(md, "|---|---|---|")?;
+    for row in &c.rows {
+        writeln!(
+            md,
+            "| {} | {} | {} |",
+            row.label,
+            stats_cell(&row.hit, 1.0, 0),
+            stats_cell(&row.miss, 1.0, 0)
+        )?;
+    }
+    if let Some((map, kfunc)) = c.lookup_costs() {
+        writeln!(
+            md,
+            "\nWhat the lookup adds to the parse, hit: our map {map:.0} ns, the kfunc {kfunc:.0} ns \
+             ({:.1}x). The kfunc also needs the kernel's conntrack hooks in the host's namespace and \
+             sees only flows the stack saw, while the programs redirect past the stack.\n",
+            kfunc / map.max(1.0)
+        )?;
+    }
+    Ok(())
+}
+
 fn stats_cell(s: &Stats, scale: f64, digits: usize) -> String {
     format!(
         "{:.d$} ({:.d$}..{:.d$})",
@@ -432,6 +482,9 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         }
         writeln!(md)?;
     }
+    if let Some(c) = &r.conntrack {
+        conntrack_md(&mut md, c)?;
+    }
 
     std::fs::write(dir.join("report.md"), &md)?;
     let json = json!({
@@ -447,6 +500,7 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         "control_plane": r.control.as_ref().map(Control::json),
         "zone": r.zone.as_ref().map(Zone::json),
         "dns": r.dns.as_ref().map(super::dns::DnsBench::json),
+        "conntrack": r.conntrack.as_ref().map(super::conntrack::ConntrackBench::json),
     });
     std::fs::write(
         dir.join("report.json"),

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--only decision,e2e,control,zone,dns] [--zone-agents N]`:
+//! `cargo xtask bench [--quick] [--only decision,e2e,control,zone,dns,conntrack] [--zone-agents N]`:
 //! netfabric's benchmarks (see `netfabric_tests::bench`). Writes
 //! `target/bench/report.md`, `report.json` and PNG plots, and prints the
 //! summary. `zone` (254 agents on etcd) and `dns` (the agent's DNS against
@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use netfabric_tests::bench::{Settings, control, decision, dns, e2e, lab, report, zone};
+use netfabric_tests::bench::{Settings, conntrack, control, decision, dns, e2e, lab, report, zone};
 
-const PARTS: [&str; 5] = ["decision", "e2e", "control", "zone", "dns"];
+const PARTS: [&str; 6] = ["decision", "e2e", "control", "zone", "dns", "conntrack"];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,6 +71,10 @@ fn main() -> Result<()> {
     if parts.contains(&"dns") {
         next("DNS: the agent's server vs dnsmasq (dnsperf)");
         results.dns = Some(dns::run(&settings)?);
+    }
+    if parts.contains(&"conntrack") {
+        next("connection tracking: the kernel's conntrack (kfunc) vs our own map");
+        results.conntrack = Some(conntrack::run(&settings)?);
     }
     report::write(&results, &settings, started.elapsed())
 }
