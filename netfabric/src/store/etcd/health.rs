@@ -18,6 +18,7 @@
 //! and resyncs the same way once etcd answers.
 
 use std::{
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -40,8 +41,9 @@ pub struct EtcdHealthBoard {
     inner: Arc<Inner>,
     prefix: String,
     ttl: Duration,
-    /// The lease this process's reports are under (one per board).
-    lease: Arc<Mutex<Option<i64>>>,
+    /// The lease of each host's report this board published (an agent
+    /// publishes its own host only; tests publish several).
+    leases: Arc<Mutex<BTreeMap<String, i64>>>,
     /// Kept so the client's runtime outlives the board.
     _store: EtcdStore,
 }
@@ -67,7 +69,7 @@ impl EtcdHealthBoard {
             inner: store.inner.clone(),
             prefix: board_prefix(&store.inner.cfg.prefix),
             ttl: REPORT_TTL,
-            lease: Arc::new(Mutex::new(None)),
+            leases: Arc::default(),
             _store: store.clone(),
         }
     }
@@ -131,13 +133,18 @@ impl HealthBoard for EtcdHealthBoard {
     fn publish(&self, report: &HealthReport) -> Result<(), StoreError> {
         let key = self.key(&report.host)?;
         let value = serde_json::to_vec(report).expect("a report serialises");
-        let (inner, slot, ttl) = (
+        let (inner, leases, ttl) = (
             self.inner.clone(),
-            self.lease.clone(),
+            self.leases.clone(),
             self.ttl.as_secs() as i64,
         );
+        let host = report.host.clone();
         self.block("publishing a health report to", async move {
-            let held = *slot.lock().unwrap_or_else(|p| p.into_inner());
+            let held = leases
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&host)
+                .copied();
             let lease = match held {
                 // A lease etcd lost (or cannot renew) is replaced.
                 Some(id) if renew(&inner, id).await.unwrap_or(false) => id,
@@ -145,7 +152,10 @@ impl HealthBoard for EtcdHealthBoard {
                     let granted = inner
                         .request(|mut c| async move { c.lease_grant(ttl, None).await })
                         .await?;
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(granted.id());
+                    leases
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(host, granted.id());
                     granted.id()
                 }
             };
@@ -165,7 +175,11 @@ impl HealthBoard for EtcdHealthBoard {
     fn withdraw(&self, host: &str) -> Result<(), StoreError> {
         let key = self.key(host)?;
         let inner = self.inner.clone();
-        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let lease = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(host);
         self.block("withdrawing a health report from", async move {
             inner
                 .request(|mut c| {
@@ -221,9 +235,9 @@ async fn watch_loop(inner: Arc<Inner>, prefix: String, tx: std::sync::mpsc::Send
     let mut backoff = Backoff::new();
     // Reports by host, and the keys that could not be read (by key).
     let mut view = HealthView::default();
-    let mut bad: std::collections::BTreeMap<String, StoreError> = Default::default();
+    let mut bad: BTreeMap<String, StoreError> = Default::default();
     let mut failing = false;
-    let send = |view: &HealthView, bad: &std::collections::BTreeMap<String, StoreError>| {
+    let send = |view: &HealthView, bad: &BTreeMap<String, StoreError>| {
         let item = match bad.values().next() {
             Some(e) => Err(StoreError::BadStored {
                 url: inner.url.clone(),
