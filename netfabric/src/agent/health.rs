@@ -21,14 +21,15 @@
 //!
 //! [`run`] ties a prober to a [`HealthBoard`]: it publishes the host's
 //! report when a verdict changes and every [`REPORT_HEARTBEAT`] otherwise
-//! (which renews an etcd lease or a file report's age).
+//! (which renews an etcd lease or a file report's age), from a task of its
+//! own so that the store's latency never delays a probe.
 
 use std::{
     collections::BTreeMap,
     io,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use futures::StreamExt as _;
@@ -295,8 +296,12 @@ fn http_status(head: &[u8]) -> Result<u16, ProbeError> {
 
 /// Probes the targets `targets` holds (updated by the agent as its local
 /// backends change) and publishes `host`'s report on `board`, until the
-/// future is dropped. A failed publication is logged and retried at the
-/// next round: probing goes on.
+/// future is dropped.
+///
+/// Publishing is a task of its own, fed the latest report: a slow or
+/// unreachable store never delays a probe round, and a publication that
+/// failed is retried with the report current by then (a verdict that
+/// changed meanwhile is never lost, only the ones it superseded).
 pub async fn run(
     host: String,
     config: ProberConfig,
@@ -304,32 +309,63 @@ pub async fn run(
     board: Arc<dyn HealthBoard>,
 ) {
     let mut prober = Prober::new(config);
+    let (latest, reports) = tokio::sync::watch::channel(None::<HealthReport>);
+    let publisher = tokio::spawn(publish(reports, board));
+    // Stops the publisher when this future is dropped.
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _publisher = Abort(publisher);
     let mut tick = tokio::time::interval(prober.config().period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut published: Option<(HealthReport, Instant)> = None;
     loop {
         tick.tick().await;
         let current = targets.borrow_and_update().clone();
-        let changed = prober.round(&current).await;
+        prober.round(&current).await;
         let report = prober.report(&host);
-        let due = match &published {
-            None => true,
-            Some((last, at)) => {
-                changed || !last.same_verdicts(&report) || at.elapsed() >= REPORT_HEARTBEAT
+        latest.send_if_modified(|last| {
+            let changed = last.as_ref().is_none_or(|l| !l.same_verdicts(&report));
+            if changed {
+                *last = Some(report);
+            }
+            changed
+        });
+    }
+}
+
+/// Publishes each new report, and the last one again every
+/// [`REPORT_HEARTBEAT`]; retries a failed publication after a pause.
+async fn publish(
+    mut reports: tokio::sync::watch::Receiver<Option<HealthReport>>,
+    board: Arc<dyn HealthBoard>,
+) {
+    const RETRY: Duration = Duration::from_millis(500);
+    let mut wait = REPORT_HEARTBEAT;
+    loop {
+        // A new report, or the heartbeat (timeout); the prober gone: stop.
+        if let Ok(Err(_)) = tokio::time::timeout(wait, reports.changed()).await {
+            return;
+        }
+        let Some(mut report) = reports.borrow_and_update().clone() else {
+            continue;
+        };
+        // A heartbeat says "still current" with a new time.
+        report.at_ms = now_ms();
+        let board = board.clone();
+        wait = match tokio::task::spawn_blocking(move || board.publish(&report)).await {
+            Ok(Ok(())) => REPORT_HEARTBEAT,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "publishing the health report failed; retrying");
+                RETRY
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the health report's publication panicked");
+                RETRY
             }
         };
-        if !due {
-            continue;
-        }
-        let board = board.clone();
-        let out = report.clone();
-        match tokio::task::spawn_blocking(move || board.publish(&out)).await {
-            Ok(Ok(())) => published = Some((report, Instant::now())),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "publishing the health report failed; retrying")
-            }
-            Err(e) => tracing::error!(error = %e, "the health report's publication panicked"),
-        }
     }
 }
 

@@ -21,7 +21,9 @@
 use std::{
     collections::BTreeMap,
     fmt, fs, io,
-    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _},
+    os::unix::fs::{
+        DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+    },
     path::{Path, PathBuf},
     sync::{
         Arc,
@@ -201,6 +203,43 @@ impl FileHealthBoard {
                 .mode(DIR_MODE)
                 .create(&self.dir)
                 .map_err(self.io("creating the health board directory", &self.dir))?;
+            // Exactly DIR_MODE, whatever the umask.
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(DIR_MODE))
+                .map_err(self.io("setting the mode of", &self.dir))?;
+        }
+        self.check_dir()
+    }
+
+    /// Refuses a board directory someone else could write to: whoever can
+    /// plant a report can take any backend out of every service (the same
+    /// rule as the state's directory). A missing directory is an empty
+    /// board.
+    fn check_dir(&self) -> Result<(), StoreError> {
+        let meta = match fs::symlink_metadata(&self.dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io("reading the metadata of", &self.dir)(e)),
+        };
+        let insecure = |reason: String| StoreError::Insecure {
+            path: self.dir.clone(),
+            reason,
+        };
+        if !meta.is_dir() {
+            return Err(insecure("it is not a directory".into()));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid && meta.uid() != 0 {
+            return Err(insecure(format!(
+                "it is owned by uid {}, not by root or uid {euid}",
+                meta.uid()
+            )));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(insecure(format!(
+                "its mode {mode:04o} lets other users write to it"
+            )));
         }
         Ok(())
     }
@@ -210,6 +249,7 @@ impl FileHealthBoard {
     /// not guess at what it says.
     fn read_view(&self) -> Result<HealthView, StoreError> {
         let mut view = HealthView::default();
+        self.check_dir()?;
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(view),
@@ -418,5 +458,21 @@ mod tests {
         assert!(e.to_string().contains("h9.json"), "{e}");
         let e = board.publish(&report("../x", true)).unwrap_err();
         assert!(e.rejection().is_some(), "{e}");
+    }
+
+    #[test]
+    fn a_board_directory_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = FileHealthBoard::in_dir(dir.path().join("health"));
+        board.publish(&report("h1", true)).unwrap();
+        let meta = fs::metadata(board.dir()).unwrap();
+        assert_eq!(meta.mode() & 0o777, DIR_MODE);
+        fs::set_permissions(board.dir(), fs::Permissions::from_mode(0o777)).unwrap();
+        for e in [
+            board.publish(&report("h1", false)).unwrap_err(),
+            board.read_view().unwrap_err(),
+        ] {
+            assert!(matches!(e, StoreError::Insecure { .. }), "{e}");
+        }
     }
 }
