@@ -10,12 +10,14 @@
 //!   bench's two-host lab with netfabric's datapath attached, against four
 //!   backend containers (two per host) running nginx (`nginx-light`, two
 //!   workers each, a fixed 200 answer from memory, no logs): rows
-//!   **direct** (to one backend on the other host), **haproxy** (in a
-//!   container on host 2 in front of the same four backends: HTTP mode,
-//!   `balance roundrobin`, keep-alive on both sides, as it is commonly
-//!   deployed), and **VIP** (the service's address, balanced at the
-//!   client's host). The rows take turns (direct, haproxy, VIP, direct,
-//!   ...), so other work on a shared machine weighs on all alike;
+//!   **direct** (to one backend on the other host), **VIP, one backend**
+//!   (a service whose only backend is that one: the VIP's own cost),
+//!   **haproxy** (in a container on host 2 in front of the four backends:
+//!   HTTP mode, `balance roundrobin`, keep-alive on both sides, as it is
+//!   commonly deployed), and **VIP** (a service over the same four,
+//!   balanced at the client's host). The rows take turns (direct, VIP one
+//!   backend, haproxy, VIP, direct, ...), so other work on a shared
+//!   machine weighs on all alike;
 //!   requests per second is the median of the repetitions, latency
 //!   percentiles are wrk's over each run, the median of the runs reported.
 //!
@@ -170,9 +172,15 @@ const BACKENDS: [(u8, u8); 4] = [(1, 2), (1, 3), (2, 2), (2, 3)];
 /// the VIP's flows cross hosts too, and haproxy's at least once).
 const DIRECT: (u8, u8) = (2, 2);
 const HAPROXY: (u8, u8) = (2, 10);
-/// The service's VIP (zone 10.1.0.0/16's service range, host octet 0).
+/// The service's VIP (zone 10.1.0.0/16's service range, host octet 0),
+/// over the four backends.
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 80);
+/// A second service whose only backend is [`DIRECT`]: the VIP's own cost
+/// against going direct to the same backend.
+const VIP_ONE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 81);
 const HTTP_PORT: &str = "80";
+/// The row of the one-backend service.
+pub const VIP_ONE_ROW: &str = "VIP, one backend";
 /// wrk's connections and threads.
 const CONNECTIONS: u32 = 32;
 const THREADS: u32 = 2;
@@ -187,13 +195,27 @@ pub struct HttpRow {
     pub p50_us: Stats,
     pub p99_us: Stats,
     pub errors: u64,
+    /// Requests per second of each round, in order.
+    pub per_round: Vec<f64>,
+}
+
+/// `a`'s requests per second over `b`'s, round by round (the rows of one
+/// round ran back to back): median and spread.
+pub fn round_ratio(a: &HttpRow, b: &HttpRow) -> Stats {
+    let ratios: Vec<f64> = a
+        .per_round
+        .iter()
+        .zip(&b.per_round)
+        .map(|(x, y)| x / y)
+        .collect();
+    Stats::of(&ratios)
 }
 
 impl HttpRow {
     fn json(&self) -> Value {
         json!({
             "path": self.path, "rps": self.rps.json(), "p50_us": self.p50_us.json(),
-            "p99_us": self.p99_us.json(), "errors": self.errors,
+            "p99_us": self.p99_us.json(), "errors": self.errors, "per_round": self.per_round,
         })
     }
 }
@@ -325,11 +347,11 @@ fn haproxy_conf(dir: &Path, ip: Ipv4Addr, backends: &[Ipv4Addr]) -> Result<std::
 /// Programs the service on one host's datapath as the agent would: the VIP
 /// port, the members' table (all healthy), the members' `SERVICE_BACKEND`
 /// flag.
-fn program_service(dp: &mut Datapath, backends: &[Ipv4Addr]) -> Result<()> {
-    let id = service_id(0, u32::from(VIP));
+fn program_service(dp: &mut Datapath, vip: Ipv4Addr, backends: &[Ipv4Addr]) -> Result<()> {
+    let id = service_id(0, u32::from(vip));
     dp.set_service_port(
         ServicePortKey {
-            vip: u32::from(VIP),
+            vip: u32::from(vip),
             port: 80,
             protocol: PROTO_TCP,
             _pad: 0,
@@ -349,6 +371,9 @@ fn program_service(dp: &mut Datapath, backends: &[Ipv4Addr]) -> Result<()> {
     dp.set_service_table(id, &members)?;
     for &b in backends {
         let e = dp.endpoint(0, b)?;
+        if e.groups & SERVICE_BACKEND != 0 {
+            continue;
+        }
         Endpoints::set(
             dp,
             EndpointKey::of(0, b),
@@ -361,13 +386,15 @@ fn program_service(dp: &mut Datapath, backends: &[Ipv4Addr]) -> Result<()> {
     Ok(())
 }
 
-/// Whether the client can open a TCP connection to the VIP.
-fn vip_answers(lab: &Lab) -> bool {
+/// Whether the client can open a TCP connection to both VIPs.
+fn vips_answer(lab: &Lab) -> bool {
     let client = &lab.container(CLIENT).ns;
-    client
-        .try_exec(&["nc", "-z", "-w", "2", &VIP.to_string(), HTTP_PORT])
-        .status
-        .success()
+    [VIP, VIP_ONE].iter().all(|vip| {
+        client
+            .try_exec(&["nc", "-z", "-w", "2", &vip.to_string(), HTTP_PORT])
+            .status
+            .success()
+    })
 }
 
 fn wrk(lab: &Lab, to: Ipv4Addr, seconds: u32) -> Result<WrkRun> {
@@ -412,6 +439,7 @@ impl Runs {
             p50_us: pick(|r| r.p50_us),
             p99_us: pick(|r| r.p99_us),
             errors: self.0.iter().map(|r| r.errors).sum(),
+            per_round: self.0.iter().map(|r| r.rps).collect(),
         }
     }
 }
@@ -431,7 +459,8 @@ fn http(settings: &Settings, seconds: u32) -> Result<(Vec<HttpRow>, Option<&'sta
     let mut servers: Vec<Server> = Vec::new();
     let backend_ips: Vec<Ipv4Addr> = BACKENDS.iter().map(|&b| lab.container(b).ip).collect();
     for dp in &mut applied.datapaths {
-        program_service(dp, &backend_ips)?;
+        program_service(dp, VIP, &backend_ips)?;
+        program_service(dp, VIP_ONE, &[lab.container(DIRECT).ip])?;
     }
     for &b in &BACKENDS {
         let c = lab.container(b);
@@ -448,27 +477,34 @@ fn http(settings: &Settings, seconds: u32) -> Result<(Vec<HttpRow>, Option<&'sta
         HTTP_PORT,
     )?);
 
-    let vip = vip_answers(&lab);
-    let (mut direct, mut haproxy, mut via_vip) =
-        (Runs::default(), Runs::default(), Runs::default());
-    // Warm-up: connections, ARP, the JIT's and caches' first touches.
-    wrk(&lab, lab.container(DIRECT).ip, 1)?;
-    wrk(&lab, proxy.ip, 1)?;
+    let vip = vips_answer(&lab);
+    let direct_ip = lab.container(DIRECT).ip;
+    // (row, address): direct and the one-backend VIP go to the same
+    // backend; haproxy and the VIP spread over all four.
+    let mut paths = vec![("direct", direct_ip)];
     if vip {
-        wrk(&lab, VIP, 1)?;
+        paths.push((VIP_ONE_ROW, VIP_ONE));
+    }
+    paths.push(("haproxy", proxy.ip));
+    if vip {
+        paths.push(("VIP", VIP));
+    }
+    let mut runs: Vec<Runs> = paths.iter().map(|_| Runs::default()).collect();
+    // Warm-up: connections, ARP, the JIT's and caches' first touches.
+    for &(_, to) in &paths {
+        wrk(&lab, to, 1)?;
     }
     for _ in 0..settings.reps {
-        direct.0.push(wrk(&lab, lab.container(DIRECT).ip, seconds)?);
-        haproxy.0.push(wrk(&lab, proxy.ip, seconds)?);
-        if vip {
-            via_vip.0.push(wrk(&lab, VIP, seconds)?);
+        for (i, &(_, to)) in paths.iter().enumerate() {
+            runs[i].0.push(wrk(&lab, to, seconds)?);
         }
     }
     drop(servers);
-    let mut rows = vec![direct.row("direct"), haproxy.row("haproxy")];
-    if vip {
-        rows.push(via_vip.row("VIP"));
-    }
+    let rows = paths
+        .iter()
+        .zip(&runs)
+        .map(|(&(path, _), r)| r.row(path))
+        .collect();
     Ok((rows, (!vip).then_some(VIP_NOT_MEASURED)))
 }
 
