@@ -7,7 +7,8 @@
 //! * from a backend's death to another watcher of the board: the agent's
 //!   prober, in a namespace of the test's own, probes a real HTTP server
 //!   (busybox httpd) in a second namespace, from 169.254.1.1 with the
-//!   probes' mark, by TCP and by HTTP; the server is killed and the board
+//!   probes' mark (nftables in the two namespaces drop any other probe),
+//!   by TCP and by HTTP; the server is killed and the board
 //!   (file store and etcd) must show both checks down, then up again after
 //!   a restart. The delays are printed, not asserted (performance belongs
 //!   to the benchmark).
@@ -22,7 +23,7 @@ use std::{
 
 use netfabric::{
     MacAddr,
-    agent::health::{ProberConfig, run},
+    agent::health::{ProberConfig, probe, run},
     health::{Check, HealthReport, HealthView, ProbeTarget, TargetHealth, now_ms},
     state::HostSpec,
     store::{
@@ -212,6 +213,19 @@ impl Pair {
              ip -n {p} link set {vp} up && ip -n {b} link set {vb} up && \
              ip -n {b} route add 169.254.1.1/32 dev {vb}"
         ));
+        // Only probes as the agent sends them get through: marked with
+        // HEALTH_PROBE_MARK on the way out (the mark does not cross the
+        // veth, so it is checked in the prober's namespace) and from the
+        // gateway address on the way in.
+        let mark = netfabric_common::service::HEALTH_PROBE_MARK;
+        sh(&format!(
+            "ip netns exec {p} nft 'add table ip t; \
+               add chain ip t out {{ type filter hook output priority 0; }}; \
+               add rule ip t out tcp dport 8080 meta mark != {mark:#x} drop' && \
+             ip netns exec {b} nft 'add table ip t; \
+               add chain ip t in {{ type filter hook input priority 0; }}; \
+               add rule ip t in tcp dport 8080 ip saddr != 169.254.1.1 drop'"
+        ));
         Pair {
             prober,
             backend,
@@ -238,7 +252,26 @@ impl Pair {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting busybox httpd");
-        Server(child)
+        let server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.backend.0,
+                    "ss",
+                    "-Hltn",
+                    "sport = :8080",
+                ])
+                .output()
+                .unwrap();
+            if !out.stdout.is_empty() {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "busybox httpd never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -303,6 +336,22 @@ impl Drop for ProberThread {
     }
 }
 
+/// One probe from `netns` with `config`.
+fn probe_in(netns: &str, target: ProbeTarget, config: ProberConfig) -> Result<(), String> {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        netfabric::port::netns::enter(Path::new(&path)).expect("entering the prober's netns");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(probe(&target, &config))
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap()
+}
+
 /// Kills and restarts a probed server; the board, watched apart from the
 /// prober, must show its checks down and then up.
 fn death_reaches_the_board(
@@ -329,6 +378,30 @@ fn death_reaches_the_board(
             check: Check::Http { path: "/".into() },
         },
     ];
+    // The namespaces' filters let only the agent's probes through: the
+    // same probe unmarked, or from another source, gets no answer.
+    let http = targets[1].clone();
+    assert_eq!(
+        probe_in(&pair.prober.0, http.clone(), ProberConfig::default()),
+        Ok(())
+    );
+    for config in [
+        ProberConfig {
+            mark: None,
+            ..ProberConfig::default()
+        },
+        ProberConfig {
+            source: None,
+            ..ProberConfig::default()
+        },
+    ] {
+        let r = probe_in(&pair.prober.0, http.clone(), config.clone());
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("no answer")),
+            "{config:?}: {r:?}"
+        );
+    }
+
     let watch = reader.watch().unwrap();
     let _prober = ProberThread::start(&pair.prober.0, targets, board);
     let both = |v: &HealthView, up: bool| {
