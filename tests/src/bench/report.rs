@@ -104,6 +104,39 @@ fn services_targets(s: &ServicesBench) -> Vec<Target> {
             met: d.worst <= d.goal(),
         })
         .collect();
+    for d in &s.program_disruption {
+        out.push(Target {
+            what: format!(
+                "Maglev through from_container: new flows that change backend when one of {} \
+                 turns unhealthy (worst of {})",
+                d.backends, d.removals
+            ),
+            goal: format!("<= 1/N + 1% = {:.2}%", d.goal() * 100.0),
+            measured: format!("{:.2}%", d.new_flows_moved * 100.0),
+            met: d.new_flows_moved <= d.goal(),
+        });
+        out.push(Target {
+            what: format!(
+                "open flows moved when one of {} leaves the service, of the backends that stay",
+                d.backends
+            ),
+            goal: "0%".into(),
+            measured: format!(
+                "{:.2}% (all open flows moved: {:.2}%)",
+                d.open_collateral * 100.0,
+                d.open_flows_moved * 100.0
+            ),
+            met: d.open_collateral == 0.0,
+        });
+    }
+    if let Some(why) = &s.program_skipped {
+        out.push(Target {
+            what: "Maglev disruption through from_container (BPF_PROG_TEST_RUN)".into(),
+            goal: "<= 1/N + 1%".into(),
+            measured: why.clone(),
+            met: false,
+        });
+    }
     let (vip, vip_one, direct, haproxy) = (
         s.row("VIP"),
         s.row(super::services::VIP_ONE_ROW),
@@ -187,6 +220,34 @@ fn services_md(md: &mut String, s: &ServicesBench) -> Result<()> {
             d.worst_collateral * 100.0,
             d.goal() * 100.0
         )?;
+    }
+    if !s.program_disruption.is_empty() {
+        writeln!(
+            md,
+            "\nThrough the programs (BPF_PROG_TEST_RUN of from_container, {} flows of one \
+             client, two removals per N): new flows after one backend turned unhealthy, and \
+             open flows (their SERVICE_FLOWS entries) after one left the service.\n",
+            s.program_disruption[0].flows
+        )?;
+        writeln!(
+            md,
+            "| backends | new flows moved | open flows moved | of staying backends | goal |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        for d in &s.program_disruption {
+            writeln!(
+                md,
+                "| {} | {:.2}% | {:.2}% | {:.2}% | {:.2}% |",
+                d.backends,
+                d.new_flows_moved * 100.0,
+                d.open_flows_moved * 100.0,
+                d.open_collateral * 100.0,
+                d.goal() * 100.0
+            )?;
+        }
+    }
+    if let Some(why) = &s.program_skipped {
+        writeln!(md, "\nThrough the programs: {why}.")?;
     }
     writeln!(
         md,

@@ -163,6 +163,210 @@ pub fn disruption(n: usize, flows: usize) -> Disruption {
     }
 }
 
+// ---- Disruption through the programs ----------------------------------------------
+
+/// The disruption as `from_container` balances (BPF_PROG_TEST_RUN), for
+/// one of `backends` leaving.
+#[derive(Debug, Clone)]
+pub struct ProgramDisruption {
+    pub backends: usize,
+    pub flows: usize,
+    pub removals: usize,
+    /// New flows (no `SERVICE_FLOWS` entry) that go to another backend
+    /// once one is unhealthy: the table's disruption as the programs see
+    /// it. Worst over the removals.
+    pub new_flows_moved: f64,
+    /// Open flows (their entries in `SERVICE_FLOWS`) whose backend changed
+    /// when one was *removed* from the service: its own flows must move,
+    /// nobody else's. Worst over the removals.
+    pub open_flows_moved: f64,
+    /// Of those, flows whose backend stayed a member.
+    pub open_collateral: f64,
+}
+
+impl ProgramDisruption {
+    pub fn goal(&self) -> f64 {
+        1.0 / self.backends as f64 + 0.01
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "backends": self.backends, "flows": self.flows, "removals": self.removals,
+            "new_flows_moved": self.new_flows_moved, "open_flows_moved": self.open_flows_moved,
+            "open_collateral": self.open_collateral, "goal": self.goal(),
+        })
+    }
+}
+
+const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 10);
+const CLIENT_OCTET: u8 = 10;
+const PROG_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+
+/// Backend `i` of the program runs: on hosts 2.. of the zone.
+fn program_member(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 1, (2 + i / 200) as u8, (i % 200 + 2) as u8)
+}
+
+/// A datapath for one client port (`ifindex`) and a service over `n`
+/// remote backends with `healthy` (bit per member; a member with address 0
+/// is not one).
+fn program_datapath(
+    ifindex: u32,
+    members: &[u32; MAX_BACKENDS],
+    healthy: u128,
+) -> Result<Datapath> {
+    use netfabric_common::HostConfig;
+    let mut dp = Datapath::load(&netfabric::datapath::LoadOptions::default())
+        .context("loading the datapath")?;
+    dp.set_host(&HostConfig {
+        zone_prefix: u32::from(Ipv4Addr::new(10, 1, 0, 0)),
+        zone_slot: 0,
+        host_octet: 1,
+        uplink_ifindex: 1,
+        uplink_mac: PROG_MAC,
+        gateway_mac: PROG_MAC,
+        zone_router_mac: PROG_MAC,
+        flags: 0,
+    })?;
+    dp.set_zone(Ipv4Addr::new(10, 1, 0, 0), 0)?;
+    let bloom = netfabric_common::policy::groups_bloom([]);
+    dp.set_endpoint_groups(0, CLIENT_ADDR, SYSTEM_OWNER, bloom)?;
+    dp.set_local_port(CLIENT_OCTET, ifindex, PROG_MAC)?;
+    for h in 2..=3u8 {
+        dp.set_next_hop(0, h, PROG_MAC, Ipv4Addr::new(172, 31, 0, h))?;
+    }
+    for &m in members.iter().filter(|&&m| m != 0) {
+        dp.set_endpoint_groups(0, Ipv4Addr::from(m), SYSTEM_OWNER, bloom | SERVICE_BACKEND)?;
+    }
+    dp.set_service_port(
+        ServicePortKey {
+            vip: u32::from(VIP),
+            port: 80,
+            protocol: PROTO_TCP,
+            _pad: 0,
+        },
+        ServicePort {
+            service: service_id(0, u32::from(VIP)),
+            owner: SYSTEM_OWNER,
+            target_port: 80,
+            _pad: [0; 6],
+        },
+    )?;
+    dp.set_service_table(
+        service_id(0, u32::from(VIP)),
+        &ServiceMembers {
+            members: *members,
+            healthy,
+        },
+    )?;
+    Ok(dp)
+}
+
+/// The backend `from_container` sends the client's packet from `sport` to
+/// (`None`: the VIP was not translated).
+fn balanced(dp: &mut Datapath, ifindex: u32, sport: u16, flags: u8) -> Result<Option<u32>> {
+    use crate::packets::{Ipv4Frame, Transport, with_transport};
+    let frame = Ipv4Frame::new(PROG_MAC, PROG_MAC, CLIENT_ADDR, VIP)
+        .payload(20)
+        .build();
+    let frame = with_transport(
+        frame,
+        Transport::Tcp {
+            sport,
+            dport: 80,
+            flags,
+        },
+    );
+    let out = dp.test_run_tc(netfabric::datapath::PROG_FROM_CONTAINER, &frame, ifindex, 1)?;
+    let Some(dst) = out.packet.get(30..34) else {
+        bail!("from_container returned {} bytes", out.packet.len());
+    };
+    let dst = u32::from_be_bytes(dst.try_into().expect("4 bytes"));
+    Ok((dst != u32::from(VIP)).then_some(dst))
+}
+
+/// Measures, through the programs, what one of `n` backends leaving does
+/// to new flows (health) and to open flows (removal). `None` when the
+/// programs do not balance services.
+pub fn program_disruption(n: usize, flows: usize) -> Result<Option<ProgramDisruption>> {
+    use crate::packets::{TCP_ACK, TCP_SYN};
+    crate::ensure_bpffs();
+    let ns = crate::netns::Netns::new(&super::lab::name("nfbs"));
+    ns.exec(&[
+        "ip", "link", "add", "port", "type", "veth", "peer", "name", "peer",
+    ]);
+    let ifindex = ns.ifindex("port");
+    let _inside = ns.enter();
+    let mut members = [0u32; MAX_BACKENDS];
+    for (i, m) in members.iter_mut().enumerate().take(n) {
+        *m = u32::from(program_member(i));
+    }
+    let all: u128 = if n == 128 { u128::MAX } else { (1 << n) - 1 };
+    let sports: Vec<u16> = (0..flows).map(|i| 20_000 + i as u16).collect();
+    let removed = [0, n / 2];
+    let (mut new_moved, mut open_moved, mut open_collateral) = (0f64, 0f64, 0f64);
+    for &gone in &removed {
+        // New flows, all healthy, then with `gone` unhealthy (fresh maps
+        // each time: no flow entry remembers a backend).
+        let mut before = Vec::with_capacity(flows);
+        {
+            let mut dp = program_datapath(ifindex, &members, all)?;
+            for &p in &sports {
+                match balanced(&mut dp, ifindex, p, TCP_SYN)? {
+                    Some(b) => before.push(b),
+                    None => return Ok(None),
+                }
+            }
+        }
+        {
+            let mut dp = program_datapath(ifindex, &members, all & !(1 << gone))?;
+            let mut moved = 0;
+            for (&p, &b) in sports.iter().zip(&before) {
+                if balanced(&mut dp, ifindex, p, TCP_SYN)? != Some(b) {
+                    moved += 1;
+                }
+            }
+            new_moved = new_moved.max(moved as f64 / flows as f64);
+        }
+        // Open flows: opened with every member, then `gone` leaves the
+        // service (its address no longer a member) and every flow sends
+        // its next packet.
+        let mut dp = program_datapath(ifindex, &members, all)?;
+        let mut opened = Vec::with_capacity(flows);
+        for &p in &sports {
+            opened.push(balanced(&mut dp, ifindex, p, TCP_SYN)?.context("balanced before")?);
+        }
+        let mut fewer = members;
+        fewer[gone] = 0;
+        dp.set_service_table(
+            service_id(0, u32::from(VIP)),
+            &ServiceMembers {
+                members: fewer,
+                healthy: all & !(1 << gone),
+            },
+        )?;
+        let (mut moved, mut collateral) = (0, 0);
+        for (&p, &b) in sports.iter().zip(&opened) {
+            if balanced(&mut dp, ifindex, p, TCP_ACK)? != Some(b) {
+                moved += 1;
+                if b != members[gone] {
+                    collateral += 1;
+                }
+            }
+        }
+        open_moved = open_moved.max(moved as f64 / flows as f64);
+        open_collateral = open_collateral.max(collateral as f64 / flows as f64);
+    }
+    Ok(Some(ProgramDisruption {
+        backends: n,
+        flows,
+        removals: removed.len(),
+        new_flows_moved: new_moved,
+        open_flows_moved: open_moved,
+        open_collateral,
+    }))
+}
+
 // ---- HTTP: direct, haproxy, VIP --------------------------------------------------
 
 /// The client, the backends (two per host) and haproxy's container.
@@ -223,6 +427,10 @@ impl HttpRow {
 #[derive(Debug, Clone)]
 pub struct ServicesBench {
     pub disruption: Vec<Disruption>,
+    /// Through the programs; empty when they do not balance services.
+    pub program_disruption: Vec<ProgramDisruption>,
+    /// Why `program_disruption` is empty, when it is.
+    pub program_skipped: Option<String>,
     pub seconds: u32,
     pub rows: Vec<HttpRow>,
     /// Why the VIP row is missing, when it is.
@@ -239,6 +447,12 @@ impl ServicesBench {
     pub fn json(&self) -> Value {
         json!({
             "disruption": self.disruption.iter().map(Disruption::json).collect::<Vec<_>>(),
+            "program_disruption": self
+                .program_disruption
+                .iter()
+                .map(ProgramDisruption::json)
+                .collect::<Vec<_>>(),
+            "program_skipped": self.program_skipped,
             "seconds_per_run": self.seconds,
             "connections": CONNECTIONS,
             "rows": self.rows.iter().map(HttpRow::json).collect::<Vec<_>>(),
@@ -514,6 +728,27 @@ pub fn run(settings: &Settings) -> Result<ServicesBench> {
         .into_iter()
         .map(|n| disruption(n, flows))
         .collect();
+    let program_flows = if settings.quick { 2_000 } else { 8_000 };
+    let mut program = Vec::new();
+    let mut program_skipped = None;
+    for n in [4, 16, 100] {
+        match program_disruption(n, program_flows) {
+            Ok(Some(d)) => program.push(d),
+            Ok(None) => {
+                program_skipped = Some(
+                    "not measured: services not in this build (from_container does not \
+                     translate the VIP)"
+                        .to_owned(),
+                );
+                break;
+            }
+            Err(e) => {
+                eprintln!("bench: services: disruption through the programs failed: {e:#}");
+                program_skipped = Some(format!("failed: {e:#}"));
+                break;
+            }
+        }
+    }
     let seconds = if settings.quick { 3 } else { 5 };
     let (rows, vip_skipped, http_error) = match http(settings, seconds) {
         Ok((rows, skipped)) => (rows, skipped, None),
@@ -524,6 +759,8 @@ pub fn run(settings: &Settings) -> Result<ServicesBench> {
     };
     Ok(ServicesBench {
         disruption,
+        program_disruption: program,
+        program_skipped,
         seconds,
         rows,
         vip_skipped,
