@@ -107,13 +107,18 @@ fn services_targets(s: &ServicesBench) -> Vec<Target> {
     for d in &s.program_disruption {
         out.push(Target {
             what: format!(
-                "Maglev through from_container: new flows that change backend when one of {} \
-                 turns unhealthy (worst of {})",
-                d.backends, d.removals
+                "from_container balances new flows as the Maglev table says, {} backends \
+                 (all healthy, and one unhealthy)",
+                d.backends
             ),
-            goal: format!("<= 1/N + 1% = {:.2}%", d.goal() * 100.0),
-            measured: format!("{:.2}%", d.new_flows_moved * 100.0),
-            met: d.new_flows_moved <= d.goal(),
+            goal: "100%".into(),
+            measured: format!(
+                "{:.2}% of {} flows (moved when one turned unhealthy: {:.2}%)",
+                d.agree * 100.0,
+                d.flows,
+                d.new_flows_moved * 100.0
+            ),
+            met: d.agree == 1.0,
         });
         out.push(Target {
             what: format!(
@@ -131,8 +136,8 @@ fn services_targets(s: &ServicesBench) -> Vec<Target> {
     }
     if let Some(why) = &s.program_skipped {
         out.push(Target {
-            what: "Maglev disruption through from_container (BPF_PROG_TEST_RUN)".into(),
-            goal: "<= 1/N + 1%".into(),
+            what: "from_container balances as the Maglev table says (BPF_PROG_TEST_RUN)".into(),
+            goal: "100%".into(),
             measured: why.clone(),
             met: false,
         });
@@ -231,7 +236,7 @@ fn services_md(md: &mut String, s: &ServicesBench) -> Result<()> {
         )?;
         writeln!(
             md,
-            "| backends | new flows moved | open flows moved | of staying backends | goal |"
+            "| backends | as the table says | new flows moved | open flows moved | of staying backends |"
         )?;
         writeln!(md, "|---|---|---|---|---|")?;
         for d in &s.program_disruption {
@@ -239,12 +244,18 @@ fn services_md(md: &mut String, s: &ServicesBench) -> Result<()> {
                 md,
                 "| {} | {:.2}% | {:.2}% | {:.2}% | {:.2}% |",
                 d.backends,
+                d.agree * 100.0,
                 d.new_flows_moved * 100.0,
                 d.open_flows_moved * 100.0,
-                d.open_collateral * 100.0,
-                d.goal() * 100.0
+                d.open_collateral * 100.0
             )?;
         }
+        writeln!(
+            md,
+            "\nThe fraction of new flows that move is a sample of the table-level figure \
+             above (whose goal it carries); what the programs must show is that they balance \
+             exactly as the table says, and that an open flow keeps a backend that stays."
+        )?;
     }
     if let Some(why) = &s.program_skipped {
         writeln!(md, "\nThrough the programs: {why}.")?;
