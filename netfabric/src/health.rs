@@ -17,6 +17,7 @@
 
 use std::{collections::BTreeMap, fmt, net::Ipv4Addr, time::Duration};
 
+use netfabric_common::service::MAX_BACKENDS;
 use serde::{Deserialize, Serialize};
 
 /// How long a report stands without being renewed: an agent renews its
@@ -166,17 +167,36 @@ impl HealthView {
         })
     }
 
-    /// The backends some report says are down.
+    /// The backends some report says are down (sorted, once each).
     pub fn down(&self) -> Vec<BackendPort> {
-        let mut down: Vec<BackendPort> = self
-            .reports
+        self.down_set().into_iter().collect()
+    }
+
+    /// [`down`](Self::down) as a set, for many lookups ([`is_healthy`]
+    /// scans every report).
+    ///
+    /// [`is_healthy`]: Self::is_healthy
+    pub fn down_set(&self) -> std::collections::BTreeSet<BackendPort> {
+        self.reports
             .values()
             .flat_map(|r| r.targets.iter().filter(|t| !t.up))
             .map(|t| (t.backend, t.port))
-            .collect();
-        down.sort();
-        down.dedup();
-        down
+            .collect()
+    }
+
+    /// The healthy bits of a service's members (bit `i`: member `i`, the
+    /// `healthy` of its Maglev table) whose backends listen on `port`:
+    /// every member (address not 0) that `down` does not list.
+    pub fn healthy_members(
+        down: &std::collections::BTreeSet<BackendPort>,
+        members: &[u32; MAX_BACKENDS],
+        port: u16,
+    ) -> u128 {
+        members
+            .iter()
+            .enumerate()
+            .filter(|&(_, &m)| m != 0 && !down.contains(&(Ipv4Addr::from(m), port)))
+            .fold(0u128, |bits, (i, _)| bits | 1u128 << i)
     }
 }
 
@@ -262,5 +282,13 @@ mod tests {
         assert!(view.is_healthy(b, 81), "another port of the same backend");
         assert!(view.is_healthy(Ipv4Addr::new(10, 1, 1, 6), 80));
         assert_eq!(view.down(), vec![(b, 80)]);
+
+        let mut members = [0u32; MAX_BACKENDS];
+        members[0] = u32::from(b);
+        members[1] = u32::from(Ipv4Addr::new(10, 1, 1, 6));
+        members[3] = u32::from(Ipv4Addr::new(10, 1, 1, 7));
+        let down = view.down_set();
+        assert_eq!(HealthView::healthy_members(&down, &members, 80), 0b1010);
+        assert_eq!(HealthView::healthy_members(&down, &members, 81), 0b1011);
     }
 }
