@@ -83,6 +83,11 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "bind9-dnsutils",
     "dnsmasq-base",
     "dnsperf",
+    // The services bench: wrk loads nginx backends through a VIP, directly
+    // and through haproxy.
+    "wrk",
+    "nginx-light",
+    "haproxy",
 ];
 
 fn say(msg: &str) {

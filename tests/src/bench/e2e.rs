@@ -653,7 +653,7 @@ fn generate(prog: &Xdp, from: &Gen, stop: &AtomicBool, sent: &AtomicU64) -> Resu
 // ---- TCP and latency ------------------------------------------------------------
 
 /// A server process in a namespace, killed on drop.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -663,7 +663,7 @@ impl Drop for Server {
 }
 
 /// Start `args` in `ns` and wait until something listens on TCP `port`.
-fn serve(ns: &Netns, args: &[&str], port: &str) -> Result<Server> {
+pub(crate) fn serve(ns: &Netns, args: &[&str], port: &str) -> Result<Server> {
     let server = Server(
         Command::new("ip")
             .args(["netns", "exec", &ns.name])
