@@ -28,6 +28,7 @@ mod parse;
 mod policy;
 mod route;
 mod scope;
+mod service;
 mod spoof;
 mod to_container;
 
