@@ -123,7 +123,7 @@ pub fn balance(
         return Err(DropReason::NoBackend);
     }
     let l4 = l4::parse(pkt, ip)?;
-    if !holds_checksum(pkt, ip, protocol) {
+    if !holds_checksum(ip, protocol) {
         return Err(DropReason::Malformed);
     }
     let port_key = ServicePortKey {
@@ -274,7 +274,7 @@ pub fn reply(
     }
     // Too short to translate: a transport header cut before its checksum,
     // which the client's stack drops anyway.
-    if !holds_checksum(pkt, ip, protocol) {
+    if !holds_checksum(ip, protocol) {
         return Ok(None);
     }
     let l4 = l4::parse(pkt, ip)?;
@@ -303,12 +303,14 @@ fn checksum_offset(protocol: u8) -> usize {
     }
 }
 
-/// Does the packet hold its transport checksum field? The helpers must
-/// reach it (a TCP header of 14 bytes has the ports and flags the judgement
-/// reads, not yet its checksum).
+/// Does the datagram hold its transport checksum field (a TCP header of 14
+/// bytes has the ports and flags the judgement reads, not yet its
+/// checksum)? Judged by the IPv4 total length, which `ipv4::parse` checked
+/// against the frame: the helpers never write into padding after the
+/// datagram.
 #[inline(always)]
-fn holds_checksum(pkt: &Packet, ip: &Ipv4, protocol: u8) -> bool {
-    ETH_HLEN + ip.header_len() + checksum_offset(protocol) + 2 <= pkt.len()
+fn holds_checksum(ip: &Ipv4, protocol: u8) -> bool {
+    ip.header_len() + checksum_offset(protocol) + 2 <= ip.total_len()
 }
 
 /// Which end of the packet a translation rewrites.
