@@ -1059,7 +1059,7 @@ impl Model {
             return Err(DropReason::NoBackend);
         }
         let l4 = parse_l4(pkt, ip)?;
-        if !holds_checksum(pkt, ip) {
+        if !holds_checksum(ip) {
             return Err(DropReason::Malformed);
         }
         let port_key = ServicePortKey {
@@ -1146,7 +1146,7 @@ impl Model {
     fn reverse_of(&self, pkt: &[u8], ip: &Ipv4View) -> Result<Option<Endpoint4>, DropReason> {
         if !matches!(ip.protocol, PROTO_TCP | PROTO_UDP)
             || ip.fragment_offset != 0
-            || !holds_checksum(pkt, ip)
+            || !holds_checksum(ip)
             || self.endpoint(ip.src).groups & SERVICE_BACKEND == 0
         {
             return Ok(None);
@@ -1657,6 +1657,7 @@ struct Ipv4View {
     /// if the frame holds them and this is not a later fragment.
     source_port: Option<u16>,
     header_len: usize,
+    total_len: usize,
     fragment_offset: u16,
 }
 
@@ -1688,6 +1689,7 @@ fn parse_ipv4(pkt: &[u8]) -> Result<Ipv4View, DropReason> {
         protocol: h[9],
         source_port,
         header_len,
+        total_len,
         fragment_offset,
     })
 }
@@ -1815,11 +1817,11 @@ fn pick(table: &ServiceTable, key: &ConnKey) -> Result<u8, DropReason> {
     Err(DropReason::NoBackend)
 }
 
-/// Does the frame reach its transport checksum field (TCP: 18 bytes of
-/// header, UDP: 8), which a translation updates?
-fn holds_checksum(pkt: &[u8], ip: &Ipv4View) -> bool {
+/// Does the datagram (its IPv4 total length) reach its transport checksum
+/// field (TCP: 18 bytes of header, UDP: 8), which a translation updates?
+fn holds_checksum(ip: &Ipv4View) -> bool {
     let need = if ip.protocol == PROTO_TCP { 18 } else { 8 };
-    ETH_HLEN + ip.header_len + need <= pkt.len()
+    ip.header_len + need <= ip.total_len
 }
 
 // ---- observing the real programs ----------------------------------------------------------

@@ -489,11 +489,11 @@ fn l4_check_at(frame: &[u8]) -> usize {
     ETH_HLEN + ihl + if frame[ETH_HLEN + 9] == 6 { 16 } else { 6 }
 }
 
-/// Is the transport checksum of `frame` right? A plain one's complement
-/// sum over the pseudo header (addresses, protocol, transport length) and
-/// the segment must come to 0xffff (written without the code under test
-/// and without etherparse, which built the input's).
-pub fn l4_checksum_ok(frame: &[u8]) -> Result<(), String> {
+/// The complemented one's complement sum over the pseudo header
+/// (addresses, protocol, transport length) and the transport segment of
+/// `frame`: 0 when its transport checksum is right (written without the
+/// code under test and without etherparse, which built the inputs').
+pub fn l4_checksum_residue(frame: &[u8]) -> u16 {
     let ihl = usize::from(frame[ETH_HLEN] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([
         frame[ETH_HLEN + 2],
@@ -505,7 +505,12 @@ pub fn l4_checksum_ok(frame: &[u8]) -> Result<(), String> {
     pseudo.extend_from_slice(&[0, frame[ETH_HLEN + 9]]);
     pseudo.extend_from_slice(&(segment.len() as u16).to_be_bytes());
     pseudo.extend_from_slice(segment);
-    if checksum(&pseudo) != 0 {
+    checksum(&pseudo)
+}
+
+/// Is the transport checksum of `frame` right ([`l4_checksum_residue`])?
+pub fn l4_checksum_ok(frame: &[u8]) -> Result<(), String> {
+    if l4_checksum_residue(frame) != 0 {
         let at = l4_check_at(frame);
         return Err(format!(
             "transport checksum {:#06x} does not sum to 0xffff over the pseudo header",
@@ -538,9 +543,11 @@ pub fn translated(
 
 /// Compare what a translating program produced against [`translated`]:
 /// every byte but the two checksums, then the IPv4 header checksum
-/// ([`ipv4_checksum_ok`]) and the transport checksum ([`l4_checksum_ok`];
-/// a UDP checksum of 0 in the input, "none", must stay 0) recomputed
-/// independently.
+/// ([`ipv4_checksum_ok`]) and the transport checksum recomputed
+/// independently: right if it was right in the input ([`l4_checksum_ok`]);
+/// a wrong one stays exactly as wrong (the same residue: an incremental
+/// update neither repairs nor hides a corrupted segment); a UDP checksum
+/// of 0 in the input, "none", stays 0.
 pub fn check_translated(
     input: &[u8],
     output: &[u8],
@@ -572,5 +579,14 @@ pub fn check_translated(
         }
         return Ok(());
     }
-    l4_checksum_ok(output)
+    let (before, after) = (l4_checksum_residue(input), l4_checksum_residue(output));
+    if before == 0 {
+        l4_checksum_ok(output)
+    } else if after != before {
+        Err(format!(
+            "the input's transport checksum was off by {before:#06x}, the output's by {after:#06x}"
+        ))
+    } else {
+        Ok(())
+    }
 }
