@@ -107,8 +107,8 @@ fn expired(flow: &ServiceFlow, protocol: u8, now: u64) -> bool {
     now.saturating_sub(flow.last_seen_ns) > idle_timeout_ns(protocol, ConnState::Established as u8)
 }
 
-/// Balances the packet `ip` from the container `client` to a VIP (see the
-/// module doc) and translates it to the backend. `no_backend`: not TCP or
+/// Balances a container's packet `ip` to a VIP (see the module doc) and
+/// translates it to the backend. `no_backend`: not TCP or
 /// UDP, a later fragment (no ports to balance by), a port the VIP does not
 /// serve, a service without a table or without a healthy backend (other
 /// than the client).
