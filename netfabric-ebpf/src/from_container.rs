@@ -1,9 +1,11 @@
 //! TC ingress on a container's host-side port: traffic a container sends.
 //!
-//! anti-spoofing → destination lookup → policy → TTL → route → port scope
+//! anti-spoofing → a VIP is balanced and translated to a backend
+//! (`service`) → destination lookup → policy → TTL → route → port scope
 //! (security groups; a reply of a tracked connection passes) → same-host
 //! delivery
-//! (`bpf_redirect_peer` into the destination container) or out of the uplink
+//! (`bpf_redirect_peer` into the destination container, a service
+//! member's reply translated back to the VIP) or out of the uplink
 //! to the next hop; destinations outside every zone go to the host stack.
 //!
 //! A container never sends a VLAN-tagged frame: the kernel strips the outer
@@ -19,7 +21,7 @@ use aya_ebpf::{
 };
 use netfabric_common::{
     Direction, DropReason, Endpoint, Forward, SYSTEM_OWNER, Verdict,
-    policy::{EGRESS_DENIED, INGRESS_SCOPED, Party},
+    policy::{EGRESS_DENIED, INGRESS_SCOPED, Party, SERVICE_BACKEND},
     resolver::RESOLVER_ADDR,
 };
 
@@ -29,7 +31,7 @@ use crate::{
     parse::{Packet, arp, eth, ipv4, l4, vlan},
     policy::{Location, check, endpoint_in_zone, host_config, locate},
     route::{self, Egress, check_ttl, rewrite},
-    spoof,
+    service, spoof,
 };
 
 /// Make the Ethernet header, the longest IPv4 header and the transport
@@ -50,7 +52,7 @@ pub fn linear_packet(ctx: &TcContext) -> Packet {
 pub fn from_container(ctx: TcContext) -> i32 {
     let (ifindex, tagged) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).vlan_present != 0) };
     let mut pkt = linear_packet(&ctx);
-    let (verdict, action) = match try_from_container(&mut pkt, ifindex, tagged) {
+    let (verdict, action) = match try_from_container(&ctx, &mut pkt, ifindex, tagged) {
         Ok((forward, action)) => (Verdict::Forwarded(forward), action),
         Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
@@ -60,6 +62,7 @@ pub fn from_container(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn try_from_container(
+    ctx: &TcContext,
     pkt: &mut Packet,
     ifindex: u32,
     tagged: bool,
@@ -89,6 +92,15 @@ fn try_from_container(
     // A port whose address has no owner fails closed.
     let src = endpoint_in_zone(host.zone_slot, ip.src).ok_or(DropReason::UnknownSource)?;
 
+    // A VIP: balanced and translated first; everything below judges the
+    // packet the backend gets.
+    let (eth, ip, balanced) = if service::is_vip(host, ip.dst) {
+        let (balanced, t) = service::balance(ctx, pkt, &ip)?;
+        (t.eth, t.ip, Some(balanced))
+    } else {
+        (eth, ip, None)
+    };
+
     let (dst_zone, dst) = match locate(host, ip.dst) {
         Location::Container {
             zone_slot,
@@ -115,9 +127,17 @@ fn try_from_container(
         let l4 = l4::parse(pkt, &ip)?;
         conntrack::track_scoped(&l4.key(&ip), &l4, src, dst);
     }
+    if let Some(balanced) = &balanced {
+        service::commit(balanced, pkt.len() as u64);
+    }
     match route {
         Egress::Port(port) => {
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
+            // A service member answering a client of this host: back to
+            // the VIP (after the judgement, which saw the real ends).
+            if balanced.is_none() && src.groups & SERVICE_BACKEND != 0 {
+                service::reply(ctx, pkt, &ip)?;
+            }
             Ok((
                 Forward::Local,
                 unsafe { bpf_redirect_peer(port.ifindex, 0) } as i32,

@@ -6,6 +6,10 @@
 //! super-packet reaches the container whole, with no checksum computed in
 //! software on the way. A peer redirect skips the port's egress hook
 //! (`to_container`), so nothing is judged twice.
+//!
+//! A remote service member's reply to a client of this host, which
+//! balanced the flow, is translated back to the VIP here
+//! (`service::reply`), after the judgement.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -13,7 +17,10 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::INGRESS_SCOPED};
+use netfabric_common::{
+    Direction, DropReason, Forward, Verdict,
+    policy::{INGRESS_SCOPED, SERVICE_BACKEND},
+};
 
 use crate::{
     conntrack,
@@ -22,13 +29,14 @@ use crate::{
     metrics::record,
     parse::{Packet, l4},
     route::rewrite,
+    service,
 };
 
 #[classifier]
 pub fn from_uplink_tc(ctx: TcContext) -> i32 {
     let (ifindex, tagged) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).vlan_present != 0) };
     let mut pkt = linear_packet(&ctx);
-    let (verdict, action) = match try_from_uplink_tc(&mut pkt, tagged) {
+    let (verdict, action) = match try_from_uplink_tc(&ctx, &mut pkt, tagged) {
         Ok((forward, action)) => (Verdict::Forwarded(forward), action),
         Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
@@ -37,7 +45,11 @@ pub fn from_uplink_tc(ctx: TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn try_from_uplink_tc(pkt: &mut Packet, tagged: bool) -> Result<(Forward, i32), DropReason> {
+fn try_from_uplink_tc(
+    ctx: &TcContext,
+    pkt: &mut Packet,
+    tagged: bool,
+) -> Result<(Forward, i32), DropReason> {
     match judge(pkt, tagged)? {
         Judged::Stack => Ok((Forward::Stack, TC_ACT_OK)),
         Judged::Deliver {
@@ -58,6 +70,11 @@ fn try_from_uplink_tc(pkt: &mut Packet, tagged: bool) -> Result<(Forward, i32), 
                 conntrack::track_scoped(&l4.key(&ip), &l4, src, dst);
             }
             rewrite(eth, &ip, &host.gateway_mac, &port.mac);
+            if let Some(src) = src
+                && src.groups & SERVICE_BACKEND != 0
+            {
+                service::reply(ctx, pkt, &ip)?;
+            }
             Ok((
                 Forward::Local,
                 unsafe { bpf_redirect_peer(port.ifindex, 0) } as i32,

@@ -13,6 +13,7 @@
 //! Concerns: `parse` (one parser per header), `spoof` (source checks),
 //! `policy` (owner/group rule over the maps), `route` (next hop, MAC and TTL
 //! rewrite), `conntrack` (the connections whose replies may pass),
+//! `service` (VIPs balanced and translated, replies translated back),
 //! `metrics` (the one place where verdicts are counted and drops
 //! reported), `maps` (every map, declared once).
 #![no_std]
@@ -28,6 +29,7 @@ mod parse;
 mod policy;
 mod route;
 mod scope;
+mod service;
 mod spoof;
 mod to_container;
 

@@ -46,7 +46,8 @@ fn monitored() -> bool {
 /// Count `verdict` for `pkt` (its whole length) and, for a drop while a
 /// monitor listens, send it an event (or count it as lost when the ring
 /// buffer is full). `pkt` must be the packet as the decision saw it (drops
-/// rewrite nothing).
+/// rewrite nothing, but a service's translation comes before the judgement:
+/// a packet dropped after it is described as translated, to the backend).
 #[inline(always)]
 pub fn record(direction: Direction, verdict: Verdict, pkt: &Packet, ifindex: u32) {
     bump(verdict.counter_slot(direction), pkt.len() as u64);

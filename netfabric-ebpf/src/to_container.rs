@@ -14,7 +14,10 @@
 //! and the replies of connections the container opened to outside
 //! (`conntrack::reply_allowed`: tracked, and its owner still may egress),
 //! with the ICMP errors about them (`conntrack::error_allowed`: path MTU
-//! discovery needs "fragmentation needed").
+//! discovery needs "fragmentation needed"),
+//! and the agent's health probes (`skb->mark` `HEALTH_PROBE_MARK`, which
+//! only a process with `CAP_NET_ADMIN` can set, from the gateway address
+//! the probes bind), which reach every container.
 //! Tagged frames are `vlan_tagged`, as on the ingress.
 
 use aya_ebpf::{
@@ -22,7 +25,9 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netfabric_common::{Direction, DropReason, Forward, Verdict, policy::Party, resolver};
+use netfabric_common::{
+    Direction, DropReason, Forward, Verdict, policy::Party, resolver, service::HEALTH_PROBE_MARK,
+};
 
 use crate::{
     conntrack::{self, Peer},
@@ -35,9 +40,12 @@ use crate::{
 
 #[classifier]
 pub fn to_container(ctx: TcContext) -> i32 {
-    let (ifindex, tagged) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).vlan_present != 0) };
+    let (ifindex, tagged, mark) = unsafe {
+        let skb = ctx.skb.skb;
+        ((*skb).ifindex, (*skb).vlan_present != 0, (*skb).mark)
+    };
     let mut pkt = linear_packet(&ctx);
-    let (verdict, action) = match try_to_container(&mut pkt, ifindex, tagged) {
+    let (verdict, action) = match try_to_container(&mut pkt, ifindex, tagged, mark) {
         Ok(forward) => (Verdict::Forwarded(forward), TC_ACT_OK),
         Err(reason) => (Verdict::Dropped(reason), TC_ACT_SHOT),
     };
@@ -46,7 +54,12 @@ pub fn to_container(ctx: TcContext) -> i32 {
 }
 
 #[inline(always)]
-fn try_to_container(pkt: &mut Packet, ifindex: u32, tagged: bool) -> Result<Forward, DropReason> {
+fn try_to_container(
+    pkt: &mut Packet,
+    ifindex: u32,
+    tagged: bool,
+    mark: u32,
+) -> Result<Forward, DropReason> {
     let (_, ether_type) = eth::parse(pkt)?;
     if tagged {
         return Err(DropReason::VlanTagged);
@@ -76,6 +89,10 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32, tagged: bool) -> Result<Forw
         return Err(DropReason::SpoofedWrongHost);
     }
     if resolver::is_resolver_reply(ip.src, ip.protocol(), source_port(pkt, &ip)) {
+        return Ok(Forward::Local);
+    }
+    // The agent's health probe of a service member (any owner's).
+    if mark == HEALTH_PROBE_MARK && ip.src == resolver::RESOLVER_ADDR {
         return Ok(Forward::Local);
     }
     if check(Party::Outside, 0, dst).is_err() {

@@ -25,6 +25,11 @@ use netfabric::agent::{
 use netfabric::datapath::{
     CounterSnapshot, Datapath, PROG_FROM_CONTAINER, PROG_FROM_UPLINK, PROG_FROM_UPLINK_TC,
     PROG_TO_CONTAINER,
+    maps::{
+        DesiredMap as _,
+        service_ports::ServicePorts,
+        service_tables::{ServiceMembers, ServiceTables},
+    },
 };
 use netfabric_common::{
     Direction, DropEvent, DropReason, Endpoint, Forward, HostConfig, NO_OWNER, OwnerPair,
@@ -33,10 +38,14 @@ use netfabric_common::{
         ConnKey, ConnState, PORT_SCOPE_RULES, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PortRule,
         PortScope, ScopedPair,
     },
-    policy::{self, INGRESS_SCOPED},
+    policy::{self, INGRESS_SCOPED, SERVICE_BACKEND},
+    service::{
+        FLOW_FORWARD, FLOW_REVERSE, HEALTH_PROBE_MARK, MAGLEV_SLOTS, MAX_BACKENDS, NO_MEMBER,
+        ServicePort, ServicePortKey, ServiceTable, slot_of,
+    },
 };
 
-use crate::packets::{self, ETH_HLEN, Mac};
+use crate::packets::{self, ETH_HLEN, Endpoint4, Mac};
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
@@ -96,6 +105,16 @@ pub enum Expect {
     Routed { src: Mac, dst: Mac },
     /// Only the destination MAC changed (handed to the host stack).
     DstMac(Mac),
+    /// A service translation: source and destination (address, port) of
+    /// the output; routed one hop with these MACs (src, dst) when
+    /// forwarded, not routed when dropped after the translation. Both
+    /// checksums recomputed independently. A drop's event names the
+    /// translated addresses (what the judgement saw).
+    Nat {
+        routed: Option<(Mac, Mac)>,
+        src: Endpoint4,
+        dst: Endpoint4,
+    },
 }
 
 /// The predicted (or expected) result of one packet.
@@ -226,6 +245,29 @@ pub struct Model {
     pub egress_denied: BTreeSet<u32>,
     /// The connections the programs track, as the model follows them.
     pub connections: BTreeMap<ConnKey, ModelConn>,
+    /// Services: every VIP port (`SERVICE_PORTS`).
+    pub service_ports: BTreeMap<ServicePortKey, ServicePort>,
+    /// Services: members and healthy ones by service id, and the lookup
+    /// table the agent computes from them (`SERVICE_TABLES`).
+    pub service_tables: BTreeMap<u32, (ServiceMembers, Box<ServiceTable>)>,
+    /// The service flows the programs translate, as the model follows them.
+    pub service_flows: BTreeMap<ConnKey, ModelFlow>,
+    /// Packets and bytes balanced per (service, backend).
+    pub service_counters: BTreeMap<(u32, u32), (u64, u64)>,
+}
+
+/// One service flow entry, as the model follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelFlow {
+    /// Forward: the backend and its port; reverse: the VIP and service port.
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// `FLOW_FORWARD` or `FLOW_REVERSE`.
+    pub kind: u8,
+    pub member: u8,
+    pub service: u32,
+    /// Idle past its timeout (the test aged it in the map too).
+    pub expired: bool,
 }
 
 /// One tracked connection, as the model follows it.
@@ -251,6 +293,14 @@ enum Effect {
     },
     /// A reply that passed because of the entry of `key.reversed()`.
     Reply { key: ConnKey, l4: L4View },
+    /// A balanced packet that was forwarded: its flow's entries (written
+    /// when `write`), counted for its backend.
+    Flow {
+        key: ConnKey,
+        flow: ModelFlow,
+        write: bool,
+        bytes: u64,
+    },
 }
 
 fn norm(a: u32, b: u32) -> (u32, u32) {
@@ -442,19 +492,130 @@ impl Model {
     fn endpoint(&self, addr: Ipv4Addr) -> Endpoint {
         let owner = self.owners[&addr];
         let groups = if self.unknown_blooms.contains(&addr) {
-            0
+            return Endpoint { owner, groups: 0 };
         } else if self.egress_denied.contains(&owner) {
             self.groups_bloom(owner) | policy::EGRESS_DENIED
         } else {
             self.groups_bloom(owner)
         };
-        Endpoint { owner, groups }
+        let backend = if self.is_service_member(addr) {
+            SERVICE_BACKEND
+        } else {
+            0
+        };
+        Endpoint {
+            owner,
+            groups: groups | backend,
+        }
     }
 
     /// May the container at `addr` send to outside every zone (beyond the
     /// host's resolver)? Its endpoint's flag says.
     fn may_egress(&self, addr: Ipv4Addr) -> bool {
         self.endpoint(addr).groups & policy::EGRESS_DENIED == 0
+    }
+
+    /// Is the container `addr` a member of some service (its endpoint
+    /// carries `SERVICE_BACKEND`)?
+    pub fn is_service_member(&self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        a != 0
+            && self
+                .service_tables
+                .values()
+                .any(|(m, _)| m.members.contains(&a))
+    }
+
+    /// Serve `port`/`protocol` of `vip` by `service` (its id) on
+    /// `target_port`, through the agent's writer (`ServicePorts::set`).
+    pub fn set_service_port(
+        &mut self,
+        dp: &mut Datapath,
+        vip: Ipv4Addr,
+        port: u16,
+        protocol: u8,
+        value: ServicePort,
+    ) {
+        let key = ServicePortKey {
+            vip: vip.into(),
+            port,
+            protocol,
+            _pad: 0,
+        };
+        ServicePorts::set(dp, key, value).expect("writing a service port");
+        self.service_ports.insert(key, value);
+    }
+
+    /// The VIP port is no longer served.
+    pub fn remove_service_port(
+        &mut self,
+        dp: &mut Datapath,
+        vip: Ipv4Addr,
+        port: u16,
+        protocol: u8,
+    ) {
+        let key = ServicePortKey {
+            vip: vip.into(),
+            port,
+            protocol,
+            _pad: 0,
+        };
+        ServicePorts::clear(dp, key).expect("removing a service port");
+        self.service_ports.remove(&key);
+    }
+
+    /// The members (and healthy ones) of `service`, through the agent's
+    /// writer (`Datapath::set_service_table`, which computes Maglev's
+    /// table); the endpoints whose `SERVICE_BACKEND` flag changes are
+    /// rewritten (new members before the table, as the agent widens first).
+    pub fn set_service_table(&mut self, dp: &mut Datapath, service: u32, members: ServiceMembers) {
+        let before: BTreeSet<Ipv4Addr> = self.service_members();
+        self.service_tables
+            .insert(service, (members, members.table()));
+        self.sync_service_members(dp, &before);
+        ServiceTables::set(dp, service, members).expect("writing a service table");
+    }
+
+    /// The service is gone (after its ports).
+    pub fn remove_service_table(&mut self, dp: &mut Datapath, service: u32) {
+        let before = self.service_members();
+        self.service_tables.remove(&service);
+        ServiceTables::clear(dp, service).expect("removing a service table");
+        self.sync_service_members(dp, &before);
+    }
+
+    fn service_members(&self) -> BTreeSet<Ipv4Addr> {
+        self.owners
+            .keys()
+            .copied()
+            .filter(|a| self.is_service_member(*a))
+            .collect()
+    }
+
+    fn sync_service_members(&self, dp: &mut Datapath, before: &BTreeSet<Ipv4Addr>) {
+        let after = self.service_members();
+        for &addr in before.symmetric_difference(&after) {
+            let slot = self.zone_of(addr).expect("container address inside a zone");
+            self.write_endpoint(dp, slot, addr);
+        }
+    }
+
+    /// Marks a service flow entry idle past its timeout (the caller ages
+    /// the map's entry the same way).
+    pub fn expire_flow(&mut self, key: &ConnKey) {
+        if let Some(f) = self.service_flows.get_mut(key) {
+            f.expired = true;
+        }
+    }
+
+    /// The service flows as the model expects `SERVICE_FLOWS` to hold
+    /// them: key → (address, port, kind, member, service), expired ones
+    /// included.
+    pub fn expected_service_flows(&self) -> BTreeMap<ConnKey, (u32, u16, u8, u8, u32)> {
+        self.service_flows
+            .iter()
+            .map(|(k, f)| (*k, (f.addr.into(), f.port, f.kind, f.member, f.service)))
+            .collect()
     }
 
     /// Marks a tracked connection idle past its timeout (the caller ages
@@ -478,7 +639,12 @@ impl Model {
     /// Predicts `pkt` through `prog` and moves the model's connection
     /// table as the programs move theirs.
     pub fn step(&mut self, prog: Prog, pkt: &[u8]) -> Prediction {
-        let (prediction, effects) = self.judge(prog, pkt);
+        self.step_marked(prog, pkt, 0)
+    }
+
+    /// [`Model::step`] of an skb carrying `mark` (`skb->mark`).
+    pub fn step_marked(&mut self, prog: Prog, pkt: &[u8], mark: u32) -> Prediction {
+        let (prediction, effects) = self.judge(prog, pkt, mark);
         for effect in effects {
             match effect {
                 Effect::Track {
@@ -492,6 +658,37 @@ impl Model {
                         c.state = next_state(c.state, key.protocol, l4.tcp_flags, true);
                         c.replied = true;
                     }
+                }
+                Effect::Flow {
+                    key,
+                    flow,
+                    write,
+                    bytes,
+                } => {
+                    if write {
+                        let reverse_key = ConnKey {
+                            src: flow.addr.into(),
+                            dst: key.src,
+                            src_port: flow.port,
+                            dst_port: key.src_port,
+                            protocol: key.protocol,
+                            _pad: [0; 3],
+                        };
+                        let reverse = ModelFlow {
+                            addr: key.dst.into(),
+                            port: key.dst_port,
+                            kind: FLOW_REVERSE,
+                            ..flow
+                        };
+                        self.service_flows.insert(reverse_key, reverse);
+                        self.service_flows.insert(key, flow);
+                    }
+                    let c = self
+                        .service_counters
+                        .entry((flow.service, flow.addr.into()))
+                        .or_default();
+                    c.0 += 1;
+                    c.1 += bytes;
                 }
             }
         }
@@ -745,6 +942,13 @@ impl Model {
         }
         self.lists_written = plan.owner_groups;
         self.scopes_written = plan.port_scopes;
+        // Services: tables before the ports that lead to them.
+        for (&service, (members, _)) in &self.service_tables {
+            ServiceTables::set(dp, service, *members).expect("writing a service table");
+        }
+        for (&key, &value) in &self.service_ports {
+            ServicePorts::set(dp, key, value).expect("writing a service port");
+        }
     }
 
     /// Apply pair-table changes to the maps, as the agent would.
@@ -766,10 +970,10 @@ impl Model {
     // ---- prediction ----------------------------------------------------------------
 
     pub fn predict(&self, prog: Prog, pkt: &[u8]) -> Prediction {
-        self.judge(prog, pkt).0
+        self.judge(prog, pkt, 0).0
     }
 
-    fn judge(&self, prog: Prog, pkt: &[u8]) -> (Prediction, Vec<Effect>) {
+    fn judge(&self, prog: Prog, pkt: &[u8], mark: u32) -> (Prediction, Vec<Effect>) {
         let mut effect = Vec::new();
         let prediction = match prog {
             Prog::FromContainer(ifindex) => self
@@ -783,7 +987,7 @@ impl Model {
                 .judge_from_uplink(pkt, &mut effect, true)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
             Prog::ToContainer(ifindex) => self
-                .judge_to_container(ifindex, pkt, &mut effect)
+                .judge_to_container(ifindex, pkt, mark, &mut effect)
                 .unwrap_or_else(|r| Prediction::drop(prog, r)),
         };
         match prediction.verdict {
@@ -835,6 +1039,173 @@ impl Model {
             Place::Container { owner, .. } => owner,
             _ => return Err(DropReason::UnknownSource),
         };
+        if self.is_vip(ip.dst) {
+            return self.balance(host, pkt, &ip, src_owner, effect);
+        }
+        self.judge_container_dst(host, pkt, &ip, src_owner, effect, false)
+    }
+
+    /// Is `addr` in a zone's service range (host octet 0)?
+    fn is_vip(&self, addr: Ipv4Addr) -> bool {
+        addr.octets()[2] == 0 && self.zone_of(addr).is_some()
+    }
+
+    /// docs/datapath.md#services: a container's TCP/UDP first fragment to
+    /// a served VIP port goes to the backend of its open flow (fresh, the
+    /// backend still a member, same target port) or else of its Maglev
+    /// slot (the next ones when that names the client itself); the
+    /// translated packet is then judged as any other. A drop after the
+    /// translation leaves the packet translated; a forward writes the flow
+    /// (when new) and counts it.
+    fn balance(
+        &self,
+        host: &HostModel,
+        pkt: &[u8],
+        ip: &Ipv4View,
+        src_owner: u32,
+        effect: &mut Vec<Effect>,
+    ) -> Result<Prediction, DropReason> {
+        if !matches!(ip.protocol, PROTO_TCP | PROTO_UDP) || ip.fragment_offset != 0 {
+            return Err(DropReason::NoBackend);
+        }
+        let l4 = parse_l4(pkt, ip)?;
+        if !holds_checksum(ip) {
+            return Err(DropReason::Malformed);
+        }
+        let port_key = ServicePortKey {
+            vip: ip.dst.into(),
+            port: l4.dst_port,
+            protocol: ip.protocol,
+            _pad: 0,
+        };
+        let svc = self
+            .service_ports
+            .get(&port_key)
+            .ok_or(DropReason::NoBackend)?;
+        let (_, table) = self
+            .service_tables
+            .get(&svc.service)
+            .ok_or(DropReason::NoBackend)?;
+        let key = l4.key(ip);
+        let current = self.service_flows.get(&key).filter(|f| {
+            f.kind == FLOW_FORWARD
+                && !f.expired
+                && f.service == svc.service
+                && f.port == svc.target_port
+                && usize::from(f.member) < MAX_BACKENDS
+                && table.members[usize::from(f.member)] == u32::from(f.addr)
+        });
+        let (member, backend, write) = match current {
+            Some(f) => (f.member, f.addr, false),
+            None => {
+                let m = pick(table, &key)?;
+                (m, Ipv4Addr::from(table.members[usize::from(m)]), true)
+            }
+        };
+        let nat_src = (ip.src, l4.src_port);
+        let nat_dst = (backend, svc.target_port);
+        let translated = packets::translated(pkt, None, nat_src, nat_dst);
+        let tip = parse_ipv4(&translated).expect("a translated packet parses");
+        let mut inner = Vec::new();
+        match self.judge_container_dst(host, &translated, &tip, src_owner, &mut inner, true) {
+            Ok(p) => {
+                let Expect::Routed { src, dst } = p.output else {
+                    panic!(
+                        "backend {backend} of service {} is no container",
+                        svc.service
+                    );
+                };
+                effect.extend(inner);
+                effect.push(Effect::Flow {
+                    key,
+                    flow: ModelFlow {
+                        addr: backend,
+                        port: svc.target_port,
+                        kind: FLOW_FORWARD,
+                        member,
+                        service: svc.service,
+                        expired: false,
+                    },
+                    write,
+                    bytes: pkt.len() as u64,
+                });
+                Ok(Prediction {
+                    output: Expect::Nat {
+                        routed: Some((src, dst)),
+                        src: nat_src,
+                        dst: nat_dst,
+                    },
+                    ..p
+                })
+            }
+            Err(reason) => Ok(Prediction {
+                action: TC_ACT_SHOT,
+                verdict: Verdict::Dropped(reason),
+                output: Expect::Nat {
+                    routed: None,
+                    src: nat_src,
+                    dst: nat_dst,
+                },
+            }),
+        }
+    }
+
+    /// A service member's packet delivered to a container of this host:
+    /// the (VIP, service port) its source becomes when it answers a fresh
+    /// reverse entry (TCP/UDP first fragments holding their checksum only).
+    fn reverse_of(&self, pkt: &[u8], ip: &Ipv4View) -> Result<Option<Endpoint4>, DropReason> {
+        if !matches!(ip.protocol, PROTO_TCP | PROTO_UDP)
+            || ip.fragment_offset != 0
+            || !holds_checksum(ip)
+            || self.endpoint(ip.src).groups & SERVICE_BACKEND == 0
+        {
+            return Ok(None);
+        }
+        let l4 = parse_l4(pkt, ip)?;
+        Ok(self
+            .service_flows
+            .get(&l4.key(ip))
+            .filter(|f| f.kind == FLOW_REVERSE && !f.expired)
+            .map(|f| (f.addr, f.port)))
+    }
+
+    /// `routed` (a delivery into a local container) with the source
+    /// translated back to the VIP when it answers a balanced flow.
+    fn translate_reply(
+        &self,
+        pkt: &[u8],
+        ip: &Ipv4View,
+        routed: Prediction,
+    ) -> Result<Prediction, DropReason> {
+        let Expect::Routed { src, dst } = routed.output else {
+            return Ok(routed);
+        };
+        let Some(vip) = self.reverse_of(pkt, ip)? else {
+            return Ok(routed);
+        };
+        let l4 = parse_l4(pkt, ip)?;
+        Ok(Prediction {
+            output: Expect::Nat {
+                routed: Some((src, dst)),
+                src: vip,
+                dst: (ip.dst, l4.dst_port),
+            },
+            ..routed
+        })
+    }
+
+    /// `from_container` from the destination on (also for a packet
+    /// translated to a backend, `balanced`).
+    fn judge_container_dst(
+        &self,
+        host: &HostModel,
+        pkt: &[u8],
+        ip: &Ipv4View,
+        src_owner: u32,
+        effect: &mut Vec<Effect>,
+        balanced: bool,
+    ) -> Result<Prediction, DropReason> {
+        let ip = *ip;
         let (dst_slot, dst_owner) = match self.place(ip.dst) {
             Place::Container { slot, owner } => (slot, owner),
             Place::Vacant { .. } => return Err(DropReason::UnknownDestination),
@@ -874,6 +1245,9 @@ impl Model {
         // tracked connection passes it), then a scoped sender's tracking.
         self.check_scope(pkt, &ip, src_owner, effect)?;
         self.track_scoped_sender(pkt, &ip, src_owner, dst_owner, effect)?;
+        if !balanced && routed.verdict == Verdict::Forwarded(Forward::Local) {
+            return self.translate_reply(pkt, &ip, routed);
+        }
         Ok(routed)
     }
 
@@ -1127,25 +1501,34 @@ impl Model {
                 self.track_scoped_sender(pkt, &ip, src_owner, dst_owner, effect)?;
             }
         }
-        Ok(Prediction::forward(
+        let delivered = Prediction::forward(
             TC_ACT_REDIRECT,
             Forward::Local,
             Expect::Routed {
                 src: host.gateway_mac,
                 dst: port.mac,
             },
-        ))
+        );
+        // `from_uplink_tc` translates a remote service member's reply (the
+        // prefilter passes it untouched).
+        if tc && matches!(src, Party::Owner(_)) {
+            return self.translate_reply(pkt, &ip, delivered);
+        }
+        Ok(delivered)
     }
 
     /// What the host stack sends into the container behind `ifindex`.
     /// Container traffic never comes this way (the programs redirect it
     /// past this hook), so any source inside a zone is forged; outside
     /// sources reach system containers only, except the host resolver's
-    /// replies (169.254.1.1, UDP or TCP source port 53), which reach any.
+    /// replies (169.254.1.1, UDP or TCP source port 53) and the agent's
+    /// health probes (from 169.254.1.1 with `HEALTH_PROBE_MARK`), which
+    /// reach any.
     fn judge_to_container(
         &self,
         ifindex: u32,
         pkt: &[u8],
+        mark: u32,
         effect: &mut Vec<Effect>,
     ) -> Result<Prediction, DropReason> {
         let ok = Prediction::forward(TC_ACT_OK, Forward::Local, Expect::Untouched);
@@ -1170,6 +1553,10 @@ impl Model {
             return Err(DropReason::SpoofedWrongHost);
         }
         if ip.src == RESOLVER && matches!(ip.protocol, 6 | 17) && ip.source_port == Some(53) {
+            return Ok(ok);
+        }
+        // The agent's health probes: marked, from the gateway address.
+        if mark == HEALTH_PROBE_MARK && ip.src == RESOLVER {
             return Ok(ok);
         }
         if !self.allowed(Party::Outside, Party::Owner(dst_owner)) {
@@ -1281,6 +1668,7 @@ fn parse_arp(pkt: &[u8]) -> Result<ArpView, DropReason> {
 /// The host's resolver: the containers' gateway.
 const RESOLVER: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 
+#[derive(Clone, Copy, Debug)]
 struct Ipv4View {
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -1290,6 +1678,7 @@ struct Ipv4View {
     /// if the frame holds them and this is not a later fragment.
     source_port: Option<u16>,
     header_len: usize,
+    total_len: usize,
     fragment_offset: u16,
 }
 
@@ -1321,6 +1710,7 @@ fn parse_ipv4(pkt: &[u8]) -> Result<Ipv4View, DropReason> {
         protocol: h[9],
         source_port,
         header_len,
+        total_len,
         fragment_offset,
     })
 }
@@ -1460,6 +1850,33 @@ fn quoted_key(pkt: &[u8], at: usize) -> Option<ConnKey> {
     })
 }
 
+/// Slots after the client's own Maglev slot tried when it names the client
+/// itself (docs/datapath.md#services).
+const HAIRPIN_PROBES: usize = 8;
+
+/// The member of `key`'s Maglev slot, or of one of the
+/// [`HAIRPIN_PROBES`] after it when that one is the client itself.
+fn pick(table: &ServiceTable, key: &ConnKey) -> Result<u8, DropReason> {
+    let first = slot_of(key);
+    for i in 0..HAIRPIN_PROBES {
+        let m = table.slots[(first + i) % MAGLEV_SLOTS];
+        if m == NO_MEMBER || usize::from(m) >= MAX_BACKENDS || table.members[usize::from(m)] == 0 {
+            return Err(DropReason::NoBackend);
+        }
+        if table.members[usize::from(m)] != key.src {
+            return Ok(m);
+        }
+    }
+    Err(DropReason::NoBackend)
+}
+
+/// Does the datagram (its IPv4 total length) reach its transport checksum
+/// field (TCP: 18 bytes of header, UDP: 8), which a translation updates?
+fn holds_checksum(ip: &Ipv4View) -> bool {
+    let need = if ip.protocol == PROTO_TCP { 18 } else { 8 };
+    ip.header_len + need <= ip.total_len
+}
+
 // ---- observing the real programs ----------------------------------------------------------
 
 /// What the real program did to one packet.
@@ -1500,6 +1917,11 @@ impl Harness {
 
     /// Run one packet once; fails only when the kernel refuses the run.
     pub fn run(&mut self, prog: Prog, pkt: &[u8]) -> Result<Observed, String> {
+        self.run_marked(prog, pkt, 0)
+    }
+
+    /// [`Harness::run`] of an skb carrying `mark` (TC programs only).
+    pub fn run_marked(&mut self, prog: Prog, pkt: &[u8], mark: u32) -> Result<Observed, String> {
         let stale = self.drain_events();
         assert!(
             stale.is_empty(),
@@ -1509,7 +1931,7 @@ impl Harness {
         let res = match prog {
             Prog::Uplink => self.dp.test_run_xdp(prog.name(), pkt, 1),
             Prog::UplinkTc(i) | Prog::FromContainer(i) | Prog::ToContainer(i) => {
-                self.dp.test_run_tc(prog.name(), pkt, i, 1)
+                self.dp.test_run_tc_marked(prog.name(), pkt, i, mark, 1)
             }
         };
         let now = self.dp.counters().expect("counters");
@@ -1568,7 +1990,11 @@ pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec
     }
     match want.verdict {
         Verdict::Dropped(reason) => {
-            let (src, dst) = event_addresses(input);
+            let (src, dst) = match &want.output {
+                // Dropped after the translation: the packet as judged.
+                Expect::Nat { src, dst, .. } => (u32::from(src.0), u32::from(dst.0)),
+                _ => event_addresses(input),
+            };
             match got.events.as_slice() {
                 [e] if e.reason == reason as u8
                     && e.direction == dir as u8
@@ -1600,6 +2026,11 @@ pub fn check(prog: Prog, input: &[u8], want: &Prediction, got: &Observed) -> Vec
         Expect::Routed { src, dst } => {
             if let Err(e) = packets::check_routed(input, &got.packet, *src, *dst) {
                 errs.push(format!("routed output: {e}"));
+            }
+        }
+        Expect::Nat { routed, src, dst } => {
+            if let Err(e) = packets::check_translated(input, &got.packet, *routed, *src, *dst) {
+                errs.push(format!("translated output: {e}"));
             }
         }
         Expect::DstMac(mac) => {

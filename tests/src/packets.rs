@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::{
     EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv4Options,
-    PacketBuilder, UdpHeader,
+    PacketBuilder, TcpHeader, UdpHeader,
 };
 
 pub type Mac = [u8; 6];
@@ -480,4 +480,146 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push_str(&format!("… ({} bytes)", bytes.len()));
     }
     s
+}
+
+// ---- service translations --------------------------------------------------------
+
+/// `frame` (untagged IPv4 carrying TCP or UDP, as [`with_transport`]
+/// leaves it) with its transport checksum computed by etherparse over the
+/// pseudo header and the segment, so a translation's incremental update
+/// can be checked.
+pub fn with_l4_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let (ip, rest) = Ipv4HeaderSlice::from_slice(&frame[ETH_HLEN..])
+        .map(|s| (s.to_header(), s.slice().len()))
+        .expect("an IPv4 header");
+    let at = ETH_HLEN + rest;
+    let end = ETH_HLEN + usize::from(ip.total_len);
+    let sum = match ip.protocol {
+        IpNumber::TCP => {
+            frame[at + 16..at + 18].fill(0);
+            let (tcp, payload) = TcpHeader::from_slice(&frame[at..end]).expect("a TCP header");
+            tcp.calc_checksum_ipv4(&ip, payload).expect("TCP checksum")
+        }
+        IpNumber::UDP => {
+            frame[at + 6..at + 8].fill(0);
+            let (udp, payload) = UdpHeader::from_slice(&frame[at..end]).expect("a UDP header");
+            udp.calc_checksum_ipv4(&ip, payload).expect("UDP checksum")
+        }
+        p => panic!("no transport checksum for protocol {p:?}"),
+    };
+    let field = if ip.protocol == IpNumber::TCP { 16 } else { 6 };
+    frame[at + field..at + field + 2].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+/// One end of a translated packet: address and TCP/UDP port.
+pub type Endpoint4 = (Ipv4Addr, u16);
+
+/// The transport checksum field's offset in the frame (untagged IPv4,
+/// TCP or UDP).
+fn l4_check_at(frame: &[u8]) -> usize {
+    let ihl = usize::from(frame[ETH_HLEN] & 0x0f) * 4;
+    ETH_HLEN + ihl + if frame[ETH_HLEN + 9] == 6 { 16 } else { 6 }
+}
+
+/// The complemented one's complement sum over the pseudo header
+/// (addresses, protocol, transport length) and the transport segment of
+/// `frame`: 0 when its transport checksum is right (written without the
+/// code under test and without etherparse, which built the inputs').
+pub fn l4_checksum_residue(frame: &[u8]) -> u16 {
+    let ihl = usize::from(frame[ETH_HLEN] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([
+        frame[ETH_HLEN + 2],
+        frame[ETH_HLEN + 3],
+    ]));
+    let segment = &frame[ETH_HLEN + ihl..ETH_HLEN + total];
+    let mut pseudo = Vec::with_capacity(12 + segment.len());
+    pseudo.extend_from_slice(&frame[ETH_HLEN + 12..ETH_HLEN + 20]);
+    pseudo.extend_from_slice(&[0, frame[ETH_HLEN + 9]]);
+    pseudo.extend_from_slice(&(segment.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(segment);
+    checksum(&pseudo)
+}
+
+/// Is the transport checksum of `frame` right ([`l4_checksum_residue`])?
+pub fn l4_checksum_ok(frame: &[u8]) -> Result<(), String> {
+    if l4_checksum_residue(frame) != 0 {
+        let at = l4_check_at(frame);
+        return Err(format!(
+            "transport checksum {:#06x} does not sum to 0xffff over the pseudo header",
+            u16::from_be_bytes([frame[at], frame[at + 1]])
+        ));
+    }
+    Ok(())
+}
+
+/// `input` with its source and destination (address, port) replaced and,
+/// when `routed` (src, dst MACs), routed one hop; checksums as in the input.
+pub fn translated(
+    input: &[u8],
+    routed_by: Option<(Mac, Mac)>,
+    src: Endpoint4,
+    dst: Endpoint4,
+) -> Vec<u8> {
+    let mut out = match routed_by {
+        Some((s, d)) => routed(input, s, d),
+        None => input.to_vec(),
+    };
+    let ihl = usize::from(out[ETH_HLEN] & 0x0f) * 4;
+    let l4 = ETH_HLEN + ihl;
+    out[ETH_HLEN + 12..ETH_HLEN + 16].copy_from_slice(&src.0.octets());
+    out[ETH_HLEN + 16..ETH_HLEN + 20].copy_from_slice(&dst.0.octets());
+    out[l4..l4 + 2].copy_from_slice(&src.1.to_be_bytes());
+    out[l4 + 2..l4 + 4].copy_from_slice(&dst.1.to_be_bytes());
+    out
+}
+
+/// Compare what a translating program produced against [`translated`]:
+/// every byte but the two checksums, then the IPv4 header checksum
+/// ([`ipv4_checksum_ok`]) and the transport checksum recomputed
+/// independently: right if it was right in the input ([`l4_checksum_ok`]);
+/// a wrong one stays exactly as wrong (the same residue: an incremental
+/// update neither repairs nor hides a corrupted segment); a UDP checksum
+/// of 0 in the input, "none", stays 0.
+pub fn check_translated(
+    input: &[u8],
+    output: &[u8],
+    routed_by: Option<(Mac, Mac)>,
+    src: Endpoint4,
+    dst: Endpoint4,
+) -> Result<(), String> {
+    if output.len() != input.len() {
+        return Err(format!("length {} → {}", input.len(), output.len()));
+    }
+    let want = translated(input, routed_by, src, dst);
+    let ip_check = ETH_HLEN + 10..ETH_HLEN + 12;
+    let at = l4_check_at(input);
+    let l4_check = at..at + 2;
+    for (i, (a, b)) in output.iter().zip(want.iter()).enumerate() {
+        if a != b && !ip_check.contains(&i) && !l4_check.contains(&i) {
+            return Err(format!(
+                "byte {i} is {a:#04x}, want {b:#04x}: {} → {}",
+                hex(input),
+                hex(output)
+            ));
+        }
+    }
+    ipv4_checksum_ok(output)?;
+    let udp_without = input[ETH_HLEN + 9] == 17 && input[l4_check.clone()] == [0, 0];
+    if udp_without {
+        if output[l4_check] != [0, 0] {
+            return Err("a UDP checksum of 0 (none) was rewritten".into());
+        }
+        return Ok(());
+    }
+    let (before, after) = (l4_checksum_residue(input), l4_checksum_residue(output));
+    if before == 0 {
+        l4_checksum_ok(output)
+    } else if after != before {
+        Err(format!(
+            "the input's transport checksum was off by {before:#06x}, the output's by {after:#06x}"
+        ))
+    } else {
+        Ok(())
+    }
 }

@@ -13,22 +13,27 @@ use std::{
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use netfabric::datapath::{Datapath, LoadOptions, maps::connections::monotonic_now_ns};
+use netfabric::datapath::{
+    Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK_TC,
+    maps::{connections::monotonic_now_ns, service_tables::ServiceMembers},
+};
 use netfabric_common::{
     DropReason, MAX_ZONES, SYSTEM_OWNER, Verdict,
-    conntrack::{CONN_REPLIED, ConnKey, ConnState, idle_timeout_ns},
+    conntrack::{CONN_REPLIED, ConnKey, ConnState, PROTO_TCP, PROTO_UDP, idle_timeout_ns},
+    service::{FLOW_FORWARD, FLOW_REVERSE, ServicePort, ServicePortKey, service_id},
 };
 use netfabric_tests::{
     ensure_bpffs,
     model::{
-        Harness, HostModel, Model, PairChange, PortModel, Prog, ScopeRule, ScopeVia, ZoneModel,
-        check, dummies,
+        Expect, Harness, HostModel, Model, PairChange, PortModel, Prog, ScopeRule, ScopeVia,
+        ZoneModel, check, dummies,
     },
     netns::Netns,
     packets::{
         ArpFrame, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_LLDP, ETH_P_QINQ,
         Ipv4Frame, Mac, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Transport, hex, ipv6, raw_ethernet,
-        refresh_checksum, set_ihl, set_total_len, set_version, truncate, with_transport,
+        refresh_checksum, set_ihl, set_total_len, set_version, truncate, with_l4_checksum,
+        with_transport,
     },
     unique,
 };
@@ -86,6 +91,11 @@ struct Scenario {
     groups: Vec<u32>,
     /// Addresses outside every zone (connections to them are tracked).
     outside: Vec<Ipv4Addr>,
+    /// Services: every VIP port (served or not: a few are removed and
+    /// added again), and each service's zone slot and the addresses its
+    /// members are drawn from.
+    vip_ports: Vec<ServicePortKey>,
+    services: Vec<(u32, Vec<Ipv4Addr>)>,
 }
 
 fn zone_addr(prefix: Ipv4Addr, h: u8, c: u8) -> Ipv4Addr {
@@ -241,6 +251,57 @@ fn scenario(rng: &mut Rng, devices: &[u32]) -> Scenario {
             m.egress_denied.insert(o);
         }
     }
+    // Services: VIPs of our zone (now and then of another), each port with
+    // a target port of its own (a reverse entry then names one VIP port),
+    // members among the zone's addresses (owned or not), most healthy.
+    let mut vip_ports = Vec::new();
+    let mut services = Vec::new();
+    let mut target_port = 8000u16;
+    for _ in 0..rng.range(1, 3) {
+        let (slot, prefix) = if rng.chance(80) || other_zones.is_empty() {
+            (our_slot, our_prefix)
+        } else {
+            rng.pick(&other_zones)
+        };
+        let vip = zone_addr(prefix, 0, rng.range(1, 254) as u8);
+        let id = service_id(slot, vip.into());
+        if services.iter().any(|(s, _)| *s == id) {
+            continue;
+        }
+        let pool: Vec<Ipv4Addr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| m.zone_of(*a) == Some(slot) && a.octets()[2] != 0)
+            .collect();
+        for _ in 0..rng.range(1, 2) {
+            let key = ServicePortKey {
+                vip: vip.into(),
+                port: rng.pick(&[53, 80, 443]),
+                protocol: rng.pick(&[PROTO_TCP, PROTO_TCP, PROTO_UDP]),
+                _pad: 0,
+            };
+            if m.service_ports.contains_key(&key) {
+                continue;
+            }
+            m.service_ports.insert(
+                key,
+                ServicePort {
+                    service: id,
+                    owner: rng.pick(&owners),
+                    target_port,
+                    _pad: [0; 6],
+                },
+            );
+            target_port += 1;
+            vip_ports.push(key);
+        }
+        let members = random_members(rng, &pool);
+        m.service_tables.insert(id, (members, members.table()));
+        services.push((id, pool));
+        addrs.push(vip);
+    }
+    // A VIP no service has.
+    addrs.push(zone_addr(our_prefix, 0, rng.range(1, 254) as u8));
     let strays = free_devices;
     m.host = Some(host);
     // A few containers without a groups bloom (unknown: looked up always).
@@ -272,7 +333,32 @@ fn scenario(rng: &mut Rng, devices: &[u32]) -> Scenario {
         owners,
         groups,
         outside,
+        vip_ports,
+        services,
     }
+}
+
+/// Up to four members drawn from `pool` (at stable indexes), each healthy
+/// with a chance of 75%.
+fn random_members(rng: &mut Rng, pool: &[Ipv4Addr]) -> ServiceMembers {
+    let mut m = ServiceMembers::default();
+    if pool.is_empty() {
+        return m;
+    }
+    for i in 0..rng.below(5) {
+        m.members[i] = rng.pick(pool).into();
+        if rng.chance(75) {
+            m.healthy |= 1u128 << i;
+        }
+    }
+    // A member listed twice is one member.
+    for i in 0..4 {
+        if m.members[..i].contains(&m.members[i]) {
+            m.members[i] = 0;
+            m.healthy &= !(1u128 << i);
+        }
+    }
+    m
 }
 
 /// A random packet for `prog`, biased towards what the program sees.
@@ -568,6 +654,63 @@ fn flow_packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Option<Vec<u8>> {
     let host = s.model.host.as_ref().expect("configured");
     let port = |ifindex: u32| s.model.ports.iter().find(|(_, p)| p.ifindex == ifindex);
     let (frame, t) = match prog {
+        Prog::FromContainer(ifx) if !s.vip_ports.is_empty() && rng.chance(30) => {
+            // To a VIP port (now and then one not served), or a service
+            // member's reply to a client of a flow.
+            let (c, p) = port(ifx)?;
+            let me = zone_addr(host.zone_prefix, host.host_octet, *c);
+            let replies = reverse_flows(s, |src| src == me);
+            if !replies.is_empty() && rng.chance(50) {
+                let k = rng.pick(&replies);
+                let f = Ipv4Frame::new(p.mac, host.gateway_mac, me, k.dst.into());
+                (f, reply_transport(rng, &k))
+            } else {
+                let vp = rng.pick(&s.vip_ports);
+                let dport = if rng.chance(85) {
+                    vp.port
+                } else {
+                    rng.pick(&[53, 80, 443, 81])
+                };
+                let sport = rng.pick(&[40000, 40001, 40002, 53]);
+                let t = if vp.protocol == PROTO_TCP && rng.chance(90) {
+                    Transport::Tcp {
+                        sport,
+                        dport,
+                        flags: rng.pick(&[TCP_SYN, TCP_ACK, TCP_ACK, TCP_FIN | TCP_ACK]),
+                    }
+                } else if rng.chance(90) {
+                    Transport::Udp { sport, dport }
+                } else {
+                    any_transport(rng)
+                };
+                let f = Ipv4Frame::new(p.mac, host.gateway_mac, me, vp.vip.into());
+                (f, t)
+            }
+        }
+        Prog::UplinkTc(_) if rng.chance(25) => {
+            // A remote service member's reply to a client of this host.
+            let replies = reverse_flows(s, |src| {
+                s.model.zone_of(src).is_some()
+                    && src.octets()[..3]
+                        != zone_addr(host.zone_prefix, host.host_octet, 0).octets()[..3]
+            });
+            if replies.is_empty() {
+                return None;
+            }
+            let k = rng.pick(&replies);
+            let src = Ipv4Addr::from(k.src);
+            let src_mac = match s.model.zone_of(src) {
+                Some(slot) if slot == host.zone_slot => s
+                    .model
+                    .next_hops
+                    .get(&(slot, src.octets()[2]))
+                    .copied()
+                    .unwrap_or(host.router_mac),
+                _ => host.router_mac,
+            };
+            let f = Ipv4Frame::new(src_mac, host.uplink_mac, src, k.dst.into());
+            (f, reply_transport(rng, &k))
+        }
         Prog::FromContainer(ifx) if rng.chance(35) => {
             let (c, p) = port(ifx)?;
             let src = zone_addr(host.zone_prefix, host.host_octet, *c);
@@ -645,7 +788,16 @@ fn flow_packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Option<Vec<u8>> {
     if rng.chance(5) {
         f = f.fragment(rng.chance(50), rng.range(0, 100) as u16 * 8);
     }
+    let fragment = f.frag_offset != 0 || f.more_fragments;
     let p = with_transport(f.build(), t);
+    // Transport checksums: mostly left at 0 (a wrong TCP one, which a
+    // translation must keep as wrong; none for UDP), sometimes right.
+    let p = match t {
+        Transport::Tcp { .. } | Transport::Udp { .. } if !fragment && rng.chance(50) => {
+            with_l4_checksum(p)
+        }
+        _ => p,
+    };
     if rng.chance(7) {
         // The transport header cut short (frame and IPv4 length agree).
         let ihl = usize::from(p[14] & 0x0f) * 4;
@@ -653,6 +805,103 @@ fn flow_packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Option<Vec<u8>> {
         return Some(set_total_len(truncate(p, 14 + ip_len), ip_len as u16));
     }
     Some(p)
+}
+
+/// The reverse entries (their keys) the model follows whose source passes
+/// `src`.
+fn reverse_flows(s: &Scenario, src: impl Fn(Ipv4Addr) -> bool) -> Vec<ConnKey> {
+    s.model
+        .service_flows
+        .iter()
+        .filter(|(k, f)| f.kind == FLOW_REVERSE && src(Ipv4Addr::from(k.src)))
+        .map(|(k, _)| *k)
+        .collect()
+}
+
+/// The transport header of a packet with the reverse entry's key `k`.
+fn reply_transport(rng: &mut Rng, k: &ConnKey) -> Transport {
+    if k.protocol == PROTO_TCP {
+        Transport::Tcp {
+            sport: k.src_port,
+            dport: k.dst_port,
+            flags: rng.pick(&[TCP_SYN | TCP_ACK, TCP_ACK, TCP_FIN | TCP_ACK]),
+        }
+    } else {
+        Transport::Udp {
+            sport: k.src_port,
+            dport: k.dst_port,
+        }
+    }
+}
+
+/// A service change: members and health redrawn, a VIP port removed or
+/// served again, or a flow idle past its timeout (both its entries).
+fn service_change(rng: &mut Rng, s: &mut Scenario, dp: &mut Datapath) -> String {
+    match rng.below(10) {
+        0..=4 => {
+            let (id, pool) = s.services[rng.below(s.services.len())].clone();
+            let members = random_members(rng, &pool);
+            s.model.set_service_table(dp, id, members);
+            format!("service {id}: members {:?}", members)
+        }
+        5..=6 => {
+            let key = rng.pick(&s.vip_ports);
+            let vip = Ipv4Addr::from(key.vip);
+            if s.model.service_ports.contains_key(&key) {
+                s.model.remove_service_port(dp, vip, key.port, key.protocol);
+                format!("VIP port {key:?} removed")
+            } else {
+                let id = service_id(s.model.zone_of(vip).expect("a zone's VIP"), key.vip);
+                let value = ServicePort {
+                    service: id,
+                    owner: SYSTEM_OWNER,
+                    target_port: 9000 + key.port,
+                    _pad: [0; 6],
+                };
+                s.model
+                    .set_service_port(dp, vip, key.port, key.protocol, value);
+                format!("VIP port {key:?} served again on {}", value.target_port)
+            }
+        }
+        _ => {
+            let forward: Vec<ConnKey> = s
+                .model
+                .service_flows
+                .iter()
+                .filter(|(_, f)| f.kind == FLOW_FORWARD)
+                .map(|(k, _)| *k)
+                .collect();
+            if forward.is_empty() {
+                return String::new();
+            }
+            let key = forward[rng.below(forward.len())];
+            let timeout = idle_timeout_ns(key.protocol, ConnState::Established as u8);
+            let now = monotonic_now_ns();
+            if now <= timeout + 2_000_000_000 {
+                return String::new();
+            }
+            let f = dp
+                .service_flow(&key)
+                .expect("reading SERVICE_FLOWS")
+                .expect("the model's flows are in the map");
+            let reverse = ConnKey {
+                src: f.addr,
+                dst: key.src,
+                src_port: f.port,
+                dst_port: key.src_port,
+                protocol: key.protocol,
+                _pad: [0; 3],
+            };
+            for k in [key, reverse] {
+                if let Some(mut e) = dp.service_flow(&k).expect("reading SERVICE_FLOWS") {
+                    e.last_seen_ns = now - timeout - 1_000_000_000;
+                    dp.set_service_flow(&k, &e).expect("ageing a flow");
+                    s.model.expire_flow(&k);
+                }
+            }
+            format!("flow {key:?} expired")
+        }
+    }
 }
 
 /// `p` as another transport protocol and/or another source port (the two
@@ -678,6 +927,9 @@ fn transport(rng: &mut Rng, mut p: Vec<u8>) -> Vec<u8> {
 /// A membership change (or a container coming or going), applied to the
 /// model and, as an agent would, to the maps.
 fn change(rng: &mut Rng, s: &mut Scenario, dp: &mut Datapath) -> String {
+    if !s.services.is_empty() && rng.chance(20) {
+        return service_change(rng, s, dp);
+    }
     if rng.chance(15) {
         // A security group set or deleted.
         let users: Vec<u32> = s
@@ -803,6 +1055,10 @@ fn datapath_agrees_with_the_reference_model() {
     let mut cases = 0usize;
     let mut tracked = 0usize;
     let mut related_errors_delivered = 0usize;
+    let mut service_flows = 0usize;
+    // Translated packets by program: forwarded (true) or dropped after the
+    // translation (false).
+    let mut translated: BTreeMap<(&'static str, bool), usize> = BTreeMap::new();
     let mut changes = 0usize;
     let mut mismatches: Vec<String> = Vec::new();
     let mut seen: BTreeMap<(&'static str, Verdict), usize> = BTreeMap::new();
@@ -859,6 +1115,11 @@ fn datapath_agrees_with_the_reference_model() {
             for prog in runs {
                 let want = s.model.step(prog, &pkt);
                 cases += 1;
+                if let Expect::Nat { routed, .. } = &want.output {
+                    *translated
+                        .entry((prog.name(), routed.is_some()))
+                        .or_default() += 1;
+                }
                 *seen.entry((prog.name(), want.verdict)).or_default() += 1;
                 if matches!(prog, Prog::ToContainer(_))
                     && is_icmp_error(&pkt)
@@ -900,6 +1161,32 @@ fn datapath_agrees_with_the_reference_model() {
                 })
                 .collect();
         tracked += in_map.len();
+        // And exactly the service flows and counters the model follows.
+        let flows: BTreeMap<ConnKey, (u32, u16, u8, u8, u32)> =
+            h.dp.service_flows()
+                .expect("reading SERVICE_FLOWS")
+                .into_iter()
+                .map(|(k, f)| (k, (f.addr, f.port, f.kind, f.member, f.service)))
+                .collect();
+        service_flows += flows.len();
+        if flows != s.model.expected_service_flows() {
+            mismatches.push(format!(
+                "seed {seed} state {state}: SERVICE_FLOWS holds {flows:?}\n  the model: {:?}",
+                s.model.expected_service_flows()
+            ));
+        }
+        let counters: BTreeMap<(u32, u32), (u64, u64)> =
+            h.dp.service_counters()
+                .expect("reading SERVICE_COUNTERS")
+                .into_iter()
+                .map(|(k, c)| ((k.service, k.backend), (c.packets, c.bytes)))
+                .collect();
+        if counters != s.model.service_counters {
+            mismatches.push(format!(
+                "seed {seed} state {state}: SERVICE_COUNTERS holds {counters:?}\n  the model: {:?}",
+                s.model.service_counters
+            ));
+        }
         if in_map != s.model.expected_connections() {
             mismatches.push(format!(
                 "seed {seed} state {state}: CONNECTIONS holds {in_map:?}\n  the model: {:?}",
@@ -908,10 +1195,18 @@ fn datapath_agrees_with_the_reference_model() {
         }
     }
     println!(
-        "{cases} cases over {STATES} random states, {changes} state changes in between, {tracked} connections tracked, {related_errors_delivered} related ICMP errors delivered"
+        "{cases} cases over {STATES} random states, {changes} state changes in between, {tracked} connections tracked, {related_errors_delivered} related ICMP errors delivered, {service_flows} service flow entries"
     );
     for ((prog, verdict), n) in &seen {
         println!("  {prog:<16} {verdict:?}: {n}");
+    }
+    for ((prog, forwarded), n) in &translated {
+        let what = if *forwarded {
+            "translated and forwarded"
+        } else {
+            "translated, then dropped"
+        };
+        println!("  {prog:<16} {what}: {n}");
     }
     if !mismatches.is_empty() {
         for m in mismatches.iter().take(20) {
@@ -938,6 +1233,29 @@ fn datapath_agrees_with_the_reference_model() {
     assert!(
         refused_for_port >= 10,
         "only {refused_for_port} cases refused for their port"
+    );
+    // Services were exercised: packets balanced and forwarded (flows
+    // written), and some without a backend.
+    let no_backend = seen
+        .iter()
+        .filter(|((_, v), _)| *v == Verdict::Dropped(DropReason::NoBackend))
+        .map(|(_, n)| n)
+        .sum::<usize>();
+    assert!(
+        no_backend >= 10,
+        "only {no_backend} cases without a backend"
+    );
+    for (what, want) in [
+        ((PROG_FROM_CONTAINER, true), 50),
+        ((PROG_FROM_CONTAINER, false), 10),
+        ((PROG_FROM_UPLINK_TC, true), 10),
+    ] {
+        let n = translated.get(&what).copied().unwrap_or(0);
+        assert!(n >= want, "only {n} cases {what:?} translated");
+    }
+    assert!(
+        service_flows >= 20,
+        "only {service_flows} service flow entries written"
     );
 }
 

@@ -74,6 +74,13 @@ impl Ipv4 {
         ((unsafe { (*self.hdr).version_ihl } & 0x0f) as usize) * 4
     }
 
+    /// The datagram's length (header and payload), which `parse` checked
+    /// against the frame.
+    #[inline(always)]
+    pub fn total_len(&self) -> usize {
+        u16::from_be_bytes(unsafe { (*self.hdr).tot_len }) as usize
+    }
+
     /// The fragment offset (in 8-byte units); 0 for an unfragmented packet
     /// and a first fragment.
     #[inline(always)]

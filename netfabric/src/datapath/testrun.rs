@@ -11,6 +11,8 @@ use super::{Datapath, DatapathError, prog_err};
 /// takes a prefix and requires the fields it does not accept to be zero.
 const SKB_CTX_LEN: usize = 44;
 const SKB_IFINDEX_OFFSET: usize = 40;
+/// `__sk_buff::mark`, which the kernel copies into the test skb.
+const SKB_MARK_OFFSET: usize = 8;
 
 /// What a program did to one packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,9 +25,10 @@ pub struct RunOutcome {
     pub duration: Duration,
 }
 
-fn skb_ctx(ifindex: u32) -> [u8; SKB_CTX_LEN] {
+fn skb_ctx(ifindex: u32, mark: u32) -> [u8; SKB_CTX_LEN] {
     let mut ctx = [0u8; SKB_CTX_LEN];
     ctx[SKB_IFINDEX_OFFSET..SKB_IFINDEX_OFFSET + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    ctx[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4].copy_from_slice(&mark.to_ne_bytes());
     ctx
 }
 
@@ -63,12 +66,25 @@ impl Datapath {
         ifindex: u32,
         repeat: u32,
     ) -> Result<RunOutcome, DatapathError> {
+        self.test_run_tc_marked(name, packet, ifindex, 0, repeat)
+    }
+
+    /// [`Datapath::test_run_tc`] of an skb carrying `mark` (`skb->mark`,
+    /// as `SO_MARK` sets it on a socket's packets).
+    pub fn test_run_tc_marked(
+        &mut self,
+        name: &'static str,
+        packet: &[u8],
+        ifindex: u32,
+        mark: u32,
+        repeat: u32,
+    ) -> Result<RunOutcome, DatapathError> {
         let mut out = vec![0u8; packet.len() + 256];
-        let ctx = skb_ctx(ifindex);
+        let ctx = skb_ctx(ifindex, mark);
         let opts = TestRunOptions {
             data_in: Some(packet),
             data_out: Some(&mut out),
-            ctx_in: (ifindex != 0).then_some(&ctx[..]),
+            ctx_in: (ifindex != 0 || mark != 0).then_some(&ctx[..]),
             repeat,
             ..TestRunOptions::new()
         };

@@ -42,11 +42,13 @@ use aya::programs::XdpMode;
 use netfabric::agent::plan::{Blooms, OwnerGroupLists};
 use netfabric::datapath::{
     BENCH_OBJECT, Datapath, LoadOptions, PROG_FROM_CONTAINER, PROG_FROM_UPLINK,
-    PROG_FROM_UPLINK_TC, PROG_TO_CONTAINER,
+    PROG_FROM_UPLINK_TC, PROG_TO_CONTAINER, maps::service_tables::ServiceMembers,
 };
 use netfabric_common::{
     HostConfig, SYSTEM_OWNER,
     conntrack::{ConnKey, PROTO_ICMP, PROTO_TCP, PROTO_UDP, PortRule, PortScope, ScopedPair},
+    policy::SERVICE_BACKEND,
+    service::{ServicePort, ServicePortKey, service_id},
 };
 use serde_json::{Value, json};
 
@@ -287,6 +289,97 @@ pub fn zones(rng: &mut Rng) -> Vec<Zone> {
     .into_iter()
     .map(with_security_groups)
     .collect()
+}
+
+/// The bench service's VIP (host octet 0 of the zone) and its UDP port.
+fn bench_vip() -> Ipv4Addr {
+    addr(0, 1)
+}
+/// Backends of the bench service at most.
+pub const SERVICE_BACKENDS: usize = 16;
+
+/// The bench service: an owner without security groups that has local
+/// containers with a port and remote containers; the VIP balances over up
+/// to [`SERVICE_BACKENDS`] of the remote ones, written as the agent writes
+/// a service (members flagged `SERVICE_BACKEND`, the table, then the
+/// port). Returns the VIP cases and the same packets straight to the
+/// backends (`n` each), or `None` when no owner fits.
+fn bench_service(
+    dp: &mut Datapath,
+    zone: &Zone,
+    ports: &BTreeMap<u8, u32>,
+    n: usize,
+) -> Result<Option<ServiceCases>> {
+    let owners: BTreeSet<u32> = zone.owners.values().copied().collect();
+    let Some((owner, clients, backends)) = owners
+        .into_iter()
+        .filter(|o| *o != SYSTEM_OWNER && !zone.scoped.contains(o))
+        .map(|o| {
+            let of = |local: bool| -> Vec<(u8, u8)> {
+                zone.owners
+                    .iter()
+                    .filter(|&(&(h, c), &x)| {
+                        x == o && (h == LOCAL_HOST) == local && (!local || ports.contains_key(&c))
+                    })
+                    .map(|(&k, _)| k)
+                    .take(SERVICE_BACKENDS)
+                    .collect()
+            };
+            (o, of(true), of(false))
+        })
+        .find(|(_, c, b)| !c.is_empty() && !b.is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut members = ServiceMembers::default();
+    for (i, &(h, c)) in backends.iter().enumerate() {
+        dp.set_endpoint_groups(0, addr(h, c), owner, zone.bloom(owner) | SERVICE_BACKEND)?;
+        members.members[i] = addr(h, c).into();
+        members.healthy |= 1u128 << i;
+    }
+    let id = service_id(0, bench_vip().into());
+    dp.set_service_table(id, &members)?;
+    dp.set_service_port(
+        ServicePortKey {
+            vip: bench_vip().into(),
+            port: BENCH_PORT,
+            protocol: PROTO_UDP,
+            _pad: 0,
+        },
+        ServicePort {
+            service: id,
+            owner,
+            target_port: BENCH_PORT,
+            _pad: [0; 6],
+        },
+    )?;
+    let case = |i: usize, dst: Ipv4Addr| {
+        let c = clients[i % clients.len()].1;
+        let mut p = frame(CONTAINER_MAC, GATEWAY_MAC, addr(LOCAL_HOST, c), dst);
+        let sport = 1024 + (i % 64_000) as u16;
+        p[34..36].copy_from_slice(&sport.to_be_bytes());
+        // No UDP checksum (0): the port changed.
+        p[40..42].copy_from_slice(&[0, 0]);
+        (p, ports[&c])
+    };
+    let vip = (0..n).map(|i| case(i, bench_vip())).collect();
+    let plain = (0..n)
+        .map(|i| {
+            let (h, c) = backends[i % backends.len()];
+            case(i, addr(h, c))
+        })
+        .collect();
+    Ok(Some(ServiceCases {
+        backends: backends.len(),
+        vip,
+        plain,
+    }))
+}
+
+struct ServiceCases {
+    backends: usize,
+    vip: Vec<(Vec<u8>, u32)>,
+    plain: Vec<(Vec<u8>, u32)>,
 }
 
 /// Fill a freshly loaded datapath with `zone` as seen from [`LOCAL_HOST`].
@@ -728,10 +821,46 @@ impl Row {
     }
 }
 
+/// The VIP path next to the plain path it ends in, in one zone
+/// (docs/datapath.md#services): one owner's local containers sending to a
+/// service's VIP, balanced over up to [`SERVICE_BACKENDS`] remote
+/// containers of that owner, and the same packets sent straight to those
+/// containers. A translated packet is no longer addressed to the VIP, so
+/// the kernel's `repeat` loop would time the plain path from its second
+/// round on: both paths are timed per call (one round, the same per-call
+/// cost in both) and compared with each other.
+#[derive(Clone, Debug)]
+pub struct ServiceRow {
+    pub zone: String,
+    pub containers: usize,
+    pub backends: usize,
+    /// ns per call, the first packet in every call (its flow open).
+    pub vip_hot_call: Stats,
+    pub plain_hot_call: Stats,
+    /// ns per call, a different client port (an open flow each) or
+    /// destination every call.
+    pub vip_spread_call: Stats,
+    pub plain_spread_call: Stats,
+}
+
+impl ServiceRow {
+    pub fn json(&self) -> Value {
+        json!({
+            "zone": self.zone, "containers": self.containers, "backends": self.backends,
+            "vip_hot_call_ns_per_packet": self.vip_hot_call.json(),
+            "plain_hot_call_ns_per_packet": self.plain_hot_call.json(),
+            "vip_spread_call_ns_per_packet": self.vip_spread_call.json(),
+            "plain_spread_call_ns_per_packet": self.plain_spread_call.json(),
+        })
+    }
+}
+
 /// The result of the decision part.
 pub struct Decision {
     pub rows: Vec<Row>,
     pub zones: Vec<(String, usize)>,
+    /// The VIP path per zone (none where the zone has no fitting owner).
+    pub services: Vec<ServiceRow>,
 }
 
 impl Decision {
@@ -809,6 +938,7 @@ pub fn run(settings: &Settings) -> Result<Decision> {
     let mut rng = Rng(0x6e66_6265_6e63_6821);
     let mut rows = Vec::new();
     let mut zone_list = Vec::new();
+    let mut services = Vec::new();
     for zone in zones(&mut rng) {
         let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
         dp.load_programs_of(BENCH_OBJECT)?;
@@ -886,6 +1016,64 @@ pub fn run(settings: &Settings) -> Result<Decision> {
                 s[3].push(hot + (spread_call - hot_call));
             }
         }
+        // The VIP path beside the plain one (see `ServiceRow`). Every case
+        // runs once first: the flows are open when measured.
+        const TC_ACT_REDIRECT: u32 = 7;
+        if let Some(cases) = bench_service(&mut dp, &zone, &ports, spread_n * reps)? {
+            for (pkt, ifindex) in cases.vip.iter().chain(&cases.plain) {
+                let got = dp
+                    .test_run_tc(PROG_FROM_CONTAINER, pkt, *ifindex, 1)?
+                    .action;
+                anyhow::ensure!(
+                    got == TC_ACT_REDIRECT,
+                    "bench service in {}: a case returned {got}",
+                    zone.label
+                );
+            }
+            let mut s = [(); 4].map(|_| Vec::with_capacity(reps));
+            let action = Some(TC_ACT_REDIRECT);
+            for rep in 0..reps {
+                let spread = |c: &[(Vec<u8>, u32)]| -> Vec<(Vec<u8>, u32)> {
+                    c[rep * spread_n..(rep + 1) * spread_n].to_vec()
+                };
+                for (i, pool) in [&cases.vip, &cases.plain].into_iter().enumerate() {
+                    let first = vec![&pool[0]; spread_n];
+                    let spread = spread(pool);
+                    let spread: Vec<&(Vec<u8>, u32)> = spread.iter().collect();
+                    let tc = Kind::Tc;
+                    s[i].push(measure_calls(
+                        &mut dp,
+                        tc,
+                        PROG_FROM_CONTAINER,
+                        &first,
+                        1,
+                        action,
+                    )?);
+                    s[2 + i].push(measure_calls(
+                        &mut dp,
+                        tc,
+                        PROG_FROM_CONTAINER,
+                        &spread,
+                        1,
+                        action,
+                    )?);
+                }
+            }
+            services.push(ServiceRow {
+                zone: zone.label.clone(),
+                containers: zone.containers(),
+                backends: cases.backends,
+                vip_hot_call: Stats::of(&s[0]),
+                plain_hot_call: Stats::of(&s[1]),
+                vip_spread_call: Stats::of(&s[2]),
+                plain_spread_call: Stats::of(&s[3]),
+            });
+        } else {
+            eprintln!(
+                "bench: no owner for the VIP path in {}, skipped",
+                zone.label
+            );
+        }
         for (p, s) in paths.iter().zip(samples) {
             rows.push(Row {
                 zone: zone.label.clone(),
@@ -907,5 +1095,6 @@ pub fn run(settings: &Settings) -> Result<Decision> {
     Ok(Decision {
         rows,
         zones: zone_list,
+        services,
     })
 }

@@ -715,6 +715,10 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
             "what": t.what, "goal": t.goal, "measured": t.measured, "met": t.met,
         })).collect::<Vec<_>>(),
         "decision": r.decision.as_ref().map(Decision::json),
+        "decision_services": r
+            .decision
+            .as_ref()
+            .map(|d| d.services.iter().map(super::decision::ServiceRow::json).collect::<Vec<_>>()),
         "end_to_end": r.e2e.as_ref().map(E2e::json),
         "control_plane": r.control.as_ref().map(Control::json),
         "zone": r.zone.as_ref().map(Zone::json),
@@ -788,6 +792,37 @@ fn decision_md(md: &mut String, d: &Decision) -> Result<()> {
         )?;
     }
     writeln!(md)?;
+    if !d.services.is_empty() {
+        writeln!(
+            md,
+            "### The VIP path\n\nOne owner's local containers to a service's VIP (UDP, \
+             balanced over up to {} remote containers of that owner, flows open), against \
+             the same packets sent straight to those containers. A translated packet is no \
+             longer addressed to the VIP, so both are timed per call (one round each: the \
+             per-call cost is in both); `hot`: the first packet every call, `spread`: a \
+             different client port or destination every call.\n",
+            super::decision::SERVICE_BACKENDS
+        )?;
+        writeln!(
+            md,
+            "| zone | backends | VIP hot (call) | plain hot (call) | VIP / plain | VIP spread (call) | plain spread (call) | VIP / plain |"
+        )?;
+        writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+        for r in &d.services {
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.2} |",
+                r.zone,
+                r.backends,
+                stats_cell(&r.vip_hot_call, 1.0, 1),
+                stats_cell(&r.plain_hot_call, 1.0, 1),
+                r.vip_hot_call.median / r.plain_hot_call.median,
+                stats_cell(&r.vip_spread_call, 1.0, 1),
+                stats_cell(&r.plain_spread_call, 1.0, 1),
+                r.vip_spread_call.median / r.plain_spread_call.median,
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -1285,6 +1320,7 @@ mod tests {
     #[test]
     fn decision_goal_is_spread_within_2x_of_hot_per_path_at_a_full_zone() {
         let d = Decision {
+            services: Vec::new(),
             rows: vec![
                 decision_row(10, "container: same owner, remote", 40.0, 90.0),
                 decision_row(10, "container: group, remote", 60.0, 200.0),
