@@ -529,6 +529,67 @@ impl Topology {
         )
     }
 
+    /// `from` connects to `dst:dst_port`, which reaches `to` listening on
+    /// `listen_port` (the container's own address and port, or a service's
+    /// VIP and port translated to them): a line each way, then `bulk` bytes
+    /// that must arrive whole, in order, with no segment refused for its
+    /// checksum on either side (a bad checksum is a corrupted or wrongly
+    /// offloaded packet on the datapath).
+    pub fn tcp_exchange(
+        &self,
+        from: &Container,
+        to: &Container,
+        (dst, dst_port): (Ipv4Addr, u16),
+        listen_port: u16,
+        bulk: usize,
+    ) {
+        let start = self.snapshot();
+        let flow = format!("TCP {} -> {dst}:{dst_port} ({})", from.name, to.name);
+        let csum_errors = (from.tcp_csum_errors(), to.tcp_csum_errors());
+        let mut server = to.nc_listen(listen_port, false);
+        let mut client = from.nc_connect(dst, dst_port, false);
+        let hello = format!("hello from {}\n", from.name);
+        client.send(hello.as_bytes());
+        assert!(
+            server.wait_for(hello.as_bytes(), Duration::from_secs(3)),
+            "{flow}: line not received\n{}",
+            self.diagnose(&start)
+        );
+        let answer = format!("answer from {}\n", to.name);
+        server.send(answer.as_bytes());
+        assert!(
+            client.wait_for(answer.as_bytes(), Duration::from_secs(3)),
+            "{flow}: answer not received\n{}",
+            self.diagnose(&start)
+        );
+        let data: Vec<u8> = (0..bulk).map(|i| (i % 251) as u8).collect();
+        client.send(&data);
+        client.finish();
+        let want = hello.len() + bulk;
+        let t0 = Instant::now();
+        assert!(
+            server.wait_for_len(want, Duration::from_secs(10)),
+            "{flow}: {} of {want} bytes arrived\n{}",
+            server.received().len(),
+            self.diagnose(&start)
+        );
+        let took = t0.elapsed();
+        assert_eq!(
+            (from.tcp_csum_errors(), to.tcp_csum_errors()),
+            csum_errors,
+            "{flow}: segments with bad checksums\n{}",
+            self.diagnose(&start)
+        );
+        if took > Duration::from_secs(2) {
+            println!("{flow}: bulk took {took:?}\n{}", self.diagnose(&start));
+        }
+        assert_eq!(
+            &server.received()[hello.len()..],
+            &data[..],
+            "{flow}: bulk data corrupted"
+        );
+    }
+
     /// Everything the datapaths counted since `earlier`, per host, plus the
     /// kernel's view from inside each container (`nstat` drops and checksum
     /// errors, veth XDP statistics): for failure messages.

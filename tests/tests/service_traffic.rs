@@ -62,9 +62,7 @@ fn serve(
     }
 }
 
-/// `from` connects to `vip:port`, which `to` serves on `target`: a line
-/// each way, then `bulk` bytes that must arrive whole, in order, with no
-/// segment refused for its checksum on either side.
+/// `from` connects to `vip:port`, which `to` serves on `target`.
 fn tcp_through(
     topo: &Topology,
     from: &Container,
@@ -74,52 +72,7 @@ fn tcp_through(
     target: u16,
     bulk: usize,
 ) {
-    let start = topo.snapshot();
-    let csum_errors = (from.tcp_csum_errors(), to.tcp_csum_errors());
-    let mut server = to.nc_listen(target, false);
-    let mut client = from.nc_connect(vip, port, false);
-    let hello = format!("hello from {}\n", from.name);
-    client.send(hello.as_bytes());
-    assert!(
-        server.wait_for(hello.as_bytes(), Duration::from_secs(3)),
-        "TCP {} -> {vip}:{port} ({}): line not received\n{}",
-        from.name,
-        to.name,
-        topo.diagnose(&start)
-    );
-    let answer = format!("answer from {}\n", to.name);
-    server.send(answer.as_bytes());
-    assert!(
-        client.wait_for(answer.as_bytes(), Duration::from_secs(3)),
-        "TCP {} <- {vip}:{port} ({}): answer not received\n{}",
-        from.name,
-        to.name,
-        topo.diagnose(&start)
-    );
-    let data: Vec<u8> = (0..bulk).map(|i| (i % 251) as u8).collect();
-    client.send(&data);
-    client.finish();
-    let want = hello.len() + bulk;
-    assert!(
-        server.wait_for_len(want, Duration::from_secs(10)),
-        "TCP {} -> {vip}:{port}: {} of {want} bytes arrived\n{}",
-        from.name,
-        server.received().len(),
-        topo.diagnose(&start)
-    );
-    assert_eq!(
-        (from.tcp_csum_errors(), to.tcp_csum_errors()),
-        csum_errors,
-        "TCP {} <-> {vip}:{port}: segments with bad checksums\n{}",
-        from.name,
-        topo.diagnose(&start)
-    );
-    assert_eq!(
-        &server.received()[hello.len()..],
-        &data[..],
-        "TCP {} -> {vip}:{port}: bulk data corrupted",
-        from.name
-    );
+    topo.tcp_exchange(from, to, (vip, port), target, bulk);
 }
 
 #[test]

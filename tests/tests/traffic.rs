@@ -69,71 +69,8 @@ fn settle(topo: &Topology, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
     }
 }
 
-/// One TCP conversation: `from` connects to `to:port`, sends a line, `to`
-/// answers; then `from` sends `bulk` bytes and closes, and `to` must
-/// receive every one of them, in order.
 fn tcp_exchange(topo: &Topology, from: &Container, to: &Container, port: u16, bulk: usize) {
-    let start = topo.snapshot();
-    let csum_errors = (from.tcp_csum_errors(), to.tcp_csum_errors());
-    let mut server = to.nc_listen(port, false);
-    let mut client = from.nc_connect(to.ip, port, false);
-    let hello = format!("hello from {}\n", from.name);
-    client.send(hello.as_bytes());
-    assert!(
-        server.wait_for(hello.as_bytes(), Duration::from_secs(3)),
-        "TCP {} -> {}: line not received\n{}",
-        from.name,
-        to.name,
-        topo.diagnose(&start)
-    );
-    let answer = format!("answer from {}\n", to.name);
-    server.send(answer.as_bytes());
-    assert!(
-        client.wait_for(answer.as_bytes(), Duration::from_secs(3)),
-        "TCP {} -> {}: answer not received\n{}",
-        to.name,
-        from.name,
-        topo.diagnose(&start)
-    );
-    let data: Vec<u8> = (0..bulk).map(|i| (i % 251) as u8).collect();
-    client.send(&data);
-    client.finish();
-    let want = hello.len() + bulk;
-    let t0 = std::time::Instant::now();
-    assert!(
-        server.wait_for_len(want, Duration::from_secs(10)),
-        "TCP {} -> {}: {} of {want} bytes arrived\n{}",
-        from.name,
-        to.name,
-        server.received().len(),
-        topo.diagnose(&start)
-    );
-    let took = t0.elapsed();
-    // Every segment arrived intact the first time: a bad checksum would be
-    // a corrupted (or wrongly offloaded) packet on the datapath.
-    assert_eq!(
-        (from.tcp_csum_errors(), to.tcp_csum_errors()),
-        csum_errors,
-        "TCP {} <-> {}: segments with bad checksums\n{}",
-        from.name,
-        to.name,
-        topo.diagnose(&start)
-    );
-    if took > Duration::from_secs(2) {
-        println!(
-            "TCP {} -> {}: bulk took {took:?}\n{}",
-            from.name,
-            to.name,
-            topo.diagnose(&start)
-        );
-    }
-    assert_eq!(
-        &server.received()[hello.len()..],
-        &data[..],
-        "TCP {} -> {}: bulk data corrupted",
-        from.name,
-        to.name
-    );
+    topo.tcp_exchange(from, to, (to.ip, port), port, bulk);
 }
 
 /// One UDP exchange: a datagram from `from` to `to:port` and one back.
