@@ -387,6 +387,7 @@ mod tests {
                 c("carol-api", "carol", "h2", "10.1.2.2"),
             ],
             security_groups: Vec::new(),
+            services: Vec::new(),
             next_owner_id: 5,
         }
     }
