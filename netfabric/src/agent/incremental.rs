@@ -29,8 +29,12 @@ use netfabric_common::conntrack::ScopedPair;
 use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_groups_index, policy};
 
 use super::plan::{
-    EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
-    owner_flags, port_scopes, scoped_bloom, scoped_owner_ids,
+    EndpointKey, Entries, HostPlan, PlanError, Runtime, TouchedKeys, backend_flag, group_key,
+    host_config, local_port, owner_flags, port_scopes, scoped_bloom, scoped_owner_ids,
+    service_entries_with,
+};
+use crate::datapath::maps::{
+    DesiredMap, service_ports::ServicePorts, service_tables::ServiceTables,
 };
 use crate::state::{Changes, Container, Group, Object, Owner, State, member_pairs};
 
@@ -57,6 +61,10 @@ pub struct Update {
 
 /// What [`IncrementalPlan::update`] recomputed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per update, moved once: a box would buy nothing"
+)]
 pub enum Touched {
     /// The whole plan was recomputed: diff it in full.
     All,
@@ -90,6 +98,10 @@ pub struct IncrementalPlan {
     owner_flags: HashMap<u32, u32>,
     /// Owners with security groups (`INGRESS_SCOPED` in their blooms).
     scoped: BTreeSet<u32>,
+    /// The containers that are a service's backend, by name, and their
+    /// endpoints (`SERVICE_BACKEND` in their groups).
+    service_backends: BTreeSet<String>,
+    backend_keys: BTreeSet<EndpointKey>,
 }
 
 impl IncrementalPlan {
@@ -112,6 +124,8 @@ impl IncrementalPlan {
             groups_with_key: HashMap::new(),
             owner_flags: HashMap::new(),
             scoped: BTreeSet::new(),
+            service_backends: BTreeSet::new(),
+            backend_keys: BTreeSet::new(),
         };
         me.index();
         Ok(me)
@@ -168,6 +182,72 @@ impl IncrementalPlan {
                 self.owner_endpoints.entry(owner).or_default().insert(key);
             }
         }
+        self.service_backends = self.service_entries().backends;
+        self.backend_keys = self.keys_of(&self.service_backends);
+    }
+
+    /// The services' entries of the current state and runtime.
+    fn service_entries(&self) -> super::plan::ServiceEntries {
+        let s = &self.state;
+        service_entries_with(
+            s,
+            &self.rt.health,
+            |name| container_named(s, name),
+            |name| self.owner_ids.get(name).copied(),
+        )
+    }
+
+    /// The endpoint keys of the containers named.
+    fn keys_of(&self, names: &BTreeSet<String>) -> BTreeSet<EndpointKey> {
+        names
+            .iter()
+            .filter_map(|n| container_named(&self.state, n))
+            .filter_map(|c| self.endpoint_key(c))
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// `Endpoint::groups` of endpoint `key` of `owner`.
+    fn endpoint_groups(&self, owner: u32, key: &EndpointKey) -> u32 {
+        self.bloom(owner) | backend_flag(self.backend_keys.contains(key))
+    }
+
+    /// `SERVICE_PORTS`, `SERVICE_TABLES` and the endpoints'
+    /// `SERVICE_BACKEND` recomputed for the current state and runtime (a
+    /// service changed, a backend container changed, or the health moved):
+    /// bounded by the services, not by the zone.
+    fn refresh_services(&mut self, touched: &mut TouchedKeys) {
+        let entries = self.service_entries();
+        replace_entries::<ServicePorts>(
+            &mut self.plan.service_ports,
+            entries.ports,
+            &mut touched.service_ports,
+        );
+        replace_entries::<ServiceTables>(
+            &mut self.plan.service_tables,
+            entries.tables,
+            &mut touched.service_tables,
+        );
+        let keys = self.keys_of(&entries.backends);
+        for key in self.backend_keys.union(&keys) {
+            if let Some(e) = self.plan.endpoints.get_mut(key) {
+                let groups =
+                    (e.groups & !policy::SERVICE_BACKEND) | backend_flag(keys.contains(key));
+                if groups != e.groups {
+                    e.groups = groups;
+                    touched.endpoints.insert(*key);
+                }
+            }
+        }
+        self.service_backends = entries.backends;
+        self.backend_keys = keys;
+    }
+
+    /// Whether a change of these containers moves a service's entries (one
+    /// of them is a backend).
+    fn touches_backends<'a>(&self, mut containers: impl Iterator<Item = &'a Container>) -> bool {
+        !self.service_backends.is_empty()
+            && containers.any(|c| self.service_backends.contains(&c.name))
     }
 
     fn endpoint_key(&self, c: &Container) -> Option<(EndpointKey, u32)> {
@@ -216,9 +296,12 @@ impl IncrementalPlan {
     /// change touches when it can.
     pub fn update(&mut self, next: State, rt: &Runtime) -> Result<Update, PlanError> {
         match self.update_state(&next) {
-            Some(mut touched) => {
+            Some((mut touched, services_moved)) => {
                 let previous = std::mem::replace(&mut self.state, next);
                 self.refresh_scopes(&mut touched)?;
+                if services_moved {
+                    self.refresh_services(&mut touched);
+                }
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
                 }
@@ -262,13 +345,7 @@ impl IncrementalPlan {
                 .chain(new.keys().filter(|k| !old.contains_key(k)).copied()),
         );
         for owner in moved {
-            let groups = self.bloom(owner);
-            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
-                if let Some(e) = self.plan.endpoints.get_mut(key) {
-                    e.groups = groups;
-                    touched.endpoints.insert(*key);
-                }
-            }
+            self.rebloom(owner, touched);
         }
         Ok(())
     }
@@ -291,9 +368,12 @@ impl IncrementalPlan {
     /// compare.
     pub fn update_changes(&mut self, changes: &Changes, rt: &Runtime) -> Result<Update, PlanError> {
         match self.update_from_changes(changes) {
-            Some(mut touched) => {
+            Some((mut touched, services_moved)) => {
                 self.state.apply_changes(changes);
                 self.refresh_scopes(&mut touched)?;
+                if services_moved {
+                    self.refresh_services(&mut touched);
+                }
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
                 }
@@ -315,10 +395,11 @@ impl IncrementalPlan {
     }
 
     /// [`Self::update_state`] for a change given object by object.
-    fn update_from_changes(&mut self, changes: &Changes) -> Option<TouchedKeys> {
+    fn update_from_changes(&mut self, changes: &Changes) -> Option<(TouchedKeys, bool)> {
         let mut owners = Vec::new();
         let mut groups = Vec::new();
         let mut containers = Vec::new();
+        let mut services_moved = false;
         for c in changes.iter() {
             match (&c.before, &c.after) {
                 (Some(Object::Owner(b)), a) => {
@@ -337,17 +418,24 @@ impl IncrementalPlan {
                 (Some(Object::NextOwnerId(_)) | None, Some(Object::NextOwnerId(_)) | None) => {}
                 // Recomputed from the new state ([`Self::refresh_scopes`]).
                 (Some(Object::SecurityGroup(_)) | None, Some(Object::SecurityGroup(_)) | None) => {}
+                // Recomputed from the new state ([`Self::refresh_services`]).
+                (Some(Object::Service(_)) | None, Some(Object::Service(_)) | None) => {
+                    services_moved = true;
+                }
                 // Zones and hosts: replanned in full.
                 _ => return None,
             }
         }
+        services_moved |= self.touches_backends(containers.iter().flat_map(
+            |(b, a): &(Option<&Container>, Option<&Container>)| b.iter().chain(a.iter()).copied(),
+        ));
         let prepared = self.prepare(owners, groups, containers)?;
-        Some(self.apply_prepared(prepared))
+        Some((self.apply_prepared(prepared), services_moved))
     }
 
     /// The incremental update of the plan to state `next`, or `None` where
     /// only a full replan will do (nothing changed yet in that case).
-    fn update_state(&mut self, next: &State) -> Option<TouchedKeys> {
+    fn update_state(&mut self, next: &State) -> Option<(TouchedKeys, bool)> {
         let old = &self.state;
         if old.zones != next.zones || old.hosts != next.hosts {
             return None;
@@ -355,8 +443,14 @@ impl IncrementalPlan {
         let owners = changed_by_name(&old.owners, &next.owners, |o| &o.name)?;
         let groups = changed_by_name(&old.groups, &next.groups, |g| &g.name)?;
         let containers = changed_by_name(&old.containers, &next.containers, |c| &c.name)?;
+        let services_moved = old.services != next.services
+            || self.touches_backends(
+                containers
+                    .iter()
+                    .flat_map(|(b, a)| b.iter().chain(a.iter()).copied()),
+            );
         let prepared = self.prepare(owners, groups, containers)?;
-        Some(self.apply_prepared(prepared))
+        Some((self.apply_prepared(prepared), services_moved))
     }
 
     /// What moving the plan by these changed owners, groups and containers
@@ -444,12 +538,17 @@ impl IncrementalPlan {
     fn apply_flags(&mut self, reflagged: &[(u32, u32)], touched: &mut TouchedKeys) {
         for &(owner, flags) in reflagged {
             self.owner_flags.insert(owner, flags);
-            let groups = self.bloom(owner);
-            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
-                if let Some(e) = self.plan.endpoints.get_mut(key) {
-                    e.groups = groups;
-                    touched.endpoints.insert(*key);
-                }
+            self.rebloom(owner, touched);
+        }
+    }
+
+    /// Every endpoint of `owner` takes the owner's groups and flags again.
+    fn rebloom(&mut self, owner: u32, touched: &mut TouchedKeys) {
+        let groups = self.bloom(owner);
+        for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
+            if let Some(e) = self.plan.endpoints.get_mut(key) {
+                e.groups = groups | backend_flag(self.backend_keys.contains(key));
+                touched.endpoints.insert(*key);
             }
         }
     }
@@ -532,13 +631,7 @@ impl IncrementalPlan {
             };
         }
         for owner in owners_moved {
-            let groups = self.bloom(owner);
-            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
-                if let Some(e) = self.plan.endpoints.get_mut(key) {
-                    e.groups = groups;
-                    touched.endpoints.insert(*key);
-                }
-            }
+            self.rebloom(owner, touched);
         }
     }
 
@@ -572,7 +665,7 @@ impl IncrementalPlan {
                 continue;
             };
             touched.endpoints.insert(key);
-            let groups = self.bloom(owner);
+            let groups = self.endpoint_groups(owner, &key);
             self.plan.endpoints.insert(key, Endpoint { owner, groups });
             self.owner_endpoints.entry(owner).or_default().insert(key);
             if c.host == self.host {
@@ -589,7 +682,11 @@ impl IncrementalPlan {
     /// `HOST_CONFIG` (the uplink's ifindex) and `LOCAL_PORTS` (the ports
     /// ready) for runtime `rt` and the current state.
     fn apply_runtime(&mut self, rt: &Runtime, touched: &mut TouchedKeys) {
+        let health_moved = rt.health != self.rt.health;
         self.rt = rt.clone();
+        if health_moved {
+            self.refresh_services(touched);
+        }
         // The host and its zone are in the state: this plan was made of it.
         if let Ok(host) = host_config(&self.state, &self.host, rt) {
             self.plan.host = Some(host);
@@ -606,6 +703,31 @@ impl IncrementalPlan {
             .local_ports
             .extend(self.plan.local_ports.keys().copied());
     }
+}
+
+/// The container named `name` of `state`, whose containers are sorted by
+/// name ([`State::normalize`]).
+fn container_named<'a>(state: &'a State, name: &str) -> Option<&'a Container> {
+    state
+        .containers
+        .binary_search_by(|c| c.name.as_str().cmp(name))
+        .ok()
+        .map(|i| &state.containers[i])
+}
+
+/// Replaces `current` with `new`, recording the keys whose entries differ.
+fn replace_entries<M: DesiredMap>(
+    current: &mut Entries<M>,
+    new: Entries<M>,
+    touched: &mut BTreeSet<M::Key>,
+) {
+    let old = std::mem::replace(current, new);
+    touched.extend(
+        old.iter()
+            .filter(|(k, v)| current.get(k) != Some(v))
+            .map(|(k, _)| *k)
+            .chain(current.keys().filter(|k| !old.contains_key(k)).copied()),
+    );
 }
 
 /// Can `owner` have an `OWNER_GROUPS` entry (the system owner needs none)?
@@ -663,6 +785,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::agent::plan::Health;
     use crate::{
         MacAddr,
         state::{Allow, Egress, HostSpec, Via},
@@ -716,6 +839,35 @@ mod tests {
             rules: Vec<usize>,
         },
         DeleteScope(usize),
+        /// A service of an owner in zone z1 or z2, with backends among
+        /// that owner's containers there.
+        CreateService {
+            owner: usize,
+            zone2: bool,
+            backends: Vec<usize>,
+            udp: bool,
+        },
+        DeleteService(usize),
+        AddBackend {
+            service: usize,
+            container: usize,
+        },
+        RemoveBackend {
+            service: usize,
+            backend: usize,
+        },
+        SetServicePorts {
+            service: usize,
+            target: u16,
+        },
+        /// A backend's health report flips (runtime).
+        ToggleHealth {
+            service: usize,
+            backend: usize,
+        },
+        /// The store gives a container another address on its host
+        /// (edited in place; a backend keeps its member index).
+        Readdress(usize),
     }
 
     const RULES: [&str; 6] = [
@@ -746,6 +898,14 @@ mod tests {
             3 => (0..8usize, proptest::option::of(0..8usize), proptest::collection::vec(0..RULES.len(), 0..4))
                 .prop_map(|(owner, via, rules)| Change::SetScope { owner, via, rules }),
             1 => (0..8usize).prop_map(Change::DeleteScope),
+            3 => (0..8usize, any::<bool>(), proptest::collection::vec(0..64usize, 0..4), any::<bool>())
+                .prop_map(|(owner, zone2, backends, udp)| Change::CreateService { owner, zone2, backends, udp }),
+            1 => (0..8usize).prop_map(Change::DeleteService),
+            2 => (0..8usize, 0..64usize).prop_map(|(service, container)| Change::AddBackend { service, container }),
+            2 => (0..8usize, 0..8usize).prop_map(|(service, backend)| Change::RemoveBackend { service, backend }),
+            1 => (0..8usize, 8080..8083u16).prop_map(|(service, target)| Change::SetServicePorts { service, target }),
+            3 => (0..8usize, 0..8usize).prop_map(|(service, backend)| Change::ToggleHealth { service, backend }),
+            1 => (0..64usize).prop_map(Change::Readdress),
         ]
     }
 
@@ -902,6 +1062,101 @@ mod tests {
                 }
                 None => return,
             },
+            Change::CreateService {
+                owner: o,
+                zone2,
+                backends,
+                udp,
+            } => {
+                let Some(o) = owner(s, *o) else { return };
+                let zone = if *zone2 { "z2" } else { "z1" };
+                let mine: Vec<String> = s
+                    .containers
+                    .iter()
+                    .filter(|c| c.owner == o && s.host(&c.host).is_some_and(|h| h.zone == zone))
+                    .map(|c| c.name.clone())
+                    .collect();
+                let backends: BTreeSet<String> = backends
+                    .iter()
+                    .filter_map(|&i| nth(&mine, i).cloned())
+                    .collect();
+                let mut ports = vec!["tcp/80:8080".parse().unwrap()];
+                if *udp {
+                    ports.push("udp/53".parse().unwrap());
+                }
+                s.create_service(crate::state::ServiceSpec {
+                    name: format!("s{serial}"),
+                    owner: o,
+                    zone: Some(zone.into()),
+                    vip: None,
+                    ports,
+                    backends: backends.into_iter().collect(),
+                    health: Default::default(),
+                })
+                .map(drop)
+            }
+            Change::DeleteService(i) => match nth(&s.services, *i) {
+                Some(svc) => {
+                    let (o, n) = (svc.owner.clone(), svc.name.clone());
+                    s.delete_service(&o, &n)
+                }
+                None => return,
+            },
+            Change::AddBackend { service, container } => {
+                let (Some(svc), Some(c)) =
+                    (nth(&s.services, *service), nth(&s.containers, *container))
+                else {
+                    return;
+                };
+                let (o, n, c) = (svc.owner.clone(), svc.name.clone(), c.name.clone());
+                s.add_service_backends(&o, &n, &[c]).map(drop)
+            }
+            Change::RemoveBackend { service, backend } => {
+                let Some(svc) = nth(&s.services, *service) else {
+                    return;
+                };
+                let Some(b) = nth(&svc.backends, *backend) else {
+                    return;
+                };
+                let (o, n, c) = (svc.owner.clone(), svc.name.clone(), b.container.clone());
+                s.remove_service_backends(&o, &n, &[c])
+            }
+            Change::SetServicePorts { service, target } => {
+                let Some(svc) = nth(&s.services, *service) else {
+                    return;
+                };
+                let (o, n) = (svc.owner.clone(), svc.name.clone());
+                let ports = vec![format!("tcp/80:{target}").parse().unwrap()];
+                s.set_service(&o, &n, Some(ports), None).map(drop)
+            }
+            Change::ToggleHealth { service, backend } => {
+                let Some(svc) = nth(&s.services, *service) else {
+                    return;
+                };
+                let Some(b) = nth(&svc.backends, *backend) else {
+                    return;
+                };
+                let (Some(c), Some(port)) = (s.container(&b.container), svc.health_port()) else {
+                    return;
+                };
+                let healthy = rt.health.get(&(c.address, port)).copied().unwrap_or(true);
+                rt.health.insert((c.address, port), !healthy);
+                Ok(())
+            }
+            Change::Readdress(i) => {
+                if s.containers.is_empty() {
+                    return;
+                }
+                let i = i % s.containers.len();
+                let Some(host) = s.host(&s.containers[i].host).cloned() else {
+                    return;
+                };
+                let Some(address) = s.free_address(&host) else {
+                    return;
+                };
+                s.containers[i].address = address;
+                Ok(())
+            }
         };
     }
 
@@ -917,7 +1172,7 @@ mod tests {
         fn incremental_plans_equal_full_plans(changes in proptest::collection::vec(change(), 1..40)) {
             let mut state = base();
             state.normalize();
-            let mut rt = Runtime { uplink_ifindex: 7, ready_ports: [(1, 42)].into() };
+            let mut rt = Runtime { uplink_ifindex: 7, ready_ports: [(1, 42)].into(), health: Health::new() };
             let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
             let mut by_changes = inc.clone();
             for (serial, c) in changes.iter().enumerate() {
@@ -959,6 +1214,7 @@ mod tests {
         let rt = Runtime {
             uplink_ifindex: 7,
             ready_ports: [(1, 42)].into(),
+            health: Health::new(),
         };
         let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
         state.containers[0].owner = "carol".into();
@@ -987,6 +1243,7 @@ mod tests {
         let rt = Runtime {
             uplink_ifindex: 7,
             ready_ports: [(1, 42)].into(),
+            health: Health::new(),
         };
         let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
         let (alice, bob) = (
@@ -1119,5 +1376,78 @@ mod tests {
         state.delete_group("g2169004").unwrap();
         assert_eq!(step(&mut inc, &state, &rt), Touched::All);
         assert!(inc.plan().owner_groups.contains_key(&dave));
+    }
+    #[test]
+    fn a_service_touches_its_entries_and_its_backends_endpoints_only() {
+        let mut state = base();
+        state.create_container("a1", "alice", HOST, None).unwrap();
+        state.create_container("a2", "alice", "h2", None).unwrap();
+        state.create_container("b1", "bob", HOST, None).unwrap();
+        let mut rt = Runtime {
+            uplink_ifindex: 7,
+            ready_ports: [(1, 42)].into(),
+            health: Health::new(),
+        };
+        let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+        state
+            .create_service(crate::state::ServiceSpec {
+                name: "api".into(),
+                owner: "alice".into(),
+                zone: Some("z1".into()),
+                vip: None,
+                ports: vec!["tcp/80".parse().unwrap()],
+                backends: vec!["a1".into()],
+                health: Default::default(),
+            })
+            .unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("a service is incremental");
+        };
+        let a1 = EndpointKey {
+            zone_slot: 0,
+            low: 0x0101,
+        };
+        assert_eq!(keys.endpoints, [a1].into());
+        assert_eq!(keys.service_tables, [1].into());
+        assert_eq!(keys.service_ports.len(), 1);
+        assert!(keys.local_ports.is_empty() && keys.group_pairs.is_empty());
+        // A backend added: the table and its endpoint.
+        state
+            .add_service_backends("alice", "api", &["a2".into()])
+            .unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        assert_eq!(
+            (
+                keys.endpoints.len(),
+                keys.service_tables.len(),
+                keys.service_ports.len()
+            ),
+            (1, 1, 0)
+        );
+        // A health report: the table only.
+        rt.health.insert((Ipv4Addr::new(10, 1, 1, 1), 80), false);
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        // (A runtime change looks at this host's ports too.)
+        assert_eq!(
+            TouchedKeys {
+                local_ports: Default::default(),
+                ..keys
+            },
+            TouchedKeys {
+                service_tables: [1].into(),
+                ..TouchedKeys::default()
+            }
+        );
+        assert_eq!(inc.plan().service_tables[&1].healthy, 0b10);
+        // A container that is no backend: no service entry.
+        state.create_container("c9", "bob", HOST, None).unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        assert!(keys.service_tables.is_empty() && keys.service_ports.is_empty());
     }
 }

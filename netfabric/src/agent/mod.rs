@@ -195,6 +195,10 @@ struct Agent {
     current: HostPlan,
     /// Ports whose TC links are in place in this process: octet → ifindex.
     ports: BTreeMap<u8, u32>,
+    /// The services' backends' health as last reported ((backend, health
+    /// port) → healthy; absent: healthy). Empty until a health report
+    /// feeds it: every backend counts as healthy (docs/services.md).
+    health: plan::Health,
     uplink: Option<(String, u32)>,
     /// A desired state received and not planned yet.
     pending: Option<Pending>,
@@ -269,6 +273,7 @@ async fn run_async(
         dp,
         current,
         ports: BTreeMap::new(),
+        health: plan::Health::new(),
         uplink: None,
         pending: None,
         planner: None,
@@ -490,6 +495,16 @@ impl Agent {
             self.dp.group_pairs_capacity(),
         );
         m.set_map(
+            plan::ServicePorts::NAME,
+            p.service_ports.len(),
+            c::SERVICE_PORTS_ENTRIES,
+        );
+        m.set_map(
+            plan::ServiceTables::NAME,
+            p.service_tables.len(),
+            c::SERVICE_TABLES_ENTRIES,
+        );
+        m.set_map(
             plan::OwnerGroupsMap::NAME,
             p.owner_groups.len(),
             c::OWNER_GROUPS_ENTRIES,
@@ -653,6 +668,7 @@ impl Agent {
         let rt = Runtime {
             uplink_ifindex,
             ready_ports: self.ports.clone(),
+            health: self.health.clone(),
         };
         let started = std::time::Instant::now();
         // The state a change replaces is freed after the map writes.

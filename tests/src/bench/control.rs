@@ -207,6 +207,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
     let rt = Runtime {
         uplink_ifindex: 1,
         ready_ports: BTreeMap::new(),
+        health: Default::default(),
     };
     let mut planned = Vec::new();
     let mut planner = None;
