@@ -300,12 +300,14 @@ pub struct FollowedState {
     /// Container address → container name, and containers per host.
     addresses: HashMap<Ipv4Addr, String>,
     per_host: HashMap<String, usize>,
-    /// The containers that are a service's backend: a change of one
-    /// validates whole (its service's rules may break).
-    backends: HashSet<String>,
+    /// The containers that are a service's backend (and of how many): a
+    /// change of one validates whole (its services' rules may break).
+    backends: HashMap<String, usize>,
     /// (owner, service name): a container of that owner may not take the
     /// name.
     service_names: HashSet<(String, String)>,
+    /// VIP → the service (owner, name) that has it.
+    vips: HashMap<Ipv4Addr, (String, String)>,
 }
 
 impl FollowedState {
@@ -320,8 +322,9 @@ impl FollowedState {
             hosts: HashMap::new(),
             addresses: HashMap::new(),
             per_host: HashMap::new(),
-            backends: HashSet::new(),
+            backends: HashMap::new(),
             service_names: HashSet::new(),
+            vips: HashMap::new(),
         };
         let verdict = me.validate_whole();
         (me, verdict)
@@ -390,27 +393,87 @@ impl FollowedState {
         for c in &s.containers {
             *self.per_host.entry(c.host.clone()).or_default() += 1;
         }
-        self.backends = s
-            .services
-            .iter()
-            .flat_map(|svc| svc.backends.iter().map(|b| b.container.clone()))
-            .collect();
-        self.service_names = s
-            .services
-            .iter()
-            .map(|svc| (svc.owner.clone(), svc.name.clone()))
-            .collect();
+        self.backends.clear();
+        self.service_names.clear();
+        self.vips.clear();
+        for svc in &s.services {
+            for b in &svc.backends {
+                *self.backends.entry(b.container.clone()).or_default() += 1;
+            }
+            self.service_names
+                .insert((svc.owner.clone(), svc.name.clone()));
+            self.vips
+                .insert(svc.vip, (svc.owner.clone(), svc.name.clone()));
+        }
+    }
+
+    fn index_service(&mut self, svc: &Service) {
+        for b in &svc.backends {
+            *self.backends.entry(b.container.clone()).or_default() += 1;
+        }
+        self.service_names
+            .insert((svc.owner.clone(), svc.name.clone()));
+        self.vips
+            .insert(svc.vip, (svc.owner.clone(), svc.name.clone()));
+    }
+
+    fn unindex_service(&mut self, svc: &Service) {
+        for b in &svc.backends {
+            if let Some(n) = self.backends.get_mut(&b.container) {
+                *n -= 1;
+                if *n == 0 {
+                    self.backends.remove(&b.container);
+                }
+            }
+        }
+        let id = (svc.owner.clone(), svc.name.clone());
+        self.service_names.remove(&id);
+        if self.vips.get(&svc.vip) == Some(&id) {
+            self.vips.remove(&svc.vip);
+        }
+    }
+
+    /// A service's rules against the indexes: its own
+    /// ([`State::validate_service`], containers found by binary search in
+    /// the sorted list) and a VIP no other service has.
+    fn check_service(&self, svc: &Service) -> Result<(), StateError> {
+        let s = &self.state;
+        s.validate_service(
+            svc,
+            |name| {
+                s.containers
+                    .binary_search_by(|c| c.name.as_str().cmp(name))
+                    .ok()
+                    .map(|i| &s.containers[i])
+            },
+            |host| {
+                self.hosts
+                    .get(host)
+                    .and_then(|&i| s.hosts.get(i))
+                    .map(|h| h.zone.as_str())
+            },
+        )?;
+        if let Some((owner, name)) = self.vips.get(&svc.vip)
+            && (owner != &svc.owner || name != &svc.name)
+        {
+            return Err(StateError::Duplicate {
+                field: svc.field("vip"),
+                value: svc.vip.to_string(),
+                other: format!("service {owner}/{name}"),
+            });
+        }
+        Ok(())
     }
 
     /// Can this change be validated against the indexes alone? Containers
-    /// that are no service's backend, groups (any change, while no
-    /// security group exists), owners added, `next_owner_id` growing.
-    /// Security groups and services validate whole.
+    /// that are no service's backend, services, groups (any change, while
+    /// no security group exists), owners added, `next_owner_id` growing.
+    /// Security groups validate whole.
     fn checked_alone(&self, c: &ObjectChange) -> bool {
         let backend = |o: &Option<Object>| {
             o.as_ref()
                 .and_then(Object::container)
-                .is_some_and(|k| self.backends.contains(&k.name))
+                .is_some_and(|k| self.backends.contains_key(&k.name))
         };
         if backend(&c.before) || backend(&c.after) {
             return false;
@@ -420,6 +483,9 @@ impl FollowedState {
 
     fn unindex_before(&mut self, changes: &Changes) {
         for c in changes.iter() {
+            if let Some(Object::Service(old)) = &c.before {
+                self.unindex_service(old);
+            }
             if let Some(Object::Container(old)) = &c.before {
                 if self.addresses.get(&old.address) == Some(&old.name) {
                     self.addresses.remove(&old.address);
@@ -453,6 +519,13 @@ impl FollowedState {
                     *self.per_host.entry(k.host.clone()).or_default() += 1;
                 }
                 _ => {}
+            }
+        }
+        // Services last: they name containers of the same change.
+        for c in changes.iter() {
+            if let Some(Object::Service(svc)) = &c.after {
+                self.check_service(svc)?;
+                self.index_service(svc);
             }
         }
         Ok(())
@@ -547,9 +620,11 @@ impl FollowedState {
     }
 }
 
-/// Can this change be validated against the indexes alone? Containers,
-/// groups (any change, while no security group exists), owners added,
-/// `next_owner_id` growing. Security groups validate whole.
+/// Can this change be validated against the indexes alone (before the
+/// backends are considered: [`FollowedState::checked_alone`])?
+/// Containers, services, groups (any change, while no security group
+/// exists), owners added, `next_owner_id` growing. Security groups
+/// validate whole.
 fn checked_alone(c: &ObjectChange, state: &State) -> bool {
     match (&c.before, &c.after) {
         (Some(Object::Container(_)) | None, Some(Object::Container(_)) | None) => {
@@ -559,6 +634,9 @@ fn checked_alone(c: &ObjectChange, state: &State) -> bool {
         // many rules a pair gets): with any security group, validate whole.
         (Some(Object::Group(_)) | None, Some(Object::Group(_)) | None) => {
             (c.before.is_some() || c.after.is_some()) && state.security_groups.is_empty()
+        }
+        (Some(Object::Service(_)) | None, Some(Object::Service(_)) | None) => {
+            c.before.is_some() || c.after.is_some()
         }
         (None, Some(Object::Owner(_))) => true,
         (_, Some(Object::NextOwnerId(n))) => *n >= state.next_owner_id,

@@ -520,7 +520,11 @@ impl State {
         let mut ids = HashSet::new();
         let mut vips: HashMap<Ipv4Addr, String> = HashMap::new();
         for s in &self.services {
-            self.validate_service(s, &containers, &host_zones)?;
+            self.validate_service(
+                s,
+                |name| containers.get(name).copied(),
+                |host| host_zones.get(host).copied(),
+            )?;
             if !ids.insert((s.owner.as_str(), s.name.as_str())) {
                 return Err(StateError::DuplicateName {
                     field: s.field("name"),
@@ -540,11 +544,12 @@ impl State {
     }
 
     /// One service's own rules (everything but uniqueness among services).
-    pub(super) fn validate_service(
-        &self,
+    /// `container` finds a container by name, `host_zone` a host's zone.
+    pub(super) fn validate_service<'a>(
+        &'a self,
         s: &Service,
-        containers: &HashMap<&str, &Container>,
-        host_zones: &HashMap<&str, &str>,
+        container: impl Fn(&str) -> Option<&'a Container>,
+        host_zone: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<(), StateError> {
         for (leaf, name) in [("name", &s.name), ("owner", &s.owner)] {
             if !super::is_valid_name(name) {
@@ -561,7 +566,7 @@ impl State {
                 name: s.owner.clone(),
             });
         }
-        if let Some(c) = containers.get(s.name.as_str())
+        if let Some(c) = container(&s.name)
             && c.owner == s.owner
         {
             return Err(StateError::invalid(
@@ -653,7 +658,7 @@ impl State {
                     format!("{} is named twice", b.container),
                 ));
             }
-            let Some(c) = containers.get(b.container.as_str()) else {
+            let Some(c) = container(&b.container) else {
                 return Err(StateError::UnknownReference {
                     field,
                     kind: "container",
@@ -669,7 +674,7 @@ impl State {
                     ),
                 ));
             }
-            if host_zones.get(c.host.as_str()) != Some(&s.zone.as_str()) {
+            if host_zone(&c.host) != Some(s.zone.as_str()) {
                 return Err(StateError::invalid(
                     field,
                     format!(
