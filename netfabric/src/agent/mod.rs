@@ -48,7 +48,7 @@ pub use plan::{HostPlan, Op, Runtime, TouchedKeys};
 use crate::{
     Datapath, DatapathError, conventions,
     datapath::{self, LoadOptions},
-    observe::metrics::{AgentMetrics, DatapathCollector},
+    observe::metrics::{AgentMetrics, DatapathCollector, ServiceLabels},
     port,
     state::{Changes, Object, State},
     store::{FeedItem, Store, StoreError, Update},
@@ -306,8 +306,10 @@ async fn run_async(
     // Whether the store is reachable (fail static: while it is not, the maps
     // keep the last state applied). For `netfabric_store_up` and `status`.
     let store_health = watch.health();
+    // The names of the services' series in /metrics, from the state applied.
+    let service_labels = std::sync::Arc::new(std::sync::RwLock::new(ServiceLabels::default()));
     if let Some(listener) = metrics_listener {
-        let collector = match DatapathCollector::open(&pin_dir) {
+        let collector = match DatapathCollector::open(&pin_dir, service_labels.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!(error = %e, "no datapath counters in /metrics");
@@ -359,6 +361,12 @@ async fn run_async(
                     agent.reconcile().await;
                     if let (Some(dns), Some(state)) = (&dns, agent.desired_state()) {
                         dns.publish(state, revision);
+                    }
+                    if let Some(state) = agent.desired_state() {
+                        let labels = ServiceLabels::of_state(state);
+                        if let Ok(mut l) = service_labels.write() {
+                            *l = labels;
+                        }
                     }
                 }
                 Some(Err(e)) => agent.refused(&e, None),
