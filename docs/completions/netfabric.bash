@@ -3195,13 +3195,21 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__service__subcmd__list)
-            opts="-o -v -h -V --owner --output --store --state-dir --verbose --help --version"
+            opts="-o -v -h -V --owner --host --bpffs --output --store --state-dir --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

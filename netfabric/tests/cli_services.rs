@@ -138,7 +138,10 @@ fn a_service_is_created_listed_changed_and_deleted() {
     let before = std::fs::read(lab.file()).unwrap();
     assert_eq!(lab.ok(&create).trim(), "10.1.0.1");
     assert_eq!(std::fs::read(lab.file()).unwrap(), before);
-    let table = lab.ok(&["service", "list"]);
+    // No pinned host (an empty bpffs directory): no health column.
+    let no_pins = tempfile::tempdir().unwrap();
+    let no_pins = no_pins.path().to_str().unwrap();
+    let table = lab.ok(&["service", "list", "--bpffs", no_pins]);
     for cell in [
         "api",
         "10.1.0.1",
@@ -149,12 +152,16 @@ fn a_service_is_created_listed_changed_and_deleted() {
         assert!(table.contains(cell), "{cell} in {table}");
     }
     let json: serde_json::Value =
-        serde_json::from_str(&lab.ok(&["service", "list", "-o", "json"])).unwrap();
+        serde_json::from_str(&lab.ok(&["service", "list", "--bpffs", no_pins, "-o", "json"]))
+            .unwrap();
+    assert!(json[0].get("backend_health").is_none(), "{json}");
     assert_eq!(json[0]["vip"], "10.1.0.1");
     assert_eq!(json[0]["backends"][1]["member"], 1);
     assert_eq!(
-        lab.ok(&["service", "list", "--owner", "bob", "-o", "json"])
-            .trim(),
+        lab.ok(&[
+            "service", "list", "--owner", "bob", "--bpffs", no_pins, "-o", "json"
+        ])
+        .trim(),
         "[]"
     );
 

@@ -116,6 +116,13 @@ fn a_service_reaches_every_agent_and_leaves_again() {
         let endpoints = dump(&store, "ENDPOINTS", host);
         assert!(!endpoints.is_empty(), "{host}: no endpoints");
     }
+    let list = ok(&nf(&[
+        "--store", &store, "service", "list", "--host", &hosts[0], "-o", "json",
+    ]));
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["health_seen_by"], hosts[0].as_str(), "{list}");
+    assert_eq!(list[0]["backend_health"][&web], "up", "{list}");
+    assert_eq!(list[0]["backend_health"][&db], "up", "{list}");
     let status = ok(&nf(&["--store", &store, "status", "--host", &hosts[0]]));
     assert!(
         status.contains("alice/api") && status.contains(&db),

@@ -1,13 +1,19 @@
 //! `netfabric service create|delete|add-backend|remove-backend|set|list`.
 
-use std::net::Ipv4Addr;
+use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use netfabric_common::service::service_id;
+use serde::Serialize;
 
 use super::{GlobalArgs, OutputFormat, UsageError, output::print_list};
 use crate::{
-    state::{HealthCheck, Service, ServicePortSpec, ServiceSpec},
+    observe::{
+        dump::{self, ServiceMembers},
+        pins,
+    },
+    state::{HealthCheck, Service, ServicePortSpec, ServiceSpec, State},
     store::StoreExt as _,
 };
 
@@ -113,11 +119,20 @@ Examples:
         health: Option<HealthCheck>,
     },
     /// List services: VIP, ports, health check, backends with their
-    /// member index.
+    /// member index and, on a machine with pinned maps, their health as
+    /// that host's SERVICE_TABLES holds it (up: takes new flows; down: a
+    /// failed health check; not applied: the agent has not written it yet).
     List {
         /// Only the services of this owner.
         #[arg(long)]
         owner: Option<String>,
+        /// The host whose pinned tables give the health (default: the only
+        /// host pinned here, if there is one).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// The bpffs mount.
+        #[arg(long, value_name = "DIR", default_value = crate::conventions::DEFAULT_BPFFS)]
+        bpffs: std::path::PathBuf,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t)]
         output: OutputFormat,
@@ -213,21 +228,37 @@ pub fn run(cmd: ServiceCommand, global: &GlobalArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("setting service {owner}/{name}"))?;
             println!("service {owner}/{name}: {text}");
         }
-        ServiceCommand::List { owner, output } => {
+        ServiceCommand::List {
+            owner,
+            host,
+            bpffs,
+            output,
+        } => {
             let snapshot = store.load().context("reading the store")?;
-            let services: Vec<Service> = snapshot
-                .state
+            let state = &snapshot.state;
+            let seen = match host {
+                Some(h) => Some(
+                    pins::resolve_host(&bpffs, Some(&h))
+                        .map_err(|e| UsageError(format!("--host: {e}")))?,
+                ),
+                None => pins::resolve_host(&bpffs, None).ok(),
+            };
+            let tables = seen
+                .as_ref()
+                .map(|h| dump::service_members(&crate::conventions::pin_dir(&bpffs, h)))
+                .transpose()?;
+            let rows: Vec<ServiceRow> = state
                 .services
-                .into_iter()
+                .iter()
                 .filter(|s| owner.as_ref().is_none_or(|o| s.owner == *o))
+                .map(|s| ServiceRow::of(state, s, seen.as_deref(), tables.as_ref()))
                 .collect();
             print_list(
                 output,
-                &services,
-                &[
-                    "OWNER", "NAME", "ZONE", "VIP", "PORTS", "HEALTH", "BACKENDS",
-                ],
-                |s: &Service| {
+                &rows,
+                &["OWNER", "NAME", "ZONE", "VIP", "PORTS", "CHECK", "BACKENDS"],
+                |r: &ServiceRow| {
+                    let s = &r.service;
                     vec![
                         s.owner.clone(),
                         s.name.clone(),
@@ -235,13 +266,79 @@ pub fn run(cmd: ServiceCommand, global: &GlobalArgs) -> anyhow::Result<()> {
                         s.vip.to_string(),
                         ports_text(s),
                         s.health.to_string(),
-                        backends_text(s),
+                        r.backends_text(),
                     ]
                 },
             )?;
         }
     }
     Ok(())
+}
+
+/// A service as `list` shows it: as stored, with each backend's health as
+/// one host's pinned tables hold it.
+#[derive(Debug, Serialize)]
+struct ServiceRow {
+    #[serde(flatten)]
+    service: Service,
+    /// The host whose tables gave the health (`None`: no pinned host here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_seen_by: Option<String>,
+    /// Backend → `up`, `down` or `not applied`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    backend_health: BTreeMap<String, &'static str>,
+}
+
+impl ServiceRow {
+    fn of(
+        state: &State,
+        s: &Service,
+        host: Option<&str>,
+        tables: Option<&BTreeMap<u32, ServiceMembers>>,
+    ) -> ServiceRow {
+        let mut backend_health = BTreeMap::new();
+        if let Some(tables) = tables {
+            let table = state
+                .zone(&s.zone)
+                .and_then(|z| tables.get(&service_id(z.slot, u32::from(s.vip))));
+            for b in &s.backends {
+                let address = state.container(&b.container).map(|c| u32::from(c.address));
+                let i = usize::from(b.member);
+                let health = match table {
+                    Some(t) if address.is_some() && t.members.get(i).copied() == address => {
+                        if t.healthy & (1u128 << i) != 0 {
+                            "up"
+                        } else {
+                            "down"
+                        }
+                    }
+                    _ => "not applied",
+                };
+                backend_health.insert(b.container.clone(), health);
+            }
+        }
+        ServiceRow {
+            service: s.clone(),
+            health_seen_by: tables.and(host.map(str::to_owned)),
+            backend_health,
+        }
+    }
+
+    /// `web-1#0 up, web-2#1 down`.
+    fn backends_text(&self) -> String {
+        if self.service.backends.is_empty() {
+            return "none".to_owned();
+        }
+        self.service
+            .backends
+            .iter()
+            .map(|b| match self.backend_health.get(&b.container) {
+                Some(h) => format!("{}#{} {h}", b.container, b.member),
+                None => format!("{}#{}", b.container, b.member),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// `tcp/80:8080, udp/53`.

@@ -617,6 +617,19 @@ fn service_ports(raw: &RawEntries, names: &Names) -> Decoded {
     d
 }
 
+pub use crate::datapath::maps::service_tables::ServiceMembers;
+
+/// The members (and which are healthy: those holding a slot) of every
+/// service table pinned at `pin_dir`, by service id.
+pub fn service_members(pin_dir: &Path) -> Result<std::collections::BTreeMap<u32, ServiceMembers>> {
+    let map = pins::open(pin_dir, common::SERVICE_TABLES)?;
+    let raw = batch::read_all(&map, common::SERVICE_TABLES)?;
+    Ok(raw
+        .typed::<u32, common::service::ServiceTable>()
+        .map(|(id, t)| (id, ServiceMembers::of_table(&t)))
+        .collect())
+}
+
 #[derive(Serialize)]
 struct ServiceTableRow<'a> {
     service_id: u32,
