@@ -683,9 +683,16 @@ impl IncrementalPlan {
     /// ready) for runtime `rt` and the current state.
     fn apply_runtime(&mut self, rt: &Runtime, touched: &mut TouchedKeys) {
         let health_moved = rt.health != self.rt.health;
+        let ports_moved =
+            rt.ready_ports != self.rt.ready_ports || rt.uplink_ifindex != self.rt.uplink_ifindex;
         self.rt = rt.clone();
         if health_moved {
             self.refresh_services(touched);
+        }
+        // A health report alone moves nothing else (the ports below take a
+        // pass over every container of the state).
+        if !ports_moved {
+            return;
         }
         // The host and its zone are in the state: this plan was made of it.
         if let Ok(host) = host_config(&self.state, &self.host, rt) {
