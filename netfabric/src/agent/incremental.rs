@@ -29,12 +29,8 @@ use netfabric_common::conntrack::ScopedPair;
 use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_groups_index, policy};
 
 use super::plan::{
-    EndpointKey, Entries, HostPlan, PlanError, Runtime, TouchedKeys, backend_flag, group_key,
-    host_config, local_port, owner_flags, port_scopes, scoped_bloom, scoped_owner_ids,
-    service_entries_with,
-};
-use crate::datapath::maps::{
-    DesiredMap, service_ports::ServicePorts, service_tables::ServiceTables,
+    EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, backend_flag, group_key, host_config,
+    local_port, owner_flags, port_scopes, scoped_bloom, scoped_owner_ids, service_entry,
 };
 use crate::state::{Changes, Container, Group, Object, Owner, State, member_pairs};
 
@@ -98,10 +94,30 @@ pub struct IncrementalPlan {
     owner_flags: HashMap<u32, u32>,
     /// Owners with security groups (`INGRESS_SCOPED` in their blooms).
     scoped: BTreeSet<u32>,
-    /// The containers that are a service's backend, by name, and their
-    /// endpoints (`SERVICE_BACKEND` in their groups).
-    service_backends: BTreeSet<String>,
-    backend_keys: BTreeSet<EndpointKey>,
+    /// Each service (owner, name) as planned: what it wrote and which
+    /// containers it names, so that a change recomputes only the services
+    /// it touches.
+    services: HashMap<(String, String), PlannedService>,
+    /// Container name → the services naming it as a backend (resolved or
+    /// not): a change of that container moves them.
+    services_of_name: HashMap<String, BTreeSet<(String, String)>>,
+    /// Backend address → the services it is a member of: a health report
+    /// about it moves them.
+    services_of_address: HashMap<std::net::Ipv4Addr, BTreeSet<(String, String)>>,
+    /// Endpoint → how many (service, member) pairs it is: `SERVICE_BACKEND`
+    /// while any.
+    backend_refs: HashMap<EndpointKey, usize>,
+}
+
+/// What one service wrote into the plan.
+#[derive(Debug, Clone, Default)]
+struct PlannedService {
+    table: u32,
+    ports: Vec<netfabric_common::service::ServicePortKey>,
+    /// Every backend name it lists.
+    names: Vec<String>,
+    /// The members that resolved: address and endpoint.
+    members: Vec<(std::net::Ipv4Addr, Option<EndpointKey>)>,
 }
 
 impl IncrementalPlan {
@@ -124,8 +140,10 @@ impl IncrementalPlan {
             groups_with_key: HashMap::new(),
             owner_flags: HashMap::new(),
             scoped: BTreeSet::new(),
-            service_backends: BTreeSet::new(),
-            backend_keys: BTreeSet::new(),
+            services: HashMap::new(),
+            services_of_name: HashMap::new(),
+            services_of_address: HashMap::new(),
+            backend_refs: HashMap::new(),
         };
         me.index();
         Ok(me)
@@ -182,72 +200,142 @@ impl IncrementalPlan {
                 self.owner_endpoints.entry(owner).or_default().insert(key);
             }
         }
-        self.service_backends = self.service_entries().backends;
-        self.backend_keys = self.keys_of(&self.service_backends);
-    }
-
-    /// The services' entries of the current state and runtime.
-    fn service_entries(&self) -> super::plan::ServiceEntries {
-        let s = &self.state;
-        service_entries_with(
-            s,
-            &self.rt.health,
-            |name| container_named(s, name),
-            |name| self.owner_ids.get(name).copied(),
-        )
-    }
-
-    /// The endpoint keys of the containers named.
-    fn keys_of(&self, names: &BTreeSet<String>) -> BTreeSet<EndpointKey> {
-        names
+        self.services.clear();
+        self.services_of_name.clear();
+        self.services_of_address.clear();
+        self.backend_refs.clear();
+        let all: BTreeSet<(String, String)> = self
+            .state
+            .services
             .iter()
-            .filter_map(|n| container_named(&self.state, n))
-            .filter_map(|c| self.endpoint_key(c))
-            .map(|(key, _)| key)
-            .collect()
+            .map(|svc| (svc.owner.clone(), svc.name.clone()))
+            .collect();
+        // The plan holds them already (computed in full): this only
+        // indexes them.
+        self.refresh_services(&all, &mut TouchedKeys::default());
     }
 
     /// `Endpoint::groups` of endpoint `key` of `owner`.
     fn endpoint_groups(&self, owner: u32, key: &EndpointKey) -> u32 {
-        self.bloom(owner) | backend_flag(self.backend_keys.contains(key))
+        self.bloom(owner) | backend_flag(self.backend_refs.contains_key(key))
     }
 
-    /// `SERVICE_PORTS`, `SERVICE_TABLES` and the endpoints'
-    /// `SERVICE_BACKEND` recomputed for the current state and runtime (a
-    /// service changed, a backend container changed, or the health moved):
-    /// bounded by the services, not by the zone.
-    fn refresh_services(&mut self, touched: &mut TouchedKeys) {
-        let entries = self.service_entries();
-        replace_entries::<ServicePorts>(
-            &mut self.plan.service_ports,
-            entries.ports,
-            &mut touched.service_ports,
-        );
-        replace_entries::<ServiceTables>(
-            &mut self.plan.service_tables,
-            entries.tables,
-            &mut touched.service_tables,
-        );
-        let keys = self.keys_of(&entries.backends);
-        for key in self.backend_keys.union(&keys) {
-            if let Some(e) = self.plan.endpoints.get_mut(key) {
-                let groups =
-                    (e.groups & !policy::SERVICE_BACKEND) | backend_flag(keys.contains(key));
-                if groups != e.groups {
-                    e.groups = groups;
-                    touched.endpoints.insert(*key);
+    /// `SERVICE_PORTS`, `SERVICE_TABLES` and the members' `SERVICE_BACKEND`
+    /// recomputed for the services `keys` (owner, name) of the current
+    /// state and runtime: what they wrote goes, what they are now comes.
+    /// Bounded by those services, not by the zone or the other services.
+    fn refresh_services(&mut self, keys: &BTreeSet<(String, String)>, touched: &mut TouchedKeys) {
+        let mut flags = BTreeSet::new();
+        // Everything the services wrote goes first: a VIP or a port may
+        // move from one to another in one change.
+        for key in keys {
+            let Some(old) = self.services.remove(key) else {
+                continue;
+            };
+            for port in &old.ports {
+                self.plan.service_ports.remove(port);
+                touched.service_ports.insert(*port);
+            }
+            self.plan.service_tables.remove(&old.table);
+            touched.service_tables.insert(old.table);
+            for name in &old.names {
+                remove_from(&mut self.services_of_name, name, key);
+            }
+            for (address, endpoint) in &old.members {
+                remove_from(&mut self.services_of_address, address, key);
+                if let Some(e) = endpoint {
+                    if let Some(n) = self.backend_refs.get_mut(e) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.backend_refs.remove(e);
+                        }
+                    }
+                    flags.insert(*e);
                 }
             }
         }
-        self.service_backends = entries.backends;
-        self.backend_keys = keys;
+        for key in keys {
+            let s = &self.state;
+            let Ok(at) = s
+                .services
+                .binary_search_by(|svc| (&svc.owner, &svc.name).cmp(&(&key.0, &key.1)))
+            else {
+                continue;
+            };
+            let svc = &s.services[at];
+            let mut planned = PlannedService {
+                names: svc.backends.iter().map(|b| b.container.clone()).collect(),
+                ..PlannedService::default()
+            };
+            if let Some(entry) = service_entry(
+                s,
+                svc,
+                &self.rt.health,
+                |name| container_named(s, name),
+                |name| self.owner_ids.get(name).copied(),
+            ) {
+                planned.table = entry.id;
+                self.plan.service_tables.insert(entry.id, entry.members);
+                touched.service_tables.insert(entry.id);
+                for (port, value) in entry.ports {
+                    self.plan.service_ports.insert(port, value);
+                    touched.service_ports.insert(port);
+                    planned.ports.push(port);
+                }
+                planned.members = entry
+                    .backends
+                    .iter()
+                    .map(|c| (c.address, self.endpoint_key(c).map(|(k, _)| k)))
+                    .collect();
+            }
+            for name in &planned.names {
+                self.services_of_name
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+            for (address, endpoint) in &planned.members {
+                self.services_of_address
+                    .entry(*address)
+                    .or_default()
+                    .insert(key.clone());
+                if let Some(e) = endpoint {
+                    *self.backend_refs.entry(*e).or_default() += 1;
+                    flags.insert(*e);
+                }
+            }
+            // A service that resolves nothing (never in a validated
+            // state) is still indexed by the names it lists.
+            self.services.insert(key.clone(), planned);
+        }
+        for key in flags {
+            let on = self.backend_refs.contains_key(&key);
+            if let Some(e) = self.plan.endpoints.get_mut(&key) {
+                let groups = (e.groups & !policy::SERVICE_BACKEND) | backend_flag(on);
+                if groups != e.groups {
+                    e.groups = groups;
+                    touched.endpoints.insert(key);
+                }
+            }
+        }
     }
 
-    /// Whether a change of these containers moves a service's entries (one
-    /// of them is a backend).
-    fn touches_backends<'a>(&self, mut containers: impl Iterator<Item = &'a Container>) -> bool {
-        !self.service_backends.is_empty()
-            && containers.any(|c| self.service_backends.contains(&c.name))
+    /// The services a change of these containers moves (those naming one
+    /// of them as a backend).
+    fn services_of_containers<'a>(
+        &self,
+        containers: impl Iterator<Item = &'a Container>,
+    ) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        if self.services_of_name.is_empty() {
+            return out;
+        }
+        for c in containers {
+            if let Some(keys) = self.services_of_name.get(&c.name) {
+                out.extend(keys.iter().cloned());
+            }
+        }
+        out
     }
 
     fn endpoint_key(&self, c: &Container) -> Option<(EndpointKey, u32)> {
@@ -299,8 +387,8 @@ impl IncrementalPlan {
             Some((mut touched, services_moved)) => {
                 let previous = std::mem::replace(&mut self.state, next);
                 self.refresh_scopes(&mut touched)?;
-                if services_moved {
-                    self.refresh_services(&mut touched);
+                if !services_moved.is_empty() {
+                    self.refresh_services(&services_moved, &mut touched);
                 }
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
@@ -371,8 +459,8 @@ impl IncrementalPlan {
             Some((mut touched, services_moved)) => {
                 self.state.apply_changes(changes);
                 self.refresh_scopes(&mut touched)?;
-                if services_moved {
-                    self.refresh_services(&mut touched);
+                if !services_moved.is_empty() {
+                    self.refresh_services(&services_moved, &mut touched);
                 }
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
@@ -395,11 +483,11 @@ impl IncrementalPlan {
     }
 
     /// [`Self::update_state`] for a change given object by object.
-    fn update_from_changes(&mut self, changes: &Changes) -> Option<(TouchedKeys, bool)> {
+    fn update_from_changes(&mut self, changes: &Changes) -> Option<(TouchedKeys, ServiceKeys)> {
         let mut owners = Vec::new();
         let mut groups = Vec::new();
         let mut containers = Vec::new();
-        let mut services_moved = false;
+        let mut services_moved = ServiceKeys::new();
         for c in changes.iter() {
             match (&c.before, &c.after) {
                 (Some(Object::Owner(b)), a) => {
@@ -420,22 +508,31 @@ impl IncrementalPlan {
                 (Some(Object::SecurityGroup(_)) | None, Some(Object::SecurityGroup(_)) | None) => {}
                 // Recomputed from the new state ([`Self::refresh_services`]).
                 (Some(Object::Service(_)) | None, Some(Object::Service(_)) | None) => {
-                    services_moved = true;
+                    for svc in [&c.before, &c.after]
+                        .into_iter()
+                        .filter_map(|o| o.as_ref().and_then(Object::service))
+                    {
+                        services_moved.insert((svc.owner.clone(), svc.name.clone()));
+                    }
                 }
                 // Zones and hosts: replanned in full.
                 _ => return None,
             }
         }
-        services_moved |= self.touches_backends(containers.iter().flat_map(
-            |(b, a): &(Option<&Container>, Option<&Container>)| b.iter().chain(a.iter()).copied(),
-        ));
+        services_moved.extend(
+            self.services_of_containers(
+                containers
+                    .iter()
+                    .flat_map(|(b, a)| b.iter().chain(a.iter()).copied()),
+            ),
+        );
         let prepared = self.prepare(owners, groups, containers)?;
         Some((self.apply_prepared(prepared), services_moved))
     }
 
     /// The incremental update of the plan to state `next`, or `None` where
     /// only a full replan will do (nothing changed yet in that case).
-    fn update_state(&mut self, next: &State) -> Option<(TouchedKeys, bool)> {
+    fn update_state(&mut self, next: &State) -> Option<(TouchedKeys, ServiceKeys)> {
         let old = &self.state;
         if old.zones != next.zones || old.hosts != next.hosts {
             return None;
@@ -443,12 +540,28 @@ impl IncrementalPlan {
         let owners = changed_by_name(&old.owners, &next.owners, |o| &o.name)?;
         let groups = changed_by_name(&old.groups, &next.groups, |g| &g.name)?;
         let containers = changed_by_name(&old.containers, &next.containers, |c| &c.name)?;
-        let services_moved = old.services != next.services
-            || self.touches_backends(
+        let mut services_moved = ServiceKeys::new();
+        if old.services != next.services {
+            let by_id = |list: &[crate::state::Service]| -> HashMap<(String, String), crate::state::Service> {
+                list.iter()
+                    .map(|svc| ((svc.owner.clone(), svc.name.clone()), svc.clone()))
+                    .collect()
+            };
+            let (before, after) = (by_id(&old.services), by_id(&next.services));
+            for (key, svc) in &before {
+                if after.get(key) != Some(svc) {
+                    services_moved.insert(key.clone());
+                }
+            }
+            services_moved.extend(after.keys().filter(|k| !before.contains_key(*k)).cloned());
+        }
+        services_moved.extend(
+            self.services_of_containers(
                 containers
                     .iter()
                     .flat_map(|(b, a)| b.iter().chain(a.iter()).copied()),
-            );
+            ),
+        );
         let prepared = self.prepare(owners, groups, containers)?;
         Some((self.apply_prepared(prepared), services_moved))
     }
@@ -547,7 +660,7 @@ impl IncrementalPlan {
         let groups = self.bloom(owner);
         for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
             if let Some(e) = self.plan.endpoints.get_mut(key) {
-                e.groups = groups | backend_flag(self.backend_keys.contains(key));
+                e.groups = groups | backend_flag(self.backend_refs.contains_key(key));
                 touched.endpoints.insert(*key);
             }
         }
@@ -682,12 +795,26 @@ impl IncrementalPlan {
     /// `HOST_CONFIG` (the uplink's ifindex) and `LOCAL_PORTS` (the ports
     /// ready) for runtime `rt` and the current state.
     fn apply_runtime(&mut self, rt: &Runtime, touched: &mut TouchedKeys) {
-        let health_moved = rt.health != self.rt.health;
+        // The services with a member whose report changed.
+        let mut health_moved = ServiceKeys::new();
+        if rt.health != self.rt.health {
+            let (old, new) = (&self.rt.health, &rt.health);
+            let changed = old
+                .iter()
+                .filter(|(k, v)| new.get(k) != Some(v))
+                .chain(new.iter().filter(|(k, v)| old.get(k) != Some(v)))
+                .map(|((address, _), _)| address);
+            for address in changed {
+                if let Some(keys) = self.services_of_address.get(address) {
+                    health_moved.extend(keys.iter().cloned());
+                }
+            }
+        }
         let ports_moved =
             rt.ready_ports != self.rt.ready_ports || rt.uplink_ifindex != self.rt.uplink_ifindex;
         self.rt = rt.clone();
-        if health_moved {
-            self.refresh_services(touched);
+        if !health_moved.is_empty() {
+            self.refresh_services(&health_moved, touched);
         }
         // A health report alone moves nothing else (the ports below take a
         // pass over every container of the state).
@@ -712,6 +839,23 @@ impl IncrementalPlan {
     }
 }
 
+/// Services by (owner, name).
+type ServiceKeys = BTreeSet<(String, String)>;
+
+/// Takes `key` out of the set at `at` (and the set when it empties).
+fn remove_from<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, BTreeSet<(String, String)>>,
+    at: &K,
+    key: &(String, String),
+) {
+    if let Some(set) = index.get_mut(at) {
+        set.remove(key);
+        if set.is_empty() {
+            index.remove(at);
+        }
+    }
+}
+
 /// The container named `name` of `state`, whose containers are sorted by
 /// name ([`State::normalize`]).
 fn container_named<'a>(state: &'a State, name: &str) -> Option<&'a Container> {
@@ -720,21 +864,6 @@ fn container_named<'a>(state: &'a State, name: &str) -> Option<&'a Container> {
         .binary_search_by(|c| c.name.as_str().cmp(name))
         .ok()
         .map(|i| &state.containers[i])
-}
-
-/// Replaces `current` with `new`, recording the keys whose entries differ.
-fn replace_entries<M: DesiredMap>(
-    current: &mut Entries<M>,
-    new: Entries<M>,
-    touched: &mut BTreeSet<M::Key>,
-) {
-    let old = std::mem::replace(current, new);
-    touched.extend(
-        old.iter()
-            .filter(|(k, v)| current.get(k) != Some(v))
-            .map(|(k, _)| *k)
-            .chain(current.keys().filter(|k| !old.contains_key(k)).copied()),
-    );
 }
 
 /// Can `owner` have an `OWNER_GROUPS` entry (the system owner needs none)?
@@ -792,7 +921,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::agent::plan::Health;
+    use crate::agent::plan::{Health, Op};
     use crate::{
         MacAddr,
         state::{Allow, Egress, HostSpec, Via},
@@ -1418,10 +1547,12 @@ mod tests {
         assert_eq!(keys.service_tables, [1].into());
         assert_eq!(keys.service_ports.len(), 1);
         assert!(keys.local_ports.is_empty() && keys.group_pairs.is_empty());
-        // A backend added: the table and its endpoint.
+        // A backend added: the table and its endpoint are written, the
+        // port is looked at (its service moved) and left.
         state
             .add_service_backends("alice", "api", &["a2".into()])
             .unwrap();
+        let before = inc.plan().clone();
         let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
             panic!("incremental");
         };
@@ -1431,23 +1562,28 @@ mod tests {
                 keys.service_tables.len(),
                 keys.service_ports.len()
             ),
-            (1, 1, 0)
+            (1, 1, 1)
         );
-        // A health report: the table only.
+        let ops = before.diff_keys(inc.plan(), &keys);
+        assert!(
+            ops.iter()
+                .all(|op| matches!(op, Op::ServiceTables(_) | Op::Endpoint(_))),
+            "{ops:?}"
+        );
+        // A health report: that service only, and only its table changes.
         rt.health.insert((Ipv4Addr::new(10, 1, 1, 1), 80), false);
+        let before = inc.plan().clone();
         let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
             panic!("incremental");
         };
-        // (A runtime change looks at this host's ports too.)
+        assert_eq!(keys.service_tables, [1].into());
+        assert!(keys.endpoints.is_empty() && keys.group_pairs.is_empty());
         assert_eq!(
-            TouchedKeys {
-                local_ports: Default::default(),
-                ..keys
-            },
-            TouchedKeys {
-                service_tables: [1].into(),
-                ..TouchedKeys::default()
-            }
+            before.diff_keys(inc.plan(), &keys),
+            vec![Op::ServiceTables(crate::datapath::maps::Change::Set {
+                key: 1,
+                value: inc.plan().service_tables[&1]
+            })]
         );
         assert_eq!(inc.plan().service_tables[&1].healthy, 0b10);
         // A container that is no backend: no service entry.

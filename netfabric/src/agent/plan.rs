@@ -145,32 +145,66 @@ pub fn service_entries_with<'a>(
 ) -> ServiceEntries {
     let mut out = ServiceEntries::default();
     for svc in &state.services {
-        let (Some(zone), Some(owner)) = (state.zone(&svc.zone), owner_id(&svc.owner)) else {
+        let Some(one) = service_entry(state, svc, health, &container, &owner_id) else {
             continue;
         };
-        let id = service_id(zone.slot, u32::from(svc.vip));
-        let health_port = svc.health_port();
-        let mut members = ServiceMembers::default();
-        for b in &svc.backends {
-            let (Some(c), Some(slot)) = (
-                container(&b.container),
-                members.members.get_mut(usize::from(b.member)),
-            ) else {
-                continue;
-            };
-            *slot = u32::from(c.address);
-            let healthy = health_port
-                .and_then(|p| health.get(&(c.address, p)))
-                .copied()
-                .unwrap_or(true);
-            if healthy {
-                members.healthy |= 1u128 << b.member;
-            }
-            out.backends.insert(c.name.clone());
+        out.tables.insert(one.id, one.members);
+        out.ports.extend(one.ports);
+        out.backends
+            .extend(one.backends.iter().map(|c| c.name.clone()));
+    }
+    out
+}
+
+/// One service's entries ([`service_entry`]).
+#[derive(Debug, Clone)]
+pub struct ServiceEntry<'a> {
+    /// [`service_id`]: its `SERVICE_TABLES` key.
+    pub id: u32,
+    pub members: ServiceMembers,
+    pub ports: Vec<(ServicePortKey, ServicePort)>,
+    /// The backends that resolve to a container.
+    pub backends: Vec<&'a Container>,
+}
+
+/// The entries of one service of `state` (`None`: its zone or owner does
+/// not resolve, never in a validated state).
+pub fn service_entry<'a>(
+    state: &'a State,
+    svc: &crate::state::Service,
+    health: &Health,
+    container: impl Fn(&str) -> Option<&'a Container>,
+    owner_id: impl Fn(&str) -> Option<u32>,
+) -> Option<ServiceEntry<'a>> {
+    let (Some(zone), Some(owner)) = (state.zone(&svc.zone), owner_id(&svc.owner)) else {
+        return None;
+    };
+    let id = service_id(zone.slot, u32::from(svc.vip));
+    let health_port = svc.health_port();
+    let mut members = ServiceMembers::default();
+    let mut backends = Vec::with_capacity(svc.backends.len());
+    for b in &svc.backends {
+        let (Some(c), Some(slot)) = (
+            container(&b.container),
+            members.members.get_mut(usize::from(b.member)),
+        ) else {
+            continue;
+        };
+        *slot = u32::from(c.address);
+        let healthy = health_port
+            .and_then(|p| health.get(&(c.address, p)))
+            .copied()
+            .unwrap_or(true);
+        if healthy {
+            members.healthy |= 1u128 << b.member;
         }
-        out.tables.insert(id, members);
-        for p in &svc.ports {
-            out.ports.insert(
+        backends.push(c);
+    }
+    let ports = svc
+        .ports
+        .iter()
+        .map(|p| {
+            (
                 ServicePortKey {
                     vip: u32::from(svc.vip),
                     port: p.port,
@@ -183,10 +217,15 @@ pub fn service_entries_with<'a>(
                     target_port: p.target_port,
                     _pad: [0; 6],
                 },
-            );
-        }
-    }
-    out
+            )
+        })
+        .collect();
+    Some(ServiceEntry {
+        id,
+        members,
+        ports,
+        backends,
+    })
 }
 
 /// Why no plan could be made for a host.
