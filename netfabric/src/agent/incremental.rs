@@ -20,7 +20,11 @@
 //!   entries recomputed from the new state (bounded by the security
 //!   groups, not by the zone) and those that differ, and the groups bloom
 //!   of every endpoint whose owner gained its first security group or lost
-//!   its last (`INGRESS_SCOPED`).
+//!   its last (`INGRESS_SCOPED`);
+//! * a service changed, a container a service names as a backend changed,
+//!   or a health report about a member moved: that service's
+//!   `SERVICE_PORTS` and `SERVICE_TABLES` entries (old and new), and the
+//!   `SERVICE_BACKEND` flag of the endpoints of its members (old and new).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
