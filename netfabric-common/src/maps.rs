@@ -63,7 +63,7 @@ pub const PORT_SCOPES_ENTRIES: u32 = 1 << 16;
 pub const SERVICE_PORTS: &str = "SERVICE_PORTS";
 pub const SERVICE_PORTS_ENTRIES: u32 = 1 << 16;
 /// `HashMap<u32, ServiceTable>` (zone-wide, written by the agent, not
-/// preallocated: about 17 KiB per service): a service's members and Maglev
+/// preallocated: about 65 KiB per service): a service's members and Maglev
 /// table by [`crate::service::service_id`].
 pub const SERVICE_TABLES: &str = "SERVICE_TABLES";
 pub const SERVICE_TABLES_ENTRIES: u32 = crate::service::MAX_SERVICES;

@@ -16,7 +16,9 @@
 //! original direction still allowed by the *current* policy, judged again
 //! on every packet (a revoked group, scope or egress cuts an established
 //! connection at its next packet). Nothing is allowed because of a failed
-//! insert or an evicted entry: no entry, no reply.
+//! insert or an evicted entry: no entry, no reply. An ICMP error quoting a
+//! packet of a tracked connection (fragmentation needed, port unreachable,
+//! time exceeded) passes by the same rule, keyed by the quoted packet.
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use netfabric_common::{
@@ -33,7 +35,7 @@ use crate::{
     parse::{
         Packet,
         ipv4::Ipv4,
-        l4::{ICMP_ECHO_REQUEST, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+        l4::{self, ICMP_ECHO_REQUEST, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     },
     policy::check,
     scope::{self, Scoped},
@@ -173,7 +175,12 @@ pub fn check_scope(
 ) -> Result<(), DropReason> {
     match scope::judge(pkt, ip, src, dst)? {
         Scoped::Open => Ok(()),
-        Scoped::Closed(l4) if reply_allowed(&l4.key(ip), &l4, Peer::Container(src), dst) => Ok(()),
+        Scoped::Closed(l4)
+            if reply_allowed(&l4.key(ip), &l4, Peer::Container(src), dst)
+                || error_allowed(pkt, ip, &l4, Peer::Container(src), dst) =>
+        {
+            Ok(())
+        }
         Scoped::Closed(_) => Err(DropReason::PortNotAllowed),
     }
 }
@@ -213,6 +220,33 @@ pub fn reply_allowed(key: &ConnKey, l4: &L4, from: Peer, to: Endpoint) -> bool {
         c.last_seen_ns = now;
     }
     true
+}
+
+/// May the ICMP error `l4` (behind `ip`), from `from` to the container
+/// `to`, which the rule refused, pass as related to a tracked connection? The quoted
+/// packet is one `to` sent: it must be `to`'s, open a live connection of
+/// `to`'s owner towards `from`'s, and that connection's original direction
+/// must still be allowed, as for a reply. Errors are how path MTU discovery
+/// and unreachable ports reach the sender; they change no state (the
+/// connection is not thereby answered).
+#[inline(always)]
+pub fn error_allowed(pkt: &Packet, ip: &Ipv4, l4: &L4, from: Peer, to: Endpoint) -> bool {
+    if !l4.is_icmp_error() {
+        return false;
+    }
+    let Some(quoted) = l4::quoted_key(pkt, ip) else {
+        return false;
+    };
+    if quoted.src != ip.dst {
+        return false;
+    }
+    let Some(c) = (unsafe { CONNECTIONS.get(quoted) }) else {
+        return false;
+    };
+    !expired(c, quoted.protocol, now())
+        && c.src_owner == to.owner
+        && c.dst_owner == from.owner()
+        && original_allowed(&quoted, to, from)
 }
 
 /// Would the connection's original direction (`key`, from the container

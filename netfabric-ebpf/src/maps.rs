@@ -67,7 +67,7 @@ pub static CONNECTIONS: LruHashMap<ConnKey, Connection> =
 pub static SERVICE_PORTS: HashMap<ServicePortKey, ServicePort> =
     HashMap::with_max_entries(SERVICE_PORTS_ENTRIES, BPF_F_NO_PREALLOC);
 
-/// Not preallocated: a table is about 17 KiB, and most ids have no service.
+/// Not preallocated: a table is about 65 KiB, and most ids have no service.
 #[map]
 pub static SERVICE_TABLES: HashMap<u32, ServiceTable> =
     HashMap::with_max_entries(SERVICE_TABLES_ENTRIES, BPF_F_NO_PREALLOC);

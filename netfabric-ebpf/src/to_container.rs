@@ -12,7 +12,9 @@
 //! replies of the host's DNS resolver (`netfabric_common::resolver`: from
 //! 169.254.1.1, UDP or TCP source port 53), which reach every container,
 //! and the replies of connections the container opened to outside
-//! (`conntrack::reply_allowed`: tracked, and its owner still may egress).
+//! (`conntrack::reply_allowed`: tracked, and its owner still may egress),
+//! with the ICMP errors about them (`conntrack::error_allowed`: path MTU
+//! discovery needs "fragmentation needed").
 //! Tagged frames are `vlan_tagged`, as on the ingress.
 
 use aya_ebpf::{
@@ -82,7 +84,9 @@ fn try_to_container(pkt: &mut Packet, ifindex: u32, tagged: bool) -> Result<Forw
         let Ok(l4) = l4::parse(pkt, &ip) else {
             return Err(DropReason::PolicyDenied);
         };
-        if !conntrack::reply_allowed(&l4.key(&ip), &l4, Peer::Outside, dst) {
+        if !conntrack::reply_allowed(&l4.key(&ip), &l4, Peer::Outside, dst)
+            && !conntrack::error_allowed(pkt, &ip, &l4, Peer::Outside, dst)
+        {
             return Err(DropReason::PolicyDenied);
         }
     }

@@ -15,6 +15,7 @@ pub mod conventions;
 pub mod datapath;
 pub mod dns;
 pub mod errors;
+pub mod health;
 pub mod lab;
 pub mod mac;
 pub mod observe;

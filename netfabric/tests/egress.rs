@@ -208,14 +208,27 @@ fn address_of(ns: &str) -> Ipv4Addr {
     cidr.split('/').next().unwrap().parse().unwrap()
 }
 
-#[test]
-fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
+/// A one-host lab whose /metrics is on a port of our own, with an
+/// "outside" namespace of the test's own on the lab's underlay bridge at
+/// [`OUTSIDE`], and alice's container `web` in it. Torn down on drop
+/// (the outside first).
+struct EgressLab {
+    outside: TestNetns,
+    lab: Lab,
+    store: String,
+    metrics_addr: String,
+    host_ns: String,
+    h1: String,
+    web: String,
+    web_addr: Ipv4Addr,
+}
+
+fn egress_lab(prefix: &str) -> EgressLab {
     require_root_and_bpffs();
-    // As `Lab::up`, with /metrics on a port of our own.
     let metrics_base = free_ports(1);
     let lab = Lab {
-        name: unique_name("eg"),
-        dir: format!("/tmp/netfabric-test-{}", unique_name("eg")),
+        name: unique_name(prefix),
+        dir: format!("/tmp/netfabric-test-{}", unique_name(prefix)),
     };
     ok(&nf(&[
         "lab",
@@ -237,10 +250,9 @@ fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
     let web = format!("nf-{name}-alice-web");
     let web_addr = address_of(&web);
 
-    // The outside: a namespace of our own on the lab's underlay bridge.
-    let outside = TestNetns::new(&format!("{}-out", unique_name("eg")));
-    let tag = std::process::id() % 100_000;
-    let (a, b) = (format!("ego{tag}"), format!("egu{tag}"));
+    let outside = TestNetns::new(&format!("{}-out", unique_name(prefix)));
+    let tag = std::process::id() % 10_000;
+    let (a, b) = (format!("{prefix}o{tag}"), format!("{prefix}u{tag}"));
     let underlay = format!("nf-{name}-underlay");
     sh(&[
         "ip", "link", "add", &a, "netns", &outside.0, "type", "veth", "peer", "name", &b, "netns",
@@ -272,8 +284,6 @@ fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
         "via",
         "172.30.0.1",
     ]);
-    let servers = OutsideServers::start(&outside);
-
     // The agent masquerades its containers' egress out of the uplink.
     eventually("the agent installs the egress NAT", 15, || {
         Command::new("ip")
@@ -292,6 +302,31 @@ fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
                 o.status.success() && String::from_utf8_lossy(&o.stdout).contains("masquerade")
             })
     });
+    EgressLab {
+        outside,
+        lab,
+        store,
+        metrics_addr,
+        host_ns,
+        h1,
+        web,
+        web_addr,
+    }
+}
+
+#[test]
+fn a_container_reaches_the_outside_through_nat_and_egress_deny_cuts_it() {
+    let EgressLab {
+        outside,
+        lab,
+        store,
+        metrics_addr,
+        host_ns,
+        h1,
+        web,
+        web_addr,
+    } = egress_lab("eg");
+    let servers = OutsideServers::start(&outside);
 
     // A flushed ruleset is installed again by the agent.
     sh(&["ip", "netns", "exec", &host_ns, "nft", "flush", "ruleset"]);
@@ -495,4 +530,175 @@ fn the_nat_table_is_idempotent_replaced_whole_and_removed() {
     in_netns(Some(&path), nat::remove).unwrap().unwrap();
     assert_eq!(listed(), None, "removed");
     in_netns(Some(&path), nat::remove).unwrap().unwrap();
+}
+
+/// ICMP errors about a container's own connections to outside reach it
+/// (docs/policy.md#connection-tracking): an outside host's "port
+/// unreachable" fails a UDP exchange at once, and the host's
+/// "fragmentation needed" (a narrower route to outside) teaches the
+/// container the path MTU. Errors about nothing it opened stay refused.
+#[test]
+fn icmp_errors_about_a_containers_connections_reach_it() {
+    let EgressLab {
+        outside,
+        lab,
+        store,
+        host_ns,
+        h1,
+        web,
+        web_addr,
+        ..
+    } = egress_lab("ei");
+    let web_path = std::path::PathBuf::from(format!("/run/netns/{web}"));
+
+    // Nothing listens on UDP port 9 outside: its kernel answers "port
+    // unreachable", which the host's NAT maps back to the container.
+    let refused = in_netns(Some(&web_path), || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.connect((OUTSIDE, 9)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 16];
+        (0..5).find_map(|_| {
+            sock.send(b"anyone there?").ok()?;
+            match sock.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(e),
+                _ => None,
+            }
+        })
+    })
+    .expect("entering the container's namespace");
+    assert!(
+        refused.is_some(),
+        "the port-unreachable error never reached the container"
+    );
+
+    // A narrower route from the host to outside: forwarding the container's
+    // 1428-byte datagrams with DF set, the host answers "fragmentation
+    // needed (mtu = 1300)".
+    let route = ok(&Command::new("ip")
+        .args(["-n", &host_ns, "-o", "route", "get", &OUTSIDE.to_string()])
+        .output()
+        .unwrap());
+    let dev = route
+        .split_whitespace()
+        .skip_while(|w| *w != "dev")
+        .nth(1)
+        .expect("the route's device")
+        .to_owned();
+    sh(&[
+        "ip",
+        "-n",
+        &host_ns,
+        "route",
+        "add",
+        &format!("{OUTSIDE}/32"),
+        "dev",
+        &dev,
+        "mtu",
+        "1300",
+    ]);
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &web,
+            "ping",
+            "-n",
+            "-c",
+            "2",
+            "-i",
+            "0.5",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1400",
+            &OUTSIDE.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr)
+    );
+    println!("ping with DF over the narrow route:\n{said}");
+    assert!(
+        said.contains("mtu = 1300") || said.contains("mtu=1300"),
+        "the container never learnt the path MTU: {said}"
+    );
+    // Its kernel now sends within the path MTU: a full-size ping passes.
+    let fits = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &web,
+            "ping",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            "1272",
+            &OUTSIDE.to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(fits.success(), "a ping within the path MTU failed");
+
+    // An error about a connection the container never opened is refused
+    // and counted: sent by the host stack (the way every error about the
+    // container's egress comes, after the host's NAT), quoting a made-up
+    // UDP datagram of the container's.
+    let denied_before = counted(&store, &h1, "to_container", "policy_denied");
+    let forged = in_netns(
+        Some(std::path::Path::new(&format!("/run/netns/{host_ns}"))),
+        || send_icmp_error(web_addr, 40_404),
+    )
+    .expect("entering the host's namespace");
+    forged.expect("sending the forged error");
+    eventually("the unrelated error is refused and counted", 10, || {
+        counted(&store, &h1, "to_container", "policy_denied") > denied_before
+    });
+    drop(outside);
+    drop(lab);
+}
+
+/// Sends from this namespace a "port unreachable" to `container` quoting a
+/// UDP datagram the container never sent (from `sport` to [`OUTSIDE`]:9).
+fn send_icmp_error(container: Ipv4Addr, sport: u16) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
+    let mut quoted = vec![0u8; 28];
+    quoted[0] = 0x45;
+    quoted[2..4].copy_from_slice(&28u16.to_be_bytes());
+    quoted[8] = 64;
+    quoted[9] = 17;
+    quoted[12..16].copy_from_slice(&container.octets());
+    quoted[16..20].copy_from_slice(&OUTSIDE.octets());
+    quoted[20..22].copy_from_slice(&sport.to_be_bytes());
+    quoted[22..24].copy_from_slice(&9u16.to_be_bytes());
+    let mut msg = vec![3u8, 3, 0, 0, 0, 0, 0, 0];
+    msg.extend_from_slice(&quoted);
+    let sum = internet_checksum(&msg);
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    let to = SockAddr::from(SocketAddr::new(container.into(), 0));
+    sock.send_to(&msg, &to)?;
+    Ok(())
+}
+
+/// RFC 1071.
+fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }

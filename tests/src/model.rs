@@ -533,6 +533,16 @@ impl Model {
     /// Does `key` (refused by the rule, from outside to the container
     /// `to`) answer a live connection `to` opened and may still keep?
     fn is_reply(&self, key: &ConnKey, l4: &L4View, to: Ipv4Addr) -> bool {
+        if let Some(quoted) = l4.quoted {
+            // An ICMP error about a packet of a connection `to` opened.
+            return quoted.src == key.dst
+                && self.connections.get(&quoted).is_some_and(|c| {
+                    !c.expired
+                        && c.src_owner == self.owners[&to]
+                        && c.dst_owner == NO_OWNER
+                        && self.may_egress(to)
+                });
+        }
         l4.has_ports
             && self.connections.get(&key.reversed()).is_some_and(|c| {
                 !c.expired
@@ -967,16 +977,24 @@ impl Model {
         // scope for the receiver).
         let l4 = parse_l4(pkt, ip)?;
         let key = l4.key(ip);
-        let is_reply = l4.has_ports
-            && self.connections.get(&key.reversed()).is_some_and(|c| {
+        // The connection a reply answers (`reversed`), or the one an ICMP
+        // error's quoted packet belongs to (sent by the receiver).
+        let (original, has_key) = match l4.quoted {
+            Some(q) => (q, q.src == key.dst),
+            None => (key.reversed(), l4.has_ports),
+        };
+        let is_reply = has_key
+            && self.connections.get(&original).is_some_and(|c| {
                 !c.expired
                     && c.src_owner == dst.owner
                     && c.dst_owner == src_owner
                     && self.allowed(Party::Owner(dst.owner), Party::Owner(src_owner))
-                    && self.scope_opens(ip.src, dst.owner, key.protocol, key.src_port)
+                    && self.scope_opens(ip.src, dst.owner, original.protocol, original.dst_port)
             });
         if is_reply {
-            effect.push(Effect::Reply { key, l4 });
+            if l4.quoted.is_none() {
+                effect.push(Effect::Reply { key, l4 });
+            }
             Ok(())
         } else {
             Err(DropReason::PortNotAllowed)
@@ -1162,7 +1180,10 @@ impl Model {
             if !self.is_reply(&key, &l4, ip.dst) {
                 return Err(DropReason::PolicyDenied);
             }
-            effect.push(Effect::Reply { key, l4 });
+            // A related error answers nothing: the connection stays as it is.
+            if l4.quoted.is_none() {
+                effect.push(Effect::Reply { key, l4 });
+            }
         }
         Ok(ok)
     }
@@ -1313,6 +1334,8 @@ struct L4View {
     tcp_flags: u8,
     icmp_type: u8,
     has_ports: bool,
+    /// An ICMP error's quoted packet, keyed as it was sent.
+    quoted: Option<ConnKey>,
 }
 
 const TCP_FIN: u8 = 0x01;
@@ -1367,6 +1390,7 @@ fn parse_l4(pkt: &[u8], ip: &Ipv4View) -> Result<L4View, DropReason> {
         tcp_flags: 0,
         icmp_type: 0,
         has_ports: false,
+        quoted: None,
     };
     if ip.fragment_offset != 0 {
         return Ok(l4);
@@ -1400,11 +1424,40 @@ fn parse_l4(pkt: &[u8], ip: &Ipv4View) -> Result<L4View, DropReason> {
                     l4.dst_port = id;
                     l4.has_ports = true;
                 }
+                3 | 11 | 12 => l4.quoted = quoted_key(pkt, at + 8),
                 _ => {}
             }
         }
     }
     Ok(l4)
+}
+
+/// The key of the packet an ICMP error quotes from `at` (an IPv4 first
+/// fragment of TCP, UDP or ICMP echo request, header and 8 bytes whole),
+/// as that packet was sent.
+fn quoted_key(pkt: &[u8], at: usize) -> Option<ConnKey> {
+    let h = pkt.get(at..at + 20)?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    if h[0] >> 4 != 4 || ihl < 20 || u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+        return None;
+    }
+    let t = pkt.get(at + ihl..at + ihl + 8)?;
+    let (src_port, dst_port) = match h[9] {
+        PROTO_TCP | PROTO_UDP => (
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+        ),
+        PROTO_ICMP if t[0] == 8 => (u16::from_be_bytes([t[4], t[5]]), 0),
+        _ => return None,
+    };
+    Some(ConnKey {
+        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+        src_port,
+        dst_port,
+        protocol: h[9],
+        _pad: [0; 3],
+    })
 }
 
 // ---- observing the real programs ----------------------------------------------------------

@@ -290,6 +290,14 @@ pub enum Transport {
     Icmp {
         icmp_type: u8,
     },
+    /// An ICMP error (`icmp_type` 3, 11 or 12) quoting the packet `quoted`
+    /// as it was sent: its 20-byte IPv4 header and 8 bytes of its TCP or
+    /// UDP header (ports) or ICMP echo request (identifier: the key's
+    /// `src_port`).
+    IcmpError {
+        icmp_type: u8,
+        quoted: netfabric_common::conntrack::ConnKey,
+    },
 }
 
 pub const TCP_FIN: u8 = 0x01;
@@ -337,6 +345,31 @@ pub fn with_transport(mut frame: Vec<u8>, t: Transport) -> Vec<u8> {
         Transport::Icmp { icmp_type } => {
             let mut h = vec![0u8; 8];
             h[0] = icmp_type;
+            (1, h)
+        }
+        Transport::IcmpError { icmp_type, quoted } => {
+            // ICMP header (type, code, checksum, unused), then the quote.
+            let mut h = vec![0u8; 8 + 20 + 8];
+            h[0] = icmp_type;
+            h[1] = if icmp_type == 3 { 4 } else { 0 };
+            let q = &mut h[8..];
+            q[0] = 0x45;
+            q[2..4].copy_from_slice(&1400u16.to_be_bytes());
+            q[6] = 0x40;
+            q[8] = 64;
+            q[9] = quoted.protocol;
+            q[12..16].copy_from_slice(&quoted.src.to_be_bytes());
+            q[16..20].copy_from_slice(&quoted.dst.to_be_bytes());
+            let sum = checksum(&q[..20]);
+            q[10..12].copy_from_slice(&sum.to_be_bytes());
+            let t = &mut q[20..];
+            if quoted.protocol == 1 {
+                t[0] = 8;
+                t[4..6].copy_from_slice(&quoted.src_port.to_be_bytes());
+            } else {
+                t[0..2].copy_from_slice(&quoted.src_port.to_be_bytes());
+                t[2..4].copy_from_slice(&quoted.dst_port.to_be_bytes());
+            }
             (1, h)
         }
     };

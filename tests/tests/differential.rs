@@ -588,7 +588,18 @@ fn flow_packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Option<Vec<u8>> {
                 .keys()
                 .filter(|k| Ipv4Addr::from(k.src) == me)
                 .collect();
-            let (src, t) = if !mine.is_empty() && rng.chance(80) {
+            let (src, t) = if !mine.is_empty() && rng.chance(15) {
+                // An ICMP error from some outside router quoting one of the
+                // container's connections (or its reverse, which the
+                // container never sent).
+                let k = *mine[rng.below(mine.len())];
+                let quoted = if rng.chance(75) { k } else { k.reversed() };
+                let icmp_type = rng.pick(&[3, 11, 12]);
+                (
+                    rng.pick(&s.outside),
+                    Transport::IcmpError { icmp_type, quoted },
+                )
+            } else if !mine.is_empty() && rng.chance(80) {
                 let k = mine[rng.below(mine.len())];
                 let t = match k.protocol {
                     6 => Transport::Tcp {
@@ -618,9 +629,16 @@ fn flow_packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Option<Vec<u8>> {
         }
         _ => return None,
     };
+    // An ICMP error carries its quote (8 + 20 + 8 bytes); cutting it short
+    // is the truncation's job below.
+    let least = if matches!(t, Transport::IcmpError { .. }) {
+        36
+    } else {
+        20
+    };
     let mut f = frame
         .ttl(rng.range(2, 255) as u8)
-        .payload(20 + rng.below(100));
+        .payload(least + rng.below(100));
     if rng.chance(5) {
         f = f.options(&[1, 1, 1, 0]);
     }
@@ -631,7 +649,7 @@ fn flow_packet(rng: &mut Rng, s: &Scenario, prog: Prog) -> Option<Vec<u8>> {
     if rng.chance(7) {
         // The transport header cut short (frame and IPv4 length agree).
         let ihl = usize::from(p[14] & 0x0f) * 4;
-        let ip_len = ihl + rng.below(14);
+        let ip_len = ihl + rng.below(least - 6);
         return Some(set_total_len(truncate(p, 14 + ip_len), ip_len as u16));
     }
     Some(p)
@@ -784,6 +802,7 @@ fn datapath_agrees_with_the_reference_model() {
 
     let mut cases = 0usize;
     let mut tracked = 0usize;
+    let mut related_errors_delivered = 0usize;
     let mut changes = 0usize;
     let mut mismatches: Vec<String> = Vec::new();
     let mut seen: BTreeMap<(&'static str, Verdict), usize> = BTreeMap::new();
@@ -841,6 +860,12 @@ fn datapath_agrees_with_the_reference_model() {
                 let want = s.model.step(prog, &pkt);
                 cases += 1;
                 *seen.entry((prog.name(), want.verdict)).or_default() += 1;
+                if matches!(prog, Prog::ToContainer(_))
+                    && is_icmp_error(&pkt)
+                    && matches!(want.verdict, Verdict::Forwarded(_))
+                {
+                    related_errors_delivered += 1;
+                }
                 let errs = match h.run(prog, &pkt) {
                     Ok(got) => check(prog, &pkt, &want, &got),
                     Err(e) => vec![format!("test run failed: {e}")],
@@ -883,7 +908,7 @@ fn datapath_agrees_with_the_reference_model() {
         }
     }
     println!(
-        "{cases} cases over {STATES} random states, {changes} state changes in between, {tracked} connections tracked"
+        "{cases} cases over {STATES} random states, {changes} state changes in between, {tracked} connections tracked, {related_errors_delivered} related ICMP errors delivered"
     );
     for ((prog, verdict), n) in &seen {
         println!("  {prog:<16} {verdict:?}: {n}");
@@ -897,6 +922,12 @@ fn datapath_agrees_with_the_reference_model() {
             mismatches.len()
         );
     }
+    // ICMP errors about tracked connections were delivered (the rest of
+    // them refused, as the verdict counts above show).
+    assert!(
+        related_errors_delivered >= 10,
+        "only {related_errors_delivered} related ICMP errors delivered"
+    );
     // Security groups were exercised: some packets refused for their port,
     // others forwarded through a narrowed pair.
     let refused_for_port = seen
@@ -908,6 +939,17 @@ fn datapath_agrees_with_the_reference_model() {
         refused_for_port >= 10,
         "only {refused_for_port} cases refused for their port"
     );
+}
+
+/// An IPv4 ICMP destination unreachable, time exceeded or parameter
+/// problem (a first fragment with its type byte).
+fn is_icmp_error(p: &[u8]) -> bool {
+    let l4 = 14 + usize::from(p.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+    p.len() > l4
+        && p[12..14] == [0x08, 0x00]
+        && p[14 + 9] == 1
+        && u16::from_be_bytes([p[14 + 6], p[14 + 7]]) & 0x1fff == 0
+        && matches!(p[l4], 3 | 11 | 12)
 }
 
 /// A device for a TC run: usually one with a port, sometimes a stray.

@@ -1946,6 +1946,18 @@ fn security_group_fixtures() {
         )
     };
     let drop10 = dropped(p10, R::PortNotAllowed);
+    // A "port unreachable" from .11 to .10 quoting `quoted`.
+    let error11 = |quoted| {
+        with_transport(
+            Ipv4Frame::new(cmac(11), GW_MAC, l(11), l(10))
+                .payload(40)
+                .build(),
+            Transport::IcmpError {
+                icmp_type: 3,
+                quoted,
+            },
+        )
+    };
     let rows = vec![
         row(
             "no security group: alice -> carol tcp/22",
@@ -2180,6 +2192,24 @@ fn security_group_fixtures() {
             ),
             dropped(p11, R::PortNotAllowed),
         ),
+        row(
+            "an ICMP error from .11 quoting .10's tracked SYN (icmp is closed): passes",
+            p11,
+            error11(conn(l(10), 40000, l(11), 8080, PROTO_TCP)),
+            tc_local(10),
+        ),
+        row(
+            "an ICMP error from .11 quoting a segment .10 never sent",
+            p11,
+            error11(conn(l(10), 40007, l(11), 8080, PROTO_TCP)),
+            dropped(p11, R::PortNotAllowed),
+        ),
+        row(
+            "an ICMP error from .11 quoting .11's own side of the connection",
+            p11,
+            error11(conn(l(11), 8080, l(10), 40000, PROTO_TCP)),
+            dropped(p11, R::PortNotAllowed),
+        ),
         row_after(
             "alice's own scope moves to tcp/9090: the established connection's next reply is cut",
             scope(ALICE, ScopeVia::Own, Some(vec![(TCP, 9090, 9090)])),
@@ -2193,6 +2223,12 @@ fn security_group_fixtures() {
                 ),
                 0x10,
             ),
+            dropped(p11, R::PortNotAllowed),
+        ),
+        row(
+            "... and so are its ICMP errors",
+            p11,
+            error11(conn(l(10), 40000, l(11), 8080, PROTO_TCP)),
             dropped(p11, R::PortNotAllowed),
         ),
         row(
@@ -2627,6 +2663,8 @@ fn connection_tracking_fixtures() {
     };
     let udp = |sport, dport| Transport::Udp { sport, dport };
     let echo = |request, id| Transport::Echo { request, id };
+    let error = |icmp_type, quoted| Transport::IcmpError { icmp_type, quoted };
+    let router = Ipv4Addr::new(198, 51, 100, 1);
     let https = conn(l(10), 40000, web, 443, PROTO_TCP);
     let dns = conn(l(10), 5353, OUTSIDE, 53, PROTO_UDP);
     let ping = conn(l(10), 7, OUTSIDE, 0, PROTO_ICMP);
@@ -2779,6 +2817,48 @@ fn connection_tracking_fixtures() {
             refused(in10),
         ),
         stateful(
+            "a router's fragmentation-needed quoting alice's query: delivered, nothing changes",
+            in10,
+            to(router, 10, error(3, dns)),
+            delivered(),
+        )
+        .leaves(dns, established),
+        stateful(
+            "time exceeded quoting alice's echo request",
+            in10,
+            to(router, 10, error(11, ping)),
+            delivered(),
+        )
+        .leaves(ping, established),
+        stateful(
+            "a parameter problem quoting alice's HTTPS segment",
+            in10,
+            to(router, 10, error(12, https)),
+            delivered(),
+        ),
+        stateful(
+            "an error quoting a connection nobody opened",
+            in10,
+            to(
+                router,
+                10,
+                error(3, conn(l(10), 40009, web, 443, PROTO_TCP)),
+            ),
+            refused(in10),
+        ),
+        stateful(
+            "an error quoting alice's query, sent to her other container",
+            in11,
+            to(router, 11, error(3, dns)),
+            refused(in11),
+        ),
+        stateful(
+            "an error quoting the answer's direction (a packet alice never sent)",
+            in10,
+            to(router, 10, error(3, dns.reversed())),
+            refused(in10),
+        ),
+        stateful(
             "an expired entry lets no reply through",
             in10,
             to(OUTSIDE, 10, udp(53, 5353)),
@@ -2821,6 +2901,12 @@ fn connection_tracking_fixtures() {
             refused(in10),
         )
         .after(egress(ALICE, false)),
+        stateful(
+            "and an error quoting her query is refused too",
+            in10,
+            to(router, 10, error(3, dns)),
+            refused(in10),
+        ),
         stateful(
             "and alice's next packet to outside is egress_denied",
             out10,

@@ -4,9 +4,10 @@
 //!   machine (idempotent; a few hundred ms when everything is present).
 //! * `test`: setup, then fmt, clippy (userspace and eBPF passes) and every test.
 //! * `run [-- ARGS]`: setup, then the lab (no args) or `netfabric ARGS`.
-//! * `bench [--quick] [--only decision,e2e,control,zone,dns]`: setup, then the
-//!   benchmarks (`zone`, 254 agents on etcd, and `dns`, the agent's DNS
-//!   against dnsmasq, run in full mode or when named).
+//! * `bench [--quick] [--only decision,e2e,control,zone,dns,services]`: setup,
+//!   then the benchmarks (`zone`, 254 agents on etcd, `dns`, the agent's DNS
+//!   against dnsmasq, and `services`, Maglev's disruption and HTTP through a
+//!   VIP against direct and haproxy, run in full mode or when named).
 //! * `fresh-check [--keep]`: the README's two commands in a pristine Debian
 //!   12 root (debootstrap), proving setup installs everything they need.
 //! * `cli-docs`: regenerates the man pages and shell completions in `docs/`.

@@ -57,6 +57,11 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "iptables",
     "iperf3",
     "sockperf",
+    // The conntrack bench's C programs (the kernel's conntrack kfuncs,
+    // which aya cannot call): clang and libbpf's headers; bpftool (above)
+    // loads and runs them.
+    "clang-14",
+    "libbpf-dev",
     // promtool and the Prometheus server for the observability tests.
     "prometheus",
     // The lab prints `curl .../metrics` lines; the lab guide test runs them.
@@ -78,6 +83,11 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "bind9-dnsutils",
     "dnsmasq-base",
     "dnsperf",
+    // The services bench: wrk loads nginx backends through a VIP, directly
+    // and through haproxy.
+    "wrk",
+    "nginx-light",
+    "haproxy",
 ];
 
 fn say(msg: &str) {

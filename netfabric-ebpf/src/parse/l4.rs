@@ -16,6 +16,12 @@ pub const TCP_ACK: u8 = 0x10;
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_ECHO_REQUEST: u8 = 8;
+/// ICMP errors that quote the packet they answer (RFC 792): destination
+/// unreachable (fragmentation needed among them), time exceeded, parameter
+/// problem.
+pub const ICMP_DEST_UNREACHABLE: u8 = 3;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
 /// One packet's transport identity. Aligned like a stack slot: the build
 /// allows misaligned accesses, which the verifier accepts for packets and
@@ -42,6 +48,16 @@ pub struct L4 {
 }
 
 impl L4 {
+    /// An ICMP error that quotes the packet it answers ([`quoted_key`]).
+    #[inline(always)]
+    pub fn is_icmp_error(&self) -> bool {
+        self.protocol == PROTO_ICMP
+            && matches!(
+                self.icmp_type,
+                ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+            )
+    }
+
     /// The `CONNECTIONS` key of this packet from `src` to `dst`.
     #[inline(always)]
     pub fn key(&self, ip: &Ipv4) -> ConnKey {
@@ -112,4 +128,43 @@ pub fn parse(pkt: &Packet, ip: &Ipv4) -> Result<L4, DropReason> {
         _ => {}
     }
     Ok(l4)
+}
+
+/// The `CONNECTIONS` key of the packet an ICMP error behind `ip` quotes, as
+/// that packet was sent (its `src` is whom the error is for): the quoted
+/// IPv4 header and the first 8 bytes behind it (the ports, or the echo
+/// request's identifier). `None` when the quote is not IPv4, is a later
+/// fragment, carries another protocol or is cut short: such an error
+/// answers nothing that is tracked. Call it for [`L4::is_icmp_error`].
+#[inline(always)]
+pub fn quoted_key(pkt: &Packet, ip: &Ipv4) -> Option<ConnKey> {
+    // Behind the error's own 8-byte header.
+    let at = ETH_HLEN + ip.header_len() + 8;
+    let h: *const [u8; 20] = pkt.ptr_at(at).ok()?;
+    let h = unsafe { &*h };
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
+    let fragment_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    if h[0] >> 4 != 4 || ihl < 20 || fragment_offset != 0 {
+        return None;
+    }
+    // `& 0x3c`: the verifier sees a bounded offset (ihl is 20..=60).
+    let t: *const [u8; 8] = pkt.ptr_at(at + (ihl & 0x3c)).ok()?;
+    let t = unsafe { &*t };
+    let (src_port, dst_port) = match h[9] {
+        PROTO_TCP | PROTO_UDP => (
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+        ),
+        // An echo request keys as the request itself does (`parse`).
+        PROTO_ICMP if t[0] == ICMP_ECHO_REQUEST => (u16::from_be_bytes([t[4], t[5]]), 0),
+        _ => return None,
+    };
+    Some(ConnKey {
+        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+        src_port,
+        dst_port,
+        protocol: h[9],
+        _pad: [0; 3],
+    })
 }

@@ -27,6 +27,7 @@
 //!   refused, logged, exported as `netfabric_store_state_valid 0` and
 //!   reported to `status`; the maps keep the last valid state.
 
+pub mod health;
 pub mod incremental;
 pub mod links;
 pub mod lock;

@@ -88,7 +88,7 @@ const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries per batch call.
 const BATCH: u32 = 8192;
 /// Bytes of values one batch call may return: maps with large values
-/// (`SERVICE_TABLES`, about 17 KiB each) read fewer entries per call
+/// (`SERVICE_TABLES`, about 65 KiB each) read fewer entries per call
 /// rather than allocate 8,192 of them.
 const BATCH_VALUE_BYTES: usize = 4 << 20;
 

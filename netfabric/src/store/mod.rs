@@ -18,6 +18,7 @@
 pub mod etcd;
 mod file;
 mod health;
+pub mod health_board;
 
 use std::{
     fmt,

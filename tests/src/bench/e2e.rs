@@ -38,7 +38,11 @@ use netfabric::{
     agent::plan::{Blooms, DesiredMap as _, EndpointKey, Endpoints},
     datapath::{BENCH_OBJECT, Datapath, LoadOptions, batch},
 };
-use netfabric_common::{Endpoint, HostConfig};
+use netfabric_common::{
+    Endpoint, HostConfig,
+    conntrack::{PROTO_TCP, PROTO_UDP, PortRule, PortScope, ScopedPair},
+    policy::INGRESS_SCOPED,
+};
 use serde_json::{Value, json};
 
 use super::{
@@ -94,25 +98,41 @@ pub enum Peer {
     /// (see [`apply`]).
     NetfabricNoPolicy,
     Netfabric,
+    /// Netfabric with connection tracking on every packet of the measured
+    /// flows: the measured owner narrowed its own containers to the
+    /// measured ports (a security group `--own`), so each packet is judged
+    /// against that scope and tracked on the sending and the receiving host
+    /// (`conntrack::track_scoped`; the generator's varying source ports
+    /// make tens of thousands of connections), and every reply passes as
+    /// the reply of a tracked connection. Measured at the largest owner
+    /// count only, against [`Peer::Netfabric`] there.
+    NetfabricTracked,
     IptablesLegacy,
     IptablesNft,
     Nftables,
 }
 
 impl Peer {
-    pub const ALL: [Peer; 8] = [
+    pub const ALL: [Peer; 9] = [
         Peer::Plain,
         Peer::RoutedVeths,
         Peer::HostToHost,
         Peer::NetfabricNoPolicy,
         Peer::Netfabric,
+        Peer::NetfabricTracked,
         Peer::IptablesLegacy,
         Peer::IptablesNft,
         Peer::Nftables,
     ];
 
-    /// Measured at every owner count (the others have no policy).
+    /// Has an owner policy (the others have none, and are measured once).
     pub fn has_owners(self) -> bool {
+        self.at_every_owner_count() || self == Peer::NetfabricTracked
+    }
+
+    /// Measured at every owner count ([`Peer::NetfabricTracked`] only at
+    /// the largest).
+    pub fn at_every_owner_count(self) -> bool {
         matches!(
             self,
             Peer::Netfabric | Peer::IptablesLegacy | Peer::IptablesNft | Peer::Nftables
@@ -133,6 +153,7 @@ impl Peer {
             Peer::HostToHost => "host to host (underlay, no containers, default offloads)",
             Peer::NetfabricNoPolicy => "netfabric, policy out of the way (system owner only)",
             Peer::Netfabric => "netfabric",
+            Peer::NetfabricTracked => "netfabric, every measured packet tracked (own scope)",
             Peer::IptablesLegacy => "iptables-legacy per-pair rules",
             Peer::IptablesNft => "iptables-nft per-pair rules",
             Peer::Nftables => "nftables concatenated set",
@@ -146,6 +167,7 @@ impl Peer {
             Peer::HostToHost => "host-to-host",
             Peer::NetfabricNoPolicy => "netfabric-no-policy",
             Peer::Netfabric => "netfabric",
+            Peer::NetfabricTracked => "netfabric-tracked",
             Peer::IptablesLegacy => "iptables-legacy",
             Peer::IptablesNft => "iptables-nft",
             Peer::Nftables => "nftables",
@@ -312,11 +334,12 @@ pub fn apply(lab: &Lab, peer: Peer, p: &Policy) -> Result<Applied> {
     let mut datapaths = Vec::new();
     let entries = match peer {
         Peer::Plain | Peer::RoutedVeths | Peer::HostToHost => 0,
-        Peer::Netfabric | Peer::NetfabricNoPolicy => {
+        Peer::Netfabric | Peer::NetfabricNoPolicy | Peer::NetfabricTracked => {
+            let tracked = peer == Peer::NetfabricTracked;
             for host in &lab.hosts {
-                datapaths.push(netfabric_host(lab, host.octet, p)?);
+                datapaths.push(netfabric_host(lab, host.octet, p, tracked)?);
             }
-            p.endpoints.len() + p.group_pairs.len()
+            p.endpoints.len() + p.group_pairs.len() + usize::from(tracked)
         }
         Peer::IptablesLegacy | Peer::IptablesNft => {
             let tool = if peer == Peer::IptablesLegacy {
@@ -347,8 +370,10 @@ pub fn apply(lab: &Lab, peer: Peer, p: &Policy) -> Result<Applied> {
 
 /// One host's datapath, filled like the agent would for `p`, attached to
 /// the uplink (TC, and the XDP prefilter where the agent attaches it) and
-/// the ports (TC).
-fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
+/// the ports (TC). `tracked`: the measured owner (the lab containers')
+/// narrowed its own containers to the measured ports
+/// ([`Peer::NetfabricTracked`]).
+fn netfabric_host(lab: &Lab, h: u8, p: &Policy, tracked: bool) -> Result<Datapath> {
     let host = lab.host(h);
     let mut dp = Datapath::load(&LoadOptions::default()).context("loading the datapath")?;
     let zone = Ipv4Addr::new(10, 1, 0, 0);
@@ -371,8 +396,24 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
             .enumerate()
             .map(|(i, &(a, b))| (i as u32, [a, b])),
     );
+    let measured = lab
+        .containers
+        .first()
+        .and_then(|c| p.endpoints.iter().find(|(ip, _)| *ip == c.ip))
+        .map(|&(_, owner)| owner);
+    if tracked {
+        let owner = measured.context("the lab's containers have no owner")?;
+        let pair = ScopedPair {
+            receiver: owner,
+            sender: owner,
+        };
+        dp.set_port_scope(pair, measured_ports_scope())?;
+    }
     for &(ip, owner) in &p.endpoints {
-        let groups = blooms.of(owner);
+        let mut groups = blooms.of(owner);
+        if tracked && Some(owner) == measured {
+            groups |= INGRESS_SCOPED;
+        }
         Endpoints::set(&mut dp, EndpointKey::of(0, ip), Endpoint { owner, groups })?;
         max_host = max_host.max(ip.octets()[2]);
     }
@@ -399,6 +440,28 @@ fn netfabric_host(lab: &Lab, h: u8, p: &Policy) -> Result<Datapath> {
         dp.attach_port(&c.port)?;
     }
     Ok(dp)
+}
+
+/// What the measured owner leaves open to itself in
+/// [`Peer::NetfabricTracked`]: the generator's UDP port, iperf3's and
+/// sockperf's TCP ports. The other direction of each (to the clients'
+/// ports) is closed, so every packet is tracked and every reply passes as
+/// a tracked connection's.
+fn measured_ports_scope() -> PortScope {
+    let port = |protocol, p: u16| PortRule {
+        first_port: p,
+        last_port: p,
+        protocol,
+        _pad: [0; 3],
+    };
+    let mut scope = PortScope {
+        count: 3,
+        ..PortScope::default()
+    };
+    scope.rules[0] = port(PROTO_UDP, BENCH_UDP_PORT);
+    scope.rules[1] = port(PROTO_TCP, IPERF_PORT.parse().expect("a port"));
+    scope.rules[2] = port(PROTO_TCP, SOCKPERF_PORT.parse().expect("a port"));
+    scope
 }
 
 // ---- generator and sink ---------------------------------------------------------
@@ -590,7 +653,7 @@ fn generate(prog: &Xdp, from: &Gen, stop: &AtomicBool, sent: &AtomicU64) -> Resu
 // ---- TCP and latency ------------------------------------------------------------
 
 /// A server process in a namespace, killed on drop.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -600,7 +663,7 @@ impl Drop for Server {
 }
 
 /// Start `args` in `ns` and wait until something listens on TCP `port`.
-fn serve(ns: &Netns, args: &[&str], port: &str) -> Result<Server> {
+pub(crate) fn serve(ns: &Netns, args: &[&str], port: &str) -> Result<Server> {
     let server = Server(
         Command::new("ip")
             .args(["netns", "exec", &ns.name])
@@ -1060,9 +1123,12 @@ pub fn run(settings: &Settings) -> Result<E2e> {
         &OWNER_COUNTS
     };
     for &owners in counts {
-        for peer in Peer::ALL.iter().filter(|p| p.has_owners()) {
+        for peer in Peer::ALL.iter().filter(|p| p.at_every_owner_count()) {
             setups.push((*peer, owners));
         }
+    }
+    if let Some(&most) = counts.last() {
+        setups.push((Peer::NetfabricTracked, most));
     }
     setups.push((Peer::Plain, 0));
     let pps = |s: Option<Stats>| s.map_or_else(|| "-".to_string(), |s| format!("{:.0}", s.median));

@@ -143,6 +143,11 @@ impl Lab {
     }
 
     pub fn build_with(plumbing: Plumbing) -> Lab {
+        Lab::build_containers(plumbing, &[SENDER, LOCAL_RECEIVER, REMOTE_RECEIVER])
+    }
+
+    /// Two hosts and the containers `(host, octet)` given (host 1 or 2).
+    pub fn build_containers(plumbing: Plumbing, wanted: &[(u8, u8)]) -> Lab {
         let underlay = Netns::new(&name("u"));
         no_ipv6(&underlay);
         ip_in(&underlay, &["link", "add", "ubr", "type", "bridge"]);
@@ -192,7 +197,7 @@ impl Lab {
             });
         }
         let mut containers = Vec::new();
-        for (h, c) in [SENDER, LOCAL_RECEIVER, REMOTE_RECEIVER] {
+        for &(h, c) in wanted {
             let host = &hosts[usize::from(h - 1)].ns;
             let ns = Netns::new(&name("c"));
             no_ipv6(&ns);

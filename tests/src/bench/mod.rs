@@ -8,12 +8,16 @@
 //! * [`control`]: loading a full zone into the maps, applying one change;
 //! * [`zone`]: 254 maps-only agents on a three-member etcd, one watch per
 //!   agent against a fan-out (`--only zone`; not in `--quick` unless named);
+//! * [`services`]: Maglev's disruption when a backend leaves, and HTTP
+//!   requests per second and latency through a service's VIP, direct and
+//!   through haproxy (`--only services`; not in `--quick` unless named);
 //! * [`plot`] and [`report`]: PNG plots, Markdown and JSON under
 //!   `target/bench/`.
 //!
 //! Every figure is a ratio against a baseline measured in the same run, from
 //! the median of several repetitions, with min..max as the spread.
 
+pub mod conntrack;
 pub mod control;
 pub mod decision;
 pub mod dns;
@@ -21,6 +25,7 @@ pub mod e2e;
 pub mod lab;
 pub mod plot;
 pub mod report;
+pub mod services;
 pub mod zone;
 
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ use super::{
     e2e::{E2e, OWNER_COUNTS, Peer},
     out_dir,
     plot::{self, Chart, Series},
+    services::{HttpRow, ServicesBench},
     thousands,
     zone::{self, Zone},
 };
@@ -24,6 +25,8 @@ pub struct Results {
     pub control: Option<Control>,
     pub zone: Option<Zone>,
     pub dns: Option<super::dns::DnsBench>,
+    pub conntrack: Option<super::conntrack::ConntrackBench>,
+    pub services: Option<super::services::ServicesBench>,
 }
 
 /// One target: what, the goal, the measured value (as text), met or not.
@@ -81,6 +84,216 @@ fn decision_targets(d: &Decision) -> Vec<Target> {
     out
 }
 
+/// Issue 18's: Maglev's disruption per backend count; the VIP against
+/// going direct and against haproxy (not met while it is not measured).
+fn services_targets(s: &ServicesBench) -> Vec<Target> {
+    let mut out: Vec<Target> = s
+        .disruption
+        .iter()
+        .map(|d| Target {
+            what: format!(
+                "Maglev: flows that change backend when one of {} leaves (worst of {} removals)",
+                d.backends, d.removals
+            ),
+            goal: format!("<= 1/N + 1% = {:.2}%", d.goal() * 100.0),
+            measured: format!(
+                "{:.2}% (mean {:.2}%, others' flows moved {:.2}%)",
+                d.worst * 100.0,
+                d.mean * 100.0,
+                d.worst_collateral * 100.0
+            ),
+            met: d.worst <= d.goal(),
+        })
+        .collect();
+    for d in &s.program_disruption {
+        out.push(Target {
+            what: format!(
+                "from_container balances new flows as the Maglev table says, {} backends \
+                 (all healthy, and one unhealthy)",
+                d.backends
+            ),
+            goal: "100%".into(),
+            measured: format!(
+                "{:.2}% of {} flows (moved when one turned unhealthy: {:.2}%)",
+                d.agree * 100.0,
+                d.flows,
+                d.new_flows_moved * 100.0
+            ),
+            met: d.agree == 1.0,
+        });
+        out.push(Target {
+            what: format!(
+                "open flows moved when one of {} leaves the service, of the backends that stay",
+                d.backends
+            ),
+            goal: "0%".into(),
+            measured: format!(
+                "{:.2}% (all open flows moved: {:.2}%)",
+                d.open_collateral * 100.0,
+                d.open_flows_moved * 100.0
+            ),
+            met: d.open_collateral == 0.0,
+        });
+    }
+    if let Some(why) = &s.program_skipped {
+        out.push(Target {
+            what: "from_container balances as the Maglev table says (BPF_PROG_TEST_RUN)".into(),
+            goal: "100%".into(),
+            measured: why.clone(),
+            met: false,
+        });
+    }
+    let (vip, vip_one, direct, haproxy) = (
+        s.row("VIP"),
+        s.row(super::services::VIP_ONE_ROW),
+        s.row("direct"),
+        s.row("haproxy"),
+    );
+    let missing = || {
+        s.vip_skipped
+            .map(str::to_owned)
+            .or_else(|| s.http_error.clone())
+            .unwrap_or_else(|| "not measured".into())
+    };
+    let ratio = |a: Option<&HttpRow>, b: Option<&HttpRow>, goal: f64| match (a, b) {
+        (Some(a), Some(b)) => {
+            let r = super::services::round_ratio(a, b);
+            (
+                format!(
+                    "{:.2}x [{:.2}..{:.2}] per round ({:.0} vs {:.0} requests/s)",
+                    r.median, r.min, r.max, a.rps.median, b.rps.median
+                ),
+                r.median >= goal,
+            )
+        }
+        _ => (missing(), false),
+    };
+    let (measured, met) = ratio(vip_one, direct, 0.95);
+    out.push(Target {
+        what: "HTTP requests/s through a VIP / direct to the same backend (wrk)".into(),
+        goal: ">= 0.95x".into(),
+        measured,
+        met,
+    });
+    let (measured, met) = ratio(vip, haproxy, 2.0);
+    out.push(Target {
+        what: "HTTP requests/s through the VIP / through haproxy (four backends)".into(),
+        goal: ">= 2.00x".into(),
+        measured,
+        met,
+    });
+    let (measured, met) = match (vip, haproxy) {
+        (Some(v), Some(h)) => (
+            format!("{:.0} µs vs {:.0} µs", v.p99_us.median, h.p99_us.median),
+            v.p99_us.median <= h.p99_us.median,
+        ),
+        _ => (missing(), false),
+    };
+    out.push(Target {
+        what: "HTTP p99 latency through the VIP vs haproxy".into(),
+        goal: "no worse".into(),
+        measured,
+        met,
+    });
+    out
+}
+
+fn services_md(md: &mut String, s: &ServicesBench) -> Result<()> {
+    writeln!(
+        md,
+        "## Services: Maglev disruption and HTTP through a VIP\n"
+    )?;
+    writeln!(
+        md,
+        "Disruption at the table level: {} generated client flows hashed as the programs \
+         hash them onto the Maglev table of N backends, then onto the table without one \
+         of them; the fraction of flows whose backend changed.\n",
+        s.disruption.first().map_or(0, |d| d.flows)
+    )?;
+    writeln!(
+        md,
+        "| backends | removals | moved, worst | moved, mean | others' flows moved | goal |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|")?;
+    for d in &s.disruption {
+        writeln!(
+            md,
+            "| {} | {} | {:.2}% | {:.2}% | {:.2}% | {:.2}% |",
+            d.backends,
+            d.removals,
+            d.worst * 100.0,
+            d.mean * 100.0,
+            d.worst_collateral * 100.0,
+            d.goal() * 100.0
+        )?;
+    }
+    if !s.program_disruption.is_empty() {
+        writeln!(
+            md,
+            "\nThrough the programs (BPF_PROG_TEST_RUN of from_container, {} flows of one \
+             client, two removals per N): new flows after one backend turned unhealthy, and \
+             open flows (their SERVICE_FLOWS entries) after one left the service.\n",
+            s.program_disruption[0].flows
+        )?;
+        writeln!(
+            md,
+            "| backends | as the table says | new flows moved | open flows moved | of staying backends |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        for d in &s.program_disruption {
+            writeln!(
+                md,
+                "| {} | {:.2}% | {:.2}% | {:.2}% | {:.2}% |",
+                d.backends,
+                d.agree * 100.0,
+                d.new_flows_moved * 100.0,
+                d.open_flows_moved * 100.0,
+                d.open_collateral * 100.0
+            )?;
+        }
+        writeln!(
+            md,
+            "\nThe fraction of new flows that move is a sample of the table-level figure \
+             above (whose goal it carries); what the programs must show is that they balance \
+             exactly as the table says, and that an open flow keeps a backend that stays."
+        )?;
+    }
+    if let Some(why) = &s.program_skipped {
+        writeln!(md, "\nThrough the programs: {why}.")?;
+    }
+    writeln!(
+        md,
+        "\nHTTP: wrk ({} s per run, 32 connections, 2 threads) from a container of the \
+         two-host lab (netfabric's datapath attached) to nginx in four backend containers \
+         (two per host): direct to one backend on the other host; through a VIP whose \
+         only backend is that one; through haproxy in a container on host 2 (HTTP mode, \
+         roundrobin, keep-alive) over the four; through a VIP over the four. The rows \
+         take turns, one run each per round; the goals' ratios are the median of the \
+         rounds' ratios; requests/s median [min..max] of the runs, latency \
+         percentiles the median of the runs'.\n",
+        s.seconds
+    )?;
+    if let Some(e) = &s.http_error {
+        writeln!(md, "The HTTP part failed: {e}\n")?;
+    }
+    writeln!(md, "| path | requests/s | p50 | p99 | errors |")?;
+    writeln!(md, "|---|---|---|---|---|")?;
+    for r in &s.rows {
+        writeln!(
+            md,
+            "| {} | {:.0} [{:.0}..{:.0}] | {:.0} µs | {:.0} µs | {} |",
+            r.path, r.rps.median, r.rps.min, r.rps.max, r.p50_us.median, r.p99_us.median, r.errors
+        )?;
+    }
+    if let Some(why) = s.vip_skipped {
+        for path in [super::services::VIP_ONE_ROW, "VIP"] {
+            writeln!(md, "| {path} | {why} | | | |")?;
+        }
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
 fn targets(r: &Results) -> Vec<Target> {
     let mut out = Vec::new();
     if let Some(d) = &r.dns
@@ -105,6 +318,9 @@ fn targets(r: &Results) -> Vec<Target> {
             measured: format!("{:.0} µs vs {:.0} µs", ours.p99_us, theirs.p99_us),
             met: ours.p99_us <= theirs.p99_us,
         });
+    }
+    if let Some(s) = &r.services {
+        out.extend(services_targets(s));
     }
     if let Some(d) = &r.decision {
         out.extend(decision_targets(d));
@@ -178,6 +394,16 @@ fn targets(r: &Results) -> Vec<Target> {
     }
     if let Some(z) = &r.zone {
         out.extend(zone_targets(z));
+    }
+    if let Some(c) = &r.conntrack
+        && let Some((map, kfunc)) = c.lookup_costs()
+    {
+        out.push(Target {
+            what: "connection lookup (hit), our map / the kernel's conntrack kfunc (issue 17: choose by measurement)".into(),
+            goal: "<= 1.0x".into(),
+            measured: format!("{:.2}x ({map:.0} / {kfunc:.0} ns)", map / kfunc.max(1.0)),
+            met: map <= kfunc,
+        });
     }
     out
 }
@@ -269,6 +495,16 @@ fn peer_targets(e: &E2e) -> Vec<Target> {
             0.9,
         );
     }
+    if let Some(tr) = e.get(Peer::NetfabricTracked, GOAL_OWNERS) {
+        // Issue 17: at most 15% slower with tracking.
+        at_least(
+            format!(
+                "cross-host 64-byte pps, every packet tracked / stateless netfabric, {at} owners"
+            ),
+            cross(tr).zip(cross(nf)).map(|(a, b)| a / b),
+            0.85,
+        );
+    }
     if let Some(rv) = e.get(Peer::RoutedVeths, 0) {
         at_least(
             format!("TCP one stream cross-host, netfabric / routed veths, {at} owners"),
@@ -308,6 +544,45 @@ fn peer_targets(e: &E2e) -> Vec<Target> {
         }
     }
     out
+}
+
+fn conntrack_md(md: &mut String, c: &super::conntrack::ConntrackBench) -> Result<()> {
+    writeln!(
+        md,
+        "## Connection tracking: the kernel's conntrack vs our own map\n"
+    )?;
+    writeln!(
+        md,
+        "Three TC programs parse the same IPv4/UDP frame; two then look the flow up, in the \
+         kernel's conntrack (`bpf_skb_ct_lookup` kfunc, the flow tracked by the namespace's \
+         conntrack) or in an LRU hash keyed like `CONNECTIONS`. BPF_PROG_TEST_RUN through \
+         `bpftool prog run`, {} runs per call, ns per packet (median [min..max]).\n",
+        c.repeat
+    )?;
+    writeln!(
+        md,
+        "| program | tracked flow (hit) | untracked flow (miss) |"
+    )?;
+    writeln!(md, "|---|---|---|")?;
+    for row in &c.rows {
+        writeln!(
+            md,
+            "| {} | {} | {} |",
+            row.label,
+            stats_cell(&row.hit, 1.0, 0),
+            stats_cell(&row.miss, 1.0, 0)
+        )?;
+    }
+    if let Some((map, kfunc)) = c.lookup_costs() {
+        writeln!(
+            md,
+            "\nWhat the lookup adds to the parse, hit: our map {map:.0} ns, the kfunc {kfunc:.0} ns \
+             ({:.1}x). The kfunc also needs the kernel's conntrack hooks in the host's namespace and \
+             sees only flows the stack saw, while the programs redirect past the stack.\n",
+            kfunc / map.max(1.0)
+        )?;
+    }
+    Ok(())
 }
 
 fn stats_cell(s: &Stats, scale: f64, digits: usize) -> String {
@@ -422,6 +697,13 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         }
         writeln!(md)?;
     }
+    if let Some(c) = &r.conntrack {
+        conntrack_md(&mut md, c)?;
+    }
+
+    if let Some(s) = &r.services {
+        services_md(&mut md, s)?;
+    }
 
     std::fs::write(dir.join("report.md"), &md)?;
     let json = json!({
@@ -437,6 +719,8 @@ pub fn write(r: &Results, settings: &Settings, elapsed: std::time::Duration) -> 
         "control_plane": r.control.as_ref().map(Control::json),
         "zone": r.zone.as_ref().map(Zone::json),
         "dns": r.dns.as_ref().map(super::dns::DnsBench::json),
+        "conntrack": r.conntrack.as_ref().map(super::conntrack::ConntrackBench::json),
+        "services": r.services.as_ref().map(ServicesBench::json),
     });
     std::fs::write(
         dir.join("report.json"),

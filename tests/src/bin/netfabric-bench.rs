@@ -1,22 +1,33 @@
-//! `cargo xtask bench [--quick] [--only decision,e2e,control,zone,dns] [--zone-agents N]`:
+//! `cargo xtask bench [--quick] [--only decision,e2e,control,zone,dns,services,conntrack] [--zone-agents N]`:
 //! netfabric's benchmarks (see `netfabric_tests::bench`). Writes
 //! `target/bench/report.md`, `report.json` and PNG plots, and prints the
-//! summary. `zone` (254 agents on etcd) and `dns` (the agent's DNS against
-//! dnsmasq) run in full mode, or when named in `--only`.
+//! summary. `zone` (254 agents on etcd), `dns` (the agent's DNS against
+//! dnsmasq) and `services` (Maglev's disruption; HTTP through a VIP, direct
+//! and through haproxy) run in full mode, or when named in `--only`.
 
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use netfabric_tests::bench::{Settings, control, decision, dns, e2e, lab, report, zone};
+use netfabric_tests::bench::{
+    Settings, conntrack, control, decision, dns, e2e, lab, report, services, zone,
+};
 
-const PARTS: [&str; 5] = ["decision", "e2e", "control", "zone", "dns"];
+const PARTS: [&str; 7] = [
+    "decision",
+    "e2e",
+    "control",
+    "zone",
+    "dns",
+    "services",
+    "conntrack",
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let mut parts = PARTS.to_vec();
     if quick {
-        parts.retain(|p| *p != "zone" && *p != "dns");
+        parts.retain(|p| !["zone", "dns", "services"].contains(p));
     }
     if let Some(i) = args.iter().position(|a| a == "--only") {
         let Some(list) = args.get(i + 1) else {
@@ -71,6 +82,14 @@ fn main() -> Result<()> {
     if parts.contains(&"dns") {
         next("DNS: the agent's server vs dnsmasq (dnsperf)");
         results.dns = Some(dns::run(&settings)?);
+    }
+    if parts.contains(&"services") {
+        next("services: Maglev disruption; HTTP via the VIP, direct and haproxy (wrk)");
+        results.services = Some(services::run(&settings)?);
+    }
+    if parts.contains(&"conntrack") {
+        next("connection tracking: the kernel's conntrack (kfunc) vs our own map");
+        results.conntrack = Some(conntrack::run(&settings)?);
     }
     report::write(&results, &settings, started.elapsed())
 }

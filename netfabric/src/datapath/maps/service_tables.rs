@@ -1,7 +1,7 @@
 //! `SERVICE_TABLES`: a service ([`service_id`]) → its members and the
 //! Maglev lookup table over the healthy ones (docs/services.md). The plan
 //! holds the members and which are healthy ([`ServiceMembers`], half a
-//! KiB); the 16,381-slot table is computed when the entry is written, and
+//! KiB); the 65,537-slot table is computed when the entry is written, and
 //! written whole in one update, so a packet sees the old table or the new
 //! one, never a mix.
 //!

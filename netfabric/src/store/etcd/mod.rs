@@ -90,6 +90,7 @@
 //! opened in (the agent opens it before joining a lab host's namespace).
 
 pub mod cluster;
+mod health;
 mod url;
 
 use std::{
@@ -107,6 +108,7 @@ use futures::FutureExt as _;
 use serde::{Serialize, de::DeserializeOwned};
 
 pub use cluster::LocalCluster;
+pub use health::{EtcdHealthBoard, board_prefix};
 pub use url::{DEFAULT_PREFIX, EtcdConfig, TlsFiles, redact};
 
 use super::{Change, Revision, Snapshot, Store, StoreError, StoreHealth, Update, Watch};
