@@ -26,8 +26,8 @@ use super::{
 
 /// Ports one service may have.
 pub const MAX_SERVICE_PORTS: usize = 16;
-/// Longest HTTP health check path.
-pub const MAX_HEALTH_PATH_LEN: usize = 1024;
+/// Longest HTTP health check path (the prober's limit).
+pub const MAX_HEALTH_PATH_LEN: usize = crate::health::MAX_PATH_LEN;
 /// The host octets a VIP may take in its zone's service range
 /// (`<zone>.0.1`–`<zone>.0.254`): 254 services per zone.
 pub const VIP_OCTETS: std::ops::RangeInclusive<u8> = 1..=254;
