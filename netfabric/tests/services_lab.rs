@@ -138,6 +138,63 @@ fn a_service_reaches_every_agent_and_leaves_again() {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
 
+    // The health board (as h2's prober would publish it) says alice-db is
+    // down on the health port: every agent's table keeps it as a member
+    // without a slot, and takes it back when the report says up.
+    let db_address: String = ok(&nf(&["--store", &store, "container", "list", "-o", "json"]))
+        .parse::<Value>()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == db.as_str())
+        .map(|c| c["address"].as_str().unwrap().to_owned())
+        .unwrap();
+    let board = netfabric::store::health_board::FileHealthBoard::for_store(
+        &netfabric::store::FileStore::from_path(format!("{dir}/state.json")),
+    );
+    let report = |up: bool| netfabric::health::HealthReport {
+        host: hosts[1].clone(),
+        at_ms: netfabric::health::now_ms(),
+        targets: vec![netfabric::health::TargetHealth {
+            backend: db_address.parse().unwrap(),
+            port: 8080,
+            check: netfabric::health::Check::Tcp,
+            up,
+            reason: (!up).then(|| "refused".to_owned()),
+        }],
+    };
+    use netfabric::store::health_board::HealthBoard as _;
+    board.publish(&report(false)).unwrap();
+    for host in &hosts {
+        let tables = wait_for("the member down", Duration::from_secs(20), || {
+            let rows = dump(&store, "SERVICE_TABLES", host);
+            rows.iter()
+                .any(|r| r["container"] == db.as_str() && r["slots"] == 0)
+                .then_some(rows)
+        });
+        let web_row = tables
+            .iter()
+            .find(|r| r["container"] == web.as_str())
+            .unwrap();
+        assert_eq!(web_row["slots"], 65_537, "{host}: {tables:?}");
+    }
+    let list: Value = serde_json::from_str(&ok(&nf(&[
+        "--store", &store, "service", "list", "--host", &hosts[0], "-o", "json",
+    ])))
+    .unwrap();
+    assert_eq!(list[0]["backend_health"][&db], "down", "{list}");
+    board.publish(&report(true)).unwrap();
+    for host in &hosts {
+        wait_for("the member up again", Duration::from_secs(20), || {
+            dump(&store, "SERVICE_TABLES", host)
+                .iter()
+                .all(|r| r["slots"].as_u64() > Some(8000))
+                .then_some(())
+        });
+    }
+    board.withdraw(&hosts[1]).unwrap();
+
     // alice-web leaves: every host's table keeps alice-db alone, at its
     // member index.
     ok(&nf(&[
