@@ -49,6 +49,9 @@ _netfabric() {
             netfabric,security-group)
                 cmd="netfabric__subcmd__security__subcmd__group"
                 ;;
+            netfabric,service)
+                cmd="netfabric__subcmd__service"
+                ;;
             netfabric,status)
                 cmd="netfabric__subcmd__status"
                 ;;
@@ -172,6 +175,9 @@ _netfabric() {
             netfabric__subcmd__help,security-group)
                 cmd="netfabric__subcmd__help__subcmd__security__subcmd__group"
                 ;;
+            netfabric__subcmd__help,service)
+                cmd="netfabric__subcmd__help__subcmd__service"
+                ;;
             netfabric__subcmd__help,status)
                 cmd="netfabric__subcmd__help__subcmd__status"
                 ;;
@@ -258,6 +264,24 @@ _netfabric() {
                 ;;
             netfabric__subcmd__help__subcmd__security__subcmd__group,set)
                 cmd="netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__set"
+                ;;
+            netfabric__subcmd__help__subcmd__service,add-backend)
+                cmd="netfabric__subcmd__help__subcmd__service__subcmd__add__subcmd__backend"
+                ;;
+            netfabric__subcmd__help__subcmd__service,create)
+                cmd="netfabric__subcmd__help__subcmd__service__subcmd__create"
+                ;;
+            netfabric__subcmd__help__subcmd__service,delete)
+                cmd="netfabric__subcmd__help__subcmd__service__subcmd__delete"
+                ;;
+            netfabric__subcmd__help__subcmd__service,list)
+                cmd="netfabric__subcmd__help__subcmd__service__subcmd__list"
+                ;;
+            netfabric__subcmd__help__subcmd__service,remove-backend)
+                cmd="netfabric__subcmd__help__subcmd__service__subcmd__remove__subcmd__backend"
+                ;;
+            netfabric__subcmd__help__subcmd__service,set)
+                cmd="netfabric__subcmd__help__subcmd__service__subcmd__set"
                 ;;
             netfabric__subcmd__help__subcmd__zone,create)
                 cmd="netfabric__subcmd__help__subcmd__zone__subcmd__create"
@@ -394,6 +418,48 @@ _netfabric() {
             netfabric__subcmd__security__subcmd__group__subcmd__help,set)
                 cmd="netfabric__subcmd__security__subcmd__group__subcmd__help__subcmd__set"
                 ;;
+            netfabric__subcmd__service,add-backend)
+                cmd="netfabric__subcmd__service__subcmd__add__subcmd__backend"
+                ;;
+            netfabric__subcmd__service,create)
+                cmd="netfabric__subcmd__service__subcmd__create"
+                ;;
+            netfabric__subcmd__service,delete)
+                cmd="netfabric__subcmd__service__subcmd__delete"
+                ;;
+            netfabric__subcmd__service,help)
+                cmd="netfabric__subcmd__service__subcmd__help"
+                ;;
+            netfabric__subcmd__service,list)
+                cmd="netfabric__subcmd__service__subcmd__list"
+                ;;
+            netfabric__subcmd__service,remove-backend)
+                cmd="netfabric__subcmd__service__subcmd__remove__subcmd__backend"
+                ;;
+            netfabric__subcmd__service,set)
+                cmd="netfabric__subcmd__service__subcmd__set"
+                ;;
+            netfabric__subcmd__service__subcmd__help,add-backend)
+                cmd="netfabric__subcmd__service__subcmd__help__subcmd__add__subcmd__backend"
+                ;;
+            netfabric__subcmd__service__subcmd__help,create)
+                cmd="netfabric__subcmd__service__subcmd__help__subcmd__create"
+                ;;
+            netfabric__subcmd__service__subcmd__help,delete)
+                cmd="netfabric__subcmd__service__subcmd__help__subcmd__delete"
+                ;;
+            netfabric__subcmd__service__subcmd__help,help)
+                cmd="netfabric__subcmd__service__subcmd__help__subcmd__help"
+                ;;
+            netfabric__subcmd__service__subcmd__help,list)
+                cmd="netfabric__subcmd__service__subcmd__help__subcmd__list"
+                ;;
+            netfabric__subcmd__service__subcmd__help,remove-backend)
+                cmd="netfabric__subcmd__service__subcmd__help__subcmd__remove__subcmd__backend"
+                ;;
+            netfabric__subcmd__service__subcmd__help,set)
+                cmd="netfabric__subcmd__service__subcmd__help__subcmd__set"
+                ;;
             netfabric__subcmd__zone,create)
                 cmd="netfabric__subcmd__zone__subcmd__create"
                 ;;
@@ -425,7 +491,7 @@ _netfabric() {
 
     case "${cmd}" in
         netfabric)
-            opts="-v -h -V --store --state-dir --verbose --help --version zone host owner group security-group container agent lab maps monitor status cni help"
+            opts="-v -h -V --store --state-dir --verbose --help --version zone host owner group security-group container service agent lab maps monitor status cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1131,7 +1197,7 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help)
-            opts="zone host owner group security-group container agent lab maps monitor status cni help"
+            opts="zone host owner group security-group container service agent lab maps monitor status cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1663,6 +1729,104 @@ _netfabric() {
             return 0
             ;;
         netfabric__subcmd__help__subcmd__security__subcmd__group__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__service)
+            opts="create delete add-backend remove-backend set list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__service__subcmd__add__subcmd__backend)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__service__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__service__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__service__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__service__subcmd__remove__subcmd__backend)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__help__subcmd__service__subcmd__set)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2780,6 +2944,340 @@ _netfabric() {
                     return 0
                     ;;
                 --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service)
+            opts="-v -h -V --store --state-dir --verbose --help --version create delete add-backend remove-backend set list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__add__subcmd__backend)
+            opts="-v -h -V --owner --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__create)
+            opts="-v -h -V --owner --port --backend --zone --vip --health --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --zone)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --vip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__delete)
+            opts="-v -h -V --owner --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help)
+            opts="create delete add-backend remove-backend set list help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help__subcmd__add__subcmd__backend)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help__subcmd__remove__subcmd__backend)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__list)
+            opts="-o -v -h -V --owner --host --bpffs --output --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__remove__subcmd__backend)
+            opts="-v -h -V --owner --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        netfabric__subcmd__service__subcmd__set)
+            opts="-v -h -V --owner --port --health --store --state-dir --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --owner)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --health)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -195,14 +195,18 @@ const fn fmix32(mut h: u32) -> u32 {
 pub fn populate(members: &[u32; MAX_BACKENDS], healthy: u128, slots: &mut [u8; MAGLEV_SLOTS]) {
     const M: u32 = MAGLEV_SLOTS as u32;
     *slots = [NO_MEMBER; MAGLEV_SLOTS];
-    let mut offset = [0u32; MAX_BACKENDS];
+    // `at[i]`: member i's next candidate, `(offset + next * skip) % M`
+    // of the paper, stepped by one addition (skip < M) instead of a
+    // multiplication and a division per probe: filling M slots probes
+    // about M ln M times, and the agent rewrites a table on every change
+    // of its members or their health.
+    let mut at = [0u32; MAX_BACKENDS];
     let mut skip = [0u32; MAX_BACKENDS];
-    let mut next = [0u32; MAX_BACKENDS];
     let mut live = 0usize;
     let mut i = 0;
     while i < MAX_BACKENDS {
         if members[i] != 0 && healthy & (1u128 << i) != 0 {
-            offset[i] = fmix32(members[i] ^ 0x9e37_79b9) % M;
+            at[i] = fmix32(members[i] ^ 0x9e37_79b9) % M;
             skip[i] = fmix32(members[i].rotate_left(16) ^ 0x7f4a_7c15) % (M - 1) + 1;
             live += 1;
         }
@@ -211,20 +215,21 @@ pub fn populate(members: &[u32; MAX_BACKENDS], healthy: u128, slots: &mut [u8; M
     if live == 0 {
         return;
     }
+    let step = |c: u32, skip: u32| {
+        let n = c + skip;
+        if n >= M { n - M } else { n }
+    };
     let mut filled = 0usize;
     loop {
         let mut i = 0;
         while i < MAX_BACKENDS {
             if members[i] != 0 && healthy & (1u128 << i) != 0 {
                 // The member's next preferred slot that is still free.
-                let mut c =
-                    ((offset[i] as u64 + next[i] as u64 * skip[i] as u64) % M as u64) as usize;
-                while slots[c] != NO_MEMBER {
-                    next[i] += 1;
-                    c = ((offset[i] as u64 + next[i] as u64 * skip[i] as u64) % M as u64) as usize;
+                while slots[at[i] as usize] != NO_MEMBER {
+                    at[i] = step(at[i], skip[i]);
                 }
-                slots[c] = i as u8;
-                next[i] += 1;
+                slots[at[i] as usize] = i as u8;
+                at[i] = step(at[i], skip[i]);
                 filled += 1;
                 if filled == MAGLEV_SLOTS {
                     return;
@@ -294,6 +299,59 @@ mod tests {
                 *share[..n].iter().max().unwrap(),
             );
             assert!(hi - lo <= 1, "{n} members: shares {lo}..{hi}");
+        }
+    }
+
+    /// The paper's population, written as the formula: what [`populate`]
+    /// must equal slot for slot.
+    fn populate_by_the_formula(
+        members: &[u32; MAX_BACKENDS],
+        healthy: u128,
+    ) -> Box<[u8; MAGLEV_SLOTS]> {
+        const M: u64 = MAGLEV_SLOTS as u64;
+        let mut slots = Box::new([NO_MEMBER; MAGLEV_SLOTS]);
+        let live: std::vec::Vec<usize> = (0..MAX_BACKENDS)
+            .filter(|&i| members[i] != 0 && healthy & (1u128 << i) != 0)
+            .collect();
+        if live.is_empty() {
+            return slots;
+        }
+        let offset = |i: usize| u64::from(fmix32(members[i] ^ 0x9e37_79b9)) % M;
+        let skip =
+            |i: usize| u64::from(fmix32(members[i].rotate_left(16) ^ 0x7f4a_7c15)) % (M - 1) + 1;
+        let mut next = [0u64; MAX_BACKENDS];
+        let mut filled = 0;
+        loop {
+            for &i in &live {
+                let mut c = ((offset(i) + next[i] * skip(i)) % M) as usize;
+                while slots[c] != NO_MEMBER {
+                    next[i] += 1;
+                    c = ((offset(i) + next[i] * skip(i)) % M) as usize;
+                }
+                slots[c] = i as u8;
+                next[i] += 1;
+                filled += 1;
+                if filled == MAGLEV_SLOTS {
+                    return slots;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_population_is_the_papers_formula() {
+        for (n, healthy) in [
+            (1usize, 1u128),
+            (3, 0b101),
+            (7, all(7)),
+            (64, all(64) & !0xf0),
+            (128, all(128)),
+        ] {
+            let t = table(n, healthy);
+            assert!(
+                t.slots == *populate_by_the_formula(&t.members, healthy),
+                "{n} members"
+            );
         }
     }
 

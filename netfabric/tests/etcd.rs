@@ -203,6 +203,90 @@ fn store_semantics_watch_across_a_killed_member_and_a_compaction() {
     assert!(got.state.container("c0").is_none());
 }
 
+/// Services on etcd: stored under `services/<owner>/<name>`, read back
+/// and delivered by a watch as they were written; a refused service change
+/// applies nothing.
+#[test]
+fn services_round_trip_through_etcd_and_its_watch() {
+    if !etcd_or_skip() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let store = EtcdStore::open(&etcd.url()).unwrap();
+    seed(&store);
+    let watch = store.watch(0).unwrap();
+    let mut seen = Vec::new();
+    let (vip, rev) = store
+        .apply(|s| {
+            s.create_container("web-1", "alice", "h1", None)?;
+            s.create_container("web-2", "alice", "h2", None)?;
+            s.create_service(netfabric::state::ServiceSpec {
+                name: "api".into(),
+                owner: "alice".into(),
+                zone: None,
+                vip: None,
+                ports: vec!["tcp/80:8080".parse().unwrap(), "udp/53".parse().unwrap()],
+                backends: vec!["web-1".into(), "web-2".into()],
+                health: "http:/healthz".parse().unwrap(),
+            })
+        })
+        .unwrap();
+    assert_eq!(vip, Ipv4Addr::new(10, 1, 0, 1));
+    let loaded = store.load().unwrap();
+    let svc = loaded.state.service("alice", "api").unwrap().clone();
+    assert_eq!(svc.vip, vip);
+    assert_eq!(svc.backends.len(), 2);
+    assert_eq!(svc.health.to_string(), "http:/healthz");
+    assert_eq!(wait_for(&watch, rev, &mut seen).state, loaded.state);
+
+    // Refused (a backend of another owner, a backend deleted): the same
+    // revision.
+    let err = store
+        .apply(|s| {
+            s.create_container("db", "bob", "h1", None)?;
+            s.add_service_backends("alice", "api", &["db".into()])
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("services[alice/api].backends"),
+        "{err}"
+    );
+    let err = store.apply(|s| s.delete_container("web-1")).unwrap_err();
+    assert!(err.to_string().contains("alice/api"), "{err}");
+    assert_eq!(store.load().unwrap().revision, rev);
+
+    // A backend leaves, another service takes the next VIP; the watch
+    // follows key by key.
+    let ((), rev) = store
+        .apply(|s| {
+            s.remove_service_backends("alice", "api", &["web-1".into()])?;
+            s.create_service(netfabric::state::ServiceSpec {
+                name: "www".into(),
+                owner: "bob".into(),
+                zone: None,
+                vip: None,
+                ports: vec!["tcp/80".parse().unwrap()],
+                backends: vec![],
+                health: Default::default(),
+            })
+            .map(drop)
+        })
+        .unwrap();
+    let got = wait_for(&watch, rev, &mut seen);
+    assert_eq!(got.state, store.load().unwrap().state);
+    let api = got.state.service("alice", "api").unwrap();
+    assert_eq!(api.backends.len(), 1);
+    assert_eq!(api.backends[0].member, 1, "web-2 keeps its member index");
+    assert_eq!(
+        got.state.service("bob", "www").unwrap().vip,
+        Ipv4Addr::new(10, 1, 0, 2)
+    );
+    let ((), rev) = store.apply(|s| s.delete_service("alice", "api")).unwrap();
+    let got = wait_for(&watch, rev, &mut seen);
+    assert!(got.state.service("alice", "api").is_none());
+    assert_eq!(got.state.services.len(), 1);
+}
+
 fn nf(store: &str, args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("--store")

@@ -20,7 +20,11 @@
 //!   entries recomputed from the new state (bounded by the security
 //!   groups, not by the zone) and those that differ, and the groups bloom
 //!   of every endpoint whose owner gained its first security group or lost
-//!   its last (`INGRESS_SCOPED`).
+//!   its last (`INGRESS_SCOPED`);
+//! * a service changed, a container a service names as a backend changed,
+//!   or a health report about a member moved: that service's
+//!   `SERVICE_PORTS` and `SERVICE_TABLES` entries (old and new), and the
+//!   `SERVICE_BACKEND` flag of the endpoints of its members (old and new).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,8 +33,8 @@ use netfabric_common::conntrack::ScopedPair;
 use netfabric_common::{Endpoint, NO_OWNER, OwnerGroups, SYSTEM_OWNER, owner_groups_index, policy};
 
 use super::plan::{
-    EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, group_key, host_config, local_port,
-    owner_flags, port_scopes, scoped_bloom, scoped_owner_ids,
+    EndpointKey, HostPlan, PlanError, Runtime, TouchedKeys, backend_flag, group_key, host_config,
+    local_port, owner_flags, port_scopes, scoped_bloom, scoped_owner_ids, service_entry,
 };
 use crate::state::{Changes, Container, Group, Object, Owner, State, member_pairs};
 
@@ -57,6 +61,10 @@ pub struct Update {
 
 /// What [`IncrementalPlan::update`] recomputed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per update, moved once: a box would buy nothing"
+)]
 pub enum Touched {
     /// The whole plan was recomputed: diff it in full.
     All,
@@ -90,6 +98,30 @@ pub struct IncrementalPlan {
     owner_flags: HashMap<u32, u32>,
     /// Owners with security groups (`INGRESS_SCOPED` in their blooms).
     scoped: BTreeSet<u32>,
+    /// Each service (owner, name) as planned: what it wrote and which
+    /// containers it names, so that a change recomputes only the services
+    /// it touches.
+    services: HashMap<(String, String), PlannedService>,
+    /// Container name → the services naming it as a backend (resolved or
+    /// not): a change of that container moves them.
+    services_of_name: HashMap<String, BTreeSet<(String, String)>>,
+    /// Backend address → the services it is a member of: a health report
+    /// about it moves them.
+    services_of_address: HashMap<std::net::Ipv4Addr, BTreeSet<(String, String)>>,
+    /// Endpoint → how many (service, member) pairs it is: `SERVICE_BACKEND`
+    /// while any.
+    backend_refs: HashMap<EndpointKey, usize>,
+}
+
+/// What one service wrote into the plan.
+#[derive(Debug, Clone, Default)]
+struct PlannedService {
+    table: u32,
+    ports: Vec<netfabric_common::service::ServicePortKey>,
+    /// Every backend name it lists.
+    names: Vec<String>,
+    /// The members that resolved: address and endpoint.
+    members: Vec<(std::net::Ipv4Addr, Option<EndpointKey>)>,
 }
 
 impl IncrementalPlan {
@@ -112,6 +144,10 @@ impl IncrementalPlan {
             groups_with_key: HashMap::new(),
             owner_flags: HashMap::new(),
             scoped: BTreeSet::new(),
+            services: HashMap::new(),
+            services_of_name: HashMap::new(),
+            services_of_address: HashMap::new(),
+            backend_refs: HashMap::new(),
         };
         me.index();
         Ok(me)
@@ -168,6 +204,142 @@ impl IncrementalPlan {
                 self.owner_endpoints.entry(owner).or_default().insert(key);
             }
         }
+        self.services.clear();
+        self.services_of_name.clear();
+        self.services_of_address.clear();
+        self.backend_refs.clear();
+        let all: BTreeSet<(String, String)> = self
+            .state
+            .services
+            .iter()
+            .map(|svc| (svc.owner.clone(), svc.name.clone()))
+            .collect();
+        // The plan holds them already (computed in full): this only
+        // indexes them.
+        self.refresh_services(&all, &mut TouchedKeys::default());
+    }
+
+    /// `Endpoint::groups` of endpoint `key` of `owner`.
+    fn endpoint_groups(&self, owner: u32, key: &EndpointKey) -> u32 {
+        self.bloom(owner) | backend_flag(self.backend_refs.contains_key(key))
+    }
+
+    /// `SERVICE_PORTS`, `SERVICE_TABLES` and the members' `SERVICE_BACKEND`
+    /// recomputed for the services `keys` (owner, name) of the current
+    /// state and runtime: what they wrote goes, what they are now comes.
+    /// Bounded by those services, not by the zone or the other services.
+    fn refresh_services(&mut self, keys: &BTreeSet<(String, String)>, touched: &mut TouchedKeys) {
+        let mut flags = BTreeSet::new();
+        // Everything the services wrote goes first: a VIP or a port may
+        // move from one to another in one change.
+        for key in keys {
+            let Some(old) = self.services.remove(key) else {
+                continue;
+            };
+            for port in &old.ports {
+                self.plan.service_ports.remove(port);
+                touched.service_ports.insert(*port);
+            }
+            self.plan.service_tables.remove(&old.table);
+            touched.service_tables.insert(old.table);
+            for name in &old.names {
+                remove_from(&mut self.services_of_name, name, key);
+            }
+            for (address, endpoint) in &old.members {
+                remove_from(&mut self.services_of_address, address, key);
+                if let Some(e) = endpoint {
+                    if let Some(n) = self.backend_refs.get_mut(e) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.backend_refs.remove(e);
+                        }
+                    }
+                    flags.insert(*e);
+                }
+            }
+        }
+        for key in keys {
+            let s = &self.state;
+            let Ok(at) = s
+                .services
+                .binary_search_by(|svc| (&svc.owner, &svc.name).cmp(&(&key.0, &key.1)))
+            else {
+                continue;
+            };
+            let svc = &s.services[at];
+            let mut planned = PlannedService {
+                names: svc.backends.iter().map(|b| b.container.clone()).collect(),
+                ..PlannedService::default()
+            };
+            if let Some(entry) = service_entry(
+                s,
+                svc,
+                &self.rt.health,
+                |name| container_named(s, name),
+                |name| self.owner_ids.get(name).copied(),
+            ) {
+                planned.table = entry.id;
+                self.plan.service_tables.insert(entry.id, entry.members);
+                touched.service_tables.insert(entry.id);
+                for (port, value) in entry.ports {
+                    self.plan.service_ports.insert(port, value);
+                    touched.service_ports.insert(port);
+                    planned.ports.push(port);
+                }
+                planned.members = entry
+                    .backends
+                    .iter()
+                    .map(|c| (c.address, self.endpoint_key(c).map(|(k, _)| k)))
+                    .collect();
+            }
+            for name in &planned.names {
+                self.services_of_name
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+            for (address, endpoint) in &planned.members {
+                self.services_of_address
+                    .entry(*address)
+                    .or_default()
+                    .insert(key.clone());
+                if let Some(e) = endpoint {
+                    *self.backend_refs.entry(*e).or_default() += 1;
+                    flags.insert(*e);
+                }
+            }
+            // A service that resolves nothing (never in a validated
+            // state) is still indexed by the names it lists.
+            self.services.insert(key.clone(), planned);
+        }
+        for key in flags {
+            let on = self.backend_refs.contains_key(&key);
+            if let Some(e) = self.plan.endpoints.get_mut(&key) {
+                let groups = (e.groups & !policy::SERVICE_BACKEND) | backend_flag(on);
+                if groups != e.groups {
+                    e.groups = groups;
+                    touched.endpoints.insert(key);
+                }
+            }
+        }
+    }
+
+    /// The services a change of these containers moves (those naming one
+    /// of them as a backend).
+    fn services_of_containers<'a>(
+        &self,
+        containers: impl Iterator<Item = &'a Container>,
+    ) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        if self.services_of_name.is_empty() {
+            return out;
+        }
+        for c in containers {
+            if let Some(keys) = self.services_of_name.get(&c.name) {
+                out.extend(keys.iter().cloned());
+            }
+        }
+        out
     }
 
     fn endpoint_key(&self, c: &Container) -> Option<(EndpointKey, u32)> {
@@ -216,9 +388,12 @@ impl IncrementalPlan {
     /// change touches when it can.
     pub fn update(&mut self, next: State, rt: &Runtime) -> Result<Update, PlanError> {
         match self.update_state(&next) {
-            Some(mut touched) => {
+            Some((mut touched, services_moved)) => {
                 let previous = std::mem::replace(&mut self.state, next);
                 self.refresh_scopes(&mut touched)?;
+                if !services_moved.is_empty() {
+                    self.refresh_services(&services_moved, &mut touched);
+                }
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
                 }
@@ -262,13 +437,7 @@ impl IncrementalPlan {
                 .chain(new.keys().filter(|k| !old.contains_key(k)).copied()),
         );
         for owner in moved {
-            let groups = self.bloom(owner);
-            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
-                if let Some(e) = self.plan.endpoints.get_mut(key) {
-                    e.groups = groups;
-                    touched.endpoints.insert(*key);
-                }
-            }
+            self.rebloom(owner, touched);
         }
         Ok(())
     }
@@ -291,9 +460,12 @@ impl IncrementalPlan {
     /// compare.
     pub fn update_changes(&mut self, changes: &Changes, rt: &Runtime) -> Result<Update, PlanError> {
         match self.update_from_changes(changes) {
-            Some(mut touched) => {
+            Some((mut touched, services_moved)) => {
                 self.state.apply_changes(changes);
                 self.refresh_scopes(&mut touched)?;
+                if !services_moved.is_empty() {
+                    self.refresh_services(&services_moved, &mut touched);
+                }
                 if *rt != self.rt {
                     self.apply_runtime(rt, &mut touched);
                 }
@@ -315,10 +487,11 @@ impl IncrementalPlan {
     }
 
     /// [`Self::update_state`] for a change given object by object.
-    fn update_from_changes(&mut self, changes: &Changes) -> Option<TouchedKeys> {
+    fn update_from_changes(&mut self, changes: &Changes) -> Option<(TouchedKeys, ServiceKeys)> {
         let mut owners = Vec::new();
         let mut groups = Vec::new();
         let mut containers = Vec::new();
+        let mut services_moved = ServiceKeys::new();
         for c in changes.iter() {
             match (&c.before, &c.after) {
                 (Some(Object::Owner(b)), a) => {
@@ -337,17 +510,33 @@ impl IncrementalPlan {
                 (Some(Object::NextOwnerId(_)) | None, Some(Object::NextOwnerId(_)) | None) => {}
                 // Recomputed from the new state ([`Self::refresh_scopes`]).
                 (Some(Object::SecurityGroup(_)) | None, Some(Object::SecurityGroup(_)) | None) => {}
+                // Recomputed from the new state ([`Self::refresh_services`]).
+                (Some(Object::Service(_)) | None, Some(Object::Service(_)) | None) => {
+                    for svc in [&c.before, &c.after]
+                        .into_iter()
+                        .filter_map(|o| o.as_ref().and_then(Object::service))
+                    {
+                        services_moved.insert((svc.owner.clone(), svc.name.clone()));
+                    }
+                }
                 // Zones and hosts: replanned in full.
                 _ => return None,
             }
         }
+        services_moved.extend(
+            self.services_of_containers(
+                containers
+                    .iter()
+                    .flat_map(|(b, a)| b.iter().chain(a.iter()).copied()),
+            ),
+        );
         let prepared = self.prepare(owners, groups, containers)?;
-        Some(self.apply_prepared(prepared))
+        Some((self.apply_prepared(prepared), services_moved))
     }
 
     /// The incremental update of the plan to state `next`, or `None` where
     /// only a full replan will do (nothing changed yet in that case).
-    fn update_state(&mut self, next: &State) -> Option<TouchedKeys> {
+    fn update_state(&mut self, next: &State) -> Option<(TouchedKeys, ServiceKeys)> {
         let old = &self.state;
         if old.zones != next.zones || old.hosts != next.hosts {
             return None;
@@ -355,8 +544,30 @@ impl IncrementalPlan {
         let owners = changed_by_name(&old.owners, &next.owners, |o| &o.name)?;
         let groups = changed_by_name(&old.groups, &next.groups, |g| &g.name)?;
         let containers = changed_by_name(&old.containers, &next.containers, |c| &c.name)?;
+        let mut services_moved = ServiceKeys::new();
+        if old.services != next.services {
+            let by_id = |list: &[crate::state::Service]| -> HashMap<(String, String), crate::state::Service> {
+                list.iter()
+                    .map(|svc| ((svc.owner.clone(), svc.name.clone()), svc.clone()))
+                    .collect()
+            };
+            let (before, after) = (by_id(&old.services), by_id(&next.services));
+            for (key, svc) in &before {
+                if after.get(key) != Some(svc) {
+                    services_moved.insert(key.clone());
+                }
+            }
+            services_moved.extend(after.keys().filter(|k| !before.contains_key(*k)).cloned());
+        }
+        services_moved.extend(
+            self.services_of_containers(
+                containers
+                    .iter()
+                    .flat_map(|(b, a)| b.iter().chain(a.iter()).copied()),
+            ),
+        );
         let prepared = self.prepare(owners, groups, containers)?;
-        Some(self.apply_prepared(prepared))
+        Some((self.apply_prepared(prepared), services_moved))
     }
 
     /// What moving the plan by these changed owners, groups and containers
@@ -444,12 +655,17 @@ impl IncrementalPlan {
     fn apply_flags(&mut self, reflagged: &[(u32, u32)], touched: &mut TouchedKeys) {
         for &(owner, flags) in reflagged {
             self.owner_flags.insert(owner, flags);
-            let groups = self.bloom(owner);
-            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
-                if let Some(e) = self.plan.endpoints.get_mut(key) {
-                    e.groups = groups;
-                    touched.endpoints.insert(*key);
-                }
+            self.rebloom(owner, touched);
+        }
+    }
+
+    /// Every endpoint of `owner` takes the owner's groups and flags again.
+    fn rebloom(&mut self, owner: u32, touched: &mut TouchedKeys) {
+        let groups = self.bloom(owner);
+        for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
+            if let Some(e) = self.plan.endpoints.get_mut(key) {
+                e.groups = groups | backend_flag(self.backend_refs.contains_key(key));
+                touched.endpoints.insert(*key);
             }
         }
     }
@@ -532,13 +748,7 @@ impl IncrementalPlan {
             };
         }
         for owner in owners_moved {
-            let groups = self.bloom(owner);
-            for key in self.owner_endpoints.get(&owner).into_iter().flatten() {
-                if let Some(e) = self.plan.endpoints.get_mut(key) {
-                    e.groups = groups;
-                    touched.endpoints.insert(*key);
-                }
-            }
+            self.rebloom(owner, touched);
         }
     }
 
@@ -572,7 +782,7 @@ impl IncrementalPlan {
                 continue;
             };
             touched.endpoints.insert(key);
-            let groups = self.bloom(owner);
+            let groups = self.endpoint_groups(owner, &key);
             self.plan.endpoints.insert(key, Endpoint { owner, groups });
             self.owner_endpoints.entry(owner).or_default().insert(key);
             if c.host == self.host {
@@ -589,7 +799,32 @@ impl IncrementalPlan {
     /// `HOST_CONFIG` (the uplink's ifindex) and `LOCAL_PORTS` (the ports
     /// ready) for runtime `rt` and the current state.
     fn apply_runtime(&mut self, rt: &Runtime, touched: &mut TouchedKeys) {
+        // The services with a member whose report changed.
+        let mut health_moved = ServiceKeys::new();
+        if rt.health != self.rt.health {
+            let (old, new) = (&self.rt.health, &rt.health);
+            let changed = old
+                .iter()
+                .filter(|(k, v)| new.get(k) != Some(v))
+                .chain(new.iter().filter(|(k, v)| old.get(k) != Some(v)))
+                .map(|((address, _), _)| address);
+            for address in changed {
+                if let Some(keys) = self.services_of_address.get(address) {
+                    health_moved.extend(keys.iter().cloned());
+                }
+            }
+        }
+        let ports_moved =
+            rt.ready_ports != self.rt.ready_ports || rt.uplink_ifindex != self.rt.uplink_ifindex;
         self.rt = rt.clone();
+        if !health_moved.is_empty() {
+            self.refresh_services(&health_moved, touched);
+        }
+        // A health report alone moves nothing else (the ports below take a
+        // pass over every container of the state).
+        if !ports_moved {
+            return;
+        }
         // The host and its zone are in the state: this plan was made of it.
         if let Ok(host) = host_config(&self.state, &self.host, rt) {
             self.plan.host = Some(host);
@@ -606,6 +841,33 @@ impl IncrementalPlan {
             .local_ports
             .extend(self.plan.local_ports.keys().copied());
     }
+}
+
+/// Services by (owner, name).
+type ServiceKeys = BTreeSet<(String, String)>;
+
+/// Takes `key` out of the set at `at` (and the set when it empties).
+fn remove_from<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, BTreeSet<(String, String)>>,
+    at: &K,
+    key: &(String, String),
+) {
+    if let Some(set) = index.get_mut(at) {
+        set.remove(key);
+        if set.is_empty() {
+            index.remove(at);
+        }
+    }
+}
+
+/// The container named `name` of `state`, whose containers are sorted by
+/// name ([`State::normalize`]).
+fn container_named<'a>(state: &'a State, name: &str) -> Option<&'a Container> {
+    state
+        .containers
+        .binary_search_by(|c| c.name.as_str().cmp(name))
+        .ok()
+        .map(|i| &state.containers[i])
 }
 
 /// Can `owner` have an `OWNER_GROUPS` entry (the system owner needs none)?
@@ -663,6 +925,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::agent::plan::{Health, Op};
     use crate::{
         MacAddr,
         state::{Allow, Egress, HostSpec, Via},
@@ -716,6 +979,35 @@ mod tests {
             rules: Vec<usize>,
         },
         DeleteScope(usize),
+        /// A service of an owner in zone z1 or z2, with backends among
+        /// that owner's containers there.
+        CreateService {
+            owner: usize,
+            zone2: bool,
+            backends: Vec<usize>,
+            udp: bool,
+        },
+        DeleteService(usize),
+        AddBackend {
+            service: usize,
+            container: usize,
+        },
+        RemoveBackend {
+            service: usize,
+            backend: usize,
+        },
+        SetServicePorts {
+            service: usize,
+            target: u16,
+        },
+        /// A backend's health report flips (runtime).
+        ToggleHealth {
+            service: usize,
+            backend: usize,
+        },
+        /// The store gives a container another address on its host
+        /// (edited in place; a backend keeps its member index).
+        Readdress(usize),
     }
 
     const RULES: [&str; 6] = [
@@ -746,6 +1038,14 @@ mod tests {
             3 => (0..8usize, proptest::option::of(0..8usize), proptest::collection::vec(0..RULES.len(), 0..4))
                 .prop_map(|(owner, via, rules)| Change::SetScope { owner, via, rules }),
             1 => (0..8usize).prop_map(Change::DeleteScope),
+            3 => (0..8usize, any::<bool>(), proptest::collection::vec(0..64usize, 0..4), any::<bool>())
+                .prop_map(|(owner, zone2, backends, udp)| Change::CreateService { owner, zone2, backends, udp }),
+            1 => (0..8usize).prop_map(Change::DeleteService),
+            2 => (0..8usize, 0..64usize).prop_map(|(service, container)| Change::AddBackend { service, container }),
+            2 => (0..8usize, 0..8usize).prop_map(|(service, backend)| Change::RemoveBackend { service, backend }),
+            1 => (0..8usize, 8080..8083u16).prop_map(|(service, target)| Change::SetServicePorts { service, target }),
+            3 => (0..8usize, 0..8usize).prop_map(|(service, backend)| Change::ToggleHealth { service, backend }),
+            1 => (0..64usize).prop_map(Change::Readdress),
         ]
     }
 
@@ -902,6 +1202,101 @@ mod tests {
                 }
                 None => return,
             },
+            Change::CreateService {
+                owner: o,
+                zone2,
+                backends,
+                udp,
+            } => {
+                let Some(o) = owner(s, *o) else { return };
+                let zone = if *zone2 { "z2" } else { "z1" };
+                let mine: Vec<String> = s
+                    .containers
+                    .iter()
+                    .filter(|c| c.owner == o && s.host(&c.host).is_some_and(|h| h.zone == zone))
+                    .map(|c| c.name.clone())
+                    .collect();
+                let backends: BTreeSet<String> = backends
+                    .iter()
+                    .filter_map(|&i| nth(&mine, i).cloned())
+                    .collect();
+                let mut ports = vec!["tcp/80:8080".parse().unwrap()];
+                if *udp {
+                    ports.push("udp/53".parse().unwrap());
+                }
+                s.create_service(crate::state::ServiceSpec {
+                    name: format!("s{serial}"),
+                    owner: o,
+                    zone: Some(zone.into()),
+                    vip: None,
+                    ports,
+                    backends: backends.into_iter().collect(),
+                    health: Default::default(),
+                })
+                .map(drop)
+            }
+            Change::DeleteService(i) => match nth(&s.services, *i) {
+                Some(svc) => {
+                    let (o, n) = (svc.owner.clone(), svc.name.clone());
+                    s.delete_service(&o, &n)
+                }
+                None => return,
+            },
+            Change::AddBackend { service, container } => {
+                let (Some(svc), Some(c)) =
+                    (nth(&s.services, *service), nth(&s.containers, *container))
+                else {
+                    return;
+                };
+                let (o, n, c) = (svc.owner.clone(), svc.name.clone(), c.name.clone());
+                s.add_service_backends(&o, &n, &[c]).map(drop)
+            }
+            Change::RemoveBackend { service, backend } => {
+                let Some(svc) = nth(&s.services, *service) else {
+                    return;
+                };
+                let Some(b) = nth(&svc.backends, *backend) else {
+                    return;
+                };
+                let (o, n, c) = (svc.owner.clone(), svc.name.clone(), b.container.clone());
+                s.remove_service_backends(&o, &n, &[c])
+            }
+            Change::SetServicePorts { service, target } => {
+                let Some(svc) = nth(&s.services, *service) else {
+                    return;
+                };
+                let (o, n) = (svc.owner.clone(), svc.name.clone());
+                let ports = vec![format!("tcp/80:{target}").parse().unwrap()];
+                s.set_service(&o, &n, Some(ports), None).map(drop)
+            }
+            Change::ToggleHealth { service, backend } => {
+                let Some(svc) = nth(&s.services, *service) else {
+                    return;
+                };
+                let Some(b) = nth(&svc.backends, *backend) else {
+                    return;
+                };
+                let (Some(c), Some(port)) = (s.container(&b.container), svc.health_port()) else {
+                    return;
+                };
+                let healthy = rt.health.get(&(c.address, port)).copied().unwrap_or(true);
+                rt.health.insert((c.address, port), !healthy);
+                Ok(())
+            }
+            Change::Readdress(i) => {
+                if s.containers.is_empty() {
+                    return;
+                }
+                let i = i % s.containers.len();
+                let Some(host) = s.host(&s.containers[i].host).cloned() else {
+                    return;
+                };
+                let Some(address) = s.free_address(&host) else {
+                    return;
+                };
+                s.containers[i].address = address;
+                Ok(())
+            }
         };
     }
 
@@ -917,7 +1312,7 @@ mod tests {
         fn incremental_plans_equal_full_plans(changes in proptest::collection::vec(change(), 1..40)) {
             let mut state = base();
             state.normalize();
-            let mut rt = Runtime { uplink_ifindex: 7, ready_ports: [(1, 42)].into() };
+            let mut rt = Runtime { uplink_ifindex: 7, ready_ports: [(1, 42)].into(), health: Health::new() };
             let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
             let mut by_changes = inc.clone();
             for (serial, c) in changes.iter().enumerate() {
@@ -959,6 +1354,7 @@ mod tests {
         let rt = Runtime {
             uplink_ifindex: 7,
             ready_ports: [(1, 42)].into(),
+            health: Health::new(),
         };
         let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
         state.containers[0].owner = "carol".into();
@@ -987,6 +1383,7 @@ mod tests {
         let rt = Runtime {
             uplink_ifindex: 7,
             ready_ports: [(1, 42)].into(),
+            health: Health::new(),
         };
         let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
         let (alice, bob) = (
@@ -1119,5 +1516,85 @@ mod tests {
         state.delete_group("g2169004").unwrap();
         assert_eq!(step(&mut inc, &state, &rt), Touched::All);
         assert!(inc.plan().owner_groups.contains_key(&dave));
+    }
+    #[test]
+    fn a_service_touches_its_entries_and_its_backends_endpoints_only() {
+        let mut state = base();
+        state.create_container("a1", "alice", HOST, None).unwrap();
+        state.create_container("a2", "alice", "h2", None).unwrap();
+        state.create_container("b1", "bob", HOST, None).unwrap();
+        let mut rt = Runtime {
+            uplink_ifindex: 7,
+            ready_ports: [(1, 42)].into(),
+            health: Health::new(),
+        };
+        let mut inc = IncrementalPlan::new(state.clone(), HOST, rt.clone()).unwrap();
+        state
+            .create_service(crate::state::ServiceSpec {
+                name: "api".into(),
+                owner: "alice".into(),
+                zone: Some("z1".into()),
+                vip: None,
+                ports: vec!["tcp/80".parse().unwrap()],
+                backends: vec!["a1".into()],
+                health: Default::default(),
+            })
+            .unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("a service is incremental");
+        };
+        let a1 = EndpointKey {
+            zone_slot: 0,
+            low: 0x0101,
+        };
+        assert_eq!(keys.endpoints, [a1].into());
+        assert_eq!(keys.service_tables, [1].into());
+        assert_eq!(keys.service_ports.len(), 1);
+        assert!(keys.local_ports.is_empty() && keys.group_pairs.is_empty());
+        // A backend added: the table and its endpoint are written, the
+        // port is looked at (its service moved) and left.
+        state
+            .add_service_backends("alice", "api", &["a2".into()])
+            .unwrap();
+        let before = inc.plan().clone();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        assert_eq!(
+            (
+                keys.endpoints.len(),
+                keys.service_tables.len(),
+                keys.service_ports.len()
+            ),
+            (1, 1, 1)
+        );
+        let ops = before.diff_keys(inc.plan(), &keys);
+        assert!(
+            ops.iter()
+                .all(|op| matches!(op, Op::ServiceTables(_) | Op::Endpoint(_))),
+            "{ops:?}"
+        );
+        // A health report: that service only, and only its table changes.
+        rt.health.insert((Ipv4Addr::new(10, 1, 1, 1), 80), false);
+        let before = inc.plan().clone();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        assert_eq!(keys.service_tables, [1].into());
+        assert!(keys.endpoints.is_empty() && keys.group_pairs.is_empty());
+        assert_eq!(
+            before.diff_keys(inc.plan(), &keys),
+            vec![Op::ServiceTables(crate::datapath::maps::Change::Set {
+                key: 1,
+                value: inc.plan().service_tables[&1]
+            })]
+        );
+        assert_eq!(inc.plan().service_tables[&1].healthy, 0b10);
+        // A container that is no backend: no service entry.
+        state.create_container("c9", "bob", HOST, None).unwrap();
+        let Touched::Keys(keys) = step(&mut inc, &state, &rt) else {
+            panic!("incremental");
+        };
+        assert!(keys.service_tables.is_empty() && keys.service_ports.is_empty());
     }
 }

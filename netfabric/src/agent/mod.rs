@@ -49,7 +49,7 @@ pub use plan::{HostPlan, Op, Runtime, TouchedKeys};
 use crate::{
     Datapath, DatapathError, conventions,
     datapath::{self, LoadOptions},
-    observe::metrics::{AgentMetrics, DatapathCollector},
+    observe::metrics::{AgentMetrics, DatapathCollector, ServiceLabels},
     port,
     state::{Changes, Object, State},
     store::{FeedItem, Store, StoreError, Update},
@@ -196,6 +196,10 @@ struct Agent {
     current: HostPlan,
     /// Ports whose TC links are in place in this process: octet → ifindex.
     ports: BTreeMap<u8, u32>,
+    /// The services' backends' health as the health board last said
+    /// ((backend, health port) → false for each one reported down;
+    /// absent: healthy, docs/health-checks.md).
+    health: plan::Health,
     uplink: Option<(String, u32)>,
     /// A desired state received and not planned yet.
     pending: Option<Pending>,
@@ -270,6 +274,7 @@ async fn run_async(
         dp,
         current,
         ports: BTreeMap::new(),
+        health: plan::Health::new(),
         uplink: None,
         pending: None,
         planner: None,
@@ -299,11 +304,49 @@ async fn run_async(
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<FeedItem>(4);
     let watch = store.watch(0).context("watching the store")?;
+    // The health board's view (docs/health-checks.md) feeds the plan's
+    // health input: a backend some current report says is down gets no new
+    // flows. Without a board every backend counts as healthy; a board that
+    // fails is logged, never fatal (fail static: the last view stays).
+    let (health_tx, mut health_rx) = tokio::sync::mpsc::channel::<crate::health::HealthView>(1);
+    let health_feeder = if config.maps_only {
+        None
+    } else {
+        match crate::store::health_board::open(&store.url()).and_then(|b| b.watch()) {
+            Ok(board) => Some(tokio::task::spawn_blocking(move || {
+                let mut last_error = None;
+                while !health_tx.is_closed() {
+                    match board.recv_timeout(Duration::from_millis(200)) {
+                        Some(Ok(view)) => {
+                            last_error = None;
+                            if health_tx.blocking_send(view).is_err() {
+                                break;
+                            }
+                        }
+                        Some(Err(e)) => {
+                            let text = e.to_string();
+                            if last_error.as_ref() != Some(&text) {
+                                tracing::warn!(error = %text, "reading the health board; keeping the last view");
+                                last_error = Some(text);
+                            }
+                        }
+                        None => {}
+                    }
+                }
+            })),
+            Err(e) => {
+                tracing::error!(error = %e, "no health board: every service backend counts as healthy");
+                None
+            }
+        }
+    };
     // Whether the store is reachable (fail static: while it is not, the maps
     // keep the last state applied). For `netfabric_store_up` and `status`.
     let store_health = watch.health();
+    // The names of the services' series in /metrics, from the state applied.
+    let service_labels = std::sync::Arc::new(std::sync::RwLock::new(ServiceLabels::default()));
     if let Some(listener) = metrics_listener {
-        let collector = match DatapathCollector::open(&pin_dir) {
+        let collector = match DatapathCollector::open(&pin_dir, service_labels.clone()) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!(error = %e, "no datapath counters in /metrics");
@@ -356,10 +399,21 @@ async fn run_async(
                     if let (Some(dns), Some(state)) = (&dns, agent.desired_state()) {
                         dns.publish(state, revision);
                     }
+                    if let Some(state) = agent.desired_state() {
+                        let labels = ServiceLabels::of_state(state);
+                        if let Ok(mut l) = service_labels.write() {
+                            *l = labels;
+                        }
+                    }
                 }
                 Some(Err(e)) => agent.refused(&e, None),
                 None => break,
             },
+            Some(view) = health_rx.recv() => {
+                if agent.set_health(&view) {
+                    agent.reconcile().await;
+                }
+            }
             _ = rescan.tick(), if !config.maps_only => agent.reconcile().await,
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT"); break; }
             _ = term.recv() => { tracing::info!("SIGTERM"); break; }
@@ -367,6 +421,10 @@ async fn run_async(
     }
     drop(rx);
     let _ = feeder.await;
+    drop(health_rx);
+    if let Some(f) = health_feeder {
+        let _ = f.await;
+    }
     if config.detach_on_exit {
         links::remove_all(&pin_dir).with_context(|| format!("removing {}", pin_dir.display()))?;
         tracing::info!(pin_dir = %pin_dir.display(), "detached: links and pins removed");
@@ -377,6 +435,18 @@ async fn run_async(
 }
 
 impl Agent {
+    /// Takes the health board's view as the plan's health input; whether it
+    /// changed.
+    fn set_health(&mut self, view: &crate::health::HealthView) -> bool {
+        let health: plan::Health = view.down_set().into_iter().map(|k| (k, false)).collect();
+        if health == self.health {
+            return false;
+        }
+        tracing::info!(down = ?health.keys().collect::<Vec<_>>(), "service backends' health");
+        self.health = health;
+        true
+    }
+
     /// A valid desired state at `revision` is now what the maps follow.
     fn accepted(&mut self, revision: u64) {
         if !self.report.state_valid {
@@ -489,6 +559,16 @@ impl Agent {
             plan::GroupPairs::NAME,
             p.group_pairs.len(),
             self.dp.group_pairs_capacity(),
+        );
+        m.set_map(
+            plan::ServicePorts::NAME,
+            p.service_ports.len(),
+            c::SERVICE_PORTS_ENTRIES,
+        );
+        m.set_map(
+            plan::ServiceTables::NAME,
+            p.service_tables.len(),
+            c::SERVICE_TABLES_ENTRIES,
         );
         m.set_map(
             plan::OwnerGroupsMap::NAME,
@@ -654,6 +734,7 @@ impl Agent {
         let rt = Runtime {
             uplink_ifindex,
             ready_ports: self.ports.clone(),
+            health: self.health.clone(),
         };
         let started = std::time::Instant::now();
         // The state a change replaces is freed after the map writes.

@@ -3,11 +3,16 @@
 //! key and value types, and what narrows it, are in its own module of
 //! [`crate::datapath::maps`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+};
 
 use netfabric_common::{
-    Endpoint, HostConfig, NO_OWNER, OwnerGroups, OwnerPair, SYSTEM_OWNER, conntrack::ScopedPair,
+    Endpoint, HostConfig, NO_OWNER, OwnerGroups, OwnerPair, SYSTEM_OWNER,
+    conntrack::ScopedPair,
     owner_groups_index, policy,
+    service::{ServicePort, ServicePortKey, service_id},
 };
 
 pub use crate::datapath::maps::{
@@ -18,6 +23,8 @@ pub use crate::datapath::maps::{
     next_hops::{NextHopKey, NextHops, UnderlayHop},
     owner_groups::OwnerGroupsMap,
     port_scopes::PortScopes,
+    service_ports::ServicePorts,
+    service_tables::{ServiceMembers, ServiceTables},
     zone_gateways::ZoneGateways,
     zones::Zones,
 };
@@ -51,6 +58,11 @@ pub struct HostPlan {
     /// `PORT_SCOPES`: (receiver, sender) → what the sender may still open
     /// ([`port_scopes`]; zone-wide, like the pairs).
     pub port_scopes: Entries<PortScopes>,
+    /// `SERVICE_PORTS`: every port of every service's VIP, of every zone.
+    pub service_ports: Entries<ServicePorts>,
+    /// `SERVICE_TABLES`: every service ([`service_id`]) → its members and
+    /// which are healthy.
+    pub service_tables: Entries<ServiceTables>,
 }
 
 /// The keys whose entries a change of the desired state may have changed,
@@ -67,6 +79,8 @@ pub struct TouchedKeys {
     /// `OWNER_GROUPS` slots.
     pub owner_groups: BTreeSet<u32>,
     pub port_scopes: BTreeSet<ScopedPair>,
+    pub service_ports: BTreeSet<ServicePortKey>,
+    pub service_tables: BTreeSet<u32>,
 }
 
 /// What the host knows at run time and the desired state does not.
@@ -76,6 +90,142 @@ pub struct Runtime {
     pub uplink_ifindex: u32,
     /// Ports with their TC programs attached: container octet → ifindex.
     pub ready_ports: BTreeMap<u8, u32>,
+    /// The backends' health as the agents report it: (backend address,
+    /// health port) → healthy. A backend with no report counts as healthy
+    /// (not checked yet, or its agent gone): docs/services.md#health-checks.
+    pub health: Health,
+}
+
+/// (backend address, health port) → healthy ([`Runtime::health`]).
+pub type Health = BTreeMap<(Ipv4Addr, u16), bool>;
+
+/// The services' entries of a state: `SERVICE_PORTS`, `SERVICE_TABLES`,
+/// and the containers that are a backend (their endpoints carry
+/// `SERVICE_BACKEND`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceEntries {
+    pub ports: Entries<ServicePorts>,
+    pub tables: Entries<ServiceTables>,
+    /// Names of the containers that are a backend of some service.
+    pub backends: BTreeSet<String>,
+}
+
+/// The services of `state` as the maps hold them, with `health`. A
+/// service whose zone, owner or backend does not resolve (never in a
+/// validated state) leaves that part out.
+pub fn service_entries(state: &State, health: &Health) -> ServiceEntries {
+    if state.services.is_empty() {
+        return ServiceEntries::default();
+    }
+    let containers: BTreeMap<&str, &Container> = state
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let owners: BTreeMap<&str, u32> = state
+        .owners
+        .iter()
+        .map(|o| (o.name.as_str(), o.id))
+        .collect();
+    service_entries_with(
+        state,
+        health,
+        |name| containers.get(name).copied(),
+        |name| owners.get(name).copied(),
+    )
+}
+
+/// [`service_entries`] with the containers and owner ids looked up by
+/// the caller (the incremental plan has them indexed).
+pub fn service_entries_with<'a>(
+    state: &'a State,
+    health: &Health,
+    container: impl Fn(&str) -> Option<&'a Container>,
+    owner_id: impl Fn(&str) -> Option<u32>,
+) -> ServiceEntries {
+    let mut out = ServiceEntries::default();
+    for svc in &state.services {
+        let Some(one) = service_entry(state, svc, health, &container, &owner_id) else {
+            continue;
+        };
+        out.tables.insert(one.id, one.members);
+        out.ports.extend(one.ports);
+        out.backends
+            .extend(one.backends.iter().map(|c| c.name.clone()));
+    }
+    out
+}
+
+/// One service's entries ([`service_entry`]).
+#[derive(Debug, Clone)]
+pub struct ServiceEntry<'a> {
+    /// [`service_id`]: its `SERVICE_TABLES` key.
+    pub id: u32,
+    pub members: ServiceMembers,
+    pub ports: Vec<(ServicePortKey, ServicePort)>,
+    /// The backends that resolve to a container.
+    pub backends: Vec<&'a Container>,
+}
+
+/// The entries of one service of `state` (`None`: its zone or owner does
+/// not resolve, never in a validated state).
+pub fn service_entry<'a>(
+    state: &'a State,
+    svc: &crate::state::Service,
+    health: &Health,
+    container: impl Fn(&str) -> Option<&'a Container>,
+    owner_id: impl Fn(&str) -> Option<u32>,
+) -> Option<ServiceEntry<'a>> {
+    let (Some(zone), Some(owner)) = (state.zone(&svc.zone), owner_id(&svc.owner)) else {
+        return None;
+    };
+    let id = service_id(zone.slot, u32::from(svc.vip));
+    let health_port = svc.health_port();
+    let mut members = ServiceMembers::default();
+    let mut backends = Vec::with_capacity(svc.backends.len());
+    for b in &svc.backends {
+        let (Some(c), Some(slot)) = (
+            container(&b.container),
+            members.members.get_mut(usize::from(b.member)),
+        ) else {
+            continue;
+        };
+        *slot = u32::from(c.address);
+        let healthy = health_port
+            .and_then(|p| health.get(&(c.address, p)))
+            .copied()
+            .unwrap_or(true);
+        if healthy {
+            members.healthy |= 1u128 << b.member;
+        }
+        backends.push(c);
+    }
+    let ports = svc
+        .ports
+        .iter()
+        .map(|p| {
+            (
+                ServicePortKey {
+                    vip: u32::from(svc.vip),
+                    port: p.port,
+                    protocol: p.protocol.number(),
+                    _pad: 0,
+                },
+                ServicePort {
+                    service: id,
+                    owner,
+                    target_port: p.target_port,
+                    _pad: [0; 6],
+                },
+            )
+        })
+        .collect();
+    Some(ServiceEntry {
+        id,
+        members,
+        ports,
+        backends,
+    })
 }
 
 /// Why no plan could be made for a host.
@@ -227,6 +377,9 @@ impl HostPlan {
             .iter()
             .map(|o| (o.id, owner_flags(o)))
             .collect();
+        let services = service_entries(state, &rt.health);
+        plan.service_ports = services.ports;
+        plan.service_tables = services.tables;
         for c in &state.containers {
             let (Some(&slot), Some(&owner)) = (
                 host_zone.get(c.host.as_str()),
@@ -238,7 +391,9 @@ impl HostPlan {
                 EndpointKey::of(slot, c.address),
                 Endpoint {
                     owner,
-                    groups: blooms.of(owner) | flags.get(&owner).copied().unwrap_or(0),
+                    groups: blooms.of(owner)
+                        | flags.get(&owner).copied().unwrap_or(0)
+                        | backend_flag(services.backends.contains(&c.name)),
                 },
             );
             if c.host == host_name
@@ -276,7 +431,26 @@ impl HostPlan {
     fn diff_over(&self, desired: &HostPlan, keys: Option<&TouchedKeys>) -> Vec<Op> {
         let mut ops = Vec::new();
         let k = keys;
-        // Narrowing first: group pairs that go or lose groups, group
+        // Services narrow first: a VIP port that goes stops new flows
+        // before its table goes, and a table loses a member before that
+        // member's endpoint loses `SERVICE_BACKEND` (with the widening
+        // writes below), so an open flow's replies are translated for as
+        // long as the flow can reach it.
+        narrow(
+            &self.service_ports,
+            &desired.service_ports,
+            k.map(|k| &k.service_ports),
+            Op::ServicePorts,
+            &mut ops,
+        );
+        narrow(
+            &self.service_tables,
+            &desired.service_tables,
+            k.map(|k| &k.service_tables),
+            Op::ServiceTables,
+            &mut ops,
+        );
+        // Then group pairs that go or lose groups, group
         // lists (with the pairs: a list answers for its owner's pairs),
         // ports, endpoints that go or change owner, next hops, gateways,
         // zones.
@@ -408,6 +582,23 @@ impl HostPlan {
             Op::OwnerGroups,
             &mut ops,
         );
+        // Services after the endpoints (a new backend carries
+        // `SERVICE_BACKEND` before a table leads a flow to it), tables
+        // before ports (a new port finds its backends).
+        widen(
+            &self.service_tables,
+            &desired.service_tables,
+            k.map(|k| &k.service_tables),
+            Op::ServiceTables,
+            &mut ops,
+        );
+        widen(
+            &self.service_ports,
+            &desired.service_ports,
+            k.map(|k| &k.service_ports),
+            Op::ServicePorts,
+            &mut ops,
+        );
         ops
     }
 
@@ -423,6 +614,8 @@ impl HostPlan {
             Op::GroupPair(c) => c.record(&mut self.group_pairs),
             Op::OwnerGroups(c) => c.record(&mut self.owner_groups),
             Op::PortScope(c) => c.record(&mut self.port_scopes),
+            Op::ServicePorts(c) => c.record(&mut self.service_ports),
+            Op::ServiceTables(c) => c.record(&mut self.service_tables),
         }
     }
 
@@ -442,6 +635,8 @@ impl HostPlan {
             group_pairs: GroupPairs::read(dp, &in_use)?,
             owner_groups: OwnerGroupsMap::read(dp, &in_use)?,
             port_scopes: PortScopes::read(dp, &in_use)?,
+            service_ports: ServicePorts::read(dp, &in_use)?,
+            service_tables: ServiceTables::read(dp, &in_use)?,
             zones,
         })
     }
@@ -491,6 +686,16 @@ pub fn owner_flags(owner: &Owner) -> u32 {
     match owner.egress {
         Egress::Allow => 0,
         Egress::Deny => policy::EGRESS_DENIED,
+    }
+}
+
+/// `SERVICE_BACKEND` for a container that is a service's backend: its
+/// replies are looked up in `SERVICE_FLOWS` to come back from the VIP.
+pub fn backend_flag(is_backend: bool) -> u32 {
+    if is_backend {
+        policy::SERVICE_BACKEND
+    } else {
+        0
     }
 }
 
@@ -604,6 +809,11 @@ pub use netfabric_common::policy::group_key;
 
 /// One change to one map entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a service table's members are half a KiB; ops are few, short-lived, and \
+              boxing them would allocate for every endpoint write"
+)]
 pub enum Op {
     /// `HOST_CONFIG` (never cleared).
     SetHost {
@@ -617,6 +827,8 @@ pub enum Op {
     GroupPair(Change<GroupPairs>),
     OwnerGroups(Change<OwnerGroupsMap>),
     PortScope(Change<PortScopes>),
+    ServicePorts(Change<ServicePorts>),
+    ServiceTables(Change<ServiceTables>),
 }
 
 impl Op {
@@ -632,6 +844,8 @@ impl Op {
             Op::GroupPair(c) => c.apply(dp),
             Op::OwnerGroups(c) => c.apply(dp),
             Op::PortScope(c) => c.apply(dp),
+            Op::ServicePorts(c) => c.apply(dp),
+            Op::ServiceTables(c) => c.apply(dp),
         }
     }
 }
@@ -697,6 +911,7 @@ mod tests {
         Runtime {
             uplink_ifindex: 7,
             ready_ports: [(1, 42)].into(),
+            health: Health::new(),
         }
     }
 
@@ -1077,5 +1292,135 @@ mod tests {
             cur.record(op);
         }
         assert_eq!(cur, gone);
+    }
+    fn with_service(s: &State) -> State {
+        let mut s = s.clone();
+        s.create_container("a2", "alice", "h2", None).unwrap();
+        s.create_service(crate::state::ServiceSpec {
+            name: "api".into(),
+            owner: "alice".into(),
+            zone: None,
+            vip: None,
+            ports: vec!["tcp/80:8080".parse().unwrap(), "udp/53".parse().unwrap()],
+            backends: vec!["a1".into(), "a2".into()],
+            health: Default::default(),
+        })
+        .unwrap();
+        s.validate().unwrap();
+        s
+    }
+
+    #[test]
+    fn services_are_planned_with_their_members_and_flag_their_backends() {
+        let s = with_service(&lab());
+        let p = HostPlan::compute(&s, "h1", &rt()).unwrap();
+        let alice = s.owner("alice").unwrap().id;
+        let vip = u32::from(Ipv4Addr::new(10, 1, 0, 1));
+        let id = service_id(0, vip);
+        assert_eq!(id, 1);
+        let key = |port, protocol| ServicePortKey {
+            vip,
+            port,
+            protocol,
+            _pad: 0,
+        };
+        assert_eq!(
+            p.service_ports.get(&key(80, 6)),
+            Some(&ServicePort {
+                service: id,
+                owner: alice,
+                target_port: 8080,
+                _pad: [0; 6]
+            })
+        );
+        assert_eq!(p.service_ports[&key(53, 17)].target_port, 53);
+        assert_eq!(p.service_ports.len(), 2);
+        let members = p.service_tables[&id];
+        assert_eq!(members.members[0], u32::from(Ipv4Addr::new(10, 1, 1, 1)));
+        assert_eq!(members.members[1], u32::from(Ipv4Addr::new(10, 1, 2, 2)));
+        assert_eq!(members.healthy, 0b11, "no report: healthy");
+        // Backends carry SERVICE_BACKEND; bob's b1 does not.
+        assert_ne!(p.endpoints[&ep(0x0101)].groups & policy::SERVICE_BACKEND, 0);
+        assert_ne!(p.endpoints[&ep(0x0202)].groups & policy::SERVICE_BACKEND, 0);
+        assert_eq!(p.endpoints[&ep(0x0201)].groups & policy::SERVICE_BACKEND, 0);
+        // A failed report on the health port (the first port's target)
+        // takes the member out of the healthy set only.
+        let mut down = rt();
+        down.health
+            .insert((Ipv4Addr::new(10, 1, 2, 2), 8080), false);
+        down.health.insert((Ipv4Addr::new(10, 1, 1, 1), 53), false);
+        let q = HostPlan::compute(&s, "h1", &down).unwrap();
+        assert_eq!(q.service_tables[&id].healthy, 0b01);
+        assert_eq!(q.service_tables[&id].members, members.members);
+        assert_eq!(
+            p.diff(&q),
+            vec![Op::ServiceTables(Change::Set {
+                key: id,
+                value: q.service_tables[&id]
+            })]
+        );
+    }
+
+    #[test]
+    fn tables_widen_before_ports_and_members_leave_before_their_flag() {
+        let s = lab();
+        let before = HostPlan::compute(&s, "h1", &rt()).unwrap();
+        let s2 = with_service(&s);
+        let after = HostPlan::compute(&s2, "h1", &rt()).unwrap();
+        let ops = before.diff(&after);
+        let at = |f: &dyn Fn(&Op) -> bool| ops.iter().position(f).expect("present");
+        let flag = at(
+            &|o| matches!(o, Op::Endpoint(Change::Set { key, value }) if *key == ep(0x0101) && value.groups & policy::SERVICE_BACKEND != 0),
+        );
+        let table = at(&|o| matches!(o, Op::ServiceTables(Change::Set { .. })));
+        let port = at(&|o| matches!(o, Op::ServicePorts(Change::Set { .. })));
+        assert!(flag < table && table < port, "{ops:?}");
+        // a1 leaves the service: the table without it comes before a1's
+        // flag goes.
+        let mut s3 = s2.clone();
+        s3.remove_service_backends("alice", "api", &["a1".into()])
+            .unwrap();
+        let left = HostPlan::compute(&s3, "h1", &rt()).unwrap();
+        let ops = after.diff(&left);
+        let id = 1;
+        assert_eq!(
+            ops,
+            vec![
+                Op::ServiceTables(Change::Set {
+                    key: id,
+                    value: left.service_tables[&id]
+                }),
+                Op::Endpoint(Change::Set {
+                    key: ep(0x0101),
+                    value: before.endpoints[&ep(0x0101)]
+                }),
+                Op::ServiceTables(Change::Set {
+                    key: id,
+                    value: left.service_tables[&id]
+                }),
+            ]
+        );
+        // The service goes: its ports before its table.
+        let mut s4 = s2.clone();
+        s4.delete_service("alice", "api").unwrap();
+        let gone = HostPlan::compute(&s4, "h1", &rt()).unwrap();
+        let ops = after.diff(&gone);
+        let port = at_of(&ops, &|o| {
+            matches!(o, Op::ServicePorts(Change::Clear { .. }))
+        });
+        let table = at_of(&ops, &|o| {
+            matches!(o, Op::ServiceTables(Change::Clear { .. }))
+        });
+        let flag = at_of(&ops, &|o| matches!(o, Op::Endpoint(Change::Set { .. })));
+        assert!(port < table && table < flag, "{ops:?}");
+        let mut cur = after.clone();
+        for op in &ops {
+            cur.record(op);
+        }
+        assert_eq!(cur, gone);
+    }
+
+    fn at_of(ops: &[Op], f: &dyn Fn(&Op) -> bool) -> usize {
+        ops.iter().position(f).expect("present")
     }
 }

@@ -25,6 +25,7 @@ mod monitor;
 mod output;
 mod owner;
 mod security_group;
+mod service;
 mod status;
 mod zone;
 
@@ -211,6 +212,12 @@ pub enum Command {
     #[command(subcommand)]
     Container(container::ContainerCommand),
 
+    /// Services: a persistent virtual address (VIP) in front of an owner's
+    /// containers, balanced at the client's host (create, delete,
+    /// add-backend, remove-backend, set, list).
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+
     /// The agent of one host: loads, attaches and pins the datapath and
     /// keeps its maps equal to the desired state.
     Agent(agent::AgentArgs),
@@ -250,6 +257,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(cmd) => group::run(cmd, global),
         Command::SecurityGroup(cmd) => security_group::run(cmd, global),
         Command::Container(cmd) => container::run(cmd, global),
+        Command::Service(cmd) => service::run(cmd, global),
         Command::Agent(args) => agent::run(args, global),
         Command::Lab(cmd) => lab::run(cmd, global),
         Command::Maps(cmd) => maps::run(cmd, global),

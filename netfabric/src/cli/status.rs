@@ -1,7 +1,9 @@
 //! `netfabric status`: one screen per host: the agent process, programs
 //! attached (with link and program ids), map pressure, counters by reason
-//! since the maps were created, and whether the store answers; before the
-//! hosts, the security groups of the store and whom each narrows.
+//! since the maps were created, whether the store answers, and the
+//! services as the host's `SERVICE_TABLES` holds them (members, shares,
+//! health); before the hosts, the security groups of the store and whom
+//! each narrows.
 
 use std::{path::Path, time::Instant};
 
@@ -13,6 +15,7 @@ use super::{GlobalArgs, OutputFormat, maps::HostSelect};
 use crate::agent::lock::{self, AgentReport};
 use crate::observe::{
     dump::{self, CounterRow},
+    names::Names,
     pins::{self, MapSummary},
     status::{AttachedProgram, attached_programs},
 };
@@ -51,10 +54,23 @@ struct HostStatus {
     maps: Vec<MapSummary>,
     counters: Vec<CounterRow>,
     monitor_events_lost: u64,
+    /// Each member of each service as this host's `SERVICE_TABLES` holds
+    /// it (`maps dump SERVICE_TABLES`): a member with no slot gets no new
+    /// flows (unhealthy).
+    services: Vec<serde_json::Value>,
+    #[serde(skip)]
+    service_rows: Vec<Vec<String>>,
 }
 
-fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<HostStatus> {
+fn host_status(
+    host: &str,
+    dir: &Path,
+    uplink: Option<&str>,
+    names: &Names,
+) -> anyhow::Result<HostStatus> {
     let snap = dump::read_counters(dir)?;
+    // Pins of a datapath without services have no table: nothing to show.
+    let services = dump::dump(dir, netfabric_common::SERVICE_TABLES, names).ok();
     let (counters, lost) = (CounterRow::rows(&snap), snap.monitor_events_lost);
     let pids = crate::conventions::agent_pids(host);
     Ok(HostStatus {
@@ -68,6 +84,11 @@ fn host_status(host: &str, dir: &Path, uplink: Option<&str>) -> anyhow::Result<H
         maps: pins::list(dir)?,
         counters,
         monitor_events_lost: lost,
+        service_rows: services
+            .as_ref()
+            .map(|d| d.rows.clone())
+            .unwrap_or_default(),
+        services: services.map(|d| d.json).unwrap_or_default(),
     })
 }
 
@@ -174,6 +195,7 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             None,
         ),
     };
+    let names = state.as_ref().map_or_else(Names::empty, Names::from_state);
     let mut report = Vec::new();
     for host in &hosts {
         let dir = crate::conventions::pin_dir(&args.select.bpffs, host);
@@ -181,7 +203,7 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|s| s.host(host))
             .map(|h| h.uplink.clone());
-        match host_status(host, &dir, uplink.as_deref()) {
+        match host_status(host, &dir, uplink.as_deref(), &names) {
             Ok(h) => report.push(h),
             // Listed a moment ago, its pins removed since (its datapath
             // uninstalled, e.g. another lab going down): nothing to report.
@@ -320,6 +342,14 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }
         println!("{t}");
         println!("monitor events lost: {}", h.monitor_events_lost);
+        if !h.service_rows.is_empty() {
+            println!("\nservices (this host's SERVICE_TABLES; 0 slots: unhealthy, no new flows):");
+            let mut t = table(&["service", "member", "backend", "slots", "share"]);
+            for row in &h.service_rows {
+                t.add_row(row.clone());
+            }
+            println!("{t}");
+        }
     }
     Ok(())
 }

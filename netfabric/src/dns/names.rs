@@ -1,6 +1,8 @@
 //! The names of one applied state, as this host's resolver sees them:
-//! `<container>.<owner>.<domain>` → A, the reverse of every container
-//! address → PTR, and who may see which name ([`Directory::visible`]).
+//! `<container>.<owner>.<domain>` → A, `<service>.<owner>.<domain>` → the
+//! service's VIP (docs/services.md#dns-names), the reverse of every
+//! container address and VIP → PTR, and who may see which name
+//! ([`Directory::visible`]).
 //!
 //! A [`Directory`] is built once per applied state and never changed: the
 //! server swaps in the next one, so a query sees one whole state.
@@ -100,6 +102,10 @@ pub struct Directory {
     containers: HashMap<String, Entry>,
     /// Address → container name.
     by_address: HashMap<Ipv4Addr, String>,
+    /// (owner name, service name) → the service's VIP entry.
+    services: HashMap<(String, String), Entry>,
+    /// VIP → (owner name, service name).
+    by_vip: HashMap<Ipv4Addr, (String, String)>,
     /// This host's containers: address → owner id (who may ask).
     local: HashMap<Ipv4Addr, u32>,
     /// Owner pairs sharing at least one group.
@@ -117,6 +123,8 @@ impl Directory {
             domain,
             containers: HashMap::new(),
             by_address: HashMap::new(),
+            services: HashMap::new(),
+            by_vip: HashMap::new(),
             local: HashMap::new(),
             shared: HashSet::new(),
             zones: Vec::new(),
@@ -147,6 +155,21 @@ impl Directory {
                     owner,
                     owner_name: c.owner.clone(),
                     address: c.address,
+                },
+            );
+        }
+        for svc in &state.services {
+            let Some(&owner) = owner_id.get(svc.owner.as_str()) else {
+                continue;
+            };
+            let id = (svc.owner.clone(), svc.name.clone());
+            d.by_vip.insert(svc.vip, id.clone());
+            d.services.insert(
+                id,
+                Entry {
+                    owner,
+                    owner_name: svc.owner.clone(),
+                    address: svc.vip,
                 },
             );
         }
@@ -215,16 +238,23 @@ impl Directory {
         if extra != 2 {
             return Resolution::NxDomain;
         }
-        let (Ok(container), Ok(owner)) = (
+        let (Ok(first), Ok(owner)) = (
             std::str::from_utf8(labels[0]),
             std::str::from_utf8(labels[1]),
         ) else {
             return Resolution::NxDomain;
         };
-        let Some(entry) = self.containers.get(container) else {
+        // A container, or else a service, of that owner (one owner's
+        // containers and services never share a name).
+        let entry = self
+            .containers
+            .get(first)
+            .filter(|e| e.owner_name == owner)
+            .or_else(|| self.services.get(&(owner.to_owned(), first.to_owned())));
+        let Some(entry) = entry else {
             return Resolution::NxDomain;
         };
-        if entry.owner_name != owner || !self.visible(asker, entry.owner) {
+        if !self.visible(asker, entry.owner) {
             return Resolution::NxDomain;
         }
         match qtype {
@@ -249,14 +279,17 @@ impl Directory {
             // (`1.10.in-addr.arpa`): nothing to say, nothing to forward.
             return Resolution::NxDomain;
         };
-        let Some(entry) = self
+        let entry = self
             .by_address
             .get(&addr)
             .and_then(|c| Some((c, self.containers.get(c)?)))
-        else {
+            .or_else(|| {
+                let id = self.by_vip.get(&addr)?;
+                Some((&id.1, self.services.get(id)?))
+            });
+        let Some((container, entry)) = entry else {
             return Resolution::NxDomain;
         };
-        let (container, entry) = entry;
         if !self.visible(asker, entry.owner) {
             return Resolution::NxDomain;
         }
@@ -275,7 +308,7 @@ impl Directory {
         }
     }
 
-    /// `<container>.<owner>.<domain>`.
+    /// `<container>.<owner>.<domain>` (or `<service>.<owner>.<domain>`).
     pub fn name_of(&self, container: &str, owner: &str) -> Result<Name, hickory_proto::ProtoError> {
         Name::from_ascii(format!("{container}.{owner}"))?.append_domain(&self.domain)
     }
@@ -387,6 +420,7 @@ mod tests {
                 c("carol-api", "carol", "h2", "10.1.2.2"),
             ],
             security_groups: Vec::new(),
+            services: Vec::new(),
             next_owner_id: 5,
         }
     }
@@ -594,6 +628,77 @@ mod tests {
                 RecordType::A
             ),
             Resolution::NotOurs
+        );
+    }
+    #[test]
+    fn services_are_named_like_containers_and_seen_by_who_may_talk_to_their_owner() {
+        let mut s = state();
+        // bob has a container named "api"; alice a service of that name.
+        s.containers.push(Container {
+            name: "api".into(),
+            owner: "bob".into(),
+            host: "h2".into(),
+            address: ip("10.1.2.3"),
+        });
+        s.services.push(crate::state::Service {
+            name: "api".into(),
+            owner: "alice".into(),
+            zone: "z".into(),
+            vip: ip("10.1.0.1"),
+            ports: vec!["tcp/80".parse().unwrap()],
+            backends: vec![crate::state::Backend {
+                container: "alice-web".into(),
+                member: 0,
+            }],
+            health: Default::default(),
+        });
+        s.validate().unwrap();
+        let d = Directory::new(parse_domain(DEFAULT_DOMAIN).unwrap(), &s, "h1", 8);
+        let q = |asker, n: &str| a_of(d.resolve(asker, &name(n), RecordType::A));
+        let svc = "api.alice.netfabric.internal.";
+        assert_eq!(q(Asker::Container(ALICE), svc), Some(ip("10.1.0.1")));
+        assert_eq!(
+            q(Asker::Container(CAROL), svc),
+            Some(ip("10.1.0.1")),
+            "shared group"
+        );
+        assert_eq!(
+            q(Asker::Container(SYSTEM_OWNER_ID), svc),
+            Some(ip("10.1.0.1"))
+        );
+        assert_eq!(
+            q(Asker::Container(BOB), svc),
+            None,
+            "bob may not talk to alice"
+        );
+        assert_eq!(
+            d.resolve(Asker::Container(BOB), &name(svc), RecordType::A),
+            Resolution::NxDomain
+        );
+        // bob's container of the same name is still his.
+        assert_eq!(
+            q(Asker::Container(BOB), "api.bob.netfabric.internal."),
+            Some(ip("10.1.2.3"))
+        );
+        // The VIP's PTR names the service.
+        match d.resolve(
+            Asker::Container(CAROL),
+            &name("1.0.1.10.in-addr.arpa."),
+            RecordType::PTR,
+        ) {
+            Resolution::Answer(r) => match &r[0].data {
+                RData::PTR(p) => assert_eq!(p.0, name(svc)),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            d.resolve(
+                Asker::Container(BOB),
+                &name("1.0.1.10.in-addr.arpa."),
+                RecordType::PTR
+            ),
+            Resolution::NxDomain
         );
     }
 }

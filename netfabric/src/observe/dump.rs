@@ -105,6 +105,10 @@ pub fn dump(pin_dir: &Path, name: &str, names: &Names) -> Result<Decoded> {
         common::COUNTERS => counters(&raw),
         common::MONITOR_LEASE => monitor_lease(&raw),
         common::CONNECTIONS => connections(&raw, names),
+        common::SERVICE_PORTS => service_ports(&raw, names),
+        common::SERVICE_TABLES => service_tables(&raw, names),
+        common::SERVICE_FLOWS => service_flows(&raw, names),
+        common::SERVICE_COUNTERS => service_counters(&raw, names),
         _ => return Err(ObserveError::UnknownMap(name.to_owned())),
     })
 }
@@ -560,6 +564,265 @@ fn connections(raw: &RawEntries, names: &Names) -> Decoded {
                 if row.replied { "yes" } else { "no" }.to_owned(),
                 format!("{age_s:.1} s"),
                 format!("{} → {}", party(c.src_owner), party(c.dst_owner)),
+            ],
+        );
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct ServicePortRow<'a> {
+    vip: Ipv4Addr,
+    port: u16,
+    protocol: &'static str,
+    service_id: u32,
+    service: Option<&'a str>,
+    owner_id: u32,
+    owner: Option<&'a str>,
+    target_port: u16,
+}
+
+/// `SERVICE_PORTS`: a VIP's port → its service and the backends' port.
+fn service_ports(raw: &RawEntries, names: &Names) -> Decoded {
+    use common::service::{ServicePort, ServicePortKey};
+    let mut d = Decoded::new(
+        common::SERVICE_PORTS,
+        &["vip port", "service", "owner", "target port"],
+    );
+    let mut entries: Vec<(ServicePortKey, ServicePort)> = raw.typed().collect();
+    entries.sort_by_key(|(k, _)| *k);
+    for (k, v) in entries {
+        let service = names.service(v.service);
+        let owner = names.owner(v.owner);
+        let row = ServicePortRow {
+            vip: Ipv4Addr::from(k.vip),
+            port: k.port,
+            protocol: protocol_name(k.protocol),
+            service_id: v.service,
+            service: service.map(|s| s.name.as_str()),
+            owner_id: v.owner,
+            owner,
+            target_port: v.target_port,
+        };
+        d.push(
+            &row,
+            vec![
+                format!("{}:{}/{}", row.vip, k.port, row.protocol),
+                names.service_label(v.service),
+                format!("{} ({})", or_id(owner, v.owner), v.owner),
+                v.target_port.to_string(),
+            ],
+        );
+    }
+    d
+}
+
+pub use crate::datapath::maps::service_tables::ServiceMembers;
+
+/// The members (and which are healthy: those holding a slot) of every
+/// service table pinned at `pin_dir`, by service id.
+pub fn service_members(pin_dir: &Path) -> Result<std::collections::BTreeMap<u32, ServiceMembers>> {
+    let map = pins::open(pin_dir, common::SERVICE_TABLES)?;
+    let raw = batch::read_all(&map, common::SERVICE_TABLES)?;
+    Ok(raw
+        .typed::<u32, common::service::ServiceTable>()
+        .map(|(id, t)| (id, ServiceMembers::of_table(&t)))
+        .collect())
+}
+
+#[derive(Serialize)]
+struct ServiceTableRow<'a> {
+    service_id: u32,
+    service: Option<&'a str>,
+    owner: Option<&'a str>,
+    member: u8,
+    backend: Ipv4Addr,
+    container: Option<&'a str>,
+    /// Lookup-table slots the member holds (0: unhealthy, no new flows).
+    slots: usize,
+    /// Its share of new flows.
+    share: f64,
+}
+
+/// `SERVICE_TABLES`: one row per member of each service, with its share
+/// of the Maglev table.
+fn service_tables(raw: &RawEntries, names: &Names) -> Decoded {
+    use common::service::{MAGLEV_SLOTS, MAX_BACKENDS, ServiceTable};
+    let mut d = Decoded::new(
+        common::SERVICE_TABLES,
+        &["service", "member", "backend", "slots", "share"],
+    );
+    let mut entries: Vec<(u32, ServiceTable)> = raw.typed().collect();
+    entries.sort_by_key(|(k, _)| *k);
+    for (id, table) in entries {
+        let mut slots = [0usize; MAX_BACKENDS];
+        for &s in table.slots.iter() {
+            if let Some(n) = slots.get_mut(usize::from(s)) {
+                *n += 1;
+            }
+        }
+        let service = names.service(id);
+        for (member, &addr) in table.members.iter().enumerate() {
+            if addr == 0 {
+                continue;
+            }
+            let backend = Ipv4Addr::from(addr);
+            let container = names.container(backend).map(|c| c.name.as_str());
+            let share = slots[member] as f64 / MAGLEV_SLOTS as f64;
+            let row = ServiceTableRow {
+                service_id: id,
+                service: service.map(|s| s.name.as_str()),
+                owner: service.map(|s| s.owner.as_str()),
+                member: member as u8,
+                backend,
+                container,
+                slots: slots[member],
+                share,
+            };
+            d.push(
+                &row,
+                vec![
+                    names.service_label(id),
+                    member.to_string(),
+                    format!("{} ({backend})", opt(container)),
+                    slots[member].to_string(),
+                    if slots[member] == 0 {
+                        "0% (unhealthy)".to_owned()
+                    } else {
+                        format!("{:.1}%", share * 100.0)
+                    },
+                ],
+            );
+        }
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct ServiceFlowRow<'a> {
+    kind: &'static str,
+    protocol: &'static str,
+    src: Ipv4Addr,
+    src_port: u16,
+    dst: Ipv4Addr,
+    dst_port: u16,
+    /// Forward: the backend; reverse: the VIP.
+    translated: Ipv4Addr,
+    translated_port: u16,
+    member: u8,
+    service_id: u32,
+    service: Option<&'a str>,
+    owner: Option<&'a str>,
+    age_s: f64,
+}
+
+/// `SERVICE_FLOWS`, most recent first.
+fn service_flows(raw: &RawEntries, names: &Names) -> Decoded {
+    use common::{
+        conntrack::ConnKey,
+        service::{FLOW_FORWARD, FLOW_REVERSE, ServiceFlow},
+    };
+    let mut d = Decoded::new(
+        common::SERVICE_FLOWS,
+        &[
+            "kind",
+            "protocol",
+            "flow",
+            "translated to",
+            "service",
+            "age",
+        ],
+    );
+    let now = Clock::monotonic_ns();
+    let mut entries: Vec<(ConnKey, ServiceFlow)> = raw.typed().collect();
+    entries.sort_by_key(|(k, f)| (std::cmp::Reverse(f.last_seen_ns), *k));
+    for (k, f) in entries {
+        let kind = match f.kind {
+            FLOW_FORWARD => "forward",
+            FLOW_REVERSE => "reverse",
+            _ => "other",
+        };
+        let service = names.service(f.service);
+        let age_s = now.saturating_sub(f.last_seen_ns) as f64 / 1e9;
+        let row = ServiceFlowRow {
+            kind,
+            protocol: protocol_name(k.protocol),
+            src: Ipv4Addr::from(k.src),
+            src_port: k.src_port,
+            dst: Ipv4Addr::from(k.dst),
+            dst_port: k.dst_port,
+            translated: Ipv4Addr::from(f.addr),
+            translated_port: f.port,
+            member: f.member,
+            service_id: f.service,
+            service: service.map(|s| s.name.as_str()),
+            owner: service.map(|s| s.owner.as_str()),
+            age_s,
+        };
+        let who = |a: Ipv4Addr| {
+            names
+                .container(a)
+                .map_or_else(|| a.to_string(), |c| format!("{} ({a})", c.name))
+        };
+        d.push(
+            &row,
+            vec![
+                kind.to_owned(),
+                row.protocol.to_owned(),
+                format!(
+                    "{}:{} → {}:{}",
+                    who(row.src),
+                    k.src_port,
+                    who(row.dst),
+                    k.dst_port
+                ),
+                format!("{}:{}", who(row.translated), f.port),
+                names.service_label(f.service),
+                format!("{age_s:.1} s"),
+            ],
+        );
+    }
+    d
+}
+
+#[derive(Serialize)]
+struct ServiceCounterRow<'a> {
+    service_id: u32,
+    service: Option<&'a str>,
+    owner: Option<&'a str>,
+    backend: Ipv4Addr,
+    container: Option<&'a str>,
+    packets: u64,
+    bytes: u64,
+}
+
+/// `SERVICE_COUNTERS`: packets and bytes per service and backend, summed
+/// over CPUs.
+fn service_counters(raw: &RawEntries, names: &Names) -> Decoded {
+    let mut d = Decoded::new(
+        common::SERVICE_COUNTERS,
+        &["service", "backend", "packets", "bytes"],
+    );
+    let counters = crate::datapath::maps::service_counters::service_counters_from_raw(raw);
+    for (k, c) in counters {
+        let service = names.service(k.service);
+        let backend = Ipv4Addr::from(k.backend);
+        let container = names.container(backend).map(|c| c.name.as_str());
+        d.push(
+            ServiceCounterRow {
+                service_id: k.service,
+                service: service.map(|s| s.name.as_str()),
+                owner: service.map(|s| s.owner.as_str()),
+                backend,
+                container,
+                packets: c.packets,
+                bytes: c.bytes,
+            },
+            vec![
+                names.service_label(k.service),
+                format!("{} ({backend})", opt(container)),
+                c.packets.to_string(),
+                c.bytes.to_string(),
             ],
         );
     }

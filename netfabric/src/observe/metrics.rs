@@ -11,6 +11,7 @@
 //! | `netfabric_packets_total`, `netfabric_bytes_total` | counter | `direction`, `verdict`, `reason` |
 //! | `netfabric_monitor_events_lost_total` | counter | |
 //! | `netfabric_connections_created_total` | counter | |
+//! | `netfabric_service_packets_total`, `netfabric_service_bytes_total` | counter | `service`, `owner`, `backend` |
 //! | `netfabric_map_entries`, `netfabric_map_capacity` | gauge | `map` |
 //! | `netfabric_map_full_total` | counter | `map` |
 //! | `netfabric_reconciles_total`, `netfabric_reconcile_errors_total` | counter | |
@@ -23,7 +24,12 @@
 //! | `netfabric_dns_queries_total` | counter | `protocol` (`udp`, `tcp`) |
 //! | `netfabric_dns_responses_total` | counter | `outcome` ([`DnsOutcome`]) |
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    sync::{Arc, RwLock},
+};
 
 use aya::maps::MapData;
 use netfabric_common::{self as common, Direction, DropReason, Forward, Verdict};
@@ -41,7 +47,8 @@ use prometheus_client::{
 };
 
 use super::{ObserveError, pins};
-use crate::datapath::{CounterSnapshot, batch};
+use crate::datapath::{CounterSnapshot, batch, maps::service_counters::service_counters_from_raw};
+use crate::state::State;
 use crate::store::StoreHealth;
 
 /// The `map` label.
@@ -387,18 +394,135 @@ pub fn all_verdicts() -> impl Iterator<Item = (Direction, Verdict)> {
     })
 }
 
-/// Sums the pinned per-CPU `COUNTERS` at scrape time.
+/// The names the `SERVICE_COUNTERS` series are labelled with, from the
+/// desired state the agent applies: service id → (service, owner), backend
+/// address → container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceLabels {
+    services: BTreeMap<u32, (String, String)>,
+    backends: BTreeMap<Ipv4Addr, String>,
+}
+
+impl ServiceLabels {
+    /// The labels of `state`'s services (bounded by the services: the
+    /// containers are found by name in the sorted list, or by a scan when
+    /// the list is not sorted).
+    pub fn of_state(state: &State) -> Self {
+        let mut out = ServiceLabels::default();
+        let slots: BTreeMap<&str, u32> = state
+            .zones
+            .iter()
+            .map(|z| (z.name.as_str(), z.slot))
+            .collect();
+        let sorted = state.containers.is_sorted_by(|a, b| a.name <= b.name);
+        for svc in &state.services {
+            let Some(&slot) = slots.get(svc.zone.as_str()) else {
+                continue;
+            };
+            out.services.insert(
+                common::service::service_id(slot, u32::from(svc.vip)),
+                (svc.name.clone(), svc.owner.clone()),
+            );
+            for b in &svc.backends {
+                let c = if sorted {
+                    state
+                        .containers
+                        .binary_search_by(|c| c.name.cmp(&b.container))
+                        .ok()
+                        .map(|i| &state.containers[i])
+                } else {
+                    state.container(&b.container)
+                };
+                if let Some(c) = c {
+                    out.backends.insert(c.address, c.name.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sums the pinned per-CPU `COUNTERS` (and `SERVICE_COUNTERS`) at scrape
+/// time.
 #[derive(Debug)]
 pub struct DatapathCollector {
     counters: MapData,
+    /// `None`: pins of a datapath without services.
+    service_counters: Option<MapData>,
+    service_labels: Arc<RwLock<ServiceLabels>>,
 }
 
 impl DatapathCollector {
-    /// Opens the pinned `COUNTERS` of the host pinned at `pin_dir`.
-    pub fn open(pin_dir: &Path) -> Result<Self, ObserveError> {
+    /// Opens the pinned `COUNTERS` and `SERVICE_COUNTERS` of the host pinned
+    /// at `pin_dir`; the services' series are labelled with what
+    /// `service_labels` holds at scrape time.
+    pub fn open(
+        pin_dir: &Path,
+        service_labels: Arc<RwLock<ServiceLabels>>,
+    ) -> Result<Self, ObserveError> {
+        let service_counters = pins::open(pin_dir, common::SERVICE_COUNTERS)
+            .inspect_err(|e| tracing::warn!(error = %e, "no service counters in /metrics"))
+            .ok();
         Ok(DatapathCollector {
             counters: pins::open(pin_dir, common::COUNTERS)?,
+            service_counters,
+            service_labels,
         })
+    }
+
+    /// `netfabric_service_packets_total` and `_bytes_total`: one series
+    /// per (service, backend) the programs counted.
+    fn encode_services(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(map) = &self.service_counters else {
+            return Ok(());
+        };
+        let counters = match batch::read_all(map, common::SERVICE_COUNTERS) {
+            Ok(raw) => service_counters_from_raw(&raw),
+            Err(e) => {
+                tracing::error!(error = %e, "reading SERVICE_COUNTERS for /metrics");
+                return Ok(());
+            }
+        };
+        let labels = self
+            .service_labels
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        for (name, help, pick) in [
+            (
+                "netfabric_service_packets",
+                "Packets balanced to a service's backend at this host (clients of this host)",
+                0usize,
+            ),
+            (
+                "netfabric_service_bytes",
+                "Bytes balanced to a service's backend at this host (clients of this host)",
+                1,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (k, c) in &counters {
+                let (service, owner) = labels
+                    .services
+                    .get(&k.service)
+                    .cloned()
+                    .unwrap_or_else(|| (format!("#{}", k.service), String::new()));
+                let addr = Ipv4Addr::from(k.backend);
+                let backend = labels
+                    .backends
+                    .get(&addr)
+                    .cloned()
+                    .unwrap_or_else(|| addr.to_string());
+                let set = [
+                    ("service", service.as_str()),
+                    ("owner", owner.as_str()),
+                    ("backend", backend.as_str()),
+                ];
+                let n = if pick == 0 { c.packets } else { c.bytes };
+                ConstCounter::new(n).encode(family.encode_family(&set)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -455,7 +579,7 @@ impl Collector for DatapathCollector {
             None,
             lost_counter.metric_type(),
         )?)?;
-        Ok(())
+        self.encode_services(&mut encoder)
     }
 }
 

@@ -20,6 +20,14 @@ pub struct ContainerName {
     pub host: String,
 }
 
+/// A service as the decoders need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceName {
+    pub name: String,
+    pub owner: String,
+    pub vip: Ipv4Addr,
+}
+
 /// Reverse indexes of one desired state.
 #[derive(Debug, Clone, Default)]
 pub struct Names {
@@ -30,6 +38,8 @@ pub struct Names {
     groups_of: BTreeMap<String, BTreeSet<String>>,
     /// Group key (`netfabric_common::policy::group_key`) → group name.
     group_keys: BTreeMap<u32, String>,
+    /// Service id (`netfabric_common::service::service_id`) → service.
+    services: BTreeMap<u32, ServiceName>,
     /// Whether a state was loaded at all.
     pub loaded: bool,
 }
@@ -88,6 +98,21 @@ impl Names {
                 })
                 .collect(),
             groups_of,
+            services: state
+                .services
+                .iter()
+                .filter_map(|svc| {
+                    let slot = *zone_slot.get(svc.zone.as_str())?;
+                    Some((
+                        netfabric_common::service::service_id(slot, u32::from(svc.vip)),
+                        ServiceName {
+                            name: svc.name.clone(),
+                            owner: svc.owner.clone(),
+                            vip: svc.vip,
+                        },
+                    ))
+                })
+                .collect(),
             group_keys: state
                 .groups
                 .iter()
@@ -158,6 +183,17 @@ impl Names {
     /// The group whose key (`netfabric_common::policy::group_key`) is `key`.
     pub fn group_of_key(&self, key: u32) -> Option<&str> {
         self.group_keys.get(&key).map(String::as_str)
+    }
+
+    /// The service of a service id.
+    pub fn service(&self, id: u32) -> Option<&ServiceName> {
+        self.services.get(&id)
+    }
+
+    /// `owner/name` of a service id, or `#<id>`.
+    pub fn service_label(&self, id: u32) -> String {
+        self.service(id)
+            .map_or_else(|| format!("#{id}"), |s| format!("{}/{}", s.owner, s.name))
     }
 
     /// The groups owners `a` and `b` share (by owner id).

@@ -6,7 +6,7 @@
 //! build, clone or validate whole).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::Ipv4Addr,
 };
 
@@ -15,6 +15,7 @@ use super::{
     error::path,
     model::{Container, Group, Host, MAX_CONTAINERS_PER_HOST, Owner, State, Zone, is_valid_name},
     security::{SecurityGroup, Via},
+    services::Service,
     validate::check_address_on_host,
 };
 
@@ -27,6 +28,7 @@ pub enum Object {
     Group(Group),
     Container(Container),
     SecurityGroup(SecurityGroup),
+    Service(Service),
     /// The id the next owner gets ([`State::next_owner_id`]).
     NextOwnerId(u32),
 }
@@ -41,6 +43,8 @@ pub enum ObjectId {
     Container(String),
     /// A security group: its owner and way in.
     SecurityGroup(String, Via),
+    /// A service: its owner and name.
+    Service(String, String),
     NextOwnerId,
 }
 
@@ -80,6 +84,13 @@ impl Object {
         }
     }
 
+    pub fn service(&self) -> Option<&Service> {
+        match self {
+            Object::Service(s) => Some(s),
+            _ => None,
+        }
+    }
+
     pub fn id(&self) -> ObjectId {
         match self {
             Object::Zone(z) => ObjectId::Zone(z.name.clone()),
@@ -88,6 +99,7 @@ impl Object {
             Object::Group(g) => ObjectId::Group(g.name.clone()),
             Object::Container(c) => ObjectId::Container(c.name.clone()),
             Object::SecurityGroup(g) => ObjectId::SecurityGroup(g.owner.clone(), g.via.clone()),
+            Object::Service(s) => ObjectId::Service(s.owner.clone(), s.name.clone()),
             Object::NextOwnerId(_) => ObjectId::NextOwnerId,
         }
     }
@@ -179,6 +191,7 @@ pub fn objects(state: &State) -> Vec<Object> {
             .cloned()
             .map(Object::SecurityGroup),
     );
+    out.extend(state.services.iter().cloned().map(Object::Service));
     out.push(Object::NextOwnerId(state.next_owner_id));
     out
 }
@@ -245,6 +258,18 @@ impl State {
                         (Err(_), _) => {}
                     }
                 }
+                ObjectId::Service(owner, name) => {
+                    let list = &mut self.services;
+                    let at = list.binary_search_by(|s| (&s.owner, &s.name).cmp(&(owner, name)));
+                    match (at, after.and_then(Object::service)) {
+                        (Ok(i), Some(svc)) => list[i] = svc.clone(),
+                        (Ok(i), None) => {
+                            list.remove(i);
+                        }
+                        (Err(i), Some(svc)) => list.insert(i, svc.clone()),
+                        (Err(_), None) => {}
+                    }
+                }
                 ObjectId::NextOwnerId => {
                     if let Some(Object::NextOwnerId(n)) = after {
                         self.next_owner_id = *n;
@@ -275,6 +300,14 @@ pub struct FollowedState {
     /// Container address → container name, and containers per host.
     addresses: HashMap<Ipv4Addr, String>,
     per_host: HashMap<String, usize>,
+    /// The containers that are a service's backend (and of how many): a
+    /// change of one validates whole (its services' rules may break).
+    backends: HashMap<String, usize>,
+    /// (owner, service name): a container of that owner may not take the
+    /// name.
+    service_names: HashSet<(String, String)>,
+    /// VIP → the service (owner, name) that has it.
+    vips: HashMap<Ipv4Addr, (String, String)>,
 }
 
 impl FollowedState {
@@ -289,6 +322,9 @@ impl FollowedState {
             hosts: HashMap::new(),
             addresses: HashMap::new(),
             per_host: HashMap::new(),
+            backends: HashMap::new(),
+            service_names: HashSet::new(),
+            vips: HashMap::new(),
         };
         let verdict = me.validate_whole();
         (me, verdict)
@@ -311,7 +347,7 @@ impl FollowedState {
     /// when it can). The state moves on even when it is invalid: a later
     /// change may repair it.
     pub fn apply(&mut self, changes: &Changes) -> Result<(), StateError> {
-        let incremental = self.valid && changes.iter().all(|c| checked_alone(c, &self.state));
+        let incremental = self.valid && changes.iter().all(|c| self.checked_alone(c));
         // Index moves first (they need the objects before the change).
         if incremental {
             self.unindex_before(changes);
@@ -357,10 +393,99 @@ impl FollowedState {
         for c in &s.containers {
             *self.per_host.entry(c.host.clone()).or_default() += 1;
         }
+        self.backends.clear();
+        self.service_names.clear();
+        self.vips.clear();
+        for svc in &s.services {
+            for b in &svc.backends {
+                *self.backends.entry(b.container.clone()).or_default() += 1;
+            }
+            self.service_names
+                .insert((svc.owner.clone(), svc.name.clone()));
+            self.vips
+                .insert(svc.vip, (svc.owner.clone(), svc.name.clone()));
+        }
+    }
+
+    fn index_service(&mut self, svc: &Service) {
+        for b in &svc.backends {
+            *self.backends.entry(b.container.clone()).or_default() += 1;
+        }
+        self.service_names
+            .insert((svc.owner.clone(), svc.name.clone()));
+        self.vips
+            .insert(svc.vip, (svc.owner.clone(), svc.name.clone()));
+    }
+
+    fn unindex_service(&mut self, svc: &Service) {
+        for b in &svc.backends {
+            if let Some(n) = self.backends.get_mut(&b.container) {
+                *n -= 1;
+                if *n == 0 {
+                    self.backends.remove(&b.container);
+                }
+            }
+        }
+        let id = (svc.owner.clone(), svc.name.clone());
+        self.service_names.remove(&id);
+        if self.vips.get(&svc.vip) == Some(&id) {
+            self.vips.remove(&svc.vip);
+        }
+    }
+
+    /// A service's rules against the indexes: its own
+    /// ([`State::validate_service`], containers found by binary search in
+    /// the sorted list) and a VIP no other service has.
+    fn check_service(&self, svc: &Service) -> Result<(), StateError> {
+        let s = &self.state;
+        s.validate_service(
+            svc,
+            |name| {
+                s.containers
+                    .binary_search_by(|c| c.name.as_str().cmp(name))
+                    .ok()
+                    .map(|i| &s.containers[i])
+            },
+            |host| {
+                self.hosts
+                    .get(host)
+                    .and_then(|&i| s.hosts.get(i))
+                    .map(|h| h.zone.as_str())
+            },
+        )?;
+        if let Some((owner, name)) = self.vips.get(&svc.vip)
+            && (owner != &svc.owner || name != &svc.name)
+        {
+            return Err(StateError::Duplicate {
+                field: svc.field("vip"),
+                value: svc.vip.to_string(),
+                other: format!("service {owner}/{name}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Can this change be validated against the indexes alone? Containers
+    /// that are no service's backend, services, groups (any change, while
+    /// no security group exists), owners added, `next_owner_id` growing.
+    /// Security groups validate whole.
+    fn checked_alone(&self, c: &ObjectChange) -> bool {
+        let backend = |o: &Option<Object>| {
+            o.as_ref()
+                .and_then(Object::container)
+                .is_some_and(|k| self.backends.contains_key(&k.name))
+        };
+        if backend(&c.before) || backend(&c.after) {
+            return false;
+        }
+        checked_alone(c, &self.state)
     }
 
     fn unindex_before(&mut self, changes: &Changes) {
         for c in changes.iter() {
+            if let Some(Object::Service(old)) = &c.before {
+                self.unindex_service(old);
+            }
             if let Some(Object::Container(old)) = &c.before {
                 if self.addresses.get(&old.address) == Some(&old.name) {
                     self.addresses.remove(&old.address);
@@ -394,6 +519,13 @@ impl FollowedState {
                     *self.per_host.entry(k.host.clone()).or_default() += 1;
                 }
                 _ => {}
+            }
+        }
+        // Services last: they name containers of the same change.
+        for c in changes.iter() {
+            if let Some(Object::Service(svc)) = &c.after {
+                self.check_service(svc)?;
+                self.index_service(svc);
             }
         }
         Ok(())
@@ -442,6 +574,14 @@ impl FollowedState {
     fn check_container(&self, container: &Container) -> Result<(), StateError> {
         check_name("containers", &container.name)?;
         let field = |leaf: &str| path("containers", &container.name, leaf);
+        if self
+            .service_names
+            .contains(&(container.owner.clone(), container.name.clone()))
+        {
+            // The whole validation names the service's field; the verdict
+            // is the same.
+            return self.state.validate();
+        }
         if !self.owners.contains_key(&container.owner) {
             return Err(StateError::UnknownReference {
                 field: field("owner"),
@@ -480,9 +620,11 @@ impl FollowedState {
     }
 }
 
-/// Can this change be validated against the indexes alone? Containers,
-/// groups (any change, while no security group exists), owners added,
-/// `next_owner_id` growing. Security groups validate whole.
+/// Can this change be validated against the indexes alone (before the
+/// backends are considered: [`FollowedState::checked_alone`])?
+/// Containers, services, groups (any change, while no security group
+/// exists), owners added, `next_owner_id` growing. Security groups
+/// validate whole.
 fn checked_alone(c: &ObjectChange, state: &State) -> bool {
     match (&c.before, &c.after) {
         (Some(Object::Container(_)) | None, Some(Object::Container(_)) | None) => {
@@ -492,6 +634,9 @@ fn checked_alone(c: &ObjectChange, state: &State) -> bool {
         // many rules a pair gets): with any security group, validate whole.
         (Some(Object::Group(_)) | None, Some(Object::Group(_)) | None) => {
             (c.before.is_some() || c.after.is_some()) && state.security_groups.is_empty()
+        }
+        (Some(Object::Service(_)) | None, Some(Object::Service(_)) | None) => {
+            c.before.is_some() || c.after.is_some()
         }
         (None, Some(Object::Owner(_))) => true,
         (_, Some(Object::NextOwnerId(n))) => *n >= state.next_owner_id,
@@ -747,6 +892,104 @@ mod tests {
         }
         n.normalize();
         n
+    }
+
+    /// A random edit of `s` that touches services: create one (backends
+    /// among containers of any owner, possibly named like a container),
+    /// add or remove a backend, delete one or a container.
+    fn edit_services(s: &State, rng: &mut Rng) -> State {
+        use crate::state::ServiceSpec;
+        let mut n = s.clone();
+        let owner = |rng: &mut Rng| ["alice", "bob", "carol", "ghost"][rng.below(4) as usize];
+        let container = |n: &State, rng: &mut Rng| {
+            (!n.containers.is_empty()).then(|| {
+                n.containers[rng.below(n.containers.len() as u64) as usize]
+                    .name
+                    .clone()
+            })
+        };
+        match rng.below(5) {
+            0 | 1 => {
+                let backends = (0..rng.below(3))
+                    .filter_map(|_| container(&n, rng))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let name = ["api", "www", "c1", "c2"][rng.below(4) as usize];
+                let _ = n.create_service(ServiceSpec {
+                    name: name.into(),
+                    owner: owner(rng).into(),
+                    zone: None,
+                    vip: (rng.below(4) == 0)
+                        .then(|| Ipv4Addr::new(10, 1, rng.below(2) as u8, 1 + rng.below(3) as u8)),
+                    ports: vec!["tcp/80".parse().unwrap()],
+                    backends,
+                    health: Default::default(),
+                });
+            }
+            2 => {
+                if let (Some(i), Some(c)) = (
+                    (!n.services.is_empty()).then(|| rng.below(n.services.len() as u64) as usize),
+                    container(&n, rng),
+                ) {
+                    let (o, name) = (n.services[i].owner.clone(), n.services[i].name.clone());
+                    if rng.below(2) == 0 {
+                        let _ = n.add_service_backends(&o, &name, &[c]);
+                    } else {
+                        let _ = n.remove_service_backends(&o, &name, &[c]);
+                    }
+                }
+            }
+            3 => {
+                if !n.services.is_empty() {
+                    let i = rng.below(n.services.len() as u64) as usize;
+                    n.services.remove(i);
+                }
+            }
+            _ => {
+                // Bypassing the operation's refusal: a backend deleted.
+                if let Some(c) = container(&n, rng) {
+                    n.containers.retain(|x| x.name != c);
+                }
+            }
+        }
+        n.normalize();
+        n
+    }
+
+    #[test]
+    fn followed_states_with_services_validate_as_the_whole_does() {
+        let mut rng = Rng(0x5eed_5e71_0000_0001);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..100 {
+            let mut store = base();
+            let (mut followed, _) = FollowedState::new(store.clone());
+            for step in 0..30 {
+                let next = if rng.below(2) == 0 {
+                    edit_services(&store, &mut rng)
+                } else {
+                    edit(&store, &mut rng)
+                };
+                let changes = Changes::between(&store, &next);
+                let verdict = followed.apply(&changes);
+                assert_eq!(followed.state(), &next, "step {step}: the state followed");
+                assert_eq!(
+                    verdict.is_ok(),
+                    next.validate().is_ok(),
+                    "step {step}: {verdict:?} vs {:?} for {changes:?}",
+                    next.validate()
+                );
+                if verdict.is_ok() && !next.services.is_empty() {
+                    accepted += 1;
+                }
+                refused += usize::from(verdict.is_err());
+                store = next;
+            }
+        }
+        assert!(
+            accepted > 100 && refused > 100,
+            "{accepted} accepted, {refused} refused"
+        );
     }
 
     /// With security groups, a group change is validated whole: a member

@@ -2,7 +2,8 @@
 //! validation, and the operations that change it (including persistent
 //! container addressing).
 //!
-//! * [`model`]: zones, hosts, owners, groups, containers, as stored.
+//! * [`model`]: zones, hosts, owners, groups, containers, as stored;
+//!   [`security`] and [`services`]: security groups and services.
 //! * [`validate`](State::validate): every rule, errors naming the field.
 //! * [`changes`]: a change object by object, and a state followed change
 //!   by change ([`FollowedState`]), validated by what the change touches.
@@ -23,6 +24,7 @@ mod ops;
 mod prefix;
 mod scopes;
 pub mod security;
+pub mod services;
 mod validate;
 
 pub use changes::{Changes, FollowedState, Object, ObjectChange, ObjectId};
@@ -34,4 +36,7 @@ pub use model::{
 };
 pub use ops::HostSpec;
 pub use security::{Allow, Protocol, SecurityGroup, Via};
+pub use services::{
+    Backend, HealthCheck, MAX_SERVICE_PORTS, Service, ServicePortSpec, ServiceSpec, service_range,
+};
 pub use validate::ZONE_RANGES;

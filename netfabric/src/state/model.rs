@@ -1,5 +1,5 @@
 //! The desired state as stored: zones, hosts, owners, groups, containers,
-//! security groups.
+//! security groups, services.
 //!
 //! Every collection is a list of named objects kept sorted by name (the
 //! order is only cosmetic; nothing depends on it). References between objects
@@ -47,6 +47,9 @@ pub struct State {
     /// (owner, via).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<super::security::SecurityGroup>,
+    /// Services (docs/services.md); unique per (owner, name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<super::services::Service>,
     /// The id the next owner gets. Only ever grows, so that an owner id is
     /// never reused (a stale map entry can never grant a new owner access).
     pub next_owner_id: u32,
@@ -66,6 +69,7 @@ impl Default for State {
             groups: Vec::new(),
             containers: Vec::new(),
             security_groups: Vec::new(),
+            services: Vec::new(),
             next_owner_id: SYSTEM_OWNER_ID + 1,
         }
     }
@@ -219,6 +223,8 @@ impl State {
         self.containers.sort_by(|a, b| a.name.cmp(&b.name));
         self.security_groups
             .sort_by(|a, b| (&a.owner, &a.via).cmp(&(&b.owner, &b.via)));
+        self.services
+            .sort_by(|a, b| (&a.owner, &a.name).cmp(&(&b.owner, &b.name)));
     }
 }
 

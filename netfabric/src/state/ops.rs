@@ -115,6 +115,24 @@ impl State {
                 hint: "delete its hosts first",
             });
         }
+        let services: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| s.zone == name)
+            .map(|s| s.id())
+            .collect();
+        if !services.is_empty() {
+            return Err(StateError::InUse {
+                field,
+                kind: "zone",
+                name: name.to_owned(),
+                users: format!(
+                    "services {}",
+                    list_names(services.iter().map(String::as_str))
+                ),
+                hint: "delete its services first",
+            });
+        }
         self.zones.retain(|z| z.name != name);
         Ok(())
     }
@@ -293,6 +311,24 @@ impl State {
                 name: name.to_owned(),
                 users: format!("containers {}", list_names(owned.into_iter())),
                 hint: "delete its containers first",
+            });
+        }
+        let services: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| s.owner == name)
+            .map(|s| s.id())
+            .collect();
+        if !services.is_empty() {
+            return Err(StateError::InUse {
+                field,
+                kind: "owner",
+                name: name.to_owned(),
+                users: format!(
+                    "services {}",
+                    list_names(services.iter().map(String::as_str))
+                ),
+                hint: "delete its services first",
             });
         }
         let groups: Vec<&str> = self
@@ -507,6 +543,16 @@ impl State {
                 name: owner.to_owned(),
             });
         }
+        if let Some(service) = self.service(owner, name) {
+            return Err(StateError::invalid(
+                field("name"),
+                format!(
+                    "{owner} has a service named {name} ({}): a service and a container of one \
+                     owner share the DNS names <name>.<owner>.<domain>",
+                    service.vip
+                ),
+            ));
+        }
         let Some(host_def) = self.host(host) else {
             return Err(StateError::UnknownReference {
                 field: field("host"),
@@ -548,12 +594,28 @@ impl State {
             .map(|d| Ipv4Addr::new(a, b, c, d))
     }
 
+    /// Deletes a container. A backend of a service is refused, naming the
+    /// services: its open flows would be cut without anyone asking, so the
+    /// operator removes it from them first (`service remove-backend`).
     pub fn delete_container(&mut self, name: &str) -> Result<(), StateError> {
         if self.container(name).is_none() {
             return Err(StateError::NotFound {
                 field: path("containers", name, ""),
                 kind: "container",
                 name: name.to_owned(),
+            });
+        }
+        let services: Vec<String> = self.services_of_backend(name).map(|s| s.id()).collect();
+        if !services.is_empty() {
+            return Err(StateError::InUse {
+                field: path("containers", name, ""),
+                kind: "container",
+                name: name.to_owned(),
+                users: format!(
+                    "services {} as a backend",
+                    list_names(services.iter().map(String::as_str))
+                ),
+                hint: "remove it from them first (service remove-backend)",
             });
         }
         self.containers.retain(|c| c.name != name);

@@ -2,7 +2,7 @@
 //!
 //! [`State::validate`] returns the first broken rule, checked in this order:
 //! names (well-formed, unique in their list), zones, owners, groups, hosts,
-//! containers. A store validates the whole new state before committing any
+//! containers, services. A store validates the whole new state before committing any
 //! change, so a state that is stored is always valid.
 
 use std::{
@@ -63,7 +63,8 @@ impl State {
         self.validate_groups()?;
         self.validate_security_groups()?;
         self.validate_hosts()?;
-        self.validate_containers()
+        self.validate_containers()?;
+        self.validate_services()
     }
 
     fn validate_names(&self) -> Result<(), StateError> {

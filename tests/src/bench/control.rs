@@ -17,7 +17,7 @@ use netfabric::{
         plan::{EndpointKey, NextHopKey, UnderlayHop},
     },
     datapath::{Datapath, LoadOptions},
-    state::{Changes, Container, FollowedState, Group, HostSpec, Owner, State},
+    state::{Changes, Container, FollowedState, Group, HostSpec, Owner, ServiceSpec, State},
 };
 use netfabric_common::{Endpoint, HostConfig, OwnerPair};
 use serde_json::{Value, json};
@@ -207,6 +207,7 @@ pub fn run(settings: &Settings) -> Result<Control> {
     let rt = Runtime {
         uplink_ifindex: 1,
         ready_ports: BTreeMap::new(),
+        health: Default::default(),
     };
     let mut planned = Vec::new();
     let mut planner = None;
@@ -260,6 +261,76 @@ pub fn run(settings: &Settings) -> Result<Control> {
             &mut dp,
         )?);
     }
+    // Services on the full zone: 254 (the zone's service range is full),
+    // each over half of its owner's containers; then single changes: a
+    // backend joins a service, a backend's health report flips.
+    let mut next = planner.state().clone();
+    let mut spare = Vec::new();
+    for o in 0..254u32 {
+        let owner = format!("o{o}");
+        let mine: Vec<String> = next
+            .containers
+            .iter()
+            .filter(|c| c.owner == owner)
+            .map(|c| c.name.clone())
+            .collect();
+        let (backends, rest) = mine.split_at(mine.len() / 2);
+        next.create_service(ServiceSpec {
+            name: format!("svc{o}"),
+            owner: owner.clone(),
+            zone: None,
+            vip: None,
+            ports: vec!["tcp/80:8080".parse()?, "udp/53".parse()?],
+            backends: backends.to_vec(),
+            health: Default::default(),
+        })?;
+        if let Some(c) = rest.first() {
+            spare.push((owner, format!("svc{o}"), c.clone()));
+        }
+    }
+    next.normalize();
+    let changes = Changes::between(followed.state(), &next);
+    followed.apply(&changes)?;
+    let update = planner.update_changes(&changes, &rt)?;
+    let ops = match &update.touched {
+        Touched::Keys(keys) => current.diff_keys(planner.plan(), keys),
+        Touched::All => current.diff(planner.plan()),
+    };
+    for op in &ops {
+        agent::apply(&mut dp, op)?;
+        current.record(op);
+    }
+    let mut backend_joins = Vec::new();
+    let mut health_flips = Vec::new();
+    let mut rt = rt;
+    for (owner, name, container) in spare.iter().take(n_agent) {
+        let mut next = planner.state().clone();
+        next.add_service_backends(owner, name, std::slice::from_ref(container))?;
+        backend_joins.push(change_to_maps(
+            &mut followed,
+            &mut planner,
+            next,
+            &rt,
+            &mut current,
+            &mut dp,
+        )?);
+        let address = planner
+            .state()
+            .container(container)
+            .context("the backend exists")?
+            .address;
+        let healthy = rt.health.get(&(address, 8080)).copied().unwrap_or(true);
+        rt.health.insert((address, 8080), !healthy);
+        let same = planner.state().clone();
+        health_flips.push(change_to_maps(
+            &mut followed,
+            &mut planner,
+            same,
+            &rt,
+            &mut current,
+            &mut dp,
+        )?);
+    }
     anyhow::ensure!(
         current == *planner.plan()
             && *planner.plan() == HostPlan::compute(planner.state(), LOCAL_HOST_NAME, &rt)?,
@@ -288,6 +359,16 @@ pub fn run(settings: &Settings) -> Result<Control> {
     rows.push(Timed {
         what: "single change: an owner joins a group (store change event to last map write)",
         seconds: Stats::of(&joined),
+        target: 1e-3,
+    });
+    rows.push(Timed {
+        what: "single change: a backend joins a service, 254 services (store change event to last map write)",
+        seconds: Stats::of(&backend_joins),
+        target: 1e-3,
+    });
+    rows.push(Timed {
+        what: "single change: a backend's health flips, 254 services (report to last map write)",
+        seconds: Stats::of(&health_flips),
         target: 1e-3,
     });
     Ok(Control {

@@ -15,7 +15,7 @@ use netfabric_common::{
     service::{MAX_BACKENDS, NO_MEMBER, ServiceTable, populate},
 };
 
-use super::{DesiredMap, Entries, Result};
+use super::{Change, DesiredMap, Entries, Result};
 use crate::datapath::{Datapath, batch, hash_insert, hash_remove};
 
 /// A service's members by member index (backend container addresses, host
@@ -88,10 +88,32 @@ impl DesiredMap for ServiceTables {
             .collect())
     }
 
-    // A table that goes is cleared after its ports (narrowing); a changed
-    // or new one is written before any port that leads to it (widening). A
-    // member that leaves or turns unhealthy is a rewrite of the whole
-    // table either way: one atomic update.
+    /// A table that goes is cleared after its ports (narrowing). A member
+    /// that leaves (or whose index another container takes) is taken out
+    /// with the narrowing writes: the table without it, before its
+    /// endpoint loses `SERVICE_BACKEND` and before anything widens; the
+    /// new or changed table is written whole with the widening writes,
+    /// after the endpoints and before any port that leads to it. Health
+    /// alone never narrows (an unhealthy member keeps its flows).
+    fn narrowing(
+        key: u32,
+        current: &ServiceMembers,
+        desired: Option<&ServiceMembers>,
+    ) -> Option<Change<Self>> {
+        let Some(desired) = desired else {
+            return Some(Change::Clear { key });
+        };
+        let mut kept = *current;
+        let mut left = false;
+        for (i, (m, d)) in kept.members.iter_mut().zip(desired.members).enumerate() {
+            if *m != 0 && *m != d {
+                *m = 0;
+                kept.healthy &= !(1u128 << i);
+                left = true;
+            }
+        }
+        left.then_some(Change::Set { key, value: kept })
+    }
 }
 
 impl Datapath {

@@ -13,6 +13,7 @@
 //! | `<prefix>groups/<name>` | [`Group`] |
 //! | `<prefix>containers/<name>` | [`Container`] |
 //! | `<prefix>security-groups/<owner>/via/<group>`, `<prefix>security-groups/<owner>/own` | [`SecurityGroup`] |
+//! | `<prefix>services/<owner>/<name>` | [`Service`] |
 //! | `<prefix>meta/next_owner_id` | decimal |
 //! | `<prefix>meta/commit` | `{"by": "<pid>@<host>", "at_ms": N, "id": "<unique>"}`, written by every commit |
 //!
@@ -112,7 +113,8 @@ pub use url::{DEFAULT_PREFIX, EtcdConfig, TlsFiles, redact};
 
 use super::{Change, Revision, Snapshot, Store, StoreError, StoreHealth, Update, Watch};
 use crate::state::{
-    Changes, Container, FollowedState, Group, Host, Object, Owner, SecurityGroup, State, Via, Zone,
+    Changes, Container, FollowedState, Group, Host, Object, Owner, SecurityGroup, Service, State,
+    Via, Zone,
 };
 
 /// Longest wait for one etcd request.
@@ -764,6 +766,11 @@ fn security_group_key(sg: &SecurityGroup) -> String {
     }
 }
 
+/// The key (without prefix) of a service: one per (owner, name).
+fn service_key(svc: &Service) -> String {
+    format!("services/{}/{}", svc.owner, svc.name)
+}
+
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("the state serialises")
 }
@@ -789,6 +796,9 @@ fn encode(state: &State) -> BTreeMap<String, Vec<u8>> {
     for sg in &state.security_groups {
         kvs.insert(security_group_key(sg), json(sg));
     }
+    for svc in &state.services {
+        kvs.insert(service_key(svc), json(svc));
+    }
     kvs.insert(
         NEXT_OWNER_ID.to_owned(),
         state.next_owner_id.to_string().into_bytes(),
@@ -807,6 +817,7 @@ fn is_object_key(rel: &str) -> bool {
             "groups/",
             "containers/",
             "security-groups/",
+            "services/",
         ]
         .iter()
         .any(|p| rel.starts_with(p))
@@ -844,6 +855,17 @@ fn decode(rel: &str, value: &[u8]) -> Result<Option<Object>, String> {
             }
             Object::SecurityGroup(sg)
         }
+        "services" => {
+            let svc: Service = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+            let expected = service_key(&svc);
+            if rel != expected {
+                return Err(format!(
+                    "the key names {rel:?} but the value is service {} (key {expected:?})",
+                    svc.id()
+                ));
+            }
+            Object::Service(svc)
+        }
         "meta" if rel == NEXT_OWNER_ID => Object::NextOwnerId(
             std::str::from_utf8(value)
                 .ok()
@@ -854,7 +876,7 @@ fn decode(rel: &str, value: &[u8]) -> Result<Option<Object>, String> {
         _ => {
             return Err(
                 "not a netfabric key (zones/, hosts/, owners/, groups/, containers/, \
-                 security-groups/, meta/)"
+                 security-groups/, services/, meta/)"
                     .into(),
             );
         }
@@ -880,6 +902,7 @@ fn assemble<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Result<State, 
             Object::Group(g) => s.groups.push(g.clone()),
             Object::Container(c) => s.containers.push(c.clone()),
             Object::SecurityGroup(g) => s.security_groups.push(g.clone()),
+            Object::Service(svc) => s.services.push(svc.clone()),
             Object::NextOwnerId(n) => next = Some(*n),
         }
     }
@@ -887,8 +910,8 @@ fn assemble<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Result<State, 
         return Ok(State::default());
     }
     s.next_owner_id = next.ok_or(format!("{NEXT_OWNER_ID} is missing"))?;
-    // Key order is name order for every list but security groups
-    // (`a-b/` sorts before `a/`).
+    // Key order is name order for every list but security groups and
+    // services (`a-b/` sorts before `a/`).
     s.normalize();
     Ok(s)
 }
@@ -1518,9 +1541,51 @@ mod tests {
             s.set_security_group(owner, via, &[allow.parse().unwrap()])
                 .unwrap();
         }
+        s.create_owner("a-c").unwrap();
+        s.create_container("web-2", "alice", "h1", None).unwrap();
+        for (owner, name, backends) in [
+            ("alice", "api", vec!["web".to_owned(), "web-2".to_owned()]),
+            ("a-c", "api", vec![]),
+        ] {
+            s.create_service(crate::state::ServiceSpec {
+                name: name.into(),
+                owner: owner.into(),
+                zone: None,
+                vip: None,
+                ports: vec!["tcp/80:8080".parse().unwrap(), "udp/53".parse().unwrap()],
+                backends,
+                health: "http:/healthz".parse().unwrap(),
+            })
+            .unwrap();
+        }
         s.validate().unwrap();
         s.normalize();
         s
+    }
+
+    #[test]
+    fn services_are_keyed_by_owner_and_name_and_round_trip() {
+        let s = sample();
+        let kvs = encode(&s);
+        let api = &kvs["services/alice/api"];
+        assert_eq!(
+            String::from_utf8_lossy(api),
+            r#"{"name":"api","owner":"alice","zone":"z1","vip":"10.1.0.1","ports":["tcp/80:8080","udp/53"],"backends":[{"container":"web","member":0},{"container":"web-2","member":1}],"health":{"http":{"path":"/healthz"}}}"#
+        );
+        assert!(kvs.contains_key("services/a-c/api"));
+        assert_eq!(
+            decode("services/alice/api", api),
+            Ok(Some(Object::Service(
+                s.service("alice", "api").unwrap().clone()
+            )))
+        );
+        let err = decode("services/bob/api", api).unwrap_err();
+        assert!(err.contains("services/bob/api"), "{err}");
+        let objects: Vec<Object> = kvs
+            .iter()
+            .filter_map(|(k, v)| decode(k, v).unwrap())
+            .collect();
+        assert_eq!(assemble(&objects).unwrap(), s);
     }
 
     #[test]
@@ -1531,7 +1596,7 @@ mod tests {
         assert!(kvs.contains_key("owners/system"));
         assert!(kvs.contains_key("security-groups/alice/via/team"));
         assert!(kvs.contains_key("security-groups/alice/own"));
-        assert_eq!(kvs["meta/next_owner_id"], b"4");
+        assert_eq!(kvs["meta/next_owner_id"], b"5");
         let objects: Vec<Object> = kvs
             .iter()
             .filter_map(|(k, v)| decode(k, v).unwrap())
