@@ -3,7 +3,8 @@
 //! container addressing).
 //!
 //! * [`model`]: zones, hosts, owners, groups, containers, as stored;
-//!   [`security`] and [`services`]: security groups and services.
+//!   [`security`] and [`services`]: security groups and services (their
+//!   rules over the whole state in `scopes` and `service_ops`).
 //! * [`validate`](State::validate): every rule, errors naming the field.
 //! * [`changes`]: a change object by object, and a state followed change
 //!   by change ([`FollowedState`]), validated by what the change touches.
@@ -24,6 +25,7 @@ mod ops;
 mod prefix;
 mod scopes;
 pub mod security;
+mod service_ops;
 pub mod services;
 mod validate;
 
@@ -36,7 +38,6 @@ pub use model::{
 };
 pub use ops::HostSpec;
 pub use security::{Allow, Protocol, SecurityGroup, Via};
-pub use services::{
-    Backend, HealthCheck, MAX_SERVICE_PORTS, Service, ServicePortSpec, ServiceSpec, service_range,
-};
+pub use service_ops::{ServiceSpec, service_range};
+pub use services::{Backend, HealthCheck, MAX_SERVICE_PORTS, Service, ServicePortSpec};
 pub use validate::ZONE_RANGES;
