@@ -6,117 +6,35 @@
 use std::{
     collections::BTreeSet,
     net::Ipv4Addr,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
 use netfabric::{
     state::State,
-    store::{FileStore, Store as _, StoreExt as _},
+    store::{Store as _, StoreExt as _},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_netfabric");
+mod common;
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    state_dir: PathBuf,
-}
+use common::{BIN, FileStoreCli};
 
-impl Lab {
-    /// Zone z1 (10.1.0.0/16), hosts h1 and h2, owners alice and bob, group
-    /// g1 {alice}, container web (alice on h1, 10.1.1.1).
-    fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        let lab = Lab {
-            state_dir: dir.path().join("netfabric"),
-            _dir: dir,
-        };
-        lab.ok(&["zone", "create", "z1", "--prefix", "10.1.0.0/16"]);
-        for n in ["1", "2"] {
-            lab.ok(&[
-                "host",
-                "create",
-                &format!("h{n}"),
-                "--zone",
-                "z1",
-                "--number",
-                n,
-                "--uplink",
-                "eth0",
-                "--underlay-ip",
-                &format!("192.168.50.1{n}"),
-                "--underlay-mac",
-                &format!("02:00:c0:a8:32:1{n}"),
-            ]);
-        }
-        lab.ok(&["owner", "create", "alice"]);
-        lab.ok(&["owner", "create", "bob"]);
-        lab.ok(&["group", "create", "g1", "--member", "alice"]);
-        let out = lab.ok(&[
-            "container",
-            "create",
-            "web",
-            "--owner",
-            "alice",
-            "--host",
-            "h1",
-        ]);
-        assert_eq!(stdout(&out).trim(), "10.1.1.1");
-        lab
-    }
-
-    fn file(&self) -> PathBuf {
-        self.state_dir.join("state.json")
-    }
-
-    fn store(&self) -> FileStore {
-        FileStore::in_dir(&self.state_dir)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(args)
-            .env_remove("NETFABRIC_STORE")
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "netfabric {args:?} failed: {}",
-            stderr(&out)
-        );
-        out
-    }
-
-    /// Runs a bad input: exit code 2, the message names `field`, and the
-    /// store file is byte-identical.
-    fn refused(&self, args: &[&str], field: &str) -> String {
-        let before = std::fs::read(self.file()).unwrap();
-        let out = self.run(args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "netfabric {args:?}: {err}");
-        assert!(
-            err.contains(field),
-            "netfabric {args:?}: {err:?} does not name {field}"
-        );
-        assert!(
-            stdout(&out).is_empty(),
-            "netfabric {args:?} printed {}",
-            stdout(&out)
-        );
-        assert_eq!(
-            std::fs::read(self.file()).unwrap(),
-            before,
-            "netfabric {args:?} changed the store"
-        );
-        err
-    }
+/// The CLI's file store (zone z1, hosts h1 and h2, owners alice and bob)
+/// with group g1 {alice} and container web (alice on h1, 10.1.1.1).
+fn lab() -> FileStoreCli {
+    let lab = FileStoreCli::new();
+    lab.ok(&["group", "create", "g1", "--member", "alice"]);
+    let out = lab.ok(&[
+        "container",
+        "create",
+        "web",
+        "--owner",
+        "alice",
+        "--host",
+        "h1",
+    ]);
+    assert_eq!(stdout(&out).trim(), "10.1.1.1");
+    lab
 }
 
 fn stdout(out: &Output) -> String {
@@ -143,7 +61,7 @@ fn host_args<'a>(name: &'a str, placement: &[&'a str], ip: &'a str, mac: &'a str
 
 #[test]
 fn overlapping_zones_are_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.refused(
         &["zone", "create", "z2", "--prefix", "10.1.0.0/16"],
         "zones[z2].prefix",
@@ -162,7 +80,7 @@ fn overlapping_zones_are_refused() {
 
 #[test]
 fn a_host_subnet_outside_its_zone_is_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     let err = lab.refused(
         &host_args(
             "h3",
@@ -177,7 +95,7 @@ fn a_host_subnet_outside_its_zone_is_refused() {
 
 #[test]
 fn a_host_number_outside_1_to_254_is_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     for n in ["0", "255", "1000"] {
         let err = lab.refused(
             &host_args("h3", &["--number", n], "192.168.50.13", "02:00:c0:a8:32:13"),
@@ -189,7 +107,7 @@ fn a_host_number_outside_1_to_254_is_refused() {
 
 #[test]
 fn duplicate_host_numbers_and_underlay_addresses_are_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.refused(
         &host_args(
             "h3",
@@ -235,7 +153,7 @@ fn duplicate_host_numbers_and_underlay_addresses_are_refused() {
 
 #[test]
 fn duplicate_names_are_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.refused(
         &["zone", "create", "z1", "--prefix", "10.9.0.0/16"],
         "zones[z1]",
@@ -267,7 +185,7 @@ fn duplicate_names_are_refused() {
 
 #[test]
 fn duplicate_and_misplaced_container_addresses_are_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     let create = |address: &str| {
         vec![
             "container",
@@ -306,7 +224,7 @@ fn duplicate_and_misplaced_container_addresses_are_refused() {
 
 #[test]
 fn unknown_references_are_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.refused(
         &[
             "container",
@@ -364,7 +282,7 @@ fn unknown_references_are_refused() {
 
 #[test]
 fn the_255th_container_on_a_host_is_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.store()
         .apply(|s| {
             for i in 0..254 {
@@ -400,7 +318,7 @@ fn the_255th_container_on_a_host_is_refused() {
 
 #[test]
 fn malformed_names_are_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     let long = "a".repeat(64);
     lab.refused(
         &["zone", "create", "Z1", "--prefix", "10.5.0.0/16"],
@@ -436,7 +354,7 @@ fn malformed_names_are_refused() {
 
 #[test]
 fn deleting_what_is_in_use_is_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.refused(&["zone", "delete", "z1"], "zones[z1]");
     lab.refused(&["host", "delete", "h1"], "hosts[h1]");
     lab.refused(&["owner", "delete", "alice"], "owners[alice]");
@@ -449,7 +367,7 @@ fn deleting_what_is_in_use_is_refused() {
 
 #[test]
 fn usage_errors_exit_2_and_change_nothing() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.refused(
         &host_args(
             "h3",
@@ -489,7 +407,7 @@ fn usage_errors_exit_2_and_change_nothing() {
 
 #[test]
 fn an_unreadable_store_is_a_runtime_error() {
-    let lab = Lab::new();
+    let lab = lab();
     std::fs::write(lab.file(), "{ not json").unwrap();
     let out = lab.run(&["owner", "list"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -501,7 +419,7 @@ fn an_unreadable_store_is_a_runtime_error() {
 
 #[test]
 fn create_is_idempotent_and_addresses_persist() {
-    let lab = Lab::new();
+    let lab = lab();
     let before = std::fs::read(lab.file()).unwrap();
     let out = lab.ok(&[
         "container",
@@ -567,7 +485,7 @@ fn create_is_idempotent_and_addresses_persist() {
 
 #[test]
 fn lists_print_tables_and_json() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.ok(&["group", "add-member", "g1", "bob"]);
     lab.ok(&["group", "remove-member", "g1", "alice"]);
 
@@ -627,7 +545,7 @@ fn help_is_there_for_every_command() {
 }
 
 fn spawn_creates(
-    lab: &Lab,
+    lab: &FileStoreCli,
     names: impl Iterator<Item = String>,
     host: &str,
 ) -> Vec<(String, Output)> {
@@ -660,7 +578,7 @@ fn spawn_creates(
 
 #[test]
 fn concurrent_processes_get_distinct_addresses_until_the_host_is_full() {
-    let lab = Lab::new();
+    let lab = lab();
     // 40 processes at once on an empty host: all succeed, all distinct.
     let results = spawn_creates(&lab, (0..40).map(|i| format!("p{i}")), "h2");
     let mut addresses = BTreeSet::new();
@@ -699,7 +617,7 @@ fn concurrent_processes_get_distinct_addresses_until_the_host_is_full() {
 
 #[test]
 fn the_store_flag_and_state_dir_agree() {
-    let lab = Lab::new();
+    let lab = lab();
     let url = format!("file://{}", lab.file().display());
     let out = Command::new(BIN)
         .args(["--store", &url, "container", "list", "-o", "json"])
@@ -721,7 +639,7 @@ fn the_store_flag_and_state_dir_agree() {
 
 #[test]
 fn zones_in_special_ranges_are_refused_naming_the_allowed_ones() {
-    let lab = Lab::new();
+    let lab = lab();
     for prefix in [
         "0.0.0.0/16",
         "127.0.0.0/16",
@@ -757,7 +675,7 @@ fn zones_in_special_ranges_are_refused_naming_the_allowed_ones() {
 
 #[test]
 fn a_repeated_member_is_one_member() {
-    let lab = Lab::new();
+    let lab = lab();
     let out = lab.ok(&[
         "group", "create", "g2", "--member", "alice", "--member", "alice", "--member", "bob",
     ]);
@@ -781,7 +699,7 @@ fn a_repeated_member_is_one_member() {
 
 #[test]
 fn errors_name_each_cause_once() {
-    let lab = Lab::new();
+    let lab = lab();
     std::fs::write(lab.file(), "{ not json").unwrap();
     let out = lab.run(&["owner", "create", "carol"]);
     let err = stderr(&out);
@@ -812,7 +730,7 @@ fn errors_name_each_cause_once() {
 
 #[test]
 fn netfabric_store_names_the_store_unless_the_command_line_does() {
-    let lab = Lab::new();
+    let lab = lab();
     let url = format!("file://{}", lab.file().display());
     let elsewhere = tempfile::tempdir().unwrap();
     // The variable alone names the store.
@@ -846,7 +764,7 @@ fn netfabric_store_names_the_store_unless_the_command_line_does() {
 #[test]
 fn a_report_piped_into_a_closed_reader_ends_quietly() {
     use std::os::{fd::FromRawFd as _, unix::process::ExitStatusExt as _};
-    let lab = Lab::new();
+    let lab = lab();
     // A pipe whose reader is already gone: the first write fails.
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors pipe(2) returns.
@@ -873,7 +791,7 @@ fn a_report_piped_into_a_closed_reader_ends_quietly() {
 
 #[test]
 fn bad_dns_options_are_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     let err = lab.refused(
         &[
             "agent",
@@ -914,7 +832,7 @@ fn bad_dns_options_are_refused() {
 
 #[test]
 fn security_groups_are_set_listed_and_deleted_and_bad_ones_refused() {
-    let lab = Lab::new();
+    let lab = lab();
     lab.ok(&["group", "add-member", "g1", "bob"]);
     let sg = |args: &[&str]| -> Vec<String> {
         let mut v = vec!["security-group".to_owned()];
@@ -1018,7 +936,7 @@ fn security_groups_are_set_listed_and_deleted_and_bad_ones_refused() {
 
 #[test]
 fn an_owners_egress_is_set_at_creation_or_later_and_stored() {
-    let lab = Lab::new();
+    let lab = lab();
     let egress = |name: &str| {
         let state: State = lab.store().load().unwrap().state;
         state.owner(name).map(|o| o.egress)

@@ -160,3 +160,98 @@ impl Drop for TestNetns {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
 }
+
+/// The `netfabric` binary against a file store of its own in a temporary
+/// directory (no agent, no root), with zone z1 (10.1.0.0/16), hosts h1 and
+/// h2 and owners alice and bob: what the CLI tests build their cases on.
+pub struct FileStoreCli {
+    _dir: tempfile::TempDir,
+    pub state_dir: std::path::PathBuf,
+}
+
+impl FileStoreCli {
+    pub fn new() -> FileStoreCli {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = FileStoreCli {
+            state_dir: dir.path().join("netfabric"),
+            _dir: dir,
+        };
+        cli.ok(&["zone", "create", "z1", "--prefix", "10.1.0.0/16"]);
+        for n in ["1", "2"] {
+            cli.ok(&[
+                "host",
+                "create",
+                &format!("h{n}"),
+                "--zone",
+                "z1",
+                "--number",
+                n,
+                "--uplink",
+                "eth0",
+                "--underlay-ip",
+                &format!("192.168.50.1{n}"),
+                "--underlay-mac",
+                &format!("02:00:c0:a8:32:1{n}"),
+            ]);
+        }
+        cli.ok(&["owner", "create", "alice"]);
+        cli.ok(&["owner", "create", "bob"]);
+        cli
+    }
+
+    pub fn file(&self) -> std::path::PathBuf {
+        self.state_dir.join("state.json")
+    }
+
+    pub fn store(&self) -> netfabric::store::FileStore {
+        netfabric::store::FileStore::in_dir(&self.state_dir)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .env_remove("NETFABRIC_STORE")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command that must succeed.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "netfabric {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// [`FileStoreCli::ok`]'s standard output.
+    pub fn ok_stdout(&self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.ok(args).stdout).into_owned()
+    }
+
+    /// Runs a bad input: exit code 2, the message names `field`, nothing
+    /// on stdout, and the store file is byte-identical. Returns stderr.
+    pub fn refused(&self, args: &[&str], field: &str) -> String {
+        let before = std::fs::read(self.file()).unwrap();
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "netfabric {args:?}: {err}");
+        assert!(
+            err.contains(field),
+            "netfabric {args:?}: {err:?} does not name {field}"
+        );
+        assert!(printed.is_empty(), "netfabric {args:?} printed {printed}");
+        assert_eq!(
+            std::fs::read(self.file()).unwrap(),
+            before,
+            "netfabric {args:?} changed the store"
+        );
+        err
+    }
+}
