@@ -957,35 +957,49 @@ mod tests {
         n
     }
 
-    #[test]
-    fn followed_states_with_services_validate_as_the_whole_does() {
-        let mut rng = Rng(0x5eed_5e71_0000_0001);
-        let (mut accepted, mut refused) = (0, 0);
+    /// Follows 100 runs of 30 random edits from [`base`], half of them by
+    /// `special` and half by [`edit`], and holds the followed state's
+    /// verdict on each equal to [`State::validate`]'s. Calls `step` with
+    /// each state and whether it was accepted.
+    fn follow_edits(
+        seed: u64,
+        special: fn(&State, &mut Rng) -> State,
+        mut step: impl FnMut(&State, bool),
+    ) {
+        let mut rng = Rng(seed);
         for _ in 0..100 {
             let mut store = base();
             let (mut followed, _) = FollowedState::new(store.clone());
-            for step in 0..30 {
+            for i in 0..30 {
                 let next = if rng.below(2) == 0 {
-                    edit_services(&store, &mut rng)
+                    special(&store, &mut rng)
                 } else {
                     edit(&store, &mut rng)
                 };
                 let changes = Changes::between(&store, &next);
                 let verdict = followed.apply(&changes);
-                assert_eq!(followed.state(), &next, "step {step}: the state followed");
+                assert_eq!(followed.state(), &next, "step {i}: the state followed");
                 assert_eq!(
                     verdict.is_ok(),
                     next.validate().is_ok(),
-                    "step {step}: {verdict:?} vs {:?} for {changes:?}",
+                    "step {i}: {verdict:?} vs {:?} for {changes:?}",
                     next.validate()
                 );
-                if verdict.is_ok() && !next.services.is_empty() {
-                    accepted += 1;
-                }
-                refused += usize::from(verdict.is_err());
+                step(&next, verdict.is_ok());
                 store = next;
             }
         }
+    }
+
+    #[test]
+    fn followed_states_with_services_validate_as_the_whole_does() {
+        let (mut accepted, mut refused) = (0, 0);
+        follow_edits(0x5eed_5e71_0000_0001, edit_services, |next, ok| {
+            if ok && !next.services.is_empty() {
+                accepted += 1;
+            }
+            refused += usize::from(!ok);
+        });
         assert!(
             accepted > 100 && refused > 100,
             "{accepted} accepted, {refused} refused"
@@ -997,30 +1011,10 @@ mod tests {
     /// deleted can leave a security group naming nothing.
     #[test]
     fn followed_states_with_security_groups_validate_as_the_whole_does() {
-        let mut rng = Rng(0x5eed_5ec6_0000_0001);
         let mut refused = 0;
-        for _ in 0..100 {
-            let mut store = base();
-            let (mut followed, _) = FollowedState::new(store.clone());
-            for step in 0..30 {
-                let next = if rng.below(2) == 0 {
-                    edit_security_groups(&store, &mut rng)
-                } else {
-                    edit(&store, &mut rng)
-                };
-                let changes = Changes::between(&store, &next);
-                let verdict = followed.apply(&changes);
-                assert_eq!(followed.state(), &next, "step {step}: the state followed");
-                assert_eq!(
-                    verdict.is_ok(),
-                    next.validate().is_ok(),
-                    "step {step}: {verdict:?} vs {:?} for {changes:?}",
-                    next.validate()
-                );
-                refused += usize::from(verdict.is_err());
-                store = next;
-            }
-        }
+        follow_edits(0x5eed_5ec6_0000_0001, edit_security_groups, |_, ok| {
+            refused += usize::from(!ok);
+        });
         assert!(refused > 100, "only {refused} refusals");
     }
 }
