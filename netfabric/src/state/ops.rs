@@ -624,14 +624,15 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn mac(last: u8) -> MacAddr {
         MacAddr([0x02, 0, 0, 0, 0, last])
     }
 
-    fn lab() -> State {
+    /// Zone z1 (10.1.0.0/16), hosts h1 and h2, owners alice and bob.
+    pub(in crate::state) fn lab() -> State {
         let mut s = State::default();
         s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None)
             .unwrap();

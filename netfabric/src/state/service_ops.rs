@@ -471,24 +471,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// [`super::super::ops::tests::lab`] with containers web-1 (alice, h1),
+    /// web-2 and web-3 (alice, h2) and db (bob, h1).
     fn lab() -> State {
-        let mut s = State::default();
-        s.create_zone("z1", "10.1.0.0/16".parse().unwrap(), None)
-            .unwrap();
-        for n in 1..=2u8 {
-            s.create_host(HostSpec {
-                name: format!("h{n}"),
-                zone: "z1".into(),
-                number: Some(n.into()),
-                subnet: None,
-                uplink: "eth0".into(),
-                underlay_ip: Ipv4Addr::new(192, 168, 0, n),
-                underlay_mac: MacAddr([2, 0, 0, 0, 0, n]),
-            })
-            .unwrap();
-        }
-        s.create_owner("alice").unwrap();
-        s.create_owner("bob").unwrap();
+        let mut s = super::super::ops::tests::lab();
         for (c, o, h) in [
             ("web-1", "alice", "h1"),
             ("web-2", "alice", "h2"),
