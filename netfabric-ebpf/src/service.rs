@@ -30,8 +30,8 @@
 //! A client is never balanced to itself: its packet would come back in
 //! with its own address as source (a martian the container's stack
 //! drops) and the backend's reply would go out through the container's
-//! loopback, where nothing translates it back. The slots after its own
-//! are tried ([`HAIRPIN_PROBES`]); a service whose only healthy backend is
+//! loopback, where nothing translates it back. Other slots are tried,
+//! [`HAIRPIN_STRIDE`] apart ([`HAIRPIN_PROBES`]); a service whose only healthy backend is
 //! the client itself is `no_backend` to it.
 
 use aya_ebpf::{
@@ -59,11 +59,16 @@ use crate::{
     policy::in_a_zone,
 };
 
-/// Slots after the client's own Maglev slot tried when that slot names the
-/// client itself (see the module doc). Eight consecutive slots all naming
-/// one member of several is rare (Maglev interleaves the members' slots),
-/// and the bound keeps the loop small for the verifier.
-pub const HAIRPIN_PROBES: usize = 8;
+/// Slots tried, from the client's own Maglev slot on, when a slot names
+/// the client itself (see the module doc). Each probe steps
+/// [`HAIRPIN_STRIDE`] slots, far enough that neighbouring runs of one
+/// member do not repeat (eight consecutive slots did name the client in a
+/// test with two members): with two healthy members, all of them naming
+/// the client has a chance of about 2^-32; the bound keeps the loop
+/// small for the verifier.
+pub const HAIRPIN_PROBES: usize = 32;
+/// The step between hairpin probes: a prime, coprime with the table size.
+pub const HAIRPIN_STRIDE: usize = 4_099;
 
 /// Byte offsets of the checksum fields.
 const IPV4_CHECK: usize = 10;
@@ -192,12 +197,9 @@ fn pick(table: &ServiceTable, key: &ConnKey) -> Result<(u8, u32), DropReason> {
     // A volatile read hides the bound from LLVM, so the check stays.
     let first = slot_of(key);
     let first = unsafe { core::ptr::read_volatile(&first) };
+    let mut slot = first;
     let mut i = 0;
     while i < HAIRPIN_PROBES {
-        let mut slot = first + i;
-        if slot >= MAGLEV_SLOTS {
-            slot -= MAGLEV_SLOTS;
-        }
         let member = *table.slots.get(slot).ok_or(DropReason::NoBackend)?;
         if member == NO_MEMBER {
             return Err(DropReason::NoBackend);
@@ -211,6 +213,10 @@ fn pick(table: &ServiceTable, key: &ConnKey) -> Result<(u8, u32), DropReason> {
         }
         if addr != key.src {
             return Ok((member, addr));
+        }
+        slot += HAIRPIN_STRIDE;
+        if slot >= MAGLEV_SLOTS {
+            slot -= MAGLEV_SLOTS;
         }
         i += 1;
     }

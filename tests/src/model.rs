@@ -1850,16 +1850,18 @@ fn quoted_key(pkt: &[u8], at: usize) -> Option<ConnKey> {
     })
 }
 
-/// Slots after the client's own Maglev slot tried when it names the client
-/// itself (docs/datapath.md#services).
-const HAIRPIN_PROBES: usize = 8;
+/// Slots tried from the client's own Maglev slot on, and the step between
+/// them, when a slot names the client itself (docs/datapath.md#services).
+const HAIRPIN_PROBES: usize = 32;
+const HAIRPIN_STRIDE: usize = 4_099;
 
 /// The member of `key`'s Maglev slot, or of one of the
-/// [`HAIRPIN_PROBES`] after it when that one is the client itself.
+/// [`HAIRPIN_PROBES`] slots [`HAIRPIN_STRIDE`] apart from it when that one
+/// is the client itself.
 fn pick(table: &ServiceTable, key: &ConnKey) -> Result<u8, DropReason> {
     let first = slot_of(key);
     for i in 0..HAIRPIN_PROBES {
-        let m = table.slots[(first + i) % MAGLEV_SLOTS];
+        let m = table.slots[(first + i * HAIRPIN_STRIDE) % MAGLEV_SLOTS];
         if m == NO_MEMBER || usize::from(m) >= MAX_BACKENDS || table.members[usize::from(m)] == 0 {
             return Err(DropReason::NoBackend);
         }
